@@ -1,0 +1,36 @@
+#ifndef CJOBKITSYSTEM_H
+#define CJOBKITSYSTEM_H
+
+#include <sys/types.h>
+#include <stdint.h>
+
+/// Spawns `path` in a new session with every signal at its default and SIGTERM, SIGINT,
+/// SIGHUP, SIGUSR1 and SIGCHLD blocked (the supervisor reads them from a signalfd), stdin,
+/// stdout and stderr on /dev/null, `lock_fd` (if >= 0) as fd 3, and no other descriptor.
+/// Returns 0 or an errno.
+int jobkit_spawn_supervisor(const char *path, char *const argv[], char *const envp[], int lock_fd, pid_t *pid);
+
+/// Plain posix_spawn with stdio on /dev/null: the baseline the benchmarks compare against.
+int jobkit_spawn_plain(const char *path, char *const argv[], char *const envp[], pid_t *pid);
+
+/// pidfd_open(2); -1 and errno on failure.
+int jobkit_pidfd_open(pid_t pid);
+
+/// Reaps the process behind `pidfd` if it is a child of this process and has exited.
+/// Returns 0 when reaped, -1 with errno (ECHILD when it is not ours) otherwise.
+int jobkit_pidfd_reap(int pidfd);
+
+/// pidfd_send_signal(2): signals exactly the process behind `pidfd`. 0 or -1 and errno.
+int jobkit_pidfd_signal(int pidfd, int signal);
+
+/// inotify, which Swift's Glibc module does not export.
+int jobkit_inotify_init(void);
+int jobkit_inotify_add_watch(int fd, const char *path, uint32_t mask);
+extern const uint32_t jobkit_in_modify;
+extern const uint32_t jobkit_in_moved_to;
+extern const uint32_t jobkit_in_create;
+
+/// flock(2) without Swift's name clash with struct flock.
+int jobkit_flock(int fd, int operation);
+
+#endif

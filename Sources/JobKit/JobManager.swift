@@ -1,0 +1,706 @@
+import CJobKitSystem
+import Foundation
+import JobModel
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The job engine: PowerShell's background jobs for Swift programs and for `jobd`.
+///
+/// One engine owns one home directory (a lock file keeps a second one out). It keeps the
+/// jobs in a SQLite database and their output in files, so that process jobs outlive it: an
+/// engine opened later on the same home finds them running, or finished with their true
+/// state, exit code and output.
+///
+/// The engine needs its `run()` loop running to notice jobs ending and to run thread jobs;
+/// `withManager(home:_:)` runs it for the duration of a closure:
+///
+/// ```swift
+/// try await JobManager.withManager(home: "/tmp/jobs") { jobs in
+///     let job = try await jobs.start(.shell("make test"))
+///     _ = try await jobs.wait([.id(job.id)])
+///     let output = try await jobs.receive([.id(job.id)])
+///     print(String(decoding: try output.data(), as: UTF8.self))
+/// }
+/// ```
+public actor JobManager {
+    public struct Configuration: Sendable {
+        /// Where `jobkit-supervisor` is; found automatically when nil (see `Supervisor.locate`).
+        public var supervisorPath: String?
+
+        public init(supervisorPath: String? = nil) {
+            self.supervisorPath = supervisorPath
+        }
+    }
+
+    /// The home directory: database, lock, and one directory of output per job.
+    public nonisolated let home: String
+    private let store: JobStore
+    private var table: JobTable
+    private let supervisor: Supervisor
+    private let monitor = ExitMonitor()
+    private let hub = EventHub()
+    private let homeLock: Int32
+    private let threadWork: AsyncStream<ThreadWork>
+    private let threadWorkContinuation: AsyncStream<ThreadWork>.Continuation
+    private var threadStops: [Int: AsyncStream<Void>.Continuation] = [:]
+    private var isShutDown = false
+
+    private struct ThreadWork: Sendable {
+        let id: Int
+        let context: JobContext
+        let body: JobBody
+        let stop: AsyncStream<Void>
+    }
+
+    /// Opens the engine on `home` (created if missing), and re-attaches to the jobs it holds.
+    ///
+    /// Throws `homeInUse` when another engine has the home, `supervisor` when
+    /// `jobkit-supervisor` cannot be found, `storage` when the database cannot be opened.
+    public init(home: String, configuration: Configuration = Configuration()) throws(JobError) {
+        self.home = home
+        supervisor = try Supervisor.locate(explicit: configuration.supervisorPath)
+        do {
+            try FileManager.default.createDirectory(
+                atPath: home + "/jobs", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw JobError(.storage, "cannot create the job home \(home): \(error.localizedDescription)")
+        }
+        homeLock = try Self.lockHome(home)
+        do {
+            store = try JobStore(path: home + "/jobs.sqlite")
+            table = JobTable(try store.loadAll())
+        } catch {
+            close(homeLock)
+            throw error
+        }
+        (threadWork, threadWorkContinuation) = AsyncStream.makeStream(of: ThreadWork.self)
+        let recovered = Self.recover(&table, monitor: monitor, home: home, at: Date())
+        try? store.save(recovered)
+    }
+
+    deinit {
+        threadWorkContinuation.finish()
+        monitor.shutdown()
+        close(homeLock)
+    }
+
+    private static func lockHome(_ home: String) throws(JobError) -> Int32 {
+        let path = home + "/engine.lock"
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw JobError(.storage, "cannot create \(path): \(errnoMessage())") }
+        guard jobkit_flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            close(fd)
+            throw JobError(
+                .homeInUse, "another engine (pid \(holder ?? "?")) is using \(home); use that one or another home")
+        }
+        let pid = "\(getpid())\n"
+        _ = ftruncate(fd, 0)
+        _ = pid.withCString { pwrite(fd, $0, strlen($0), 0) }
+        return fd
+    }
+
+    // MARK: - Running
+
+    /// Notices jobs ending and runs thread jobs until the engine shuts down or the calling task
+    /// is cancelled. Run it once, in a task that lives as long as the engine is used (a
+    /// `ServiceGroup` service, a task group child, or `withManager`).
+    public func run() async {
+        let exits = monitor.exits
+        let work = threadWork
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                for await id in exits { await self.supervisorExited(id) }
+            }
+            for await item in work {
+                group.addTask { await self.runThreadJob(item) }
+            }
+        }
+    }
+
+    /// Opens an engine, runs its loop while `body` runs, then shuts it down. Process jobs
+    /// still running are left running, for a later engine to pick up.
+    public static func withManager<R: Sendable>(
+        home: String, configuration: Configuration = Configuration(),
+        isolation: isolated (any Actor)? = #isolation,
+        _ body: (JobManager) async throws -> R
+    ) async throws -> R {
+        let manager = try JobManager(home: home, configuration: configuration)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await manager.run() }
+            defer { group.cancelAll() }
+            do {
+                let result = try await body(manager)
+                await manager.shutdown()
+                return result
+            } catch {
+                await manager.shutdown()
+                throw error
+            }
+        }
+    }
+
+    /// Stops watching jobs and ends `run()`. Process jobs keep running; thread jobs are
+    /// cancelled and end `Failed` (their process is going away). The engine takes no more
+    /// requests.
+    public func shutdown() {
+        guard !isShutDown else { return }
+        isShutDown = true
+        threadWorkContinuation.finish()
+        for stop in threadStops.values { stop.finish() }
+        monitor.shutdown()
+    }
+
+    private func checkOpen() throws(JobError) {
+        if isShutDown { throw JobError(.unavailable, "the job engine has shut down") }
+    }
+
+    // MARK: - Start
+
+    /// Starts a local process job: a parent (`BackgroundJob`, Location `localhost`) with one
+    /// child that runs the process, and returns the parent at once, `Running`.
+    ///
+    /// A program or directory that does not exist is not an error here: the child ends
+    /// `Failed` with a reason that says so.
+    public func start(_ spec: ProcessSpec, name: String? = nil) throws(JobError) -> JobInfo {
+        try checkOpen()
+        let now = Date()
+        let command = spec.commandText
+        let parent = JobRecord(
+            id: 0, instanceId: UUID(), name: name ?? "", type: .backgroundJob, state: .running, location: "localhost",
+            command: command, beginTime: now)
+        let child = JobRecord(
+            id: 0, instanceId: UUID(), name: "", type: .backgroundJob, state: .running, location: "localhost",
+            command: command, parentId: 0, beginTime: now, program: spec.argv.first,
+            workingDirectory: spec.workingDirectory)
+        let inserted = try store.insert([parent, child])
+        table.add(inserted)
+        let childId = inserted[1].id
+        var changed: [JobRecord] = []
+        do {
+            let dir = try makeOutputDirectory(childId)
+            let pid = try supervisor.spawn(
+                dir: dir, argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment)
+            table.setSupervisor(childId, pid: pid)
+            if !monitor.watch(id: childId, pid: pid) {
+                changed += endProcessLeaf(childId)
+            }
+        } catch {
+            changed += table.leafEnded(childId, outcome: .failed(error.message), at: Date(), recorded: 0)
+        }
+        try persist(changed)
+        return table.info(inserted[0].id)!
+    }
+
+    /// Starts a thread job: `body` runs in this process, as a task of `run()`. It has no
+    /// children; its Type is `ThreadJob`. Output written through the context is stored like a
+    /// process's. A thrown error makes it `Failed` with the error as Reason; `stop` cancels it
+    /// (`Stopped`). It cannot outlive this process: an engine opened later shows it `Failed`,
+    /// Reason `the process that ran it exited`.
+    public func start(name: String? = nil, command: String = "Swift closure", _ body: @escaping JobBody)
+        throws(JobError) -> JobInfo
+    {
+        try checkOpen()
+        let record = JobRecord(
+            id: 0, instanceId: UUID(), name: name ?? "", type: .threadJob, state: .running, location: "localhost",
+            command: command, beginTime: Date())
+        let inserted = try store.insert([record])
+        table.add(inserted)
+        let job = inserted[0]
+        do {
+            let writer = try OutputWriter(directory: try makeOutputDirectory(job.id))
+            let (stop, stopContinuation) = AsyncStream.makeStream(of: Void.self)
+            threadStops[job.id] = stopContinuation
+            threadWorkContinuation.yield(
+                ThreadWork(id: job.id, context: JobContext(id: job.id, name: job.name, writer: writer), body: body, stop: stop))
+        } catch {
+            try persist(table.leafEnded(job.id, outcome: .failed(error.message), at: Date(), recorded: 0))
+        }
+        return table.info(job.id)!
+    }
+
+    private func makeOutputDirectory(_ id: Int) throws(JobError) -> String {
+        let dir = outputDirectory(id)
+        // A directory left by a job removed while the engine was down is not this job's.
+        try? FileManager.default.removeItem(atPath: dir)
+        guard mkdir(dir, 0o700) == 0 else {
+            throw JobError(.storage, "cannot create \(dir): \(errnoMessage())")
+        }
+        return dir
+    }
+
+    nonisolated func outputDirectory(_ id: Int) -> String { "\(home)/jobs/\(id)" }
+
+    // MARK: - Jobs ending
+
+    private func supervisorExited(_ id: Int) {
+        try? persist(endProcessLeaf(id))
+    }
+
+    private func endProcessLeaf(_ id: Int) -> [JobRecord] {
+        Self.endProcessLeaf(id, table: &table, dir: outputDirectory(id))
+    }
+
+    /// Reads how a process leaf ended from what its supervisor left.
+    private static func endProcessLeaf(_ id: Int, table: inout JobTable, dir: String) -> [JobRecord] {
+        let recorded = OutputFormat.recordCount(directory: dir)
+        if let (outcome, time) = Supervisor.readStatus(dir: dir) {
+            return table.leafEnded(id, outcome: outcome, at: time, recorded: recorded)
+        }
+        let reason = "its supervisor ended without recording how the job ended (was it killed?)"
+        return table.leafEnded(id, outcome: .failed(reason), at: Date(), recorded: recorded)
+    }
+
+    private func runThreadJob(_ work: ThreadWork) async {
+        let context = work.context
+        let body = work.body
+        let stop = work.stop
+        var outcome: LeafOutcome = .cancelled
+        await withTaskGroup(of: LeafOutcome?.self) { group in
+            group.addTask {
+                do {
+                    try await body(context)
+                    return .returned
+                } catch is CancellationError {
+                    return .cancelled
+                } catch {
+                    return .failed(Self.oneLine(error))
+                }
+            }
+            group.addTask {
+                for await _ in stop {}
+                return nil
+            }
+            for await result in group {
+                if let result {
+                    outcome = result
+                    group.cancelAll()
+                    break
+                }
+                group.cancelAll()
+            }
+        }
+        if outcome == .cancelled, table[work.id]?.stopRequested != true {
+            outcome = .failed("the engine shut down while it ran")
+        }
+        threadStops.removeValue(forKey: work.id)?.finish()
+        let recorded = context.writer.close()
+        try? persist(table.leafEnded(work.id, outcome: outcome, at: Date(), recorded: recorded))
+    }
+
+    static func oneLine(_ error: any Error) -> String {
+        let text = (error as? JobError)?.message ?? String(describing: error)
+        return text.split(whereSeparator: \.isNewline).joined(separator: " ")
+    }
+
+    // MARK: - Recovery
+
+    /// Brings every unfinished job up to date after the engine (re)opens: a supervisor that
+    /// finished meanwhile is read, a live one is watched again; only what truly ended ends.
+    private static func recover(_ table: inout JobTable, monitor: ExitMonitor, home: String, at now: Date)
+        -> [JobRecord]
+    {
+        var changed: [JobRecord] = []
+        for record in table.records.values.sorted(by: { $0.id < $1.id }) where !record.state.isFinished {
+            guard record.childIds.isEmpty else { continue }
+            let dir = "\(home)/jobs/\(record.id)"
+            if record.type == .threadJob {
+                let recorded = OutputFormat.recordCount(directory: dir)
+                changed += table.leafEnded(
+                    record.id, outcome: .failed("the process that ran it exited"), at: now, recorded: recorded)
+                continue
+            }
+            if Supervisor.readStatus(dir: dir) != nil {
+                changed += endProcessLeaf(record.id, table: &table, dir: dir)
+            } else if Supervisor.isAlive(dir: dir), let pid = supervisorPid(dir: dir), monitor.watch(id: record.id, pid: pid) {
+                table.setSupervisor(record.id, pid: pid)
+                // The stop that was waiting out its grace period died with the old engine:
+                // finish it now, as it would have.
+                if record.state == .stopping { monitor.signal(id: record.id, SIGUSR1) }
+            } else if Supervisor.readStatus(dir: dir) == nil, !FileManager.default.fileExists(atPath: dir + "/supervisor") {
+                changed += table.leafEnded(
+                    record.id, outcome: .failed("the engine exited before the job could start"), at: now, recorded: 0)
+            } else {
+                changed += endProcessLeaf(record.id, table: &table, dir: dir)
+            }
+        }
+        return changed
+    }
+
+    /// The pid a supervisor wrote first thing; a supervisor found holding its lock but not yet
+    /// that far is given a moment.
+    private static func supervisorPid(dir: String) -> pid_t? {
+        for _ in 0..<100 {
+            if let text = try? String(contentsOfFile: dir + "/supervisor", encoding: .utf8),
+                let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines))
+            {
+                return pid
+            }
+            usleep(10_000)
+        }
+        return nil
+    }
+
+    // MARK: - Get
+
+    /// Every job, parents and children, sorted by id.
+    public func all() -> [JobInfo] { table.allInfo }
+
+    /// One job by id, child or parent.
+    public func job(_ id: Int) -> JobInfo? { table.info(id) }
+
+    /// `job get`: the jobs the query selects, sorted by id.
+    public func get(_ query: JobQuery = JobQuery()) throws(JobError) -> [JobInfo] {
+        try query.apply(to: table.allInfo)
+    }
+
+    /// The jobs the selectors name (in order, each once), and an error for each word that
+    /// matched nothing: for callers that act on what matched and report the rest.
+    public func resolve(_ selectors: [JobSelector]) -> (jobs: [JobInfo], errors: [JobError]) {
+        JobSelection.resolvePartially(selectors, in: table.allInfo)
+    }
+
+    private func resolveStrict(_ selectors: [JobSelector]) throws(JobError) -> [JobInfo] {
+        try JobSelection.resolve(selectors, in: table.allInfo)
+    }
+
+    // MARK: - Receive
+
+    /// `job receive`: the output not yet received of the selected jobs, as slices to read.
+    ///
+    /// For a parent, its children's output in ChildJobs order (then its own, which is
+    /// empty); `recurse: false` reads only the named job's own output; `locations` keeps
+    /// only children at those computers. Without `keep` what is returned counts as received
+    /// and is not returned again; with `keep` nothing is consumed. The slices name files, so
+    /// the size of the output costs nothing here.
+    public func receive(
+        _ selectors: [JobSelector], keep: Bool = false, recurse: Bool = true, locations: [String]? = nil
+    ) throws(JobError) -> ReceivedOutput {
+        let targets = readTargets(try resolveStrict(selectors).map(\.id), recurse: recurse, locations: locations)
+        var output = ReceivedOutput()
+        var changed: [JobRecord] = []
+        for id in targets {
+            guard let record = table[id] else { continue }
+            if record.childIds.isEmpty {
+                let count = record.state.isFinished ? record.recorded : OutputFormat.recordCount(directory: outputDirectory(id))
+                let slice = OutputSlice(
+                    jobId: id, jobName: record.name, location: record.location, directory: outputDirectory(id),
+                    start: record.received, end: count)
+                if !slice.isEmpty { output.slices.append(slice) }
+                if !keep, let updated = table.markReceived(id, upTo: count) { changed.append(updated) }
+            }
+            if record.state == .failed, let reason = record.reason {
+                output.failures.append(JobFailure(jobId: id, jobName: record.name, location: record.location, reason: reason))
+            }
+        }
+        try persist(changed)
+        return output
+    }
+
+    /// The jobs whose own output a receive reads, in order: for each selected job, its
+    /// children (at `locations`) and then itself, each once.
+    private func readTargets(_ ids: [Int], recurse: Bool, locations: [String]?) -> [Int] {
+        let wanted = locations.map { Set($0.map { $0.lowercased() }) }
+        var result: [Int] = []
+        var seen = Set<Int>()
+        for id in ids {
+            guard let job = table[id] else { continue }
+            let candidates = recurse ? job.childIds + [id] : [id]
+            for candidate in candidates where seen.insert(candidate).inserted {
+                guard let record = table[candidate] else { continue }
+                let isLeaf = record.childIds.isEmpty
+                if let wanted, isLeaf, !wanted.contains(record.location.lowercased()) { continue }
+                // A parent's own output is empty, but its Reason counts when read on its own.
+                if !isLeaf && recurse { continue }
+                result.append(candidate)
+            }
+        }
+        return result
+    }
+
+    /// `job receive --wait`: the output of the selected jobs as it arrives, consumed, until
+    /// every one of them has finished and all its output was read. Failed jobs' reasons come
+    /// after their output. With `autoRemove`, the selected top-level jobs are removed at the end.
+    public nonisolated func receiveStream(
+        _ selectors: [JobSelector], recurse: Bool = true, locations: [String]? = nil, autoRemove: Bool = false
+    ) -> ReceiveStream {
+        ReceiveStream(manager: self, selectors: selectors, recurse: recurse, locations: locations, autoRemove: autoRemove)
+    }
+
+    /// For `ReceiveStream`: the leaves it reads and the top-level jobs it may remove.
+    func streamTargets(_ selectors: [JobSelector], recurse: Bool, locations: [String]?) throws(JobError)
+        -> (leaves: [Int], directories: [String], topLevel: [Int])
+    {
+        let jobs = try resolveStrict(selectors)
+        let targets = readTargets(jobs.map(\.id), recurse: recurse, locations: locations)
+        return (targets, targets.map(outputDirectory), jobs.filter(\.isTopLevel).map(\.id))
+    }
+
+    /// For `ReceiveStream`: takes (consumes) what the leaves wrote since the last call, and
+    /// says which of them ended, for their failure reasons, and whether all have.
+    func takeStreamBatch(_ leaves: [Int], reported: Set<Int>) throws(JobError)
+        -> (slices: [OutputSlice], ended: [Int], failures: [JobFailure], done: Bool)
+    {
+        var slices: [OutputSlice] = []
+        var changed: [JobRecord] = []
+        var ended: [Int] = []
+        var failures: [JobFailure] = []
+        var done = true
+        for id in leaves {
+            guard let record = table[id] else { continue }
+            let finished = record.state.isFinished
+            if !finished { done = false }
+            if record.childIds.isEmpty {
+                let count = finished ? record.recorded : OutputFormat.recordCount(directory: outputDirectory(id))
+                if count > record.received {
+                    slices.append(
+                        OutputSlice(
+                            jobId: id, jobName: record.name, location: record.location, directory: outputDirectory(id),
+                            start: record.received, end: count))
+                    if let updated = table.markReceived(id, upTo: count) { changed.append(updated) }
+                }
+            }
+            if finished, !reported.contains(id) {
+                ended.append(id)
+                if record.state == .failed, let reason = record.reason {
+                    failures.append(JobFailure(jobId: id, jobName: record.name, location: record.location, reason: reason))
+                }
+            }
+        }
+        try persist(changed)
+        return (slices, ended, failures, done)
+    }
+
+    nonisolated var events: EventHubAccess { EventHubAccess(hub: hub) }
+
+    // MARK: - Wait
+
+    /// `job wait`: waits until the jobs (every top-level job when none are named) are done —
+    /// finished or `Disconnected`; with `force`, finished — and returns them in the order
+    /// named. With `any`, returns as soon as one is done: the first, in that order, of those
+    /// done. Returns nil when `timeout` runs out, leaving the jobs running; a timeout of zero
+    /// checks once. Waiting is pushed by job events, never polled.
+    public nonisolated func wait(
+        _ selectors: [JobSelector] = [], any: Bool = false, timeout: Duration? = nil, force: Bool = false
+    ) async throws(JobError) -> [JobInfo]? {
+        let ids = try await waitTargets(selectors)
+        let done: @Sendable (JobInfo?) -> Bool = { job in
+            guard let job else { return true }
+            return force ? job.state.isFinished : job.state.isPersistent
+        }
+        guard let final = await waitUntil(ids, any: any, timeout: timeout, done: done) else { return nil }
+        let jobs = ids.compactMap { final[$0] }
+        if any, let first = jobs.first(where: { done($0) }) { return [first] }
+        return jobs
+    }
+
+    private func waitTargets(_ selectors: [JobSelector]) throws(JobError) -> [Int] {
+        selectors.isEmpty ? table.allInfo.filter(\.isTopLevel).map(\.id) : try resolveStrict(selectors).map(\.id)
+    }
+
+    private func snapshot(_ ids: [Int]) -> [Int: JobInfo] {
+        var result: [Int: JobInfo] = [:]
+        for id in ids { result[id] = table.info(id) }
+        return result
+    }
+
+    /// Waits until `done` holds for all (or, with `any`, one) of the jobs, re-checked on
+    /// every event about them; nil on timeout. A removed job counts as done.
+    nonisolated func waitUntil(
+        _ ids: [Int], any: Bool, timeout: Duration?, done: @escaping @Sendable (JobInfo?) -> Bool
+    ) async -> [Int: JobInfo]? {
+        let events = hub.stream()
+        let initial = await snapshot(ids)
+        let satisfied: @Sendable ([Int: JobInfo]) -> Bool = { current in
+            any ? ids.contains { done(current[$0]) } || ids.isEmpty : ids.allSatisfy { done(current[$0]) }
+        }
+        if satisfied(initial) { return initial }
+        if timeout == .zero { return nil }
+        let watched = Set(ids)
+        return await withTaskGroup(of: [Int: JobInfo]?.self) { group in
+            group.addTask {
+                var current = initial
+                for await event in events where watched.contains(event.job.id) {
+                    current[event.job.id] = event.removed ? nil : event.job
+                    if satisfied(current) { return current }
+                }
+                return nil
+            }
+            if let timeout {
+                group.addTask {
+                    try? await Task.sleep(for: timeout)
+                    return nil
+                }
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+    }
+
+    // MARK: - Stop
+
+    /// `job stop`: stops the jobs and returns them once they are `Stopped` (or ended some
+    /// other way meanwhile). Stopping a parent stops its children. A process job's whole
+    /// process group gets SIGTERM, then SIGKILL if it is still there after `grace`; a thread
+    /// job is cancelled. Finished jobs are left as they are.
+    public func stop(_ selectors: [JobSelector], grace: Duration = .seconds(5)) async throws(JobError) -> [JobInfo] {
+        let jobs = try resolveStrict(selectors)
+        try await stopJobs(jobs.map(\.id), grace: grace)
+        return jobs.compactMap { table.info($0.id) }
+    }
+
+    private func stopJobs(_ ids: [Int], grace: Duration) async throws(JobError) {
+        let (changed, toSignal) = table.requestStop(ids, at: Date())
+        try persist(changed)
+        guard !toSignal.isEmpty else { return }
+        let finished: @Sendable (JobInfo?) -> Bool = { $0?.state.isFinished ?? true }
+        for id in toSignal { signal(id, kill: false) }
+        if await waitUntil(toSignal, any: false, timeout: grace, done: finished) != nil { return }
+        // Every path ends in SIGKILL: what ignored SIGTERM does not outlive the grace period.
+        for id in toSignal where table[id]?.state.isFinished == false { signal(id, kill: true) }
+        _ = await waitUntil(toSignal, any: false, timeout: nil, done: finished)
+    }
+
+    private func signal(_ id: Int, kill: Bool) {
+        guard let record = table[id], !record.state.isFinished else { return }
+        if record.type == .threadJob {
+            threadStops[id]?.finish()
+            return
+        }
+        if !monitor.signal(id: id, kill ? SIGUSR1 : SIGTERM) {
+            // The supervisor is already gone; its exit is on its way to the run loop.
+        }
+    }
+
+    // MARK: - Remove
+
+    /// `job remove`: deletes jobs and their stored output. A job that is not finished is
+    /// refused unless `force`, which stops it first. Child jobs cannot be removed on their own.
+    public func remove(_ selectors: [JobSelector], force: Bool = false) async throws(JobError) {
+        let jobs = try resolveStrict(selectors)
+        for job in jobs {
+            if let parentId = job.parentId {
+                let parent = table[parentId]?.name ?? "job \(parentId)"
+                throw JobError(.refused, "job \(job.id) is a child of job \(parentId); remove \(parent == "Job\(parentId)" ? "job \(parentId)" : parent)")
+            }
+            if !job.state.isFinished && !force {
+                throw JobError(.refused, "job \(job.id) is \(job.state.rawValue); stop it first or use --force")
+            }
+        }
+        try await removeJobs(jobs.map(\.id))
+    }
+
+    /// `job remove --state`: removes the top-level jobs in that state, stopping them first if
+    /// they run (as PowerShell's `Remove-Job -State` does). Returns the ids removed.
+    @discardableResult
+    public func remove(state: JobState) async throws(JobError) -> [Int] {
+        let ids = table.allInfo.filter { $0.isTopLevel && $0.state == state }.map(\.id)
+        try await removeJobs(ids)
+        return ids
+    }
+
+    /// `job remove --command`: removes the top-level jobs whose command equals the pattern
+    /// (ignoring surrounding blanks and case) or matches it as a wildcard, stopping them first
+    /// if they run. Returns the ids removed.
+    @discardableResult
+    public func remove(commandMatching pattern: String) async throws(JobError) -> [Int] {
+        let trimmed = pattern.trimmingCharacters(in: .whitespaces)
+        let wildcard = Wildcard(trimmed)
+        let ids = table.allInfo.filter { job in
+            let command = job.command.trimmingCharacters(in: .whitespaces)
+            return job.isTopLevel && (command.lowercased() == trimmed.lowercased() || wildcard.matches(command))
+        }.map(\.id)
+        try await removeJobs(ids)
+        return ids
+    }
+
+    private func removeJobs(_ ids: [Int]) async throws(JobError) {
+        let running = ids.filter { table[$0]?.state.isFinished == false }
+        if !running.isEmpty { try await stopJobs(running, grace: .seconds(5)) }
+        var events: [JobEvent] = []
+        for id in ids { if let info = table.info(id) { events.append(JobEvent(job: info, removed: true)) } }
+        let leaves = table.leaves(of: ids)
+        let dropped = table.remove(ids)
+        try store.delete(dropped)
+        for leaf in leaves { try? FileManager.default.removeItem(atPath: outputDirectory(leaf)) }
+        hub.publish(events)
+    }
+
+    // MARK: - Persistence
+
+    /// Commits changed records, then tells waiters: nobody hears of a change that a crash
+    /// could still undo.
+    private func persist(_ changed: [JobRecord]) throws(JobError) {
+        guard !changed.isEmpty else { return }
+        try store.save(changed)
+        var ids = Set<Int>()
+        var events: [JobEvent] = []
+        for record in changed {
+            for id in [record.id] + (record.parentId.map { [$0] } ?? []) where ids.insert(id).inserted {
+                if let info = table.info(id) { events.append(JobEvent(job: info, removed: false)) }
+            }
+        }
+        hub.publish(events)
+    }
+}
+
+/// A failed job met by a receive: its Reason goes to the error stream, every time.
+public struct JobFailure: Sendable, Equatable, Codable {
+    public var jobId: Int
+    public var jobName: String
+    public var location: String
+    public var reason: String
+}
+
+/// What one receive hands out: slices of output files, and the reasons of failed jobs.
+public struct ReceivedOutput: Sendable, Equatable {
+    public var slices: [OutputSlice] = []
+    public var failures: [JobFailure] = []
+
+    public init(slices: [OutputSlice] = [], failures: [JobFailure] = []) {
+        self.slices = slices
+        self.failures = failures
+    }
+
+    /// Reads every chunk. This holds all the output in memory: for small outputs and tests;
+    /// stream large ones with `OutputSliceReader` or `copy(output:error:)`.
+    public func chunks(coalesce: Bool = true) throws(JobError) -> [OutputChunk] {
+        var result: [OutputChunk] = []
+        for slice in slices {
+            let reader = try OutputSliceReader(slice: slice, coalesce: coalesce)
+            while let chunk = try reader.nextChunk() { result.append(chunk) }
+        }
+        return result
+    }
+
+    /// The bytes of one stream (all jobs, in order), read into memory.
+    public func data(_ stream: OutputStreamKind = .output) throws(JobError) -> [UInt8] {
+        try chunks().filter { $0.stream == stream }.flatMap(\.data)
+    }
+
+    /// Copies the output stream to `output` and the error stream to `error`, in order, one
+    /// chunk at a time.
+    public func copy(output: Int32, error: Int32) throws(JobError) {
+        for slice in slices {
+            let reader = try OutputSliceReader(slice: slice)
+            while let chunk = try reader.nextChunk() {
+                let fd = chunk.stream == .output ? output : error
+                var done = 0
+                while done < chunk.data.count {
+                    let n = chunk.data.withUnsafeBytes { write(fd, $0.baseAddress! + done, $0.count - done) }
+                    if n < 0 && errno == EINTR { continue }
+                    guard n > 0 else { throw JobError(.storage, "cannot write output: \(errnoMessage())") }
+                    done += n
+                }
+            }
+        }
+    }
+}
+
+/// Lets `ReceiveStream` watch job events without reaching into the engine.
+struct EventHubAccess: Sendable {
+    let hub: EventHub
+}

@@ -1,0 +1,151 @@
+import Foundation
+import GRDB
+import JobModel
+
+/// The jobs' database: one SQLite file (WAL), one row per job, small transactions. Used by
+/// `JobManager` only; every change is committed before the operation that made it returns.
+final class JobStore: Sendable {
+    private let queue: DatabaseQueue
+
+    init(path: String) throws(JobError) {
+        do {
+            var config = Configuration()
+            config.journalMode = .wal
+            config.busyMode = .timeout(5)
+            config.prepareDatabase { db in
+                // A crash (even SIGKILL) loses nothing committed under WAL with NORMAL; only a
+                // power cut can lose the last transactions, never consistency.
+                try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            }
+            queue = try DatabaseQueue(path: path, configuration: config)
+            try Self.migrator.migrate(queue)
+        } catch {
+            throw JobError(.storage, "cannot open the job database \(path): \(error)")
+        }
+    }
+
+    private static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            // AUTOINCREMENT: ids are never reused, even after the newest job is removed.
+            try db.execute(
+                sql: """
+                    CREATE TABLE job (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        instanceId TEXT NOT NULL,
+                        name TEXT NOT NULL,
+                        type TEXT NOT NULL,
+                        state TEXT NOT NULL,
+                        location TEXT NOT NULL,
+                        command TEXT NOT NULL,
+                        parentId INTEGER REFERENCES job(id) ON DELETE CASCADE,
+                        beginTime DOUBLE,
+                        endTime DOUBLE,
+                        exitCode INTEGER,
+                        reason TEXT,
+                        received INTEGER NOT NULL DEFAULT 0,
+                        recorded INTEGER NOT NULL DEFAULT 0,
+                        supervisorPid INTEGER,
+                        stopRequested BOOLEAN NOT NULL DEFAULT 0,
+                        program TEXT,
+                        workingDirectory TEXT
+                    )
+                    """)
+            try db.execute(sql: "CREATE INDEX job_parent ON job(parentId)")
+        }
+        return migrator
+    }
+
+    func loadAll() throws(JobError) -> [JobRecord] {
+        try access { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM job ORDER BY id").compactMap(Self.record)
+        }
+    }
+
+    /// Inserts a new job: the first record takes the next id, the rest the ids after it, in
+    /// one transaction. Names left empty become `Job<Id>`. Returns the records with their ids.
+    func insert(_ new: [JobRecord]) throws(JobError) -> [JobRecord] {
+        try access { db in
+            var records = new
+            try db.inTransaction {
+                let last = try Int.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'job'") ?? 0
+                let first = last + 1
+                for i in records.indices {
+                    records[i].id = first + i
+                    if records[i].name.isEmpty { records[i].name = "Job\(first + i)" }
+                    if i > 0, records[i].parentId != nil { records[i].parentId = first }
+                    try Self.write(records[i], db: db, insert: true)
+                }
+                return .commit
+            }
+            return records
+        }
+    }
+
+    func save(_ records: [JobRecord]) throws(JobError) {
+        guard !records.isEmpty else { return }
+        try access { db in
+            try db.inTransaction {
+                for record in records { try Self.write(record, db: db, insert: false) }
+                return .commit
+            }
+        }
+    }
+
+    func delete(_ ids: [Int]) throws(JobError) {
+        guard !ids.isEmpty else { return }
+        try access { db in
+            try db.execute(sql: "DELETE FROM job WHERE id IN (\(ids.map(String.init).joined(separator: ",")))")
+        }
+    }
+
+    private func access<T>(_ body: (Database) throws -> T) throws(JobError) -> T {
+        do {
+            return try queue.inDatabase(body)
+        } catch let error as JobError {
+            throw error
+        } catch {
+            throw JobError(.storage, "the job database failed: \(error)")
+        }
+    }
+
+    private static func write(_ r: JobRecord, db: Database, insert: Bool) throws {
+        let sql =
+            insert
+            ? """
+            INSERT INTO job (instanceId, name, type, state, location, command, parentId, beginTime, endTime,
+                exitCode, reason, received, recorded, supervisorPid, stopRequested, program, workingDirectory, id)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """
+            : """
+            UPDATE job SET instanceId = ?, name = ?, type = ?, state = ?, location = ?, command = ?, parentId = ?,
+                beginTime = ?, endTime = ?, exitCode = ?, reason = ?, received = ?, recorded = ?,
+                supervisorPid = ?, stopRequested = ?, program = ?, workingDirectory = ?
+            WHERE id = ?
+            """
+        let arguments: StatementArguments = [
+            r.instanceId.uuidString.lowercased(), r.name, r.type.rawValue, r.state.rawValue, r.location, r.command,
+            r.parentId, r.beginTime?.timeIntervalSince1970, r.endTime?.timeIntervalSince1970, r.exitCode, r.reason,
+            r.received, r.recorded, r.supervisorPid.map { Int($0) }, r.stopRequested, r.program, r.workingDirectory,
+            r.id,
+        ]
+        try db.cachedStatement(sql: sql).execute(arguments: arguments)
+    }
+
+    // A row this version cannot read (a state or type from a newer one) is skipped, not fatal.
+    private static func record(_ row: Row) -> JobRecord? {
+        guard let type = JobType(rawValue: row["type"]), let state = JobState(rawValue: row["state"]),
+            let instanceId = UUID(uuidString: row["instanceId"])
+        else { return nil }
+        let begin: Double? = row["beginTime"]
+        let end: Double? = row["endTime"]
+        let pid: Int? = row["supervisorPid"]
+        return JobRecord(
+            id: row["id"], instanceId: instanceId, name: row["name"], type: type, state: state,
+            location: row["location"], command: row["command"], parentId: row["parentId"],
+            beginTime: begin.map(Date.init(timeIntervalSince1970:)), endTime: end.map(Date.init(timeIntervalSince1970:)),
+            exitCode: row["exitCode"], reason: row["reason"], received: row["received"], recorded: row["recorded"],
+            supervisorPid: pid.map { Int32(truncatingIfNeeded: $0) }, stopRequested: row["stopRequested"], program: row["program"],
+            workingDirectory: row["workingDirectory"])
+    }
+}

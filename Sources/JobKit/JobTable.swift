@@ -1,0 +1,226 @@
+import Foundation
+import JobModel
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The jobs and the rules that move them from state to state, with no I/O: every mutating
+/// method returns the records it changed, for the caller to persist and announce. Owned by
+/// `JobManager`; tested on its own without processes.
+struct JobTable: Sendable {
+    private(set) var records: [Int: JobRecord] = [:]
+
+    init(_ loaded: [JobRecord] = []) {
+        for record in loaded { records[record.id] = record }
+        for record in loaded.sorted(by: { $0.id < $1.id }) {
+            if let parentId = record.parentId { records[parentId]?.childIds.append(record.id) }
+        }
+    }
+
+    subscript(id: Int) -> JobRecord? { records[id] }
+
+    /// Adds a new job (a parent with its children, or a lone thread job).
+    mutating func add(_ new: [JobRecord]) {
+        for record in new { records[record.id] = record }
+        for record in new {
+            if let parentId = record.parentId, records[parentId]?.childIds.contains(record.id) == false {
+                records[parentId]?.childIds.append(record.id)
+            }
+        }
+    }
+
+    /// A leaf's runner started: it is Running from now.
+    mutating func leafStarted(_ id: Int, supervisorPid: Int32?, at time: Date) -> [JobRecord] {
+        guard var leaf = records[id], leaf.state == .notStarted else { return [] }
+        leaf.state = .running
+        leaf.beginTime = leaf.beginTime ?? time
+        leaf.supervisorPid = supervisorPid
+        records[id] = leaf
+        return [leaf] + updateParent(of: leaf, at: time)
+    }
+
+    /// Remembers a leaf's supervisor (in memory: after a restart, its pid file says).
+    mutating func setSupervisor(_ id: Int, pid: Int32) {
+        records[id]?.supervisorPid = pid
+    }
+
+    /// A leaf ended: its state, exit code and reason follow from how, and whether a stop was
+    /// asked for; then its parent's state follows from its children's.
+    mutating func leafEnded(_ id: Int, outcome: LeafOutcome, at time: Date, recorded: Int) -> [JobRecord] {
+        guard var leaf = records[id], !leaf.state.isFinished else { return [] }
+        (leaf.state, leaf.exitCode, leaf.reason) = Self.result(of: outcome, stopRequested: leaf.stopRequested, command: leaf)
+        leaf.beginTime = leaf.beginTime ?? time
+        leaf.endTime = time
+        leaf.recorded = recorded
+        leaf.supervisorPid = nil
+        records[id] = leaf
+        return [leaf] + updateParent(of: leaf, at: time)
+    }
+
+    /// Marks jobs (and, for a parent, its children) as being stopped. Returns the records
+    /// changed and the leaves whose runners must now be told to stop; leaves that never
+    /// started become `Stopped` at once.
+    mutating func requestStop(_ ids: [Int], at time: Date) -> (changed: [JobRecord], toSignal: [Int]) {
+        var changed: [Int: JobRecord] = [:]
+        var toSignal: [Int] = []
+        for leafId in leaves(of: ids) {
+            guard var leaf = records[leafId], !leaf.state.isFinished else { continue }
+            if leaf.state == .notStarted {
+                leaf.stopRequested = true
+                records[leafId] = leaf
+                for record in leafEnded(leafId, outcome: .cancelled, at: time, recorded: 0) {
+                    changed[record.id] = record
+                }
+                continue
+            }
+            if !leaf.stopRequested || leaf.state != .stopping {
+                leaf.stopRequested = true
+                leaf.state = .stopping
+                records[leafId] = leaf
+                changed[leafId] = leaf
+                if let parentId = leaf.parentId, var parent = records[parentId], parent.state == .running {
+                    parent.state = .stopping
+                    records[parentId] = parent
+                    changed[parentId] = parent
+                }
+            }
+            toSignal.append(leafId)
+        }
+        return (changed.values.sorted { $0.id < $1.id }, toSignal)
+    }
+
+    /// Records that output up to `count` records of a leaf has been received.
+    mutating func markReceived(_ id: Int, upTo count: Int) -> JobRecord? {
+        guard var leaf = records[id], count > leaf.received else { return nil }
+        leaf.received = count
+        records[id] = leaf
+        return leaf
+    }
+
+    /// Drops top-level jobs and their children; returns every id dropped.
+    mutating func remove(_ ids: [Int]) -> [Int] {
+        var dropped: [Int] = []
+        for id in ids {
+            guard let job = records[id] else { continue }
+            for childId in job.childIds where records.removeValue(forKey: childId) != nil {
+                dropped.append(childId)
+            }
+            records.removeValue(forKey: id)
+            dropped.append(id)
+        }
+        return dropped
+    }
+
+    /// The leaves that do a job's work: its children, or itself when it has none.
+    func leaves(of ids: [Int]) -> [Int] {
+        var result: [Int] = []
+        var seen = Set<Int>()
+        for id in ids {
+            guard let job = records[id] else { continue }
+            for leaf in job.childIds.isEmpty ? [id] : job.childIds where seen.insert(leaf).inserted {
+                result.append(leaf)
+            }
+        }
+        return result
+    }
+
+    /// What users see of a job. `liveRecords` counts a running leaf's output on disk, for
+    /// HasMoreData once it has finished but was never re-read (it is stored at the end).
+    func info(_ id: Int) -> JobInfo? {
+        guard let job = records[id] else { return nil }
+        return JobInfo(
+            id: job.id, instanceId: job.instanceId, name: job.name, type: job.type, state: job.state,
+            hasMoreData: hasMoreData(job), location: job.location, command: job.command, childJobs: job.childIds,
+            parentId: job.parentId, beginTime: job.beginTime, endTime: job.endTime, exitCode: job.exitCode,
+            reason: job.reason)
+    }
+
+    var allInfo: [JobInfo] { records.keys.sorted().compactMap { info($0) } }
+
+    private func hasMoreData(_ job: JobRecord) -> Bool {
+        guard job.state.isFinished else { return true }
+        if job.childIds.isEmpty { return job.received < job.recorded }
+        return job.childIds.contains { records[$0].map(hasMoreData) ?? false }
+    }
+
+    // A parent is Running until every child has finished; then Failed if any failed, else
+    // Stopped if any was stopped, else Completed. Disconnected children make it Disconnected.
+    private mutating func updateParent(of leaf: JobRecord, at time: Date) -> [JobRecord] {
+        guard let parentId = leaf.parentId, var parent = records[parentId], !parent.state.isFinished else { return [] }
+        let children = parent.childIds.compactMap { records[$0] }
+        let state = Self.parentState(children.map(\.state), stopping: parent.state == .stopping)
+        guard state != parent.state else { return [] }
+        parent.state = state
+        if state.isFinished {
+            parent.endTime = children.compactMap(\.endTime).max() ?? time
+            if children.count == 1 {
+                parent.exitCode = children[0].exitCode
+                parent.reason = children[0].reason
+            } else {
+                parent.reason = Self.summary(ofFailed: children.filter { $0.state == .failed })
+            }
+        }
+        records[parentId] = parent
+        return [parent]
+    }
+
+    static func parentState(_ children: [JobState], stopping: Bool = false) -> JobState {
+        if children.allSatisfy(\.isFinished) {
+            if children.contains(.failed) { return .failed }
+            if children.contains(.stopped) { return .stopped }
+            return .completed
+        }
+        if children.allSatisfy(\.isPersistent) { return .disconnected }
+        return stopping ? .stopping : .running
+    }
+
+    private static func summary(ofFailed failed: [JobRecord]) -> String? {
+        guard let first = failed.first else { return nil }
+        let line = "\(first.name): \(first.reason ?? "failed")"
+        return failed.count == 1 ? line : "\(line) (and \(failed.count - 1) more failed child jobs)"
+    }
+
+    static func result(of outcome: LeafOutcome, stopRequested: Bool, command job: JobRecord)
+        -> (JobState, Int?, String?)
+    {
+        switch outcome {
+        case .exited(let status):
+            if stopRequested { return (.stopped, Int(status), nil) }
+            return status == 0 ? (.completed, 0, nil) : (.failed, Int(status), "exited with status \(status)")
+        case .signaled(let signal):
+            if stopRequested { return (.stopped, 128 + Int(signal), nil) }
+            return (.failed, 128 + Int(signal), "killed by signal \(signalName(signal))")
+        case .couldNotStart(let stage, let errno):
+            return (.failed, nil, startFailure(stage: stage, errno: errno, job: job))
+        case .returned:
+            return stopRequested ? (.stopped, nil, nil) : (.completed, nil, nil)
+        case .failed(let reason):
+            return (.failed, nil, reason)
+        case .cancelled:
+            return (.stopped, nil, nil)
+        }
+    }
+
+    private static func startFailure(stage: String, errno: Int32, job: JobRecord) -> String {
+        let message = String(cString: strerror(errno))
+        switch (stage, errno) {
+        case ("exec", ENOENT): return "no such program: \(job.program ?? job.command)"
+        case ("exec", EACCES): return "cannot run \(job.program ?? job.command): permission denied"
+        case ("exec", _): return "cannot run \(job.program ?? job.command): \(message)"
+        case ("chdir", ENOENT): return "no such directory: \(job.workingDirectory ?? "?")"
+        case ("chdir", _): return "cannot enter \(job.workingDirectory ?? "the working directory"): \(message)"
+        default: return "the job could not be started (\(stage)): \(message)"
+        }
+    }
+
+    static func signalName(_ signal: Int32) -> String {
+        let names: [Int32: String] = [
+            SIGHUP: "SIGHUP", SIGINT: "SIGINT", SIGQUIT: "SIGQUIT", SIGILL: "SIGILL", SIGTRAP: "SIGTRAP",
+            SIGABRT: "SIGABRT", SIGBUS: "SIGBUS", SIGFPE: "SIGFPE", SIGKILL: "SIGKILL", SIGUSR1: "SIGUSR1",
+            SIGSEGV: "SIGSEGV", SIGUSR2: "SIGUSR2", SIGPIPE: "SIGPIPE", SIGALRM: "SIGALRM", SIGTERM: "SIGTERM",
+            SIGXCPU: "SIGXCPU", SIGXFSZ: "SIGXFSZ", SIGSYS: "SIGSYS",
+        ]
+        return names[signal] ?? "\(signal)"
+    }
+}

@@ -1,0 +1,311 @@
+// jobkit-supervisor: runs one job and records it in a directory, so that the job does
+// not depend on the engine that started it (the role of containerd's shim or podman's
+// conmon). It is C, not Swift, because it is started once per job: it must start in
+// well under a millisecond and use no memory worth mentioning.
+//
+// Usage: jobkit-supervisor DIR CWD PROGRAM [ARG...]
+//   fd 3 (optional): the job's lock file; held until this process exits, so that an engine
+//   can tell a live supervisor from a dead one without trusting a pid.
+//   environment: the job's environment, passed on to PROGRAM unchanged.
+//
+// Writes in DIR (format: Sources/JobModel/OutputFormat.swift):
+//   stdout, stderr  the job's two streams, byte for byte
+//   index           one 24-byte record per chunk read: time, offset, length, stream
+//   supervisor      "PID\n": this process, written first
+//   pid             "JOBPID STARTNS\n" once the job is forked
+//   status          "exit N ENDNS" | "signal N ENDNS" | "error STAGE ERRNO ENDNS", last
+//
+// Signals: SIGTERM, SIGINT and SIGHUP are passed on to the job's process group (followed
+// by SIGCONT so that a stopped job can act on them); SIGUSR1 sends it SIGKILL.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { STREAM_OUTPUT = 1, STREAM_ERROR = 2 };
+enum { LOCK_FD = 3 };
+enum { CHUNK = 1 << 20 };
+
+struct __attribute__((packed)) index_record {
+    int64_t time_ns;
+    uint64_t offset;
+    uint32_t length;
+    uint8_t stream;
+    uint8_t reserved[3];
+};
+_Static_assert(sizeof(struct index_record) == 24, "index record is 24 bytes");
+
+struct stream {
+    int pipe_fd;       // read end; -1 once at end of file
+    int file_fd;       // the stream's data file
+    uint64_t offset;   // bytes written to file_fd so far
+    uint8_t kind;
+};
+
+static const char *dir;
+static int dir_fd = -1;
+static int index_fd = -1;
+static char *scratch;
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int write_all(int fd, const void *buf, size_t len) {
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+// Writes NAME in DIR atomically (temporary file, then rename), so that a reader never
+// sees half a line.
+static void write_file_atomically(const char *name, const char *text) {
+    char tmp[64];
+    snprintf(tmp, sizeof tmp, ".%s.tmp", name);
+    int fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return;
+    int ok = write_all(fd, text, strlen(text)) == 0;
+    close(fd);
+    if (ok) renameat(dir_fd, tmp, dir_fd, name);
+}
+
+static _Noreturn void finish(const char *status_line) {
+    write_file_atomically("status", status_line);
+    _exit(0);
+}
+
+static _Noreturn void fail(const char *stage, int err) {
+    char line[128];
+    snprintf(line, sizeof line, "error %s %d %lld\n", stage, err, (long long)now_ns());
+    finish(line);
+}
+
+static void record(struct stream *s, uint64_t offset, uint32_t length) {
+    struct index_record r = {.time_ns = now_ns(), .offset = offset, .length = length, .stream = s->kind};
+    // The data is on disk before its record, so a reader that sees a record can read it.
+    write_all(index_fd, &r, sizeof r);
+}
+
+// Moves what the pipe holds into the stream's file; returns 0 at end of file.
+static ssize_t drain_once(struct stream *s) {
+    loff_t off = (loff_t)s->offset;
+    ssize_t n = splice(s->pipe_fd, NULL, s->file_fd, &off, CHUNK, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n < 0 && errno == EINVAL) {
+        // The file system does not take splice: copy through memory instead.
+        n = read(s->pipe_fd, scratch, CHUNK);
+        if (n > 0 && pwrite(s->file_fd, scratch, (size_t)n, (off_t)s->offset) != n) n = -1;
+    }
+    if (n > 0) {
+        record(s, s->offset, (uint32_t)n);
+        s->offset += (uint64_t)n;
+    } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        // The disk refused the data (full, or gone). Keep the job running by reading and
+        // dropping what it writes: stalling it on a full pipe would be worse.
+        n = read(s->pipe_fd, scratch, CHUNK);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) n = 1;
+    }
+    return n;
+}
+
+static int open_stream_file(const char *name) {
+    return openat(dir_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 4) {
+        static const char usage[] = "usage: jobkit-supervisor DIR CWD PROGRAM [ARG...]\n";
+        write_all(2, usage, sizeof usage - 1);
+        return 64;
+    }
+    dir = argv[1];
+    const char *cwd = argv[2];
+    char **job_argv = argv + 3;
+
+    // The lock must not leak into the job: a straggler holding it would make a dead
+    // supervisor look alive.
+    fcntl(LOCK_FD, F_SETFD, FD_CLOEXEC);
+
+    sigset_t handled;
+    sigemptyset(&handled);
+    sigaddset(&handled, SIGTERM);
+    sigaddset(&handled, SIGINT);
+    sigaddset(&handled, SIGHUP);
+    sigaddset(&handled, SIGUSR1);
+    sigaddset(&handled, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &handled, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd < 0) return 70;  // nowhere to record anything; the engine sees no status
+    // First, so that an engine restarted at any moment can find and watch this process.
+    char self_line[32];
+    snprintf(self_line, sizeof self_line, "%d\n", (int)getpid());
+    write_file_atomically("supervisor", self_line);
+    scratch = malloc(CHUNK);
+    if (scratch == NULL) fail("supervisor", ENOMEM);
+
+    struct stream streams[2] = {
+        {.pipe_fd = -1, .file_fd = open_stream_file("stdout"), .kind = STREAM_OUTPUT},
+        {.pipe_fd = -1, .file_fd = open_stream_file("stderr"), .kind = STREAM_ERROR},
+    };
+    index_fd = openat(dir_fd, "index", O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    if (streams[0].file_fd < 0 || streams[1].file_fd < 0 || index_fd < 0) fail("supervisor", errno);
+
+    int out_pipe[2], err_pipe[2], report_pipe[2];
+    if (pipe2(out_pipe, O_CLOEXEC) < 0 || pipe2(err_pipe, O_CLOEXEC) < 0 || pipe2(report_pipe, O_CLOEXEC) < 0)
+        fail("supervisor", errno);
+    // A larger pipe means fewer wake-ups and larger chunks for jobs that write a lot.
+    fcntl(out_pipe[0], F_SETPIPE_SZ, CHUNK);
+    fcntl(err_pipe[0], F_SETPIPE_SZ, CHUNK);
+
+    int signal_fd = signalfd(-1, &handled, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (signal_fd < 0) fail("supervisor", errno);
+
+    pid_t pid = fork();
+    if (pid < 0) fail("spawn", errno);
+    if (pid == 0) {
+        // The job: its own session and process group, so that stopping it reaches every
+        // process it starts, and no terminal signal meant for someone else reaches it.
+        setsid();
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        int null_fd = open("/dev/null", O_RDONLY);
+        if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(out_pipe[1], 1) < 0 || dup2(err_pipe[1], 2) < 0) {
+            int e = errno;
+            const char *stage = "spawn";
+            write(report_pipe[1], stage, strlen(stage) + 1);
+            write(report_pipe[1], &e, sizeof e);
+            _exit(127);
+        }
+        if (null_fd > 2) close(null_fd);
+        if (chdir(cwd) < 0) {
+            int e = errno;
+            write(report_pipe[1], "chdir", 6);
+            write(report_pipe[1], &e, sizeof e);
+            _exit(127);
+        }
+        execvp(job_argv[0], job_argv);
+        int e = errno;
+        write(report_pipe[1], "exec", 5);
+        write(report_pipe[1], &e, sizeof e);
+        _exit(127);
+    }
+
+    close(out_pipe[1]);
+    close(err_pipe[1]);
+    close(report_pipe[1]);
+    char pid_line[64];
+    snprintf(pid_line, sizeof pid_line, "%d %lld\n", (int)pid, (long long)now_ns());
+    write_file_atomically("pid", pid_line);
+
+    // The report pipe closes on a successful exec; otherwise it carries the failed stage
+    // and errno.
+    char report[32];
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = read(report_pipe[0], report + got, sizeof report - got);
+        if (n > 0) { got += (size_t)n; continue; }
+        if (n < 0 && errno == EINTR) continue;
+        break;
+    }
+    close(report_pipe[0]);
+    if (got > 0) {
+        waitpid(pid, NULL, 0);
+        size_t stage_len = strnlen(report, got);
+        int e = 0;
+        if (stage_len + 1 + sizeof e <= got) memcpy(&e, report + stage_len + 1, sizeof e);
+        report[stage_len < sizeof report ? stage_len : sizeof report - 1] = 0;
+        fail(report, e);
+    }
+
+    streams[0].pipe_fd = out_pipe[0];
+    streams[1].pipe_fd = err_pipe[0];
+    fcntl(out_pipe[0], F_SETFL, O_NONBLOCK);
+    fcntl(err_pipe[0], F_SETFL, O_NONBLOCK);
+
+    int exited = 0;
+    siginfo_t exit_info;
+    memset(&exit_info, 0, sizeof exit_info);
+    int64_t end_ns = 0;
+
+    while (!exited || streams[0].pipe_fd >= 0 || streams[1].pipe_fd >= 0) {
+        struct pollfd fds[3] = {
+            {.fd = streams[0].pipe_fd, .events = POLLIN},
+            {.fd = streams[1].pipe_fd, .events = POLLIN},
+            {.fd = signal_fd, .events = POLLIN},
+        };
+        if (poll(fds, 3, -1) < 0) {
+            if (errno == EINTR) continue;
+            fail("supervisor", errno);
+        }
+        for (int i = 0; i < 2; i++) {
+            if (streams[i].pipe_fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+            if (drain_once(&streams[i]) == 0) {
+                close(streams[i].pipe_fd);
+                streams[i].pipe_fd = -1;
+            }
+        }
+        if (fds[2].revents & POLLIN) {
+            struct signalfd_siginfo si;
+            while (read(signal_fd, &si, sizeof si) == sizeof si) {
+                switch (si.ssi_signo) {
+                case SIGTERM:
+                case SIGINT:
+                case SIGHUP:
+                    kill(-pid, (int)si.ssi_signo);
+                    kill(-pid, SIGCONT);
+                    break;
+                case SIGUSR1:
+                    kill(-pid, SIGKILL);
+                    break;
+                default:
+                    break;
+                }
+            }
+            if (!exited) {
+                // Look without reaping: the zombie keeps the job's pid, and so its process
+                // group id, from being reused while stragglers may still be signalled.
+                siginfo_t info;
+                memset(&info, 0, sizeof info);
+                if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid) {
+                    exit_info = info;
+                    exited = 1;
+                    end_ns = now_ns();
+                }
+            }
+        }
+    }
+
+    // The job ends when its main process has exited and every process holding its output
+    // has let go of it, as a shell pipeline does; the end time is the main process's.
+    waitpid(pid, NULL, 0);
+    char line[128];
+    if (exit_info.si_code == CLD_EXITED)
+        snprintf(line, sizeof line, "exit %d %lld\n", exit_info.si_status, (long long)end_ns);
+    else
+        snprintf(line, sizeof line, "signal %d %lld\n", exit_info.si_status, (long long)end_ns);
+    finish(line);
+}
