@@ -20,6 +20,7 @@ public final class TemporaryHome: Sendable {
 }
 
 /// Runs `body` with an engine on a fresh temporary home.
+@discardableResult
 public func withTemporaryEngine<R: Sendable>(
     _ label: String = "test", isolation: isolated (any Actor)? = #isolation,
     _ body: (JobManager, TemporaryHome) async throws -> R

@@ -1,0 +1,171 @@
+import Foundation
+import Testing
+@testable import JobKit
+import JobModel
+import JobTesting
+
+@Suite("Starting jobs", .tags(.medium)) struct StartTests {
+    @Test func twoStartsGiveParentsOneAndThreeWithChildrenJob2AndJob4() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let first = try await jobs.sh("true")
+            let second = try await jobs.sh("true")
+            #expect(first.id == 1)
+            #expect(first.name == "Job1")
+            #expect(first.childJobs == [2])
+            #expect(second.id == 3)
+            #expect(second.childJobs == [4])
+            #expect(try await jobs.child(of: second).name == "Job4")
+        }
+    }
+
+    @Test func aStartedJobIsARunningParentWithOneLocalChild() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let job = try await jobs.start(.argv(["sleep", "5"]), name: "nap")
+            #expect(job.state == .running)
+            #expect(job.hasMoreData)
+            #expect(job.name == "nap")
+            #expect(job.type == .backgroundJob)
+            #expect(job.location == "localhost")
+            #expect(job.command == "sleep 5")
+            #expect(job.parentId == nil)
+            #expect(job.beginTime != nil && job.endTime == nil && job.exitCode == nil)
+            let child = try await jobs.child(of: job)
+            #expect(child.name == "Job2")
+            #expect(child.parentId == job.id)
+            #expect(child.command == "sleep 5")
+            #expect(child.type == .backgroundJob)
+            _ = try await jobs.stop([.id(job.id)])
+        }
+    }
+
+    @Test func idsAreNeverReusedAcrossRemovalsAndRestarts() async throws {
+        let home = try TemporaryHome()
+        try await JobManager.withManager(home: home.path) { jobs in
+            let job = try await jobs.sh("true")
+            _ = try await jobs.finished(job.id)
+            try await jobs.remove([.id(job.id)])
+        }
+        try await JobManager.withManager(home: home.path) { jobs in
+            let job = try await jobs.sh("true")
+            #expect(job.id == 3)
+        }
+    }
+
+    @Test func threadJobsTakeOneIdEach() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let a = try await jobs.start { _ in }
+            let b = try await jobs.sh("true")
+            let c = try await jobs.start(name: "worker") { _ in }
+            let ids: [Int] = [a.id, b.id, c.id]
+            #expect(ids == [1, 2, 4])
+            #expect(c.name == "worker")
+            #expect(c.type == .threadJob)
+            #expect(c.childJobs.isEmpty)
+        }
+    }
+
+    @Test func theJobRunsInTheGivenDirectoryWithTheCapturedEnvironment() async throws {
+        try await withTemporaryEngine { jobs, home in
+            let spec = ProcessSpec.shell("pwd; echo $GREETING; test -t 0 || echo stdin-is-not-a-tty; cat", workingDirectory: home.path, overrides: ["GREETING": "hi there"])
+            let job = try await jobs.start(spec)
+            _ = try await jobs.finished(job.id)
+            #expect(try await jobs.text(job.id) == "\(home.path)\nhi there\nstdin-is-not-a-tty\n")
+        }
+    }
+
+    @Test func theJobHasItsOwnSessionAndProcessGroup() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let job = try await jobs.sh("ps -o pid=,pgid=,sid= -p $$")
+            _ = try await jobs.finished(job.id)
+            let words = try await jobs.text(job.id).split(separator: " ", omittingEmptySubsequences: true).map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) }
+            #expect(words.count == 3)
+            #expect(Set(words).count == 1, "pid, process group and session should be the same: \(words)")
+            #expect(words.first != String(getpid()))
+        }
+    }
+
+    @Test func anEngineThatIsShutDownRefusesNewJobs() async throws {
+        let home = try TemporaryHome()
+        let jobs = try JobManager(home: home.path)
+        await jobs.shutdown()
+        await #expect(throws: JobError.self) { try await jobs.sh("true") }
+    }
+
+    @Test func aSecondEngineOnTheSameHomeIsRefused() async throws {
+        try await withTemporaryEngine { _, home in
+            #expect { _ = try JobManager(home: home.path) } throws: { error in
+                (error as? JobError)?.code == .homeInUse
+            }
+        }
+    }
+}
+
+@Suite("How jobs end", .tags(.medium)) struct StateTests {
+    @Test func exitZeroIsCompleted() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let job = try await jobs.sh("exit 0")
+            let done = try await jobs.finished(job.id)
+            #expect(done.state == .completed)
+            #expect(done.exitCode == 0)
+            #expect(done.reason == nil)
+            #expect(done.endTime != nil)
+            #expect(try await jobs.child(of: done).state == .completed)
+        }
+    }
+
+    @Test func aNonZeroExitIsFailedWithTheStatus() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let job = try await jobs.sh("exit 3")
+            let done = try await jobs.finished(job.id)
+            #expect(done.state == .failed)
+            #expect(done.exitCode == 3)
+            #expect(done.reason == "exited with status 3")
+            let child = try await jobs.child(of: done)
+            #expect(child.state == .failed)
+            #expect(child.reason == "exited with status 3")
+        }
+    }
+
+    @Test func aSignalNotSentByStopIsFailed() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let job = try await jobs.sh("kill -SEGV $$")
+            let done = try await jobs.finished(job.id)
+            #expect(done.state == .failed)
+            #expect(done.exitCode == 128 + Int(SIGSEGV))
+            #expect(done.reason == "killed by signal SIGSEGV")
+        }
+    }
+
+    @Test func aMissingProgramFailsTheChildWithAReason() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let job = try await jobs.start(.argv(["frobnicate", "--now"]))
+            let done = try await jobs.finished(job.id)
+            #expect(done.state == .failed)
+            #expect(done.exitCode == nil)
+            #expect(try await jobs.child(of: done).reason == "no such program: frobnicate")
+            #expect(done.reason == "no such program: frobnicate")
+        }
+    }
+
+    @Test func aMissingDirectoryFailsTheChildWithAReason() async throws {
+        try await withTemporaryEngine { jobs, home in
+            let job = try await jobs.start(.shell("true", workingDirectory: home.path + "/nowhere"))
+            let done = try await jobs.finished(job.id)
+            #expect(done.state == .failed)
+            #expect(done.reason == "no such directory: \(home.path)/nowhere")
+        }
+    }
+
+    @Test func stateChangesAreStoredBeforeTheyAreSeen() async throws {
+        let home = try TemporaryHome()
+        let id = try await JobManager.withManager(home: home.path) { jobs in
+            let job = try await jobs.sh("exit 5")
+            return try await jobs.finished(job.id).id
+        }
+        try await JobManager.withManager(home: home.path) { jobs in
+            let job = try #require(await jobs.job(id))
+            #expect(job.state == .failed)
+            #expect(job.exitCode == 5)
+        }
+    }
+}
