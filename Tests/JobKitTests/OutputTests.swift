@@ -1,0 +1,173 @@
+import Foundation
+import Testing
+@testable import JobKit
+import JobModel
+import JobTesting
+
+@Suite("Receiving output", .tags(.medium)) struct OutputTests {
+    @Test func hasMoreDataIsTrueWhileRunningAndUntilReceived() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let job = try await jobs.sh("sleep 0.3; echo done")
+            #expect(try #require(await jobs.job(job.id)).hasMoreData)
+            let done = try await jobs.finished(job.id)
+            #expect(done.hasMoreData)
+            #expect(try await jobs.text(job.id, keep: true) == "done\n")
+            #expect(try #require(await jobs.job(job.id)).hasMoreData, "--keep does not drain")
+            #expect(try await jobs.text(job.id) == "done\n")
+            #expect(try #require(await jobs.job(job.id)).hasMoreData == false)
+            let child = try await jobs.child(of: done)
+            #expect(child.hasMoreData == false)
+            #expect(try await jobs.text(job.id) == "", "a drained job returns nothing, and no error")
+        }
+    }
+
+    @Test func aJobWithNoOutputHasNoMoreDataOnceFinished() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let job = try await jobs.sh("true")
+            #expect(try await jobs.finished(job.id).hasMoreData == false)
+        }
+    }
+
+    @Test func partialReceivesOfARunningJobLoseAndRepeatNothing() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let job = try await jobs.sh("i=0; while [ $i -lt 100 ]; do echo $i; i=$((i+1)); sleep 0.03; done")
+            var collected = ""
+            var receives = 0
+            while try #require(await jobs.job(job.id)).state == .running {
+                collected += try await jobs.text(job.id)
+                receives += 1
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            collected += try await jobs.text(job.id)
+            #expect(receives > 5, "the job should have been read while it ran")
+            #expect(collected == (0..<100).map { "\($0)\n" }.joined())
+        }
+    }
+
+    @Test func keepReturnsTheCumulativeBufferUntilAReceiveDrainsIt() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let job = try await jobs.sh("echo one; sleep 0.5; echo two")
+            while try await jobs.text(job.id, keep: true).isEmpty { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(try await jobs.text(job.id, keep: true) == "one\n")
+            _ = try await jobs.finished(job.id)
+            #expect(try await jobs.text(job.id, keep: true) == "one\ntwo\n")
+            #expect(try await jobs.text(job.id, keep: true) == "one\ntwo\n")
+            #expect(try await jobs.text(job.id) == "one\ntwo\n")
+            #expect(try await jobs.text(job.id, keep: true) == "")
+        }
+    }
+
+    @Test func tenMegabytesOfBinaryOutputComeBackByteForByte() async throws {
+        try await withTemporaryEngine { jobs, home in
+            var generator = SystemRandomNumberGenerator()
+            let bytes = (0..<(10 << 20)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let file = home.path + "/random.bin"
+            try Data(bytes).write(to: URL(fileURLWithPath: file))
+            let job = try await jobs.start(.argv(["cat", file]))
+            _ = try await jobs.finished(job.id)
+            let output = try await jobs.receive([.id(job.id)])
+            #expect(try output.data(.output) == bytes)
+            #expect(try output.data(.error).isEmpty)
+        }
+    }
+
+    @Test func stdoutAndStderrStayApartAndInOrder() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let job = try await jobs.sh("for i in 1 2 3 4 5; do echo out$i; sleep 0.05; echo err$i >&2; sleep 0.05; done")
+            _ = try await jobs.finished(job.id)
+            let output = try await jobs.receive([.id(job.id)])
+            let chunks = try output.chunks(coalesce: false)
+            let lines = chunks.map { "\($0.stream.name):\(String(decoding: $0.data, as: UTF8.self))" }
+            #expect(lines == (1...5).flatMap { ["output:out\($0)\n", "error:err\($0)\n"] })
+            #expect(try output.data(.output) == Array((1...5).map { "out\($0)\n" }.joined().utf8))
+            #expect(try output.data(.error) == Array((1...5).map { "err\($0)\n" }.joined().utf8))
+            #expect(chunks.allSatisfy { $0.jobName == "Job2" && $0.location == "localhost" })
+        }
+    }
+
+    @Test func aParentReadsItsChildrenThenItself_noRecurseReadsNothing() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let job = try await jobs.sh("echo hi")
+            _ = try await jobs.finished(job.id)
+            #expect(try await jobs.receive([.id(job.id)], recurse: false).slices.isEmpty)
+            let child = try await jobs.child(of: job)
+            #expect(try await jobs.receive([.id(job.id)], keep: true, locations: ["elsewhere"]).slices.isEmpty)
+            #expect(try await jobs.receive([.id(job.id)], keep: true, locations: ["LOCALHOST"]).data() == Array("hi\n".utf8))
+            #expect(try await jobs.receive([.id(child.id)], recurse: false).data() == Array("hi\n".utf8))
+            #expect(try await jobs.text(job.id) == "")
+        }
+    }
+
+    @Test func aFailedJobsReasonComesWithEveryReceive() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let job = try await jobs.sh("echo partial; exit 2")
+            _ = try await jobs.finished(job.id)
+            let first = try await jobs.receive([.id(job.id)])
+            #expect(try first.data() == Array("partial\n".utf8))
+            #expect(first.failures.map(\.reason) == ["exited with status 2"])
+            let second = try await jobs.receive([.id(job.id)])
+            #expect(second.slices.isEmpty)
+            #expect(second.failures.map(\.jobName) == ["Job2"])
+        }
+    }
+
+    @Test func receivingAnUnknownJobIsAnError() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            await #expect(throws: JobError.noJob(id: 9)) { try await jobs.receive([.id(9)]) }
+            await #expect(throws: JobError.noJob(named: "build")) { try await jobs.receive([.name("build")]) }
+            let none = try await jobs.receive([.name("build*")])
+            #expect(none.slices.isEmpty)
+        }
+    }
+}
+
+@Suite("Streaming receive", .tags(.medium)) struct ReceiveStreamTests {
+    @Test func streamsOutputAsItArrivesUntilTheJobEnds() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let job = try await jobs.sh("for i in 1 2 3; do echo line$i; sleep 0.2; done; echo oops >&2; exit 4")
+            var output = ""
+            var errors = ""
+            var failures: [JobFailure] = []
+            var firstArrival: Date?
+            for try await event in jobs.receiveStream([.id(job.id)]) {
+                switch event {
+                case .output(let chunk):
+                    firstArrival = firstArrival ?? Date()
+                    let text = String(decoding: chunk.data, as: UTF8.self)
+                    if chunk.stream == .output { output += text } else { errors += text }
+                case .failed(let failure):
+                    failures.append(failure)
+                }
+            }
+            let done = try #require(await jobs.job(job.id))
+            #expect(done.state == .failed)
+            #expect(try #require(done.endTime).timeIntervalSince(try #require(firstArrival)) > 0.3, "output came before the end")
+            #expect(output == "line1\nline2\nline3\n")
+            #expect(errors == "oops\n")
+            #expect(failures.map(\.reason) == ["exited with status 4"])
+            #expect(done.hasMoreData == false)
+        }
+    }
+
+    @Test func autoRemoveRemovesTheJobsAtTheEnd() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let job = try await jobs.sh("echo bye")
+            var text = ""
+            for try await case .output(let chunk) in jobs.receiveStream([.id(job.id)], autoRemove: true) {
+                text += String(decoding: chunk.data, as: UTF8.self)
+            }
+            #expect(text == "bye\n")
+            #expect(await jobs.job(job.id) == nil)
+        }
+    }
+
+    @Test func aStreamOverAFinishedJobEndsAtOnce() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let job = try await jobs.sh("true")
+            _ = try await jobs.finished(job.id)
+            var count = 0
+            for try await _ in jobs.receiveStream([.id(job.id)]) { count += 1 }
+            #expect(count == 0)
+        }
+    }
+}
