@@ -1,0 +1,250 @@
+import Foundation
+import Testing
+@testable import JobKit
+import JobModel
+import JobTesting
+
+@Suite("Waiting", .tags(.medium)) struct WaitTests {
+    @Test func waitsForAllAndReturnsThemInTheOrderNamed() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let slow = try await jobs.sh("sleep 0.4")
+            let fast = try await jobs.sh("exit 1")
+            let done = try #require(try await jobs.wait([.id(slow.id), .id(fast.id)], timeout: .seconds(60)))
+            #expect(done.map(\.id) == [slow.id, fast.id])
+            #expect(done.map(\.state) == [.completed, .failed])
+        }
+    }
+
+    @Test func waitWithoutSelectorsWaitsForEveryTopLevelJob() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            _ = try await jobs.sh("sleep 0.2")
+            _ = try await jobs.sh("sleep 0.3")
+            let done = try #require(try await jobs.wait(timeout: .seconds(60)))
+            #expect(done.map(\.id) == [1, 3])
+            #expect(done.allSatisfy { $0.state == .completed })
+        }
+    }
+
+    @Test func anyReturnsTheFirstDoneInTheOrderNamed() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let slow = try await jobs.sh("sleep 30")
+            let fast = try await jobs.sh("sleep 0.2")
+            let done = try #require(try await jobs.wait([.id(slow.id), .id(fast.id)], any: true, timeout: .seconds(60)))
+            #expect(done.map(\.id) == [fast.id])
+            #expect(try #require(await jobs.job(slow.id)).state == .running)
+            _ = try await jobs.stop([.id(slow.id)], grace: .seconds(1))
+        }
+    }
+
+    @Test func aTimeoutReturnsNothingAndLeavesTheJobRunning() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let job = try await jobs.sh("sleep 30")
+            let start = ContinuousClock.now
+            let result = try await jobs.wait([.id(job.id)], timeout: .milliseconds(300))
+            #expect(result == nil)
+            #expect(ContinuousClock.now - start >= .milliseconds(300))
+            #expect(try #require(await jobs.job(job.id)).state == .running)
+            let immediate = try await jobs.wait([.id(job.id)], timeout: .zero)
+            #expect(immediate == nil)
+            _ = try await jobs.stop([.id(job.id)], grace: .seconds(1))
+        }
+    }
+
+    @Test func aZeroTimeoutReturnsJobsThatAreAlreadyDone() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let job = try await jobs.sh("true")
+            _ = try await jobs.finished(job.id)
+            let result = try await jobs.wait([.id(job.id)], timeout: .zero)
+            #expect(result?.map(\.id) == [job.id])
+        }
+    }
+
+    @Test func waitingOnAnUnknownJobIsAnError() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            await #expect(throws: JobError.noJob(id: 5)) { try await jobs.wait([.id(5)]) }
+        }
+    }
+}
+
+@Suite("Stopping", .tags(.medium)) struct StopTests {
+    @Test func stopEndsTheWholeProcessGroupIncludingGrandchildren() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let job = try await jobs.sh("sleep 300 & sleep 300 & (sleep 300; echo never) & wait")
+            let child = try await jobs.child(of: job)
+            let pgid = try await jobPid(jobs, child: child.id)
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(kill(-pgid, 0) == 0, "the job's processes run")
+            let stopped = try await jobs.stop([.id(job.id)])
+            #expect(stopped.map(\.state) == [.stopped])
+            #expect(try #require(await jobs.job(child.id)).state == .stopped)
+            #expect(await processGroupIsAlive(pgid) == false)
+        }
+    }
+
+    @Test func whatIgnoresSIGTERMIsKilledAfterTheGracePeriod() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let job = try await jobs.sh("trap '' TERM; sleep 300 & sleep 300 & wait; wait")
+            let child = try await jobs.child(of: job)
+            let pgid = try await jobPid(jobs, child: child.id)
+            try await Task.sleep(for: .milliseconds(200))
+            let start = ContinuousClock.now
+            let stopped = try await jobs.stop([.id(job.id)], grace: .milliseconds(500))
+            #expect(ContinuousClock.now - start >= .milliseconds(500))
+            #expect(stopped.first?.state == .stopped)
+            #expect(try #require(await jobs.job(child.id)).exitCode == 128 + Int(SIGKILL))
+            #expect(await processGroupIsAlive(pgid) == false)
+        }
+    }
+
+    @Test func stopLeavesFinishedJobsAsTheyAre() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let job = try await jobs.sh("exit 3")
+            _ = try await jobs.finished(job.id)
+            let result = try await jobs.stop([.id(job.id)])
+            #expect(result.first?.state == .failed)
+        }
+    }
+
+    @Test func stoppingAChildLeavesTheParentStoppedAndWhatItPrintedReadable() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let job = try await jobs.sh("echo started; sleep 300")
+            let child = try await jobs.child(of: job)
+            while try await jobs.text(job.id, keep: true).isEmpty { try await Task.sleep(for: .milliseconds(20)) }
+            _ = try await jobs.stop([.id(child.id)])
+            let parent = try #require(await jobs.job(job.id))
+            #expect(parent.state == .stopped)
+            #expect(parent.hasMoreData)
+            #expect(try await jobs.text(job.id) == "started\n")
+        }
+    }
+}
+
+@Suite("Removing", .tags(.medium)) struct RemoveTests {
+    @Test func aFinishedJobIsRemovedWithItsOutput() async throws {
+        try await withTemporaryEngine { jobs, home in
+            let job = try await jobs.sh("echo x")
+            _ = try await jobs.finished(job.id)
+            let child = try await jobs.child(of: job)
+            #expect(FileManager.default.fileExists(atPath: jobs.outputDirectory(child.id)))
+            try await jobs.remove([.id(job.id)])
+            #expect(await jobs.job(job.id) == nil)
+            #expect(await jobs.job(child.id) == nil)
+            #expect(!FileManager.default.fileExists(atPath: jobs.outputDirectory(child.id)))
+            await #expect(throws: JobError.noJob(id: job.id)) { try await jobs.receive([.id(job.id)]) }
+            _ = home
+        }
+    }
+
+    @Test func aRunningJobIsRefusedAndStays() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let job = try await jobs.sh("sleep 300")
+            await #expect(throws: JobError(.refused, "job 1 is Running; stop it first or use --force")) {
+                try await jobs.remove([.id(job.id)])
+            }
+            #expect(try #require(await jobs.job(job.id)).state == .running)
+            try await jobs.remove([.id(job.id)], force: true)
+            #expect(await jobs.job(job.id) == nil)
+        }
+    }
+
+    @Test func aChildCannotBeRemovedOnItsOwn() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let job = try await jobs.sh("true")
+            _ = try await jobs.finished(job.id)
+            await #expect(throws: JobError(.refused, "job 2 is a child of job 1; remove job 1")) {
+                try await jobs.remove([.id(2)])
+            }
+        }
+    }
+
+    @Test func removeByStateAndByCommand() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let ok = try await jobs.sh("true")
+            let bad = try await jobs.sh("exit 1")
+            let built = try await jobs.start(.argv(["echo", "make", "all"]))
+            for id in [ok.id, bad.id, built.id] { _ = try await jobs.finished(id) }
+            #expect(try await jobs.remove(state: .failed) == [bad.id])
+            #expect(try await jobs.remove(commandMatching: "  ECHO make* ") == [built.id])
+            let left = try await jobs.get()
+            #expect(left.map(\.id) == [ok.id])
+        }
+    }
+
+    @Test func removeByStateStopsRunningJobsFirst() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let job = try await jobs.sh("sleep 300")
+            let child = try await jobs.child(of: job)
+            let pgid = try await jobPid(jobs, child: child.id)
+            #expect(try await jobs.remove(state: .running) == [job.id])
+            #expect(await processGroupIsAlive(pgid) == false)
+        }
+    }
+}
+
+@Suite("Thread jobs", .tags(.medium)) struct ThreadJobTests {
+    @Test func aClosureWritesOutputAndErrorRecords() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let job = try await jobs.start(name: "sum") { context in
+                try context.write("total \((1...10).reduce(0, +))")
+                try context.writeError("careful")
+                try context.write(bytes: [0, 255], to: .output)
+            }
+            let done = try await jobs.finished(job.id)
+            #expect(done.state == .completed)
+            #expect(done.type == .threadJob)
+            let output = try await jobs.receive([.id(job.id)])
+            #expect(try output.data(.output) == Array("total 55\n".utf8) + [0, 255])
+            #expect(try output.data(.error) == Array("careful\n".utf8))
+            #expect(try #require(await jobs.job(job.id)).hasMoreData == false)
+        }
+    }
+
+    struct Boom: Error, CustomStringConvertible {
+        var description: String { "the flux capacitor\nbroke" }
+    }
+
+    @Test func aThrownErrorFailsTheJobWithItAsTheReason() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let job = try await jobs.start { context in
+                try context.write("before")
+                throw Boom()
+            }
+            let done = try await jobs.finished(job.id)
+            #expect(done.state == .failed)
+            #expect(done.reason == "the flux capacitor broke")
+            #expect(try await jobs.text(job.id) == "before\n")
+        }
+    }
+
+    @Test func stopCancelsTheClosure() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            let job = try await jobs.start { context in
+                try context.write("working")
+                try await Task.sleep(for: .seconds(300))
+                try context.write("never")
+            }
+            while try await jobs.text(job.id, keep: true).isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+            let stopped = try await jobs.stop([.id(job.id)])
+            #expect(stopped.first?.state == .stopped)
+            #expect(try await jobs.text(job.id) == "working\n")
+        }
+    }
+
+    @Test func afterARestartAThreadJobThatWasRunningIsFailed() async throws {
+        let home = try TemporaryHome()
+        let id = try await JobManager.withManager(home: home.path) { jobs in
+            let job = try await jobs.start { context in
+                try context.write("half")
+                try await Task.sleep(for: .seconds(300))
+            }
+            while try await jobs.text(job.id, keep: true).isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+            return job.id
+        }
+        try await JobManager.withManager(home: home.path) { jobs in
+            let job = try #require(await jobs.job(id))
+            #expect(job.state == .failed)
+            #expect(job.reason == "the process that ran it exited" || job.reason == "the engine shut down while it ran")
+            #expect(try await jobs.text(id) == "half\n")
+        }
+    }
+}
