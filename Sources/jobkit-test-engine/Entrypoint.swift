@@ -8,6 +8,7 @@ import JobModel
 /// stdout with one line:
 ///   `start LINE`    starts `/bin/sh -c LINE`   → `started PARENT_ID`
 ///   `receive ID`    receives (consumes) output → `received HEX_OF_STDOUT`
+///   `stop ID SECS`  stops with that grace       → `stopped`
 /// and runs until killed or stdin closes.
 @main
 struct TestEngine {
@@ -28,6 +29,10 @@ struct TestEngine {
                 case "receive":
                     let output = try await manager.receive([JobSelector(rest)])
                     say("received " + (try output.data(.output)).map { String(format: "%02x", $0) }.joined())
+                case "stop":
+                    let (id, grace) = split(rest)
+                    _ = try await manager.stop([JobSelector(id)], grace: .seconds(Double(grace) ?? 5))
+                    say("stopped")
                 default:
                     say("error unknown command \(verb)")
                 }

@@ -1,0 +1,142 @@
+import Foundation
+import Testing
+@testable import JobKit
+import JobModel
+import JobTesting
+
+/// A real engine in another process (`jobkit-test-engine`), driven line by line over its
+/// stdin and stdout, so that a test can SIGKILL it.
+final class EngineProcess {
+    let process = Process()
+    private let input = Pipe()
+    private let output = Pipe()
+    private var buffer = Data()
+
+    init(home: String) throws {
+        process.executableURL = URL(fileURLWithPath: builtExecutable("jobkit-test-engine"))
+        process.arguments = [home]
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
+        #expect(try readLine() == "ready")
+    }
+
+    func send(_ line: String) throws -> String {
+        sendWithoutAnswer(line)
+        return try readLine()
+    }
+
+    func sendWithoutAnswer(_ line: String) {
+        input.fileHandleForWriting.write(Data((line + "\n").utf8))
+    }
+
+    private func readLine() throws -> String {
+        while true {
+            if let newline = buffer.firstIndex(of: 10) {
+                let line = String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self)
+                buffer.removeSubrange(buffer.startIndex...newline)
+                return line
+            }
+            let more = output.fileHandleForReading.availableData
+            guard !more.isEmpty else { throw JobError(.unavailable, "the test engine exited") }
+            buffer.append(more)
+        }
+    }
+
+    func kill9() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+}
+
+@Suite("Jobs outlive the engine", .tags(.large)) struct RestartTests {
+    struct Expected {
+        let line: String
+        let state: JobState
+        let exitCode: Int?
+        let output: String
+        let error: String
+    }
+
+    static let numbers = (1...20000).map { "\($0)\n" }.joined()
+
+    // Some end while the engine is down, some after it is back, some fail; outputs are large
+    // enough to span many records.
+    static let cases: [Expected] = [
+        Expected(line: "sleep 0.3; echo quick", state: .completed, exitCode: 0, output: "quick\n", error: ""),
+        Expected(line: "sleep 0.4; echo bad >&2; exit 3", state: .failed, exitCode: 3, output: "", error: "bad\n"),
+        Expected(line: "seq 1 10000; sleep 0.5; seq 10001 20000", state: .completed, exitCode: 0, output: numbers, error: ""),
+        Expected(line: "sleep 0.5; kill -KILL $$", state: .failed, exitCode: 137, output: "", error: ""),
+        Expected(line: "echo early; sleep 2.5; echo late", state: .completed, exitCode: 0, output: "early\nlate\n", error: ""),
+        Expected(line: "sleep 2.5; seq 1 20000 >&2; exit 7", state: .failed, exitCode: 7, output: "", error: numbers),
+        Expected(line: "sleep 3; echo after", state: .completed, exitCode: 0, output: "after\n", error: ""),
+        Expected(line: "for i in 1 2 3 4 5 6; do echo $i; sleep 0.4; done", state: .completed, exitCode: 0, output: "1\n2\n3\n4\n5\n6\n", error: ""),
+        Expected(line: "true", state: .completed, exitCode: 0, output: "", error: ""),
+        Expected(line: "frobnicate-not-here", state: .failed, exitCode: 127, output: "", error: "/bin/sh: 1: frobnicate-not-here: not found\n"),
+    ]
+
+    @Test func aKilledEngineLosesNothing() async throws {
+        let home = try TemporaryHome("restart")
+        let engine = try EngineProcess(home: home.path)
+        var ids: [Int] = []
+        for expected in Self.cases {
+            let answer = try engine.send("start " + expected.line)
+            ids.append(try #require(Int(answer.dropFirst("started ".count))))
+        }
+        // Receive part of one job's output before the kill: it must not come back.
+        let early = ids[4]
+        var received = ""
+        for _ in 0..<200 where received.isEmpty {
+            let answer = try engine.send("receive \(early)")
+            received = String(decoding: hexBytes(String(answer.dropFirst("received ".count))), as: UTF8.self)
+            if received.isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        #expect(received == "early\n")
+        engine.kill9()
+        // Jobs go on, and some end, while no engine is there.
+        try await Task.sleep(for: .seconds(1))
+
+        try await JobManager.withManager(home: home.path) { jobs in
+            let running = try await jobs.get().filter { $0.state == .running }
+            #expect(running.count >= 3, "the long jobs should still be running: \(running.map(\.id))")
+            let done = try #require(try await jobs.wait(ids.map { .id($0) }, timeout: .seconds(60)))
+            #expect(done.count == Self.cases.count)
+            for (job, expected) in zip(done, Self.cases) {
+                #expect(job.state == expected.state, "\(expected.line)")
+                #expect(job.exitCode == expected.exitCode, "\(expected.line)")
+                let output = try await jobs.receive([.id(job.id)])
+                let wantedOutput = job.id == early ? "late\n" : expected.output
+                #expect(String(decoding: try output.data(.output), as: UTF8.self) == wantedOutput, "\(expected.line)")
+                #expect(String(decoding: try output.data(.error), as: UTF8.self) == expected.error, "\(expected.line)")
+            }
+        }
+    }
+
+    @Test func aStopInterruptedByTheEngineDyingStillEnds() async throws {
+        let home = try TemporaryHome("restart-stop")
+        let engine = try EngineProcess(home: home.path)
+        let answer = try engine.send("start trap '' TERM; sleep 300 & wait; wait")
+        let id = try #require(Int(answer.dropFirst("started ".count)))
+        // The job ignores SIGTERM, so the stop sits in its grace period when the engine dies.
+        engine.sendWithoutAnswer("stop \(id) 300")
+        try await Task.sleep(for: .milliseconds(500))
+        engine.kill9()
+        try await JobManager.withManager(home: home.path) { jobs in
+            let pgid = try await jobPid(jobs, child: id + 1)
+            let done = try #require(try await jobs.wait([.id(id)], timeout: .seconds(30)))
+            #expect(done.first?.state == .stopped)
+            #expect(done.first?.exitCode == 128 + Int(SIGKILL))
+            #expect(await processGroupIsAlive(pgid) == false)
+        }
+    }
+}
+
+func hexBytes(_ hex: String) -> [UInt8] {
+    var bytes: [UInt8] = []
+    var index = hex.startIndex
+    while index < hex.endIndex, let next = hex.index(index, offsetBy: 2, limitedBy: hex.endIndex) {
+        if let byte = UInt8(hex[index..<next], radix: 16) { bytes.append(byte) }
+        index = next
+    }
+    return bytes
+}
