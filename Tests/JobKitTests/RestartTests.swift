@@ -115,8 +115,11 @@ final class EngineProcess {
     @Test func aStopInterruptedByTheEngineDyingStillEnds() async throws {
         let home = try TemporaryHome("restart-stop")
         let engine = try EngineProcess(home: home.path)
-        let answer = try engine.send("start trap '' TERM; sleep 300 & wait; wait")
+        let answer = try engine.send("start trap '' TERM; sleep 300 & echo ready; wait; wait")
         let id = try #require(Int(answer.dropFirst("started ".count)))
+        for _ in 0..<500 where try engine.send("receive \(id)") == "received" {
+            try await Task.sleep(for: .milliseconds(10))
+        }
         // The job ignores SIGTERM, so the stop sits in its grace period when the engine dies.
         engine.sendWithoutAnswer("stop \(id) 300")
         try await Task.sleep(for: .milliseconds(500))

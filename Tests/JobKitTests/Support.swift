@@ -55,3 +55,14 @@ func jobPid(_ manager: JobManager, child: Int) async throws -> pid_t {
     }
     throw JobError(.notFound, "job \(child) never recorded its pid")
 }
+
+/// Shell code that waits until `path` exists (the test's go-ahead), giving up with exit 9
+/// after 30 s: lets a test order a job's steps against its own without guessing at timing.
+func waitForFile(_ path: String) -> String {
+    "n=0; while [ ! -e '\(path)' ]; do n=$((n+1)); [ $n -gt 600 ] && exit 9; sleep 0.02; done"
+}
+
+/// Creates `path`, the go-ahead a job made with `waitForFile` waits for.
+func touch(_ path: String) {
+    _ = FileManager.default.createFile(atPath: path, contents: nil)
+}

@@ -83,10 +83,10 @@ import JobTesting
 
     @Test func whatIgnoresSIGTERMIsKilledAfterTheGracePeriod() async throws {
         try await withTemporaryEngine { jobs, _ in
-            let job = try await jobs.sh("trap '' TERM; sleep 300 & sleep 300 & wait; wait")
+            let job = try await jobs.sh("trap '' TERM; sleep 300 & sleep 300 & echo ready; wait; wait")
             let child = try await jobs.child(of: job)
             let pgid = try await jobPid(jobs, child: child.id)
-            try await Task.sleep(for: .milliseconds(200))
+            while try await jobs.text(job.id).isEmpty { try await Task.sleep(for: .milliseconds(20)) }
             let start = ContinuousClock.now
             let stopped = try await jobs.stop([.id(job.id)], grace: .milliseconds(500))
             #expect(ContinuousClock.now - start >= .milliseconds(500))
