@@ -223,11 +223,13 @@ public actor JobManager {
 
     private func makeOutputDirectory(_ id: Int) throws(JobError) -> String {
         let dir = outputDirectory(id)
-        // A directory left by a job removed while the engine was down is not this job's.
-        try? FileManager.default.removeItem(atPath: dir)
-        guard mkdir(dir, 0o700) == 0 else {
-            throw JobError(.storage, "cannot create \(dir): \(errnoMessage())")
+        if mkdir(dir, 0o700) != 0 && errno == EEXIST {
+            // Left by a job whose removal was cut short: it is not this job's.
+            try? FileManager.default.removeItem(atPath: dir)
+            _ = mkdir(dir, 0o700)
         }
+        var st = stat()
+        guard stat(dir, &st) == 0 else { throw JobError(.storage, "cannot create \(dir): \(errnoMessage())") }
         return dir
     }
 
@@ -314,12 +316,14 @@ public actor JobManager {
             }
             if Supervisor.readStatus(dir: dir) != nil {
                 changed += endProcessLeaf(record.id, table: &table, dir: dir)
-            } else if Supervisor.isAlive(dir: dir), let pid = supervisorPid(dir: dir), monitor.watch(id: record.id, pid: pid) {
+            } else if Supervisor.isAlive(dir: dir), let pid = supervisorPid(dir: dir),
+                monitor.watch(id: record.id, pid: pid)
+            {
                 table.setSupervisor(record.id, pid: pid)
                 // The stop that was waiting out its grace period died with the old engine:
                 // finish it now, as it would have.
                 if record.state == .stopping { monitor.signal(id: record.id, SIGUSR1) }
-            } else if Supervisor.readStatus(dir: dir) == nil, !FileManager.default.fileExists(atPath: dir + "/supervisor") {
+            } else if Supervisor.readStatus(dir: dir) == nil, Supervisor.readPids(dir: dir) == nil {
                 changed += table.leafEnded(
                     record.id, outcome: .failed("the engine exited before the job could start"), at: now, recorded: 0)
             } else {
@@ -329,16 +333,13 @@ public actor JobManager {
         return changed
     }
 
-    /// The pid a supervisor wrote first thing; a supervisor found holding its lock but not yet
-    /// that far is given a moment.
+    /// The pid a supervisor writes once its job has started; one found holding its lock but
+    /// not yet that far (it has just been spawned) is given a moment.
     private static func supervisorPid(dir: String) -> pid_t? {
-        for _ in 0..<100 {
-            if let text = try? String(contentsOfFile: dir + "/supervisor", encoding: .utf8),
-                let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines))
-            {
-                return pid
-            }
-            usleep(10_000)
+        for _ in 0..<200 {
+            if let pids = Supervisor.readPids(dir: dir) { return pids.supervisor }
+            if !Supervisor.isAlive(dir: dir) { return nil }
+            usleep(5_000)
         }
         return nil
     }

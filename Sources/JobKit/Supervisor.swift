@@ -77,9 +77,7 @@ struct Supervisor: Sendable {
 
     /// What the supervisor recorded when its job ended, if it has ended.
     static func readStatus(dir: String) -> (LeafOutcome, Date)? {
-        guard let text = try? String(contentsOfFile: dir + "/" + OutputFormat.statusFile, encoding: .utf8) else {
-            return nil
-        }
+        guard let text = readLineFile(dir + "/" + OutputFormat.statusFile) else { return nil }
         let words = text.split(whereSeparator: \.isWhitespace).map(String.init)
         guard words.count >= 3, let end = Int64(words[words.count - 1]) else { return nil }
         let time = Date(timeIntervalSince1970: Double(end) / 1e9)
@@ -91,12 +89,26 @@ struct Supervisor: Sendable {
         }
     }
 
-    /// The job's main process id (its process group), once the supervisor has forked it.
-    static func readJobPid(dir: String) -> pid_t? {
-        guard let text = try? String(contentsOfFile: dir + "/" + OutputFormat.pidFile, encoding: .utf8) else {
-            return nil
-        }
-        return text.split(separator: " ").first.flatMap { pid_t($0) }
+    /// The supervisor's pid and its job's (the job's process group), once the job started.
+    static func readPids(dir: String) -> (supervisor: pid_t, job: pid_t)? {
+        guard let text = readLineFile(dir + "/" + OutputFormat.pidFile) else { return nil }
+        let words = text.split(separator: " ")
+        guard words.count >= 2, let supervisor = pid_t(words[0]), let job = pid_t(words[1]) else { return nil }
+        return (supervisor, job)
+    }
+
+    static func readJobPid(dir: String) -> pid_t? { readPids(dir: dir)?.job }
+
+    /// A one-line file the supervisor wrote with a single write: complete once it ends in a
+    /// newline. Read with plain calls: this is on the path of every job's end.
+    private static func readLineFile(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n > 0, buffer[n - 1] == UInt8(ascii: "\n") else { return nil }
+        return String(decoding: buffer[0..<(n - 1)], as: UTF8.self)
     }
 }
 

@@ -1,19 +1,20 @@
 // jobkit-supervisor: runs one job and records it in a directory, so that the job does
 // not depend on the engine that started it (the role of containerd's shim or podman's
 // conmon). It is C, not Swift, because it is started once per job: it must start in
-// well under a millisecond and use no memory worth mentioning.
+// a fraction of a millisecond and use no memory worth mentioning.
 //
 // Usage: jobkit-supervisor DIR CWD PROGRAM [ARG...]
 //   fd 3 (optional): the job's lock file; held until this process exits, so that an engine
 //   can tell a live supervisor from a dead one without trusting a pid.
 //   environment: the job's environment, passed on to PROGRAM unchanged.
 //
-// Writes in DIR (format: Sources/JobModel/OutputFormat.swift):
+// Writes in DIR (format: Sources/JobModel/OutputFormat.swift), each file only once there is
+// something to put in it, since most jobs of a busy queue print little or nothing:
 //   stdout, stderr  the job's two streams, byte for byte
 //   index           one 24-byte record per chunk read: time, offset, length, stream
-//   supervisor      "PID\n": this process, written first
-//   pid             "JOBPID STARTNS\n" once the job is forked
-//   status          "exit N ENDNS" | "signal N ENDNS" | "error STAGE ERRNO ENDNS", last
+//   pid             "SUPERVISORPID JOBPID STARTNS\n" once the job is started
+//   status          "exit N ENDNS\n" | "signal N ENDNS\n" | "error STAGE ERRNO ENDNS\n", last
+// One-line files are written with one write(2) and read only once they end in a newline.
 //
 // Signals: SIGTERM, SIGINT and SIGHUP are passed on to the job's process group (followed
 // by SIGCONT so that a stopped job can act on them); SIGUSR1 sends it SIGKILL.
@@ -22,6 +23,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +34,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+extern char **environ;
 
 enum { STREAM_OUTPUT = 1, STREAM_ERROR = 2 };
 enum { LOCK_FD = 3 };
@@ -48,12 +52,12 @@ _Static_assert(sizeof(struct index_record) == 24, "index record is 24 bytes");
 
 struct stream {
     int pipe_fd;       // read end; -1 once at end of file
-    int file_fd;       // the stream's data file
+    int file_fd;       // the stream's data file; -1 until its first byte arrives
+    const char *name;
     uint64_t offset;   // bytes written to file_fd so far
     uint8_t kind;
 };
 
-static const char *dir;
 static int dir_fd = -1;
 static int index_fd = -1;
 static char *scratch;
@@ -78,20 +82,19 @@ static int write_all(int fd, const void *buf, size_t len) {
     return 0;
 }
 
-// Writes NAME in DIR atomically (temporary file, then rename), so that a reader never
-// sees half a line.
-static void write_file_atomically(const char *name, const char *text) {
-    char tmp[64];
-    snprintf(tmp, sizeof tmp, ".%s.tmp", name);
-    int fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+static int open_output(const char *name, int extra_flags) {
+    return openat(dir_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | extra_flags, 0600);
+}
+
+static void write_line_file(const char *name, const char *text) {
+    int fd = open_output(name, 0);
     if (fd < 0) return;
-    int ok = write_all(fd, text, strlen(text)) == 0;
+    write_all(fd, text, strlen(text));
     close(fd);
-    if (ok) renameat(dir_fd, tmp, dir_fd, name);
 }
 
 static _Noreturn void finish(const char *status_line) {
-    write_file_atomically("status", status_line);
+    write_line_file("status", status_line);
     _exit(0);
 }
 
@@ -101,35 +104,46 @@ static _Noreturn void fail(const char *stage, int err) {
     finish(line);
 }
 
-static void record(struct stream *s, uint64_t offset, uint32_t length) {
+static void record(const struct stream *s, uint64_t offset, uint32_t length) {
     struct index_record r = {.time_ns = now_ns(), .offset = offset, .length = length, .stream = s->kind};
+    if (index_fd < 0) index_fd = open_output("index", O_APPEND);
     // The data is on disk before its record, so a reader that sees a record can read it.
-    write_all(index_fd, &r, sizeof r);
+    if (index_fd >= 0) write_all(index_fd, &r, sizeof r);
 }
 
-// Moves what the pipe holds into the stream's file; returns 0 at end of file.
+// Moves what the pipe holds into the stream's file; returns 0 at end of file, -1 when there
+// was nothing to read after all.
 static ssize_t drain_once(struct stream *s) {
-    loff_t off = (loff_t)s->offset;
-    ssize_t n = splice(s->pipe_fd, NULL, s->file_fd, &off, CHUNK, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    if (n < 0 && errno == EINVAL) {
-        // The file system does not take splice: copy through memory instead.
+    ssize_t n;
+    if (s->file_fd < 0) {
+        // The first read goes through memory: only data makes the file exist.
         n = read(s->pipe_fd, scratch, CHUNK);
-        if (n > 0 && pwrite(s->file_fd, scratch, (size_t)n, (off_t)s->offset) != n) n = -1;
+        if (n <= 0) return n < 0 && (errno == EAGAIN || errno == EINTR) ? -1 : 0;
+        s->file_fd = open_output(s->name, 0);
+        if (s->file_fd < 0 || pwrite(s->file_fd, scratch, (size_t)n, 0) != n) {
+            // The disk refused it: the job goes on, its output is dropped (see below).
+            return n;
+        }
+    } else {
+        loff_t off = (loff_t)s->offset;
+        n = splice(s->pipe_fd, NULL, s->file_fd, &off, CHUNK, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n < 0 && errno == EINVAL) {
+            // The file system does not take splice: copy through memory instead.
+            n = read(s->pipe_fd, scratch, CHUNK);
+            if (n > 0 && pwrite(s->file_fd, scratch, (size_t)n, (off_t)s->offset) != n) n = -2;
+        }
+        if (n == -1 && (errno == EAGAIN || errno == EINTR)) return -1;
+        if (n < 0) {
+            // The disk refused the data (full, or gone). Keep the job running by reading and
+            // dropping what it writes: stalling it on a full pipe would be worse.
+            n = read(s->pipe_fd, scratch, CHUNK);
+            return n < 0 ? -1 : n;
+        }
+        if (n == 0) return 0;
     }
-    if (n > 0) {
-        record(s, s->offset, (uint32_t)n);
-        s->offset += (uint64_t)n;
-    } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-        // The disk refused the data (full, or gone). Keep the job running by reading and
-        // dropping what it writes: stalling it on a full pipe would be worse.
-        n = read(s->pipe_fd, scratch, CHUNK);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR)) n = 1;
-    }
+    record(s, s->offset, (uint32_t)n);
+    s->offset += (uint64_t)n;
     return n;
-}
-
-static int open_stream_file(const char *name) {
-    return openat(dir_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 }
 
 int main(int argc, char **argv) {
@@ -138,7 +152,7 @@ int main(int argc, char **argv) {
         write_all(2, usage, sizeof usage - 1);
         return 64;
     }
-    dir = argv[1];
+    const char *dir = argv[1];
     const char *cwd = argv[2];
     char **job_argv = argv + 3;
 
@@ -158,23 +172,11 @@ int main(int argc, char **argv) {
 
     dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir_fd < 0) return 70;  // nowhere to record anything; the engine sees no status
-    // First, so that an engine restarted at any moment can find and watch this process.
-    char self_line[32];
-    snprintf(self_line, sizeof self_line, "%d\n", (int)getpid());
-    write_file_atomically("supervisor", self_line);
     scratch = malloc(CHUNK);
     if (scratch == NULL) fail("supervisor", ENOMEM);
 
-    struct stream streams[2] = {
-        {.pipe_fd = -1, .file_fd = open_stream_file("stdout"), .kind = STREAM_OUTPUT},
-        {.pipe_fd = -1, .file_fd = open_stream_file("stderr"), .kind = STREAM_ERROR},
-    };
-    index_fd = openat(dir_fd, "index", O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
-    if (streams[0].file_fd < 0 || streams[1].file_fd < 0 || index_fd < 0) fail("supervisor", errno);
-
-    int out_pipe[2], err_pipe[2], report_pipe[2];
-    if (pipe2(out_pipe, O_CLOEXEC) < 0 || pipe2(err_pipe, O_CLOEXEC) < 0 || pipe2(report_pipe, O_CLOEXEC) < 0)
-        fail("supervisor", errno);
+    int out_pipe[2], err_pipe[2];
+    if (pipe2(out_pipe, O_CLOEXEC) < 0 || pipe2(err_pipe, O_CLOEXEC) < 0) fail("supervisor", errno);
     // A larger pipe means fewer wake-ups and larger chunks for jobs that write a lot.
     fcntl(out_pipe[0], F_SETPIPE_SZ, CHUNK);
     fcntl(err_pipe[0], F_SETPIPE_SZ, CHUNK);
@@ -182,67 +184,44 @@ int main(int argc, char **argv) {
     int signal_fd = signalfd(-1, &handled, SFD_CLOEXEC | SFD_NONBLOCK);
     if (signal_fd < 0) fail("supervisor", errno);
 
-    pid_t pid = fork();
-    if (pid < 0) fail("spawn", errno);
-    if (pid == 0) {
-        // The job: its own session and process group, so that stopping it reaches every
-        // process it starts, and no terminal signal meant for someone else reaches it.
-        setsid();
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGPIPE, SIG_DFL);
-        int null_fd = open("/dev/null", O_RDONLY);
-        if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(out_pipe[1], 1) < 0 || dup2(err_pipe[1], 2) < 0) {
-            int e = errno;
-            const char *stage = "spawn";
-            write(report_pipe[1], stage, strlen(stage) + 1);
-            write(report_pipe[1], &e, sizeof e);
-            _exit(127);
-        }
-        if (null_fd > 2) close(null_fd);
-        if (chdir(cwd) < 0) {
-            int e = errno;
-            write(report_pipe[1], "chdir", 6);
-            write(report_pipe[1], &e, sizeof e);
-            _exit(127);
-        }
-        execvp(job_argv[0], job_argv);
-        int e = errno;
-        write(report_pipe[1], "exec", 5);
-        write(report_pipe[1], &e, sizeof e);
-        _exit(127);
+    // The job gets its own session and process group, so that stopping it reaches every
+    // process it starts and no terminal signal meant for someone else reaches it; stdin is
+    // /dev/null; signals are as a new program expects them. posix_spawn rather than fork:
+    // it shares memory until the exec (vfork) and reports a failed exec as an error.
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_init(&attr);
+    posix_spawn_file_actions_init(&actions);
+    sigset_t none, defaults;
+    sigemptyset(&none);
+    sigfillset(&defaults);
+    sigdelset(&defaults, SIGKILL);
+    sigdelset(&defaults, SIGSTOP);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
+    posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
+    posix_spawn_file_actions_addchdir_np(&actions, cwd);
+    pid_t pid;
+    int rc = posix_spawnp(&pid, job_argv[0], &actions, &attr, job_argv, environ);
+    if (rc != 0) {
+        // chdir and exec both say ENOENT; a directory that is not there is the chdir's.
+        struct stat st;
+        fail(stat(cwd, &st) == 0 && S_ISDIR(st.st_mode) ? "exec" : "chdir", rc);
     }
-
     close(out_pipe[1]);
     close(err_pipe[1]);
-    close(report_pipe[1]);
+
     char pid_line[64];
-    snprintf(pid_line, sizeof pid_line, "%d %lld\n", (int)pid, (long long)now_ns());
-    write_file_atomically("pid", pid_line);
+    snprintf(pid_line, sizeof pid_line, "%d %d %lld\n", (int)getpid(), (int)pid, (long long)now_ns());
+    write_line_file("pid", pid_line);
 
-    // The report pipe closes on a successful exec; otherwise it carries the failed stage
-    // and errno.
-    char report[32];
-    size_t got = 0;
-    for (;;) {
-        ssize_t n = read(report_pipe[0], report + got, sizeof report - got);
-        if (n > 0) { got += (size_t)n; continue; }
-        if (n < 0 && errno == EINTR) continue;
-        break;
-    }
-    close(report_pipe[0]);
-    if (got > 0) {
-        waitpid(pid, NULL, 0);
-        size_t stage_len = strnlen(report, got);
-        int e = 0;
-        if (stage_len + 1 + sizeof e <= got) memcpy(&e, report + stage_len + 1, sizeof e);
-        report[stage_len < sizeof report ? stage_len : sizeof report - 1] = 0;
-        fail(report, e);
-    }
-
-    streams[0].pipe_fd = out_pipe[0];
-    streams[1].pipe_fd = err_pipe[0];
+    struct stream streams[2] = {
+        {.pipe_fd = out_pipe[0], .file_fd = -1, .name = "stdout", .kind = STREAM_OUTPUT},
+        {.pipe_fd = err_pipe[0], .file_fd = -1, .name = "stderr", .kind = STREAM_ERROR},
+    };
     fcntl(out_pipe[0], F_SETFL, O_NONBLOCK);
     fcntl(err_pipe[0], F_SETFL, O_NONBLOCK);
 

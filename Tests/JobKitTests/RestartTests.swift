@@ -117,9 +117,12 @@ final class EngineProcess {
         let engine = try EngineProcess(home: home.path)
         let answer = try engine.send("start trap '' TERM; sleep 300 & echo ready; wait; wait")
         let id = try #require(Int(answer.dropFirst("started ".count)))
-        for _ in 0..<500 where try engine.send("receive \(id)") == "received" {
-            try await Task.sleep(for: .milliseconds(10))
+        var ready = false
+        for _ in 0..<1000 where !ready {
+            ready = try engine.send("receive \(id)") != "received "
+            if !ready { try await Task.sleep(for: .milliseconds(10)) }
         }
+        #expect(ready, "the job never got past its trap")
         // The job ignores SIGTERM, so the stop sits in its grace period when the engine dies.
         engine.sendWithoutAnswer("stop \(id) 300")
         try await Task.sleep(for: .milliseconds(500))
