@@ -183,7 +183,7 @@ extension OutputSliceReader {
     static func byteCount(_ slices: [OutputSlice]) throws -> Int {
         var total = 0
         for slice in slices {
-            let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: slice.directory + "/" + OutputFormat.indexFile))
+            let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: OutputFormat.indexPath(prefix: slice.prefix)))
             defer { try? handle.close() }
             let data = try handle.readToEnd() ?? Data()
             data.withUnsafeBytes { raw in

@@ -93,3 +93,14 @@ const uint32_t jobkit_in_create = IN_CREATE;
 int jobkit_flock(int fd, int operation) {
     return flock(fd, operation);
 }
+
+int jobkit_lock_byte(int fd, long long offset) {
+    struct flock lock = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = offset, .l_len = 1, .l_pid = 0};
+    return fcntl(fd, F_OFD_SETLKW, &lock);
+}
+
+int jobkit_byte_is_locked(int fd, long long offset) {
+    struct flock lock = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = offset, .l_len = 1, .l_pid = 0};
+    if (fcntl(fd, F_OFD_GETLK, &lock) != 0) return -1;
+    return lock.l_type != F_UNLCK;
+}

@@ -60,23 +60,32 @@ public actor JobManager {
     /// `jobkit-supervisor` cannot be found, `storage` when the database cannot be opened.
     public init(home: String, configuration: Configuration = Configuration()) throws(JobError) {
         self.home = home
-        supervisor = try Supervisor.locate(explicit: configuration.supervisorPath)
+        let executable = try Supervisor.locate(explicit: configuration.supervisorPath)
+        let jobsDirectory = home + "/jobs"
         do {
             try FileManager.default.createDirectory(
-                atPath: home + "/jobs", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+                atPath: jobsDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
             throw JobError(.storage, "cannot create the job home \(home): \(error.localizedDescription)")
         }
         homeLock = try Self.lockHome(home)
         do {
-            store = try JobStore(path: home + "/jobs.sqlite")
+            let databasePath = home + "/jobs.sqlite"
+            if !FileManager.default.fileExists(atPath: databasePath) {
+                // Files left without their database belong to no job; ids start again at 1.
+                for name in (try? FileManager.default.contentsOfDirectory(atPath: jobsDirectory)) ?? [] {
+                    try? FileManager.default.removeItem(atPath: jobsDirectory + "/" + name)
+                }
+            }
+            supervisor = try Supervisor(executable: executable, jobsDirectory: jobsDirectory)
+            store = try JobStore(path: databasePath)
             table = JobTable(try store.loadAll())
         } catch {
             close(homeLock)
             throw error
         }
         (threadWork, threadWorkContinuation) = AsyncStream.makeStream(of: ThreadWork.self)
-        let recovered = Self.recover(&table, monitor: monitor, home: home, at: Date())
+        let recovered = Self.recover(&table, monitor: monitor, supervisor: supervisor, at: Date())
         try? store.save(recovered)
     }
 
@@ -180,9 +189,8 @@ public actor JobManager {
         let childId = inserted[1].id
         var changed: [JobRecord] = []
         do {
-            let dir = try makeOutputDirectory(childId)
             let pid = try supervisor.spawn(
-                dir: dir, argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment)
+                id: childId, argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment)
             table.setSupervisor(childId, pid: pid)
             if !monitor.watch(id: childId, pid: pid) {
                 changed += endProcessLeaf(childId)
@@ -210,30 +218,20 @@ public actor JobManager {
         table.add(inserted)
         let job = inserted[0]
         do {
-            let writer = try OutputWriter(directory: try makeOutputDirectory(job.id))
+            let writer = OutputWriter(prefix: outputPrefix(job.id))
             let (stop, stopContinuation) = AsyncStream.makeStream(of: Void.self)
             threadStops[job.id] = stopContinuation
             threadWorkContinuation.yield(
                 ThreadWork(id: job.id, context: JobContext(id: job.id, name: job.name, writer: writer), body: body, stop: stop))
-        } catch {
-            try persist(table.leafEnded(job.id, outcome: .failed(error.message), at: Date(), recorded: 0))
         }
         return table.info(job.id)!
     }
 
-    private func makeOutputDirectory(_ id: Int) throws(JobError) -> String {
-        let dir = outputDirectory(id)
-        if mkdir(dir, 0o700) != 0 && errno == EEXIST {
-            // Left by a job whose removal was cut short: it is not this job's.
-            try? FileManager.default.removeItem(atPath: dir)
-            _ = mkdir(dir, 0o700)
-        }
-        var st = stat()
-        guard stat(dir, &st) == 0 else { throw JobError(.storage, "cannot create \(dir): \(errnoMessage())") }
-        return dir
-    }
+    /// Where a job's output files are: `<prefix>.stdout`, `<prefix>.stderr`, `<prefix>.index`.
+    nonisolated func outputPrefix(_ id: Int) -> String { supervisor.prefix(id) }
 
-    nonisolated func outputDirectory(_ id: Int) -> String { "\(home)/jobs/\(id)" }
+    /// A process job's main process id, which is also its process group's, once it started.
+    public nonisolated func processId(ofJob id: Int) -> Int32? { supervisor.pids(id)?.job }
 
     // MARK: - Jobs ending
 
@@ -242,13 +240,13 @@ public actor JobManager {
     }
 
     private func endProcessLeaf(_ id: Int) -> [JobRecord] {
-        Self.endProcessLeaf(id, table: &table, dir: outputDirectory(id))
+        Self.endProcessLeaf(id, table: &table, supervisor: supervisor)
     }
 
     /// Reads how a process leaf ended from what its supervisor left.
-    private static func endProcessLeaf(_ id: Int, table: inout JobTable, dir: String) -> [JobRecord] {
-        let recorded = OutputFormat.recordCount(directory: dir)
-        if let (outcome, time) = Supervisor.readStatus(dir: dir) {
+    private static func endProcessLeaf(_ id: Int, table: inout JobTable, supervisor: Supervisor) -> [JobRecord] {
+        let recorded = OutputFormat.recordCount(prefix: supervisor.prefix(id))
+        if let (outcome, time) = supervisor.ending(id) {
             return table.leafEnded(id, outcome: outcome, at: time, recorded: recorded)
         }
         let reason = "its supervisor ended without recording how the job ended (was it killed?)"
@@ -301,33 +299,33 @@ public actor JobManager {
 
     /// Brings every unfinished job up to date after the engine (re)opens: a supervisor that
     /// finished meanwhile is read, a live one is watched again; only what truly ended ends.
-    private static func recover(_ table: inout JobTable, monitor: ExitMonitor, home: String, at now: Date)
-        -> [JobRecord]
-    {
+    private static func recover(
+        _ table: inout JobTable, monitor: ExitMonitor, supervisor: Supervisor, at now: Date
+    ) -> [JobRecord] {
         var changed: [JobRecord] = []
         for record in table.records.values.sorted(by: { $0.id < $1.id }) where !record.state.isFinished {
             guard record.childIds.isEmpty else { continue }
-            let dir = "\(home)/jobs/\(record.id)"
+            let id = record.id
             if record.type == .threadJob {
-                let recorded = OutputFormat.recordCount(directory: dir)
+                let recorded = OutputFormat.recordCount(prefix: supervisor.prefix(id))
                 changed += table.leafEnded(
                     record.id, outcome: .failed("the process that ran it exited"), at: now, recorded: recorded)
                 continue
             }
-            if Supervisor.readStatus(dir: dir) != nil {
-                changed += endProcessLeaf(record.id, table: &table, dir: dir)
-            } else if Supervisor.isAlive(dir: dir), let pid = supervisorPid(dir: dir),
-                monitor.watch(id: record.id, pid: pid)
+            if supervisor.ending(id) != nil {
+                changed += endProcessLeaf(id, table: &table, supervisor: supervisor)
+            } else if supervisor.isAlive(id), let pid = supervisorPid(id, supervisor: supervisor),
+                monitor.watch(id: id, pid: pid)
             {
-                table.setSupervisor(record.id, pid: pid)
+                table.setSupervisor(id, pid: pid)
                 // The stop that was waiting out its grace period died with the old engine:
                 // finish it now, as it would have.
-                if record.state == .stopping { monitor.signal(id: record.id, SIGUSR1) }
-            } else if Supervisor.readStatus(dir: dir) == nil, Supervisor.readPids(dir: dir) == nil {
+                if record.state == .stopping { monitor.signal(id: id, SIGUSR1) }
+            } else if supervisor.ending(id) == nil, supervisor.pids(id) == nil {
                 changed += table.leafEnded(
-                    record.id, outcome: .failed("the engine exited before the job could start"), at: now, recorded: 0)
+                    id, outcome: .failed("the engine exited before the job could start"), at: now, recorded: 0)
             } else {
-                changed += endProcessLeaf(record.id, table: &table, dir: dir)
+                changed += endProcessLeaf(id, table: &table, supervisor: supervisor)
             }
         }
         return changed
@@ -335,10 +333,10 @@ public actor JobManager {
 
     /// The pid a supervisor writes once its job has started; one found holding its lock but
     /// not yet that far (it has just been spawned) is given a moment.
-    private static func supervisorPid(dir: String) -> pid_t? {
+    private static func supervisorPid(_ id: Int, supervisor: Supervisor) -> pid_t? {
         for _ in 0..<200 {
-            if let pids = Supervisor.readPids(dir: dir) { return pids.supervisor }
-            if !Supervisor.isAlive(dir: dir) { return nil }
+            if let pids = supervisor.pids(id) { return pids.supervisor }
+            if !supervisor.isAlive(id) { return nil }
             usleep(5_000)
         }
         return nil
@@ -385,9 +383,9 @@ public actor JobManager {
         for id in targets {
             guard let record = table[id] else { continue }
             if record.childIds.isEmpty {
-                let count = record.state.isFinished ? record.recorded : OutputFormat.recordCount(directory: outputDirectory(id))
+                let count = record.state.isFinished ? record.recorded : OutputFormat.recordCount(prefix: outputPrefix(id))
                 let slice = OutputSlice(
-                    jobId: id, jobName: record.name, location: record.location, directory: outputDirectory(id),
+                    jobId: id, jobName: record.name, location: record.location, prefix: outputPrefix(id),
                     start: record.received, end: count)
                 if !slice.isEmpty { output.slices.append(slice) }
                 if !keep, let updated = table.markReceived(id, upTo: count) { changed.append(updated) }
@@ -432,11 +430,11 @@ public actor JobManager {
 
     /// For `ReceiveStream`: the leaves it reads and the top-level jobs it may remove.
     func streamTargets(_ selectors: [JobSelector], recurse: Bool, locations: [String]?) throws(JobError)
-        -> (leaves: [Int], directories: [String], topLevel: [Int])
+        -> (leaves: [Int], jobsDirectory: String, topLevel: [Int])
     {
         let jobs = try resolveStrict(selectors)
         let targets = readTargets(jobs.map(\.id), recurse: recurse, locations: locations)
-        return (targets, targets.map(outputDirectory), jobs.filter(\.isTopLevel).map(\.id))
+        return (targets, supervisor.jobsDirectory, jobs.filter(\.isTopLevel).map(\.id))
     }
 
     /// For `ReceiveStream`: takes (consumes) what the leaves wrote since the last call, and
@@ -454,11 +452,11 @@ public actor JobManager {
             let finished = record.state.isFinished
             if !finished { done = false }
             if record.childIds.isEmpty {
-                let count = finished ? record.recorded : OutputFormat.recordCount(directory: outputDirectory(id))
+                let count = finished ? record.recorded : OutputFormat.recordCount(prefix: outputPrefix(id))
                 if count > record.received {
                     slices.append(
                         OutputSlice(
-                            jobId: id, jobName: record.name, location: record.location, directory: outputDirectory(id),
+                            jobId: id, jobName: record.name, location: record.location, prefix: outputPrefix(id),
                             start: record.received, end: count))
                     if let updated = table.markReceived(id, upTo: count) { changed.append(updated) }
                 }
@@ -626,7 +624,7 @@ public actor JobManager {
         let leaves = table.leaves(of: ids)
         let dropped = table.remove(ids)
         try store.delete(dropped)
-        for leaf in leaves { try? FileManager.default.removeItem(atPath: outputDirectory(leaf)) }
+        for leaf in leaves { supervisor.removeFiles(leaf) }
         hub.publish(events)
     }
 

@@ -54,7 +54,7 @@ public struct ReceiveStream: AsyncSequence, Sendable {
                 leaves = targets.leaves
                 topLevel = targets.topLevel
                 // Watch before the first look, so nothing written in between goes unnoticed.
-                watch = OutputWatch(directories: targets.directories, jobs: Set(leaves), events: stream.manager.events.hub)
+                watch = OutputWatch(jobsDirectory: targets.jobsDirectory, jobs: Set(leaves), events: stream.manager.events.hub)
             }
             while true {
                 if let reader, let chunk = try reader.nextChunk() { return .output(chunk) }
@@ -89,7 +89,8 @@ public struct ReceiveStream: AsyncSequence, Sendable {
     }
 }
 
-/// Wakes a receive stream when any of its jobs writes output or changes state.
+/// Wakes a receive stream when any of its jobs writes output or changes state. (Writes of
+/// other jobs in the home wake it too; it then finds nothing new and waits again.)
 final class OutputWatch: @unchecked Sendable {
     // Sendable by construction: the fd and source are set once in init and only closed in
     // deinit; the stream is itself Sendable.
@@ -101,7 +102,7 @@ final class OutputWatch: @unchecked Sendable {
     private let continuation: AsyncStream<Void>.Continuation
     private var iterator: AsyncStream<Void>.AsyncIterator
 
-    init(directories: [String], jobs: Set<Int>, events hub: EventHub) {
+    init(jobsDirectory: String, jobs: Set<Int>, events hub: EventHub) {
         (wakeups, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         iterator = wakeups.makeAsyncIterator()
         self.hub = hub
@@ -111,9 +112,8 @@ final class OutputWatch: @unchecked Sendable {
         }
         inotify = jobkit_inotify_init()
         if inotify >= 0 {
-            for dir in directories {
-                _ = jobkit_inotify_add_watch(inotify, dir, jobkit_in_modify | jobkit_in_moved_to | jobkit_in_create)
-            }
+            // The whole jobs directory: a job's files appear only when it first writes.
+            _ = jobkit_inotify_add_watch(inotify, jobsDirectory, jobkit_in_modify | jobkit_in_moved_to | jobkit_in_create)
             let fd = inotify
             let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: DispatchQueue.global())
             source.setEventHandler {

@@ -7,15 +7,48 @@ import Glibc
 #endif
 
 /// Starts supervisors and reads what they leave behind. A supervisor (`jobkit-supervisor`,
-/// written in C) runs one job in its own session, writes its output and exit status to the
-/// job's directory, and holds the directory's `lock` for as long as it lives.
-struct Supervisor: Sendable {
+/// written in C) runs one job in its own session, writes its output to files and its pids
+/// and exit status to the job's slot, and holds the job's byte of the lock file for as long
+/// as it lives.
+///
+/// Everything shared lives in the jobs directory: `slots` (64 bytes per job id) and
+/// `locks` (one byte per job id). A job that prints nothing creates no file at all: on
+/// ext4, creating inodes costs more than starting the job.
+final class Supervisor: Sendable {
     /// The supervisor program.
     let executable: String
+    /// Where the jobs' files, slots and locks are.
+    let jobsDirectory: String
+    private let slotsFD: Int32
+    private let locksFD: Int32
+
+    static let slotSize = 64
+    private static let startedMagic: UInt32 = 0x4A4F_4253
+    private static let endedMagic: UInt32 = 0x454E_4445
+
+    init(executable: String, jobsDirectory: String) throws(JobError) {
+        self.executable = executable
+        self.jobsDirectory = jobsDirectory
+        let slots = open(jobsDirectory + "/slots", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        let locks = open(jobsDirectory + "/locks", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard slots >= 0, locks >= 0 else {
+            let message = errnoMessage()
+            if slots >= 0 { close(slots) }
+            if locks >= 0 { close(locks) }
+            throw JobError(.storage, "cannot open the job slots in \(jobsDirectory): \(message)")
+        }
+        slotsFD = slots
+        locksFD = locks
+    }
+
+    deinit {
+        close(slotsFD)
+        close(locksFD)
+    }
 
     /// Finds `jobkit-supervisor`: the path given, `$JOBKIT_SUPERVISOR`, beside the running
     /// program (where SwiftPM builds it, and where installs put it), then `$PATH`.
-    static func locate(explicit: String?) throws(JobError) -> Supervisor {
+    static func locate(explicit: String?) throws(JobError) -> String {
         let name = "jobkit-supervisor"
         var candidates: [String] = []
         if let explicit { candidates.append(explicit) }
@@ -26,7 +59,6 @@ struct Supervisor: Sendable {
         if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
             let dir = (exe as NSString).deletingLastPathComponent
             candidates.append(dir + "/" + name)
-            // Inside a test bundle (`X.xctest` is a file on Linux, but be safe on a directory).
             candidates.append((dir as NSString).deletingLastPathComponent + "/" + name)
         }
         for dir in (environment["PATH"] ?? "").split(separator: ":") {
@@ -38,22 +70,26 @@ struct Supervisor: Sendable {
                 "cannot find \(name): build it (swift build --product \(name)), install it beside this program, or set JOBKIT_SUPERVISOR"
             )
         }
-        return Supervisor(executable: found)
+        return found
     }
 
-    /// Starts a supervisor for a process job whose directory `dir` exists and is empty.
-    /// Returns the supervisor's pid.
-    func spawn(dir: String, argv: [String], workingDirectory: String, environment: [String: String]) throws(JobError)
+    func prefix(_ id: Int) -> String { "\(jobsDirectory)/\(id)" }
+
+    /// Starts a supervisor for job `id`. Returns the supervisor's pid.
+    func spawn(id: Int, argv: [String], workingDirectory: String, environment: [String: String]) throws(JobError)
         -> pid_t
     {
-        let lockPath = dir + "/lock"
-        let lockFD = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard lockFD >= 0 else { throw JobError(.storage, "cannot create \(lockPath): \(errnoMessage())") }
+        clearSlot(id)
+        // A description of our own for this job's lock, handed to the supervisor as fd 3 and
+        // closed here: the lock is held from before the supervisor exists, so an engine that
+        // dies at any moment leaves no window where a live job looks dead.
+        let lockFD = open(jobsDirectory + "/locks", O_RDWR | O_CLOEXEC)
+        guard lockFD >= 0 else { throw JobError(.storage, "cannot open the job locks: \(errnoMessage())") }
         defer { close(lockFD) }
-        // Taken here and handed over: the lock is held from before the supervisor exists, so
-        // an engine that dies at any moment leaves no window where a live job looks dead.
-        _ = jobkit_flock(lockFD, LOCK_EX)
-        let args = [executable, dir, workingDirectory] + argv
+        guard jobkit_lock_byte(lockFD, Int64(id)) == 0 else {
+            throw JobError(.storage, "cannot lock job \(id): \(errnoMessage())")
+        }
+        let args = [executable, jobsDirectory, String(id), workingDirectory] + argv
         let env = environment.map { "\($0.key)=\($0.value)" }
         var pid: pid_t = 0
         let rc = withCStringArray(args) { cArgs in
@@ -67,48 +103,69 @@ struct Supervisor: Sendable {
         return pid
     }
 
-    /// Whether a supervisor still holds the job's directory.
-    static func isAlive(dir: String) -> Bool {
-        let fd = open(dir + "/lock", O_RDWR | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        return jobkit_flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK
+    /// Whether a supervisor still holds job `id`.
+    func isAlive(_ id: Int) -> Bool {
+        jobkit_byte_is_locked(locksFD, Int64(id)) == 1
     }
 
-    /// What the supervisor recorded when its job ended, if it has ended.
-    static func readStatus(dir: String) -> (LeafOutcome, Date)? {
-        guard let text = readLineFile(dir + "/" + OutputFormat.statusFile) else { return nil }
-        let words = text.split(whereSeparator: \.isWhitespace).map(String.init)
-        guard words.count >= 3, let end = Int64(words[words.count - 1]) else { return nil }
-        let time = Date(timeIntervalSince1970: Double(end) / 1e9)
-        switch words[0] {
-        case "exit": return Int32(words[1]).map { (.exited($0), time) }
-        case "signal": return Int32(words[1]).map { (.signaled($0), time) }
-        case "error" where words.count >= 4: return Int32(words[2]).map { (.couldNotStart(stage: words[1], errno: $0), time) }
+    /// The supervisor's pid and its job's (the job's process group), once the job started.
+    func pids(_ id: Int) -> (supervisor: pid_t, job: pid_t)? {
+        guard let slot = readSlot(id) else { return nil }
+        let magic = slot.loadUnaligned(fromByteOffset: 0, as: UInt32.self)
+        guard UInt32(littleEndian: magic) == Self.startedMagic else { return nil }
+        return (
+            Int32(littleEndian: slot.loadUnaligned(fromByteOffset: 4, as: Int32.self)),
+            Int32(littleEndian: slot.loadUnaligned(fromByteOffset: 8, as: Int32.self))
+        )
+    }
+
+    /// How job `id` ended and when, once its supervisor has recorded it.
+    func ending(_ id: Int) -> (LeafOutcome, Date)? {
+        guard let slot = readSlot(id) else { return nil }
+        guard UInt32(littleEndian: slot.loadUnaligned(fromByteOffset: 32, as: UInt32.self)) == Self.endedMagic else {
+            return nil
+        }
+        let kind = slot[36]
+        let stage = slot[37]
+        let code = Int32(littleEndian: slot.loadUnaligned(fromByteOffset: 40, as: Int32.self))
+        let endNs = Int64(littleEndian: slot.loadUnaligned(fromByteOffset: 48, as: Int64.self))
+        let time = Date(timeIntervalSince1970: Double(endNs) / 1e9)
+        switch kind {
+        case 1: return (.exited(code), time)
+        case 2: return (.signaled(code), time)
+        case 3:
+            let stages = [1: "chdir", 2: "exec", 3: "supervisor"]
+            return (.couldNotStart(stage: stages[Int(stage)] ?? "spawn", errno: code), time)
         default: return nil
         }
     }
 
-    /// The supervisor's pid and its job's (the job's process group), once the job started.
-    static func readPids(dir: String) -> (supervisor: pid_t, job: pid_t)? {
-        guard let text = readLineFile(dir + "/" + OutputFormat.pidFile) else { return nil }
-        let words = text.split(separator: " ")
-        guard words.count >= 2, let supervisor = pid_t(words[0]), let job = pid_t(words[1]) else { return nil }
-        return (supervisor, job)
+    private func readSlot(_ id: Int) -> [UInt8]? {
+        var slot = [UInt8](repeating: 0, count: Self.slotSize)
+        let n = slot.withUnsafeMutableBytes { pread(slotsFD, $0.baseAddress, $0.count, off_t(id * Self.slotSize)) }
+        return n == Self.slotSize ? slot : nil
     }
 
-    static func readJobPid(dir: String) -> pid_t? { readPids(dir: dir)?.job }
+    /// Zeroes a slot: ids are never reused, but a slots file may outlive its database.
+    private func clearSlot(_ id: Int) {
+        let zeros = [UInt8](repeating: 0, count: Self.slotSize)
+        _ = zeros.withUnsafeBytes { pwrite(slotsFD, $0.baseAddress, $0.count, off_t(id * Self.slotSize)) }
+    }
 
-    /// A one-line file the supervisor wrote with a single write: complete once it ends in a
-    /// newline. Read with plain calls: this is on the path of every job's end.
-    private static func readLineFile(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 256)
-        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        guard n > 0, buffer[n - 1] == UInt8(ascii: "\n") else { return nil }
-        return String(decoding: buffer[0..<(n - 1)], as: UTF8.self)
+    /// Deletes a job's output files (whichever exist).
+    func removeFiles(_ id: Int) {
+        let prefix = prefix(id)
+        for path in [OutputFormat.indexPath(prefix: prefix), OutputFormat.path(prefix: prefix, stream: .output),
+            OutputFormat.path(prefix: prefix, stream: .error)]
+        {
+            unlink(path)
+        }
+    }
+}
+
+extension [UInt8] {
+    fileprivate func loadUnaligned<T>(fromByteOffset offset: Int, as type: T.Type) -> T {
+        withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: type) }
     }
 }
 

@@ -34,36 +34,50 @@ public struct JobContext: Sendable {
     }
 }
 
-/// Appends to a job's output files in the supervisor's format, from any task.
+/// Appends to a job's output files in the supervisor's format, from any task. Like the
+/// supervisor, it creates each file only when there is something to put in it.
 final class OutputWriter: Sendable {
     private struct Files {
-        var fds: [Int32]
+        var streams: [Int32] = [-1, -1]
         var offsets: [UInt64] = [0, 0]
-        var index: Int32
+        var index: Int32 = -1
+        var closed = false
     }
 
-    private let files: Mutex<Files?>
-    let directory: String
+    private let files = Mutex(Files())
+    let prefix: String
 
-    init(directory: String) throws(JobError) {
-        self.directory = directory
-        let open = { (name: String) in Glibc.open(directory + "/" + name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600) }
-        let fds = [open("stdout"), open("stderr")]
-        let index = open(OutputFormat.indexFile)
-        guard fds.allSatisfy({ $0 >= 0 }), index >= 0 else {
-            let message = errnoMessage()
-            for fd in fds + [index] where fd >= 0 { Glibc.close(fd) }
-            throw JobError(.storage, "cannot create the output files in \(directory): \(message)")
-        }
-        files = Mutex(Files(fds: fds, index: index))
+    init(prefix: String) {
+        self.prefix = prefix
+    }
+
+    private func open(_ path: String, flags: Int32 = 0) throws(JobError) -> Int32 {
+        let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | flags, 0o600)
+        guard fd >= 0 else { throw JobError(.storage, "cannot create \(path): \(errnoMessage())") }
+        return fd
     }
 
     func append(_ bytes: [UInt8], to stream: OutputStreamKind) throws(JobError) {
-        guard !bytes.isEmpty else { return }
-        let result: Result<Void, JobError> = files.withLock { files in
-            guard var f = files else { return .failure(JobError(.refused, "the job has ended; its output is closed")) }
+        // One record holds at most 4 GiB; a megabyte per record keeps receives incremental.
+        var start = 0
+        while start < bytes.count {
+            let end = min(start + (1 << 20), bytes.count)
+            try appendChunk(bytes[start..<end], to: stream)
+            start = end
+        }
+    }
+
+    private func appendChunk(_ bytes: ArraySlice<UInt8>, to stream: OutputStreamKind) throws(JobError) {
+        let result: Result<Void, JobError> = files.withLock { f in
+            guard !f.closed else { return .failure(JobError(.refused, "the job has ended; its output is closed")) }
             let slot = stream == .output ? 0 : 1
-            let written = bytes.withUnsafeBytes { pwrite(f.fds[slot], $0.baseAddress, $0.count, off_t(f.offsets[slot])) }
+            do throws(JobError) {
+                if f.streams[slot] < 0 { f.streams[slot] = try open(OutputFormat.path(prefix: prefix, stream: stream)) }
+                if f.index < 0 { f.index = try open(OutputFormat.indexPath(prefix: prefix), flags: O_APPEND) }
+            } catch {
+                return .failure(error)
+            }
+            let written = bytes.withUnsafeBytes { pwrite(f.streams[slot], $0.baseAddress, $0.count, off_t(f.offsets[slot])) }
             guard written == bytes.count else {
                 return .failure(JobError(.storage, "cannot write the job's output: \(errnoMessage())"))
             }
@@ -73,7 +87,6 @@ final class OutputWriter: Sendable {
                 return .failure(JobError(.storage, "cannot write the job's output index: \(errnoMessage())"))
             }
             f.offsets[slot] += UInt64(bytes.count)
-            files = f
             return .success(())
         }
         try result.get()
@@ -81,11 +94,12 @@ final class OutputWriter: Sendable {
 
     /// Closes the files; later writes fail. Returns how many records were written.
     func close() -> Int {
-        files.withLock { files in
-            guard let f = files else { return 0 }
-            for fd in f.fds + [f.index] { Glibc.close(fd) }
-            files = nil
-            return OutputFormat.recordCount(directory: directory)
+        files.withLock { f in
+            if !f.closed {
+                for fd in f.streams + [f.index] where fd >= 0 { Glibc.close(fd) }
+                f.closed = true
+            }
+            return OutputFormat.recordCount(prefix: prefix)
         }
     }
 

@@ -8,20 +8,21 @@ import Foundation
 /// The on-disk layout of one job's output, shared by the supervisor (which writes it, in C),
 /// the engine, and any client allowed to read it directly.
 ///
-/// A job's directory holds `stdout` and `stderr` (each stream's bytes, unchanged) and
-/// `index`: one 24-byte record per chunk, in the order the chunks were read, so that the
-/// two streams stay apart but their relative order is kept. A record is
+/// A job's files are named by a prefix, `<jobs dir>/<id>`: `<prefix>.stdout` and
+/// `<prefix>.stderr` (each stream's bytes, unchanged) and `<prefix>.index`: one 24-byte record
+/// per chunk, in the order the chunks were read, so that the two streams stay apart but
+/// their relative order is kept. A record is
 /// `{ int64 time_ns; uint64 offset; uint32 length; uint8 stream; uint8 reserved[3] }`,
 /// little-endian, with `offset` into that stream's file. Data is written before its record.
+/// A file exists only once something was written to it: a job that prints nothing has none.
 public enum OutputFormat {
     public static let recordSize = 24
-    public static let indexFile = "index"
-    public static let statusFile = "status"
-    public static let pidFile = "pid"
 
-    public static func fileName(for stream: OutputStreamKind) -> String {
-        stream == .output ? "stdout" : "stderr"
+    public static func path(prefix: String, stream: OutputStreamKind) -> String {
+        prefix + (stream == .output ? ".stdout" : ".stderr")
     }
+
+    public static func indexPath(prefix: String) -> String { prefix + ".index" }
 
     /// Encodes a record as the supervisor does.
     public static func encode(_ record: OutputRecord) -> [UInt8] {
@@ -44,10 +45,10 @@ public enum OutputFormat {
             time: Date(timeIntervalSince1970: Double(ns) / 1e9), stream: stream, offset: dataOffset, length: length)
     }
 
-    /// How many complete records the index in `directory` holds now.
-    public static func recordCount(directory: String) -> Int {
+    /// How many complete records the job's index holds now.
+    public static func recordCount(prefix: String) -> Int {
         var st = stat()
-        guard stat(directory + "/" + indexFile, &st) == 0 else { return 0 }
+        guard stat(indexPath(prefix: prefix), &st) == 0 else { return 0 }
         return Int(st.st_size) / recordSize
     }
 }
@@ -75,18 +76,18 @@ public struct OutputSlice: Sendable, Codable, Equatable {
     public var jobName: String
     /// The job's computer, for `--prefix` and `ComputerName`.
     public var location: String
-    /// The job's output directory.
-    public var directory: String
+    /// Where the job's files are: `<prefix>.stdout`, `<prefix>.stderr`, `<prefix>.index`.
+    public var prefix: String
     /// The first record in the range.
     public var start: Int
     /// One past the last record in the range.
     public var end: Int
 
-    public init(jobId: Int, jobName: String, location: String, directory: String, start: Int, end: Int) {
+    public init(jobId: Int, jobName: String, location: String, prefix: String, start: Int, end: Int) {
         self.jobId = jobId
         self.jobName = jobName
         self.location = location
-        self.directory = directory
+        self.prefix = prefix
         self.start = start
         self.end = end
     }
@@ -134,13 +135,13 @@ public final class OutputSliceReader {
         self.next = slice.start
         self.maxChunk = maxChunk
         self.coalesce = coalesce
-        let index = open(slice.directory + "/" + OutputFormat.indexFile, O_RDONLY | O_CLOEXEC)
+        let index = open(OutputFormat.indexPath(prefix: slice.prefix), O_RDONLY | O_CLOEXEC)
         guard index >= 0 || slice.isEmpty else {
             throw JobError(.storage, "cannot read the output of job \(slice.jobId): \(String(cString: strerror(errno)))")
         }
         indexFD = index
         streamFDs = [OutputStreamKind.output, .error].map {
-            open(slice.directory + "/" + OutputFormat.fileName(for: $0), O_RDONLY | O_CLOEXEC)
+            open(OutputFormat.path(prefix: slice.prefix, stream: $0), O_RDONLY | O_CLOEXEC)
         }
     }
 

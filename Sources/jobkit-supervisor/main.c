@@ -3,18 +3,17 @@
 // conmon). It is C, not Swift, because it is started once per job: it must start in
 // a fraction of a millisecond and use no memory worth mentioning.
 //
-// Usage: jobkit-supervisor DIR CWD PROGRAM [ARG...]
-//   fd 3 (optional): the job's lock file; held until this process exits, so that an engine
-//   can tell a live supervisor from a dead one without trusting a pid.
+// Usage: jobkit-supervisor DIR ID CWD PROGRAM [ARG...]
+//   fd 3 (optional): holds a lock on byte ID of DIR/locks; held until this process exits,
+//   so that an engine can tell a live supervisor from a dead one without trusting a pid.
 //   environment: the job's environment, passed on to PROGRAM unchanged.
 //
-// Writes in DIR (format: Sources/JobModel/OutputFormat.swift), each file only once there is
-// something to put in it, since most jobs of a busy queue print little or nothing:
-//   stdout, stderr  the job's two streams, byte for byte
-//   index           one 24-byte record per chunk read: time, offset, length, stream
-//   pid             "SUPERVISORPID JOBPID STARTNS\n" once the job is started
-//   status          "exit N ENDNS\n" | "signal N ENDNS\n" | "error STAGE ERRNO ENDNS\n", last
-// One-line files are written with one write(2) and read only once they end in a newline.
+// Writes (format: Sources/JobModel/OutputFormat.swift), creating no file for a job that
+// prints nothing, since creating inodes is most of the cost of a short job:
+//   DIR/ID.stdout, DIR/ID.stderr  the job's two streams, byte for byte, once there is any
+//   DIR/ID.index   one 24-byte record per chunk read: time, offset, length, stream
+//   DIR/slots      at ID*64, the job's slot: its pids once started (bytes 0-31), how it
+//                  ended (bytes 32-63), each half written with one pwrite(2)
 //
 // Signals: SIGTERM, SIGINT and SIGHUP are passed on to the job's process group (followed
 // by SIGCONT so that a stopped job can act on them); SIGUSR1 sends it SIGKILL.
@@ -40,6 +39,31 @@ extern char **environ;
 enum { STREAM_OUTPUT = 1, STREAM_ERROR = 2 };
 enum { LOCK_FD = 3 };
 enum { CHUNK = 1 << 20 };
+enum { SLOT_SIZE = 64 };
+enum { ENDED_EXIT = 1, ENDED_SIGNAL = 2, ENDED_ERROR = 3 };
+enum { STAGE_NONE = 0, STAGE_CHDIR = 1, STAGE_EXEC = 2, STAGE_SUPERVISOR = 3 };
+#define STARTED_MAGIC 0x4A4F4253u  // "SBOJ" little-endian: the first half is written
+#define ENDED_MAGIC 0x454E4445u    // "EDNE": the second half is written
+
+struct __attribute__((packed)) slot_started {
+    uint32_t magic;
+    int32_t supervisor_pid;
+    int32_t job_pid;
+    uint32_t reserved;
+    int64_t start_ns;
+    uint64_t reserved2;
+};
+struct __attribute__((packed)) slot_ended {
+    uint32_t magic;
+    uint8_t kind;
+    uint8_t stage;
+    uint16_t reserved;
+    int32_t code;
+    uint32_t reserved2;
+    int64_t end_ns;
+    uint64_t reserved3;
+};
+_Static_assert(sizeof(struct slot_started) == 32 && sizeof(struct slot_ended) == 32, "a slot is 64 bytes");
 
 struct __attribute__((packed)) index_record {
     int64_t time_ns;
@@ -60,6 +84,8 @@ struct stream {
 
 static int dir_fd = -1;
 static int index_fd = -1;
+static int slots_fd = -1;
+static long long job_id;
 static char *scratch;
 
 static int64_t now_ns(void) {
@@ -82,26 +108,20 @@ static int write_all(int fd, const void *buf, size_t len) {
     return 0;
 }
 
-static int open_output(const char *name, int extra_flags) {
+static int open_output(const char *suffix, int extra_flags) {
+    char name[64];
+    snprintf(name, sizeof name, "%lld.%s", job_id, suffix);
     return openat(dir_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | extra_flags, 0600);
 }
 
-static void write_line_file(const char *name, const char *text) {
-    int fd = open_output(name, 0);
-    if (fd < 0) return;
-    write_all(fd, text, strlen(text));
-    close(fd);
-}
-
-static _Noreturn void finish(const char *status_line) {
-    write_line_file("status", status_line);
+static _Noreturn void finish(uint8_t kind, uint8_t stage, int code, int64_t end_ns) {
+    struct slot_ended ended = {.magic = ENDED_MAGIC, .kind = kind, .stage = stage, .code = code, .end_ns = end_ns};
+    if (slots_fd >= 0) pwrite(slots_fd, &ended, sizeof ended, (off_t)(job_id * SLOT_SIZE + 32));
     _exit(0);
 }
 
-static _Noreturn void fail(const char *stage, int err) {
-    char line[128];
-    snprintf(line, sizeof line, "error %s %d %lld\n", stage, err, (long long)now_ns());
-    finish(line);
+static _Noreturn void fail(uint8_t stage, int err) {
+    finish(ENDED_ERROR, stage, err, now_ns());
 }
 
 static void record(const struct stream *s, uint64_t offset, uint32_t length) {
@@ -147,14 +167,16 @@ static ssize_t drain_once(struct stream *s) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 4) {
-        static const char usage[] = "usage: jobkit-supervisor DIR CWD PROGRAM [ARG...]\n";
+    if (argc < 5) {
+        static const char usage[] = "usage: jobkit-supervisor DIR ID CWD PROGRAM [ARG...]\n";
         write_all(2, usage, sizeof usage - 1);
         return 64;
     }
     const char *dir = argv[1];
-    const char *cwd = argv[2];
-    char **job_argv = argv + 3;
+    job_id = strtoll(argv[2], NULL, 10);
+    const char *cwd = argv[3];
+    char **job_argv = argv + 4;
+    if (job_id <= 0) return 64;
 
     // The lock must not leak into the job: a straggler holding it would make a dead
     // supervisor look alive.
@@ -172,17 +194,19 @@ int main(int argc, char **argv) {
 
     dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir_fd < 0) return 70;  // nowhere to record anything; the engine sees no status
+    slots_fd = openat(dir_fd, "slots", O_WRONLY | O_CLOEXEC);
+    if (slots_fd < 0) return 70;
     scratch = malloc(CHUNK);
-    if (scratch == NULL) fail("supervisor", ENOMEM);
+    if (scratch == NULL) fail(STAGE_SUPERVISOR, ENOMEM);
 
     int out_pipe[2], err_pipe[2];
-    if (pipe2(out_pipe, O_CLOEXEC) < 0 || pipe2(err_pipe, O_CLOEXEC) < 0) fail("supervisor", errno);
+    if (pipe2(out_pipe, O_CLOEXEC) < 0 || pipe2(err_pipe, O_CLOEXEC) < 0) fail(STAGE_SUPERVISOR, errno);
     // A larger pipe means fewer wake-ups and larger chunks for jobs that write a lot.
     fcntl(out_pipe[0], F_SETPIPE_SZ, CHUNK);
     fcntl(err_pipe[0], F_SETPIPE_SZ, CHUNK);
 
     int signal_fd = signalfd(-1, &handled, SFD_CLOEXEC | SFD_NONBLOCK);
-    if (signal_fd < 0) fail("supervisor", errno);
+    if (signal_fd < 0) fail(STAGE_SUPERVISOR, errno);
 
     // The job gets its own session and process group, so that stopping it reaches every
     // process it starts and no terminal signal meant for someone else reaches it; stdin is
@@ -209,14 +233,14 @@ int main(int argc, char **argv) {
     if (rc != 0) {
         // chdir and exec both say ENOENT; a directory that is not there is the chdir's.
         struct stat st;
-        fail(stat(cwd, &st) == 0 && S_ISDIR(st.st_mode) ? "exec" : "chdir", rc);
+        fail(stat(cwd, &st) == 0 && S_ISDIR(st.st_mode) ? STAGE_EXEC : STAGE_CHDIR, rc);
     }
     close(out_pipe[1]);
     close(err_pipe[1]);
 
-    char pid_line[64];
-    snprintf(pid_line, sizeof pid_line, "%d %d %lld\n", (int)getpid(), (int)pid, (long long)now_ns());
-    write_line_file("pid", pid_line);
+    struct slot_started started = {
+        .magic = STARTED_MAGIC, .supervisor_pid = getpid(), .job_pid = pid, .start_ns = now_ns()};
+    pwrite(slots_fd, &started, sizeof started, (off_t)(job_id * SLOT_SIZE));
 
     struct stream streams[2] = {
         {.pipe_fd = out_pipe[0], .file_fd = -1, .name = "stdout", .kind = STREAM_OUTPUT},
@@ -238,7 +262,7 @@ int main(int argc, char **argv) {
         };
         if (poll(fds, 3, -1) < 0) {
             if (errno == EINTR) continue;
-            fail("supervisor", errno);
+            fail(STAGE_SUPERVISOR, errno);
         }
         for (int i = 0; i < 2; i++) {
             if (streams[i].pipe_fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
@@ -281,10 +305,6 @@ int main(int argc, char **argv) {
     // The job ends when its main process has exited and every process holding its output
     // has let go of it, as a shell pipeline does; the end time is the main process's.
     waitpid(pid, NULL, 0);
-    char line[128];
-    if (exit_info.si_code == CLD_EXITED)
-        snprintf(line, sizeof line, "exit %d %lld\n", exit_info.si_status, (long long)end_ns);
-    else
-        snprintf(line, sizeof line, "signal %d %lld\n", exit_info.si_status, (long long)end_ns);
-    finish(line);
+    if (exit_info.si_code == CLD_EXITED) finish(ENDED_EXIT, STAGE_NONE, exit_info.si_status, end_ns);
+    finish(ENDED_SIGNAL, STAGE_NONE, exit_info.si_status, end_ns);
 }

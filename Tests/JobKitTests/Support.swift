@@ -50,7 +50,7 @@ func processGroupIsAlive(_ pgid: pid_t) async -> Bool {
 /// The pid of a process job's main process (its process group), from its supervisor's file.
 func jobPid(_ manager: JobManager, child: Int) async throws -> pid_t {
     for _ in 0..<100 {
-        if let pid = Supervisor.readJobPid(dir: manager.outputDirectory(child)) { return pid }
+        if let pid = manager.processId(ofJob: child) { return pid }
         try await Task.sleep(for: .milliseconds(20))
     }
     throw JobError(.notFound, "job \(child) never recorded its pid")

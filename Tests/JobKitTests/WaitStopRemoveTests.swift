@@ -125,11 +125,12 @@ import JobTesting
             let job = try await jobs.sh("echo x")
             _ = try await jobs.finished(job.id)
             let child = try await jobs.child(of: job)
-            #expect(FileManager.default.fileExists(atPath: jobs.outputDirectory(child.id)))
+            let file = OutputFormat.path(prefix: jobs.outputPrefix(child.id), stream: .output)
+            #expect(FileManager.default.fileExists(atPath: file))
             try await jobs.remove([.id(job.id)])
             #expect(await jobs.job(job.id) == nil)
             #expect(await jobs.job(child.id) == nil)
-            #expect(!FileManager.default.fileExists(atPath: jobs.outputDirectory(child.id)))
+            #expect(!FileManager.default.fileExists(atPath: file))
             await #expect(throws: JobError.noJob(id: job.id)) { try await jobs.receive([.id(job.id)]) }
             _ = home
         }

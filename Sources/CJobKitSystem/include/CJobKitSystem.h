@@ -33,4 +33,13 @@ extern const uint32_t jobkit_in_create;
 /// flock(2) without Swift's name clash with struct flock.
 int jobkit_flock(int fd, int operation);
 
+/// Takes a write lock on byte `offset` of `fd` as an open-file-description lock: it belongs to
+/// the description, so it passes to a spawned process with the descriptor and is released
+/// only when the last descriptor for it closes. Waits for it. 0 or -1 and errno.
+int jobkit_lock_byte(int fd, long long offset);
+
+/// 1 if another open file description holds a lock on byte `offset` of `fd`, 0 if none
+/// does, -1 and errno on error.
+int jobkit_byte_is_locked(int fd, long long offset);
+
 #endif
