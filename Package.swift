@@ -7,7 +7,6 @@ let package = Package(
     products: [
         .library(name: "JobModel", targets: ["JobModel"]),
         .library(name: "JobKit", targets: ["JobKit"]),
-        .executable(name: "jobkit-supervisor", targets: ["jobkit-supervisor"]),
     ],
     dependencies: [
         .package(url: "https://github.com/groue/GRDB.swift", exact: "7.10.0"),
@@ -17,13 +16,15 @@ let package = Package(
         .target(name: "JobModel"),
         // Thin C shims over Linux calls Swift cannot make directly (posix_spawn attributes, pidfd, inotify).
         .target(name: "CJobKitSystem"),
-        // The tiny C process that runs one job, outliving the engine that started it.
-        .executableTarget(name: "jobkit-supervisor"),
         // The job engine: JobManager actor, state machine, SQLite store, process and closure runners.
         .target(
             name: "JobKit",
-            dependencies: ["JobModel", "CJobKitSystem", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["JobModel", "CJobKitSystem", .product(name: "GRDB", package: "GRDB.swift")],
+            plugins: ["SupervisorBuilder"]
         ),
+        // Compiles the supervisor (Supervisor/jobkit-supervisor.c: the tiny process that runs one
+        // job and outlives the engine) as a plain static C program into JobKit's resources.
+        .plugin(name: "SupervisorBuilder", capability: .buildTool()),
         // Test fixtures: temporary homes, engines run for a test, helpers to find built executables.
         .target(name: "JobTesting", dependencies: ["JobKit", "JobModel"]),
         // A process that holds an engine, for tests that kill the engine with SIGKILL.
@@ -39,7 +40,7 @@ let package = Package(
         .testTarget(name: "JobModelTests", dependencies: ["JobModel"]),
         .testTarget(
             name: "JobKitTests",
-            dependencies: ["JobKit", "JobModel", "JobTesting", "jobkit-supervisor", "jobkit-test-engine"]
+            dependencies: ["JobKit", "JobModel", "JobTesting", "jobkit-test-engine"]
         ),
     ],
     swiftLanguageModes: [.v6]

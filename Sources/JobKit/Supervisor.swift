@@ -46,8 +46,9 @@ final class Supervisor: Sendable {
         close(locksFD)
     }
 
-    /// Finds `jobkit-supervisor`: the path given, `$JOBKIT_SUPERVISOR`, beside the running
-    /// program (where SwiftPM builds it, and where installs put it), then `$PATH`.
+    /// Finds `jobkit-supervisor`: the path given, `$JOBKIT_SUPERVISOR`, JobKit's resources
+    /// beside the running program (where SwiftPM puts them: `job_JobKit.resources/`), the
+    /// program's own directory (where an install may put it), then `$PATH`.
     static func locate(explicit: String?) throws(JobError) -> String {
         let name = "jobkit-supervisor"
         var candidates: [String] = []
@@ -57,9 +58,13 @@ final class Supervisor: Sendable {
             candidates.append(fromEnvironment)
         }
         if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
-            let dir = (exe as NSString).deletingLastPathComponent
-            candidates.append(dir + "/" + name)
-            candidates.append((dir as NSString).deletingLastPathComponent + "/" + name)
+            var dir = (exe as NSString).deletingLastPathComponent
+            // Twice: a test bundle may be a directory one level down.
+            for _ in 0..<2 {
+                candidates.append(dir + "/job_JobKit.resources/" + name)
+                candidates.append(dir + "/" + name)
+                dir = (dir as NSString).deletingLastPathComponent
+            }
         }
         for dir in (environment["PATH"] ?? "").split(separator: ":") {
             candidates.append("\(dir)/\(name)")
@@ -67,7 +72,7 @@ final class Supervisor: Sendable {
         guard let found = candidates.first(where: { access($0, X_OK) == 0 }) else {
             throw JobError(
                 .supervisor,
-                "cannot find \(name): build it (swift build --product \(name)), install it beside this program, or set JOBKIT_SUPERVISOR"
+                "cannot find \(name): JobKit's build puts it in job_JobKit.resources beside the program; copy it there or set JOBKIT_SUPERVISOR"
             )
         }
         return found
