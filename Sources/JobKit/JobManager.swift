@@ -352,17 +352,17 @@ public actor JobManager {
 
     /// `job get`: the jobs the query selects, sorted by id.
     public func get(_ query: JobQuery = JobQuery()) throws(JobError) -> [JobInfo] {
-        try query.apply(to: table.allInfo)
+        try query.apply(to: table)
     }
 
     /// The jobs the selectors name (in order, each once), and an error for each word that
     /// matched nothing: for callers that act on what matched and report the rest.
     public func resolve(_ selectors: [JobSelector]) -> (jobs: [JobInfo], errors: [JobError]) {
-        JobSelection.resolvePartially(selectors, in: table.allInfo)
+        JobSelection.resolvePartially(selectors, in: table)
     }
 
     private func resolveStrict(_ selectors: [JobSelector]) throws(JobError) -> [JobInfo] {
-        try JobSelection.resolve(selectors, in: table.allInfo)
+        try JobSelection.resolve(selectors, in: table)
     }
 
     // MARK: - Receive
@@ -496,7 +496,7 @@ public actor JobManager {
     }
 
     private func waitTargets(_ selectors: [JobSelector]) throws(JobError) -> [Int] {
-        selectors.isEmpty ? table.allInfo.filter(\.isTopLevel).map(\.id) : try resolveStrict(selectors).map(\.id)
+        selectors.isEmpty ? table.ids.filter { table[$0]?.parentId == nil } : try resolveStrict(selectors).map(\.id)
     }
 
     private func snapshot(_ ids: [Int]) -> [Int: JobInfo] {

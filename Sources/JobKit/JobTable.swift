@@ -8,11 +8,14 @@ import Glibc
 /// The jobs and the rules that move them from state to state, with no I/O: every mutating
 /// method returns the records it changed, for the caller to persist and announce. Owned by
 /// `JobManager`; tested on its own without processes.
-struct JobTable: Sendable {
+struct JobTable: Sendable, JobSource {
     private(set) var records: [Int: JobRecord] = [:]
+    /// Every id, ascending: new ids are always larger, so adding appends.
+    private(set) var ids: [Int] = []
 
     init(_ loaded: [JobRecord] = []) {
         for record in loaded { records[record.id] = record }
+        ids = records.keys.sorted()
         for record in loaded.sorted(by: { $0.id < $1.id }) {
             if let parentId = record.parentId { records[parentId]?.childIds.append(record.id) }
         }
@@ -22,7 +25,15 @@ struct JobTable: Sendable {
 
     /// Adds a new job (a parent with its children, or a lone thread job).
     mutating func add(_ new: [JobRecord]) {
-        for record in new { records[record.id] = record }
+        for record in new {
+            if records.updateValue(record, forKey: record.id) == nil {
+                if let last = ids.last, last > record.id {
+                    ids.insert(record.id, at: ids.firstIndex { $0 > record.id } ?? ids.endIndex)
+                } else {
+                    ids.append(record.id)
+                }
+            }
+        }
         for record in new {
             if let parentId = record.parentId, records[parentId]?.childIds.contains(record.id) == false {
                 records[parentId]?.childIds.append(record.id)
@@ -99,9 +110,9 @@ struct JobTable: Sendable {
     }
 
     /// Drops top-level jobs and their children; returns every id dropped.
-    mutating func remove(_ ids: [Int]) -> [Int] {
+    mutating func remove(_ removed: [Int]) -> [Int] {
         var dropped: [Int] = []
-        for id in ids {
+        for id in removed {
             guard let job = records[id] else { continue }
             for childId in job.childIds where records.removeValue(forKey: childId) != nil {
                 dropped.append(childId)
@@ -109,6 +120,8 @@ struct JobTable: Sendable {
             records.removeValue(forKey: id)
             dropped.append(id)
         }
+        let gone = Set(dropped)
+        ids.removeAll { gone.contains($0) }
         return dropped
     }
 
@@ -136,7 +149,10 @@ struct JobTable: Sendable {
             reason: job.reason)
     }
 
-    var allInfo: [JobInfo] { records.keys.sorted().compactMap { info($0) } }
+    var allInfo: [JobInfo] { ids.compactMap { info($0) } }
+
+    func job(withId id: Int) -> JobInfo? { info(id) }
+    var allJobs: [JobInfo] { allInfo }
 
     private func hasMoreData(_ job: JobRecord) -> Bool {
         guard job.state.isFinished else { return true }

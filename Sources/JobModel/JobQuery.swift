@@ -35,10 +35,10 @@ public struct JobQuery: Sendable, Codable, Equatable {
         self.newest = newest
     }
 
-    /// Applies the query to every job (parents and children, any order).
-    public func apply(to jobs: [JobInfo]) throws(JobError) -> [JobInfo] {
+    /// Applies the query to every job (parents and children).
+    public func apply(to source: some JobSource) throws(JobError) -> [JobInfo] {
         if let newest, newest < 0 { throw JobError(.invalidArgument, "--newest must be 0 or more, not \(newest)") }
-        let all = jobs.sorted { $0.id < $1.id }
+        let all = source.allJobs
         var list = selectors.isEmpty ? all.filter(\.isTopLevel) : try JobSelection.resolve(selectors, in: all)
         if let state { list = list.filter { $0.state == state } }
         if includeChildren || childState != nil {

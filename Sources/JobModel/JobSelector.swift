@@ -27,55 +27,66 @@ public enum JobSelector: Sendable, Hashable, Codable, CustomStringConvertible {
     }
 }
 
-/// Resolves selectors against a list of jobs, as every command that takes `JOB…` does.
+/// Where selectors look jobs up: by id directly, or through all of them (for instance ids
+/// and names). A list of jobs is one; the engine's table is another, which finds ids without
+/// building every job.
+public protocol JobSource {
+    func job(withId id: Int) -> JobInfo?
+    /// Every job, parents and children, sorted by id.
+    var allJobs: [JobInfo] { get }
+}
+
+extension Array: JobSource where Element == JobInfo {
+    public func job(withId id: Int) -> JobInfo? { first { $0.id == id } }
+    public var allJobs: [JobInfo] { sorted { $0.id < $1.id } }
+}
+
+/// Resolves selectors, as every command that takes `JOB…` does.
 public enum JobSelection {
     /// The jobs the selectors name, in the order named, each once.
     ///
     /// Ids, instance ids and names also match child jobs. A word that matches nothing
     /// throws `notFound`, except a name with wildcards, which may match nothing.
-    /// - Parameter jobs: every job, parents and children, sorted by id.
-    public static func resolve(_ selectors: [JobSelector], in jobs: [JobInfo]) throws(JobError) -> [JobInfo] {
-        var result: [JobInfo] = []
-        var seen = Set<Int>()
-        var missing: [JobError] = []
-        for selector in selectors {
-            let matches: [JobInfo]
-            switch selector {
-            case .id(let id):
-                matches = jobs.filter { $0.id == id }
-                if matches.isEmpty { missing.append(.noJob(id: id)) }
-            case .instanceId(let uuid):
-                matches = jobs.filter { $0.instanceId == uuid }
-                if matches.isEmpty {
-                    missing.append(JobError(.notFound, "no job with instance id \(uuid.uuidString.lowercased())"))
-                }
-            case .name(let name):
-                let pattern = Wildcard(name)
-                matches = jobs.filter { pattern.matches($0.name) }
-                if matches.isEmpty && !Wildcard.hasWildcards(name) { missing.append(.noJob(named: name)) }
-            }
-            for job in matches where seen.insert(job.id).inserted {
-                result.append(job)
-            }
-        }
+    public static func resolve(_ selectors: [JobSelector], in source: some JobSource) throws(JobError) -> [JobInfo] {
+        let (jobs, errors) = resolvePartially(selectors, in: source)
         // Callers that act on the other matches anyway use `resolvePartially`.
-        if let first = missing.first { throw first }
-        return result
+        if let first = errors.first { throw first }
+        return jobs
     }
 
     /// Like `resolve`, but returns the matches together with the errors for the words that
     /// matched nothing, so that a command can act on the rest and still report them.
-    public static func resolvePartially(_ selectors: [JobSelector], in jobs: [JobInfo]) -> (jobs: [JobInfo], errors: [JobError]) {
+    public static func resolvePartially(_ selectors: [JobSelector], in source: some JobSource)
+        -> (jobs: [JobInfo], errors: [JobError])
+    {
         var found: [JobInfo] = []
         var errors: [JobError] = []
         var seen = Set<Int>()
+        var all: [JobInfo]?
+        func everyJob() -> [JobInfo] {
+            if let all { return all }
+            let jobs = source.allJobs
+            all = jobs
+            return jobs
+        }
         for selector in selectors {
-            do {
-                for job in try resolve([selector], in: jobs) where seen.insert(job.id).inserted {
-                    found.append(job)
+            let matches: [JobInfo]
+            switch selector {
+            case .id(let id):
+                matches = source.job(withId: id).map { [$0] } ?? []
+                if matches.isEmpty { errors.append(.noJob(id: id)) }
+            case .instanceId(let uuid):
+                matches = everyJob().filter { $0.instanceId == uuid }
+                if matches.isEmpty {
+                    errors.append(JobError(.notFound, "no job with instance id \(uuid.uuidString.lowercased())"))
                 }
-            } catch {
-                errors.append(error)
+            case .name(let name):
+                let pattern = Wildcard(name)
+                matches = everyJob().filter { pattern.matches($0.name) }
+                if matches.isEmpty && !Wildcard.hasWildcards(name) { errors.append(.noJob(named: name)) }
+            }
+            for job in matches where seen.insert(job.id).inserted {
+                found.append(job)
             }
         }
         return (found, errors)
