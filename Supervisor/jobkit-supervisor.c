@@ -8,6 +8,13 @@
 //   so that an engine can tell a live supervisor from a dead one without trusting a pid.
 //   environment: the job's environment, passed on to PROGRAM unchanged.
 //
+// Or: jobkit-supervisor --zygote DIR, with fd 3 a stream socket to the engine. A fork server:
+// for each request (see struct request) it forks a supervisor for one job, as if started
+// with the first form, and answers with its pid and a pidfd. Forking this small process
+// costs a fraction of starting a program, whose libc start-up alone (cpuid is a VM exit)
+// costs more than a short job. The forked supervisors are independent of the zygote and of
+// the engine; the zygote exits when the engine's end of the socket closes.
+//
 // Writes (format: Sources/JobModel/OutputFormat.swift), creating no file for a job that
 // prints nothing, since creating inodes is most of the cost of a short job:
 //   DIR/ID.stdout, DIR/ID.stderr  the job's two streams, byte for byte, once there is any
@@ -28,7 +35,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -166,17 +175,11 @@ static ssize_t drain_once(struct stream *s) {
     return n;
 }
 
-int main(int argc, char **argv) {
-    if (argc < 5) {
-        static const char usage[] = "usage: jobkit-supervisor DIR ID CWD PROGRAM [ARG...]\n";
-        write_all(2, usage, sizeof usage - 1);
-        return 64;
-    }
-    const char *dir = argv[1];
-    job_id = strtoll(argv[2], NULL, 10);
-    const char *cwd = argv[3];
-    char **job_argv = argv + 4;
-    if (job_id <= 0) return 64;
+// Runs job `id` (argv, in cwd, with envp) and records it; never returns.
+static _Noreturn void supervise(const char *dir, long long id, const char *cwd, char **job_argv, char **envp) {
+    job_id = id;
+    environ = envp;  // posix_spawnp looks PROGRAM up in the job's PATH
+    setsid();        // a no-op when spawned with POSIX_SPAWN_SETSID; needed when forked
 
     // The lock must not leak into the job: a straggler holding it would make a dead
     // supervisor look alive.
@@ -193,9 +196,9 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
 
     dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir_fd < 0) return 70;  // nowhere to record anything; the engine sees no status
+    if (dir_fd < 0) _exit(70);  // nowhere to record anything; the engine sees no status
     slots_fd = openat(dir_fd, "slots", O_WRONLY | O_CLOEXEC);
-    if (slots_fd < 0) return 70;
+    if (slots_fd < 0) _exit(70);
     scratch = malloc(CHUNK);
     if (scratch == NULL) fail(STAGE_SUPERVISOR, ENOMEM);
 
@@ -229,7 +232,7 @@ int main(int argc, char **argv) {
     posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
     posix_spawn_file_actions_addchdir_np(&actions, cwd);
     pid_t pid;
-    int rc = posix_spawnp(&pid, job_argv[0], &actions, &attr, job_argv, environ);
+    int rc = posix_spawnp(&pid, job_argv[0], &actions, &attr, job_argv, envp);
     if (rc != 0) {
         // chdir and exec both say ENOENT; a directory that is not there is the chdir's.
         struct stat st;
@@ -307,4 +310,150 @@ int main(int argc, char **argv) {
     waitpid(pid, NULL, 0);
     if (exit_info.si_code == CLD_EXITED) finish(ENDED_EXIT, STAGE_NONE, exit_info.si_status, end_ns);
     finish(ENDED_SIGNAL, STAGE_NONE, exit_info.si_status, end_ns);
+}
+
+// A request from the engine: this header, then `length` bytes of NUL-terminated strings
+// (cwd, the argc arguments, the envc environment entries), with the job's lock descriptor
+// attached as SCM_RIGHTS. The answer: struct answer, with a pidfd of the new supervisor
+// attached when pid > 0.
+struct request {
+    uint32_t magic;
+    uint32_t length;
+    int64_t job_id;
+    uint32_t argc;
+    uint32_t envc;
+};
+struct answer {
+    int64_t job_id;
+    int32_t pid;
+    int32_t error;
+};
+#define REQUEST_MAGIC 0x5A594731u
+
+static int read_all(int fd, void *buf, size_t len) {
+    char *p = buf;
+    while (len > 0) {
+        ssize_t n = read(fd, p, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static void answer(int control, int64_t id, pid_t pid, int error, int pidfd) {
+    struct answer a = {.job_id = id, .pid = pid, .error = error};
+    struct iovec iov = {.iov_base = &a, .iov_len = sizeof a};
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } control_buf;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (pidfd >= 0) {
+        msg.msg_control = control_buf.buf;
+        msg.msg_controllen = sizeof control_buf.buf;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &pidfd, sizeof(int));
+    }
+    while (sendmsg(control, &msg, MSG_NOSIGNAL) < 0 && errno == EINTR) {}
+}
+
+static int zygote(const char *dir) {
+    const int control = 3;
+    fcntl(control, F_SETFD, FD_CLOEXEC);
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t children;
+    sigemptyset(&children);
+    sigaddset(&children, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &children, NULL);
+    int child_fd = signalfd(-1, &children, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (child_fd < 0) return 70;
+
+    for (;;) {
+        struct pollfd fds[2] = {{.fd = control, .events = POLLIN}, {.fd = child_fd, .events = POLLIN}};
+        if (poll(fds, 2, -1) < 0) {
+            if (errno == EINTR) continue;
+            return 70;
+        }
+        if (fds[1].revents & POLLIN) {
+            struct signalfd_siginfo si;
+            while (read(child_fd, &si, sizeof si) == sizeof si) {}
+            while (waitpid(-1, NULL, WNOHANG) > 0) {}
+        }
+        if (!(fds[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+
+        struct request req;
+        int lock_fd = -1;
+        union {
+            struct cmsghdr align;
+            char buf[CMSG_SPACE(sizeof(int))];
+        } control_buf;
+        struct iovec iov = {.iov_base = &req, .iov_len = sizeof req};
+        struct msghdr msg = {
+            .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control_buf.buf, .msg_controllen = sizeof control_buf.buf};
+        ssize_t got = recvmsg(control, &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL);
+        if (got == 0) return 0;  // the engine has gone: so do we; our supervisors stay
+        if (got < 0) {
+            if (errno == EINTR) continue;
+            return 70;
+        }
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) memcpy(&lock_fd, CMSG_DATA(c), sizeof(int));
+        }
+        if (got != sizeof req || req.magic != REQUEST_MAGIC || req.length > (64u << 20)) return 70;
+        char *strings = malloc(req.length + 1);
+        char **words = malloc(sizeof(char *) * ((size_t)req.argc + req.envc + 3));
+        if (strings == NULL || words == NULL || read_all(control, strings, req.length) < 0) return 70;
+        strings[req.length] = 0;
+        // Split the strings: cwd, argv (NULL-terminated), envp (NULL-terminated).
+        size_t count = 0, want = 1 + req.argc + req.envc;
+        for (char *p = strings; p < strings + req.length && count < want; p += strlen(p) + 1) words[count++] = p;
+        if (count != want || req.argc == 0) {
+            answer(control, req.job_id, -1, EINVAL, -1);
+        } else {
+            char *cwd = words[0];
+            char **job_argv = words + 1;
+            char **envp = words + 2 + req.argc;
+            memmove(envp, words + 1 + req.argc, sizeof(char *) * req.envc);
+            job_argv[req.argc] = NULL;
+            envp[req.envc] = NULL;
+            pid_t pid = fork();
+            if (pid == 0) {
+                close(control);
+                close(child_fd);
+                if (lock_fd >= 0 && lock_fd != LOCK_FD) {
+                    dup2(lock_fd, LOCK_FD);
+                    close(lock_fd);
+                }
+                sigset_t none;
+                sigemptyset(&none);
+                sigprocmask(SIG_SETMASK, &none, NULL);
+                supervise(dir, (long long)req.job_id, cwd, job_argv, envp);
+            }
+            int error = pid < 0 ? errno : 0;
+            int pidfd = pid > 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
+            answer(control, req.job_id, pid, error, pidfd);
+            if (pidfd >= 0) close(pidfd);
+        }
+        if (lock_fd >= 0) close(lock_fd);
+        free(strings);
+        free(words);
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[1], "--zygote") == 0) return zygote(argv[2]);
+    if (argc < 5) {
+        static const char usage[] =
+            "usage: jobkit-supervisor DIR ID CWD PROGRAM [ARG...]\n       jobkit-supervisor --zygote DIR\n";
+        write_all(2, usage, sizeof usage - 1);
+        return 64;
+    }
+    long long id = strtoll(argv[2], NULL, 10);
+    if (id <= 0) return 64;
+    supervise(argv[1], id, argv[3], argv + 4, environ);
 }

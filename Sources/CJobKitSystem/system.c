@@ -6,6 +6,8 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/file.h>
+#include <sys/socket.h>
+#include <string.h>
 #include <sys/inotify.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -103,4 +105,69 @@ int jobkit_byte_is_locked(int fd, long long offset) {
     struct flock lock = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = offset, .l_len = 1, .l_pid = 0};
     if (fcntl(fd, F_OFD_GETLK, &lock) != 0) return -1;
     return lock.l_type != F_UNLCK;
+}
+
+struct zygote_request {
+    uint32_t magic;
+    uint32_t length;
+    int64_t job_id;
+    uint32_t argc;
+    uint32_t envc;
+};
+struct zygote_answer {
+    int64_t job_id;
+    int32_t pid;
+    int32_t error;
+};
+
+int jobkit_socketpair(int fds[2]) {
+    return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0 ? 0 : errno;
+}
+
+int jobkit_zygote_spawn(int control, int64_t id, const char *strings, uint32_t length, uint32_t argc, uint32_t envc,
+                        int lock_fd, pid_t *pid, int *pidfd) {
+    struct zygote_request req = {.magic = 0x5A594731u, .length = length, .job_id = id, .argc = argc, .envc = envc};
+    struct iovec iov[2] = {{.iov_base = &req, .iov_len = sizeof req}, {.iov_base = (void *)strings, .iov_len = length}};
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } out;
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2, .msg_control = out.buf, .msg_controllen = sizeof out.buf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &lock_fd, sizeof(int));
+    ssize_t sent;
+    while ((sent = sendmsg(control, &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR) {}
+    if (sent < 0) return errno;
+    // The descriptor went with the first byte; the rest, if the kernel took only part, follows.
+    size_t total = sizeof req + length, done = (size_t)sent;
+    while (done < total) {
+        const char *base = done < sizeof req ? (const char *)&req + done : strings + (done - sizeof req);
+        size_t left = done < sizeof req ? sizeof req - done : total - done;
+        ssize_t n = send(control, base, left, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return n < 0 ? errno : EPIPE;
+        done += (size_t)n;
+    }
+
+    struct zygote_answer a;
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } in;
+    struct iovec aiov = {.iov_base = &a, .iov_len = sizeof a};
+    struct msghdr amsg = {.msg_iov = &aiov, .msg_iovlen = 1, .msg_control = in.buf, .msg_controllen = sizeof in.buf};
+    ssize_t got;
+    while ((got = recvmsg(control, &amsg, MSG_CMSG_CLOEXEC | MSG_WAITALL)) < 0 && errno == EINTR) {}
+    if (got != sizeof a) return got < 0 ? errno : EPIPE;
+    *pidfd = -1;
+    for (struct cmsghdr *h = CMSG_FIRSTHDR(&amsg); h != NULL; h = CMSG_NXTHDR(&amsg, h)) {
+        if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS) memcpy(pidfd, CMSG_DATA(h), sizeof(int));
+    }
+    if (a.job_id != id) return EPROTO;
+    if (a.pid <= 0) return a.error != 0 ? a.error : EAGAIN;
+    *pid = a.pid;
+    return 0;
 }

@@ -28,11 +28,12 @@ final class ExitMonitor: Sendable {
         (exits, continuation) = AsyncStream.makeStream(of: Int.self)
     }
 
-    /// Watches the supervisor `pid` of job `id`. Returns false when that process is already
-    /// gone (the caller then reads the job's status itself).
+    /// Watches the supervisor `pid` of job `id`, through `pidfd` if one is given (this takes
+    /// it over). Returns false when that process is already gone (the caller then reads the
+    /// job's status itself).
     @discardableResult
-    func watch(id: Int, pid: pid_t) -> Bool {
-        let fd = jobkit_pidfd_open(pid)
+    func watch(id: Int, pid: pid_t, pidfd: Int32? = nil) -> Bool {
+        let fd = pidfd ?? jobkit_pidfd_open(pid)
         guard fd >= 0 else { return false }
         let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
         source.setEventHandler { [weak self] in self?.exited(id) }

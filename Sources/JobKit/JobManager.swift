@@ -160,6 +160,7 @@ public actor JobManager {
         threadWorkContinuation.finish()
         for stop in threadStops.values { stop.finish() }
         monitor.shutdown()
+        supervisor.shutdown()
     }
 
     private func checkOpen() throws(JobError) {
@@ -189,10 +190,10 @@ public actor JobManager {
         let childId = inserted[1].id
         var changed: [JobRecord] = []
         do {
-            let pid = try supervisor.spawn(
+            let (pid, pidfd) = try supervisor.spawn(
                 id: childId, argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment)
             table.setSupervisor(childId, pid: pid)
-            if !monitor.watch(id: childId, pid: pid) {
+            if !monitor.watch(id: childId, pid: pid, pidfd: pidfd) {
                 changed += endProcessLeaf(childId)
             }
         } catch {

@@ -21,6 +21,7 @@ final class Supervisor: Sendable {
     let jobsDirectory: String
     private let slotsFD: Int32
     private let locksFD: Int32
+    private let zygote: Zygote
 
     static let slotSize = 64
     private static let startedMagic: UInt32 = 0x4A4F_4253
@@ -39,12 +40,16 @@ final class Supervisor: Sendable {
         }
         slotsFD = slots
         locksFD = locks
+        zygote = Zygote(executable: executable, jobsDirectory: jobsDirectory)
     }
 
     deinit {
         close(slotsFD)
         close(locksFD)
     }
+
+    /// Ends the fork server; running supervisors are not touched.
+    func shutdown() { zygote.shutdown() }
 
     /// Finds `jobkit-supervisor`: the path given, `$JOBKIT_SUPERVISOR`, JobKit's resources
     /// beside the running program (where SwiftPM puts them: `job_JobKit.resources/`), the
@@ -80,9 +85,10 @@ final class Supervisor: Sendable {
 
     func prefix(_ id: Int) -> String { "\(jobsDirectory)/\(id)" }
 
-    /// Starts a supervisor for job `id`. Returns the supervisor's pid.
+    /// Starts a supervisor for job `id`: forked by the zygote, or else spawned. Returns its pid,
+    /// and a pidfd for it when the zygote made one.
     func spawn(id: Int, argv: [String], workingDirectory: String, environment: [String: String]) throws(JobError)
-        -> pid_t
+        -> (pid: pid_t, pidfd: Int32?)
     {
         clearSlot(id)
         // A description of our own for this job's lock, handed to the supervisor as fd 3 and
@@ -93,6 +99,11 @@ final class Supervisor: Sendable {
         defer { close(lockFD) }
         guard jobkit_lock_byte(lockFD, Int64(id)) == 0 else {
             throw JobError(.storage, "cannot lock job \(id): \(errnoMessage())")
+        }
+        if let forked = zygote.spawn(
+            id: id, argv: argv, workingDirectory: workingDirectory, environment: environment, lockFD: lockFD)
+        {
+            return (forked.pid, forked.pidfd >= 0 ? forked.pidfd : nil)
         }
         let args = [executable, jobsDirectory, String(id), workingDirectory] + argv
         let env = environment.map { "\($0.key)=\($0.value)" }
@@ -105,7 +116,7 @@ final class Supervisor: Sendable {
         guard rc == 0 else {
             throw JobError(.supervisor, "cannot start \(executable): \(String(cString: strerror(rc)))")
         }
-        return pid
+        return (pid, nil)
     }
 
     /// Whether a supervisor still holds job `id`.

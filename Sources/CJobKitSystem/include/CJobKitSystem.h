@@ -10,6 +10,16 @@
 /// Returns 0 or an errno.
 int jobkit_spawn_supervisor(const char *path, char *const argv[], char *const envp[], int lock_fd, pid_t *pid);
 
+/// Asks a supervisor zygote (`jobkit-supervisor --zygote`, its socket `control`) to fork a
+/// supervisor for job `id`. `strings` holds `length` bytes: the NUL-terminated cwd, `argc`
+/// arguments and `envc` environment entries. `lock_fd` goes along. On success stores the
+/// supervisor's pid and a pidfd for it. Returns 0 or an errno (EPIPE: the zygote is gone).
+int jobkit_zygote_spawn(int control, int64_t id, const char *strings, uint32_t length, uint32_t argc, uint32_t envc,
+                        int lock_fd, pid_t *pid, int *pidfd);
+
+/// A connected pair of stream sockets, close-on-exec.
+int jobkit_socketpair(int fds[2]);
+
 /// Plain posix_spawn with stdio on /dev/null: the baseline the benchmarks compare against.
 int jobkit_spawn_plain(const char *path, char *const argv[], char *const envp[], pid_t *pid);
 
