@@ -35,10 +35,14 @@ final class EventHub: Sendable {
         }
     }
 
-    /// A stream of every event from now on; unsubscribes when the stream is dropped.
-    func stream() -> AsyncStream<JobEvent> {
+    /// A stream of the events about `jobs` (all events when nil) from now on; unsubscribes
+    /// when the stream is dropped. Filtering here, not in the reader, spares a waiter a
+    /// wake-up for every other job's change.
+    func stream(for jobs: Set<Int>? = nil) -> AsyncStream<JobEvent> {
         let (stream, continuation) = AsyncStream.makeStream(of: JobEvent.self)
-        let token = observe { continuation.yield($0) }
+        let token = observe { event in
+            if jobs?.contains(event.job.id) ?? true { continuation.yield(event) }
+        }
         continuation.onTermination = { [weak self] _ in self?.remove(token) }
         return stream
     }

@@ -179,10 +179,10 @@ public actor JobManager {
         let now = Date()
         let command = spec.commandText
         let parent = JobRecord(
-            id: 0, instanceId: UUID(), name: name ?? "", type: .backgroundJob, state: .running, location: "localhost",
+            id: 0, instanceId: .random(), name: name ?? "", type: .backgroundJob, state: .running, location: "localhost",
             command: command, beginTime: now)
         let child = JobRecord(
-            id: 0, instanceId: UUID(), name: "", type: .backgroundJob, state: .running, location: "localhost",
+            id: 0, instanceId: .random(), name: "", type: .backgroundJob, state: .running, location: "localhost",
             command: command, parentId: 0, beginTime: now, program: spec.argv.first,
             workingDirectory: spec.workingDirectory)
         let inserted = try store.insert([parent, child])
@@ -213,7 +213,7 @@ public actor JobManager {
     {
         try checkOpen()
         let record = JobRecord(
-            id: 0, instanceId: UUID(), name: name ?? "", type: .threadJob, state: .running, location: "localhost",
+            id: 0, instanceId: .random(), name: name ?? "", type: .threadJob, state: .running, location: "localhost",
             command: command, beginTime: Date())
         let inserted = try store.insert([record])
         table.add(inserted)
@@ -511,18 +511,18 @@ public actor JobManager {
     nonisolated func waitUntil(
         _ ids: [Int], any: Bool, timeout: Duration?, done: @escaping @Sendable (JobInfo?) -> Bool
     ) async -> [Int: JobInfo]? {
-        let events = hub.stream()
+        let watched = Set(ids)
+        let events = hub.stream(for: watched)
         let initial = await snapshot(ids)
         let satisfied: @Sendable ([Int: JobInfo]) -> Bool = { current in
             any ? ids.contains { done(current[$0]) } || ids.isEmpty : ids.allSatisfy { done(current[$0]) }
         }
         if satisfied(initial) { return initial }
         if timeout == .zero { return nil }
-        let watched = Set(ids)
         return await withTaskGroup(of: [Int: JobInfo]?.self) { group in
             group.addTask {
                 var current = initial
-                for await event in events where watched.contains(event.job.id) {
+                for await event in events {
                     current[event.job.id] = event.removed ? nil : event.job
                     if satisfied(current) { return current }
                 }
@@ -703,4 +703,18 @@ public struct ReceivedOutput: Sendable, Equatable {
 /// Lets `ReceiveStream` watch job events without reaching into the engine.
 struct EventHubAccess: Sendable {
     let hub: EventHub
+}
+
+extension UUID {
+    /// A version 4 UUID from the system's generator (getrandom), without the open, read and
+    /// close of /dev/urandom that `UUID()` costs here on every call.
+    static func random() -> UUID {
+        var generator = SystemRandomNumberGenerator()
+        var bytes = (0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        bytes[6] = (bytes[6] & 0x0F) | 0x40
+        bytes[8] = (bytes[8] & 0x3F) | 0x80
+        return UUID(uuid: (
+            bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+            bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
+    }
 }

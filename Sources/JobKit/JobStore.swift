@@ -1,11 +1,15 @@
 import Foundation
 import GRDB
 import JobModel
+import Synchronization
 
 /// The jobs' database: one SQLite file (WAL), one row per job, small transactions. Used by
 /// `JobManager` only; every change is committed before the operation that made it returns.
 final class JobStore: Sendable {
     private let queue: DatabaseQueue
+    /// The last id handed out, kept here rather than read back per insert: this store is the
+    /// database's only writer.
+    private let lastId: Mutex<Int>
 
     init(path: String) throws(JobError) {
         do {
@@ -19,6 +23,9 @@ final class JobStore: Sendable {
             }
             queue = try DatabaseQueue(path: path, configuration: config)
             try Self.migrator.migrate(queue)
+            lastId = Mutex(try queue.read { db in
+                try Int.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'job'") ?? 0
+            })
         } catch {
             throw JobError(.storage, "cannot open the job database \(path): \(error)")
         }
@@ -51,7 +58,6 @@ final class JobStore: Sendable {
                         workingDirectory TEXT
                     )
                     """)
-            try db.execute(sql: "CREATE INDEX job_parent ON job(parentId)")
         }
         return migrator
     }
@@ -65,19 +71,23 @@ final class JobStore: Sendable {
     /// Inserts a new job: the first record takes the next id, the rest the ids after it, in
     /// one transaction. Names left empty become `Job<Id>`. Returns the records with their ids.
     func insert(_ new: [JobRecord]) throws(JobError) -> [JobRecord] {
-        try access { db in
+        try lastId.withLock { lastId throws(JobError) in
             var records = new
-            try db.inTransaction {
-                let last = try Int.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'job'") ?? 0
-                let first = last + 1
-                for i in records.indices {
-                    records[i].id = first + i
-                    if records[i].name.isEmpty { records[i].name = "Job\(first + i)" }
-                    if i > 0, records[i].parentId != nil { records[i].parentId = first }
-                    try Self.write(records[i], db: db, insert: true)
-                }
-                return .commit
+            let first = lastId + 1
+            for i in records.indices {
+                records[i].id = first + i
+                if records[i].name.isEmpty { records[i].name = "Job\(first + i)" }
+                if i > 0, records[i].parentId != nil { records[i].parentId = first }
             }
+            try access { db in
+                try db.inTransaction {
+                    for record in records { try Self.write(record, db: db, insert: true) }
+                    return .commit
+                }
+            }
+            // Only once committed: a failed insert must not use up ids in memory that the
+            // database (AUTOINCREMENT) would hand out again.
+            lastId += records.count
             return records
         }
     }
