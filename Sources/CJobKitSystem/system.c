@@ -8,6 +8,8 @@
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -170,4 +172,29 @@ int jobkit_zygote_spawn(int control, int64_t id, const char *strings, uint32_t l
     if (a.pid <= 0) return a.error != 0 ? a.error : EAGAIN;
     *pid = a.pid;
     return 0;
+}
+
+int jobkit_epoll_create(void) {
+    return epoll_create1(EPOLL_CLOEXEC);
+}
+
+int jobkit_epoll_add(int epoll, int fd, uint64_t tag) {
+    struct epoll_event event = {.events = EPOLLIN, .data.u64 = tag};
+    return epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event);
+}
+
+int jobkit_epoll_del(int epoll, int fd) {
+    return epoll_ctl(epoll, EPOLL_CTL_DEL, fd, NULL);
+}
+
+int jobkit_epoll_wait(int epoll, uint64_t *tags, int max) {
+    struct epoll_event events[64];
+    if (max > 64) max = 64;
+    int n = epoll_wait(epoll, events, max, -1);
+    for (int i = 0; i < n; i++) tags[i] = events[i].data.u64;
+    return n;
+}
+
+int jobkit_eventfd(void) {
+    return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 }

@@ -1,5 +1,4 @@
 import CJobKitSystem
-import Dispatch
 import Foundation
 import Synchronization
 
@@ -7,25 +6,54 @@ import Synchronization
 import Glibc
 #endif
 
-/// Tells when supervisors exit, without polling: a pidfd per live supervisor, watched by
-/// the dispatch queue's epoll. Works for supervisors this process started and for those
-/// found alive after a restart. Also the one safe way to signal them: a pidfd never
+/// Tells when supervisors exit, without polling: a pidfd per live supervisor in one epoll
+/// set, read by one thread of its own. Works for supervisors this process started and for
+/// those found alive after a restart. Also the one safe way to signal them: a pidfd never
 /// reaches a process that merely reused the pid.
+///
+/// A plain thread rather than a dispatch source per job: setting up and tearing down a
+/// source costs more than the rest of noticing a job's end.
 final class ExitMonitor: Sendable {
-    // Dispatch sources are thread-safe; the type just does not say so.
-    private struct Watch: @unchecked Sendable {
-        let fd: Int32
-        let source: any DispatchSourceRead
-    }
-
-    private let watches = Mutex<[Int: Watch]>([:])
-    private let queue = DispatchQueue(label: "jobkit.exit-monitor")
+    private let pidfds = Mutex<[Int: Int32]>([:])
+    private let epoll: Int32
+    private let wake: Int32
+    private let thread = Mutex<pthread_t?>(nil)
     /// Ids of the jobs whose supervisor exited, for the engine's run loop.
     let exits: AsyncStream<Int>
     private let continuation: AsyncStream<Int>.Continuation
 
     init() {
         (exits, continuation) = AsyncStream.makeStream(of: Int.self)
+        epoll = jobkit_epoll_create()
+        wake = jobkit_eventfd()
+        _ = jobkit_epoll_add(epoll, wake, UInt64.max)
+        let box = Unmanaged.passRetained(self)
+        var handle = pthread_t()
+        let rc = pthread_create(&handle, nil, { raw in
+            let monitor = Unmanaged<ExitMonitor>.fromOpaque(raw!).takeRetainedValue()
+            monitor.loop()
+            return nil
+        }, box.toOpaque())
+        if rc == 0 {
+            thread.withLock { $0 = handle }
+        } else {
+            box.release()
+        }
+    }
+
+    private func loop() {
+        var tags = [UInt64](repeating: 0, count: 64)
+        while true {
+            let n = tags.withUnsafeMutableBufferPointer { jobkit_epoll_wait(epoll, $0.baseAddress, 64) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            for tag in tags.prefix(Int(n)) {
+                if tag == UInt64.max { return }
+                exited(Int(tag))
+            }
+        }
     }
 
     /// Watches the supervisor `pid` of job `id`, through `pidfd` if one is given (this takes
@@ -35,43 +63,53 @@ final class ExitMonitor: Sendable {
     func watch(id: Int, pid: pid_t, pidfd: Int32? = nil) -> Bool {
         let fd = pidfd ?? jobkit_pidfd_open(pid)
         guard fd >= 0 else { return false }
-        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
-        source.setEventHandler { [weak self] in self?.exited(id) }
-        watches.withLock { $0[id] = Watch(fd: fd, source: source) }
-        source.resume()
+        pidfds.withLock { $0[id] = fd }
+        if jobkit_epoll_add(epoll, fd, UInt64(id)) != 0 {
+            pidfds.withLock { _ = $0.removeValue(forKey: id) }
+            close(fd)
+            return false
+        }
         return true
     }
 
     private func exited(_ id: Int) {
-        guard let watch = watches.withLock({ $0.removeValue(forKey: id) }) else { return }
+        guard let fd = pidfds.withLock({ $0.removeValue(forKey: id) }) else { return }
+        _ = jobkit_epoll_del(epoll, fd)
         // Reaps it if it is this process's child (else ECHILD: whoever started it reaps it).
-        _ = jobkit_pidfd_reap(watch.fd)
-        watch.source.setCancelHandler { close(watch.fd) }
-        watch.source.cancel()
+        _ = jobkit_pidfd_reap(fd)
+        close(fd)
         continuation.yield(id)
     }
 
     /// Sends `signal` to job `id`'s supervisor if it is still alive; false if it is not.
     @discardableResult
     func signal(id: Int, _ signal: Int32) -> Bool {
-        watches.withLock { watches in
-            guard let watch = watches[id] else { return false }
-            return jobkit_pidfd_signal(watch.fd, signal) == 0
+        pidfds.withLock { pidfds in
+            guard let fd = pidfds[id] else { return false }
+            return jobkit_pidfd_signal(fd, signal) == 0
         }
     }
 
     /// Stops watching everything and ends `exits`; the supervisors are not touched.
     func shutdown() {
-        let all = watches.withLock { w in
-            defer { w.removeAll() }
-            return Array(w.values)
+        guard let handle = thread.withLock({ t -> pthread_t? in
+            defer { t = nil }
+            return t
+        }) else { return }
+        var one: UInt64 = 1
+        _ = write(wake, &one, 8)
+        pthread_join(handle, nil)
+        let all = pidfds.withLock { fds in
+            defer { fds.removeAll() }
+            return Array(fds.values)
         }
-        for watch in all {
-            watch.source.setCancelHandler { close(watch.fd) }
-            watch.source.cancel()
-        }
+        for fd in all { close(fd) }
         continuation.finish()
     }
 
-    deinit { shutdown() }
+    deinit {
+        shutdown()
+        close(epoll)
+        close(wake)
+    }
 }

@@ -46,6 +46,9 @@ public actor JobManager {
     private let threadWorkContinuation: AsyncStream<ThreadWork>.Continuation
     private var threadStops: [Int: AsyncStream<Void>.Continuation] = [:]
     private var isShutDown = false
+    /// Ends of process jobs announced but not yet committed; they go with the next
+    /// transaction (see `announceProcessEnds`).
+    private var unsaved: [Int: JobRecord] = [:]
 
     private struct ThreadWork: Sendable {
         let id: Int
@@ -157,6 +160,7 @@ public actor JobManager {
     public func shutdown() {
         guard !isShutDown else { return }
         isShutDown = true
+        try? persist([])
         threadWorkContinuation.finish()
         for stop in threadStops.values { stop.finish() }
         monitor.shutdown()
@@ -185,7 +189,7 @@ public actor JobManager {
             id: 0, instanceId: .random(), name: "", type: .backgroundJob, state: .running, location: "localhost",
             command: command, parentId: 0, beginTime: now, program: spec.argv.first,
             workingDirectory: spec.workingDirectory)
-        let inserted = try store.insert([parent, child])
+        let inserted = try store.insert([parent, child], alsoSaving: takeUnsaved())
         table.add(inserted)
         let childId = inserted[1].id
         var changed: [JobRecord] = []
@@ -215,7 +219,7 @@ public actor JobManager {
         let record = JobRecord(
             id: 0, instanceId: .random(), name: name ?? "", type: .threadJob, state: .running, location: "localhost",
             command: command, beginTime: Date())
-        let inserted = try store.insert([record])
+        let inserted = try store.insert([record], alsoSaving: takeUnsaved())
         table.add(inserted)
         let job = inserted[0]
         do {
@@ -237,7 +241,21 @@ public actor JobManager {
     // MARK: - Jobs ending
 
     private func supervisorExited(_ id: Int) {
-        try? persist(endProcessLeaf(id))
+        announceProcessEnds(endProcessLeaf(id))
+    }
+
+    /// Tells waiters that process jobs ended, and leaves the commit to the engine's next
+    /// transaction. Safe because the end is already on disk in the supervisor's slot: an
+    /// engine that crashes before committing re-reads it at recovery and comes to the same
+    /// state, exit code, time and output count. It takes a commit off every job's path.
+    private func announceProcessEnds(_ changed: [JobRecord]) {
+        for record in changed { unsaved[record.id] = record }
+        announce(changed)
+    }
+
+    private func takeUnsaved() -> [JobRecord] {
+        defer { unsaved.removeAll() }
+        return unsaved.values.compactMap { table[$0.id] }
     }
 
     private func endProcessLeaf(_ id: Int) -> [JobRecord] {
@@ -624,6 +642,7 @@ public actor JobManager {
         for id in ids { if let info = table.info(id) { events.append(JobEvent(job: info, removed: true)) } }
         let leaves = table.leaves(of: ids)
         let dropped = table.remove(ids)
+        for id in dropped { unsaved.removeValue(forKey: id) }
         try store.delete(dropped)
         for leaf in leaves { supervisor.removeFiles(leaf) }
         hub.publish(events)
@@ -631,11 +650,16 @@ public actor JobManager {
 
     // MARK: - Persistence
 
-    /// Commits changed records, then tells waiters: nobody hears of a change that a crash
-    /// could still undo.
+    /// Commits changed records (with any announced but uncommitted ends), then tells waiters:
+    /// nobody hears of a change that a crash could still undo.
     private func persist(_ changed: [JobRecord]) throws(JobError) {
-        guard !changed.isEmpty else { return }
-        try store.save(changed)
+        let pending = takeUnsaved()
+        guard !changed.isEmpty || !pending.isEmpty else { return }
+        try store.save(pending + changed)
+        announce(changed)
+    }
+
+    private func announce(_ changed: [JobRecord]) {
         var ids = Set<Int>()
         var events: [JobEvent] = []
         for record in changed {

@@ -70,7 +70,7 @@ final class JobStore: Sendable {
 
     /// Inserts a new job: the first record takes the next id, the rest the ids after it, in
     /// one transaction. Names left empty become `Job<Id>`. Returns the records with their ids.
-    func insert(_ new: [JobRecord]) throws(JobError) -> [JobRecord] {
+    func insert(_ new: [JobRecord], alsoSaving pending: [JobRecord] = []) throws(JobError) -> [JobRecord] {
         try lastId.withLock { lastId throws(JobError) in
             var records = new
             let first = lastId + 1
@@ -82,6 +82,7 @@ final class JobStore: Sendable {
             try access { db in
                 try db.inTransaction {
                     for record in records { try Self.write(record, db: db, insert: true) }
+                    for record in pending { try Self.write(record, db: db, insert: false) }
                     return .commit
                 }
             }

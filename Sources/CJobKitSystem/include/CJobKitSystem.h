@@ -33,6 +33,14 @@ int jobkit_pidfd_reap(int pidfd);
 /// pidfd_send_signal(2): signals exactly the process behind `pidfd`. 0 or -1 and errno.
 int jobkit_pidfd_signal(int pidfd, int signal);
 
+/// epoll and eventfd, which Swift's Glibc module does not export. Each registration carries
+/// a 64-bit tag; `jobkit_epoll_wait` returns the tags of the ready descriptors.
+int jobkit_epoll_create(void);
+int jobkit_epoll_add(int epoll, int fd, uint64_t tag);
+int jobkit_epoll_del(int epoll, int fd);
+int jobkit_epoll_wait(int epoll, uint64_t *tags, int max);
+int jobkit_eventfd(void);
+
 /// inotify, which Swift's Glibc module does not export.
 int jobkit_inotify_init(void);
 int jobkit_inotify_add_watch(int fd, const char *path, uint32_t mask);
