@@ -503,19 +503,25 @@ public actor JobManager {
     public nonisolated func wait(
         _ selectors: [JobSelector] = [], any: Bool = false, timeout: Duration? = nil, force: Bool = false
     ) async throws(JobError) -> [JobInfo]? {
-        let ids = try await waitTargets(selectors)
         let done: @Sendable (JobInfo?) -> Bool = { job in
             guard let job else { return true }
             return force ? job.state.isFinished : job.state.isPersistent
         }
-        guard let final = await waitUntil(ids, any: any, timeout: timeout, done: done) else { return nil }
+        let (ids, initial, events) = try await waitTargets(selectors)
+        guard let final = await waitUntil(ids, any: any, timeout: timeout, done: done, events: events, initial: initial)
+        else { return nil }
         let jobs = ids.compactMap { final[$0] }
         if any, let first = jobs.first(where: { done($0) }) { return [first] }
         return jobs
     }
 
-    private func waitTargets(_ selectors: [JobSelector]) throws(JobError) -> [Int] {
-        selectors.isEmpty ? table.ids.filter { table[$0]?.parentId == nil } : try resolveStrict(selectors).map(\.id)
+    /// The jobs to wait for, how they are now, and their events from now on: all in one turn
+    /// of the actor, so that no change falls between the look and the subscription.
+    private func waitTargets(_ selectors: [JobSelector]) throws(JobError)
+        -> ([Int], [Int: JobInfo], AsyncStream<JobEvent>)
+    {
+        let ids = selectors.isEmpty ? table.ids.filter { table[$0]?.parentId == nil } : try resolveStrict(selectors).map(\.id)
+        return (ids, snapshot(ids), hub.stream(for: Set(ids)))
     }
 
     private func snapshot(_ ids: [Int]) -> [Int: JobInfo] {
@@ -526,12 +532,18 @@ public actor JobManager {
 
     /// Waits until `done` holds for all (or, with `any`, one) of the jobs, re-checked on
     /// every event about them; nil on timeout. A removed job counts as done.
-    nonisolated func waitUntil(
+    func waitUntil(
         _ ids: [Int], any: Bool, timeout: Duration?, done: @escaping @Sendable (JobInfo?) -> Bool
     ) async -> [Int: JobInfo]? {
-        let watched = Set(ids)
-        let events = hub.stream(for: watched)
-        let initial = await snapshot(ids)
+        let events = hub.stream(for: Set(ids))
+        return await waitUntil(ids, any: any, timeout: timeout, done: done, events: events, initial: snapshot(ids))
+    }
+
+    /// The same, with the event stream subscribed and the first look taken by the caller.
+    private nonisolated func waitUntil(
+        _ ids: [Int], any: Bool, timeout: Duration?, done: @escaping @Sendable (JobInfo?) -> Bool,
+        events: AsyncStream<JobEvent>, initial: [Int: JobInfo]
+    ) async -> [Int: JobInfo]? {
         let satisfied: @Sendable ([Int: JobInfo]) -> Bool = { current in
             any ? ids.contains { done(current[$0]) } || ids.isEmpty : ids.allSatisfy { done(current[$0]) }
         }
