@@ -34,7 +34,7 @@ public actor JobManager {
         }
     }
 
-    /// The home directory: database, lock, and one directory of output per job.
+    /// The home directory: the database, the engine lock, and `jobs/` (output files, slots, locks).
     public nonisolated let home: String
     private let store: JobStore
     private var table: JobTable
@@ -222,13 +222,11 @@ public actor JobManager {
         let inserted = try store.insert([record], alsoSaving: takeUnsaved())
         table.add(inserted)
         let job = inserted[0]
-        do {
-            let writer = OutputWriter(prefix: outputPrefix(job.id))
-            let (stop, stopContinuation) = AsyncStream.makeStream(of: Void.self)
-            threadStops[job.id] = stopContinuation
-            threadWorkContinuation.yield(
-                ThreadWork(id: job.id, context: JobContext(id: job.id, name: job.name, writer: writer), body: body, stop: stop))
-        }
+        let writer = OutputWriter(prefix: outputPrefix(job.id))
+        let (stop, stopContinuation) = AsyncStream.makeStream(of: Void.self)
+        threadStops[job.id] = stopContinuation
+        threadWorkContinuation.yield(
+            ThreadWork(id: job.id, context: JobContext(id: job.id, name: job.name, writer: writer), body: body, stop: stop))
         return table.info(job.id)!
     }
 
