@@ -547,20 +547,21 @@ public actor JobManager {
         }
         if satisfied(initial) { return initial }
         if timeout == .zero { return nil }
-        return await withTaskGroup(of: [Int: JobInfo]?.self) { group in
-            group.addTask {
-                var current = initial
-                for await event in events {
-                    current[event.job.id] = event.removed ? nil : event.job
-                    if satisfied(current) { return current }
-                }
-                return nil
+        let follow: @Sendable () async -> [Int: JobInfo]? = {
+            var current = initial
+            for await event in events {
+                current[event.job.id] = event.removed ? nil : event.job
+                if satisfied(current) { return current }
             }
-            if let timeout {
-                group.addTask {
-                    try? await Task.sleep(for: timeout)
-                    return nil
-                }
+            return nil
+        }
+        // Without a timeout, no race to run: following the events here saves a task and a hop.
+        guard let timeout else { return await follow() }
+        return await withTaskGroup(of: [Int: JobInfo]?.self) { group in
+            group.addTask { await follow() }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
             }
             let first = await group.next() ?? nil
             group.cancelAll()
