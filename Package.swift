@@ -7,9 +7,15 @@ let package = Package(
     products: [
         .library(name: "JobModel", targets: ["JobModel"]),
         .library(name: "JobKit", targets: ["JobKit"]),
+        .executable(name: "job", targets: ["job"]),
+        .executable(name: "jobd", targets: ["jobd"]),
     ],
     dependencies: [
         .package(url: "https://github.com/groue/GRDB.swift", exact: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-nio", exact: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", exact: "2.13.0"),
     ],
     targets: [
         // Value types shared by every side: ids, states, job info, selectors, errors, the output file format.
@@ -25,6 +31,30 @@ let package = Package(
         // Compiles the supervisor (Supervisor/jobkit-supervisor.c: the tiny process that runs one
         // job and outlives the engine) as a plain static C program into JobKit's resources.
         .plugin(name: "SupervisorBuilder", capability: .buildTool()),
+        // The messages between `job` and `jobd`, their framing, and where a home's files are.
+        .target(name: "JobProtocol", dependencies: ["JobModel"]),
+        // The daemon: the engine served on a Unix socket, as a ServiceGroup.
+        .target(
+            name: "JobDaemon",
+            dependencies: [
+                "JobKit", "JobProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // A blocking client of the daemon, small enough to start in a few milliseconds; starts it.
+        .target(name: "JobClient", dependencies: ["JobProtocol"]),
+        // The `job` command tree and its rendering (table, list, json).
+        .target(
+            name: "JobCommands",
+            dependencies: ["JobClient", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        // `job`: the command line.
+        .executableTarget(name: "job", dependencies: ["JobCommands"]),
+        // `jobd`: the per-user daemon.
+        .executableTarget(name: "jobd", dependencies: ["JobDaemon"]),
         // Test fixtures: temporary homes, engines run for a test, helpers to find built executables.
         .target(name: "JobTesting", dependencies: ["JobKit", "JobModel"]),
         // A process that holds an engine, for tests that kill the engine with SIGKILL.
@@ -37,7 +67,8 @@ let package = Package(
             dependencies: ["JobKit", "CJobKitSystem"],
             path: "Benchmarks/JobKitBenchmarks"
         ),
-        .testTarget(name: "JobModelTests", dependencies: ["JobModel"]),
+        .testTarget(name: "JobModelTests", dependencies: ["JobModel", "JobProtocol"]),
+        .testTarget(name: "JobCommandsTests", dependencies: ["JobTesting", "JobProtocol", "job", "jobd"]),
         .testTarget(
             name: "JobKitTests",
             dependencies: ["JobKit", "JobModel", "JobTesting", "jobkit-test-engine"]

@@ -1,0 +1,183 @@
+import Foundation
+import JobModel
+import JobProtocol
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why the daemon could not be reached (exit status 69): one line a person can act on.
+public struct ClientError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// A blocking client of `jobd`: one connection per request, plain system calls, no event
+/// loop, so that a `job` command costs little more than starting it. Starts the daemon when
+/// none answers.
+public struct DaemonClient: Sendable {
+    public let home: JobHome
+
+    public init(home: JobHome) {
+        self.home = home
+    }
+
+    /// Sends `request`, calls `onFrame` for each data frame of the answer, and returns how it
+    /// ended. Starts the daemon first if none answers and `autoStart` is set.
+    public func call(_ request: Request, autoStart: Bool = true, onFrame: (Response) throws -> Void) throws -> Outcome {
+        let fd = try connect(autoStart: autoStart)
+        defer { close(fd) }
+        try writeAll(fd, Framing.encode(request))
+        while true {
+            let header = try readExactly(fd, 4)
+            let length = Framing.length(ofHeader: header)
+            guard length <= Framing.maximumSize else { throw ClientError("the daemon sent a frame of \(length) bytes; is it the same release as job?") }
+            let body = try readExactly(fd, length)
+            let response: Response
+            do {
+                response = try Framing.decode(Response.self, from: body)
+            } catch {
+                throw ClientError("cannot read the daemon's answer (\(error)); is it the same release as job?")
+            }
+            if case .done(let outcome) = response { return outcome }
+            try onFrame(response)
+        }
+    }
+
+    /// Whether a daemon answers on the home's socket now (starting none).
+    public func isRunning() -> Bool {
+        guard let fd = try? connect(autoStart: false) else { return false }
+        close(fd)
+        return true
+    }
+
+    private func connect(autoStart: Bool) throws -> Int32 {
+        if let fd = try connectOnce() { return fd }
+        guard autoStart else {
+            throw ClientError("no daemon is running for \(home.path); start one with 'job daemon start'")
+        }
+        let daemon = try startDaemon()
+        // A daemon takes a moment to open its home; one that lost the race for the home to
+        // another (20 first commands at once) exits, and the winner answers.
+        var delay: useconds_t = 2_000
+        let deadline = Date().addingTimeInterval(15)
+        while Date() < deadline {
+            if let fd = try connectOnce() { return fd }
+            var status: Int32 = 0
+            if waitpid(daemon, &status, WNOHANG) == daemon, (status >> 8) & 0xff != 1 || status & 0x7f != 0 {
+                // It exited, and not because another daemon has the home.
+                if let fd = try connectOnce() { return fd }
+                throw ClientError("the daemon could not start: \(lastLogLine() ?? "see \(home.log)")")
+            }
+            usleep(delay)
+            delay = min(delay * 2, 50_000)
+        }
+        throw ClientError("the daemon did not answer within 15 s; see \(home.log)")
+    }
+
+    /// A connected socket, or nil when nobody listens (no socket file, or a stale one).
+    private func connectOnce() throws -> Int32? {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw ClientError("cannot create a socket: \(String(cString: strerror(errno)))") }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let path = Array(home.socket.utf8)
+        guard path.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            close(fd)
+            throw ClientError("the home \(home.path) is too long for a Unix socket path; use a shorter --home")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: path)
+            raw[path.count] = 0
+        }
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        if rc == 0 { return fd }
+        let code = errno
+        close(fd)
+        switch code {
+        case ENOENT, ECONNREFUSED:
+            return nil
+        case EACCES, EPERM:
+            throw ClientError("permission denied on \(home.socket): the daemon serves only the user who owns \(home.path)")
+        default:
+            throw ClientError("cannot connect to \(home.socket): \(String(cString: strerror(code)))")
+        }
+    }
+
+    /// Starts `jobd` for the home in a session of its own, its output going to the home's log.
+    private func startDaemon() throws -> pid_t {
+        guard let jobd = Self.locateDaemon() else {
+            throw ClientError("cannot find jobd beside job or on PATH; install both together")
+        }
+        do {
+            try FileManager.default.createDirectory(
+                atPath: home.path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw ClientError("cannot create the job home \(home.path): \(error.localizedDescription)")
+        }
+        var actions = posix_spawn_file_actions_t()
+        var attributes = posix_spawnattr_t()
+        posix_spawn_file_actions_init(&actions)
+        posix_spawnattr_init(&attributes)
+        defer {
+            posix_spawn_file_actions_destroy(&actions)
+            posix_spawnattr_destroy(&attributes)
+        }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, home.log, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // Its own session: the terminal's ^C and hang-up are not for the daemon.
+        posix_spawnattr_setflags(&attributes, 0x80)  // POSIX_SPAWN_SETSID, which Glibc does not export to Swift
+        let argv = [jobd, "--home", home.path]
+        var cArgs = argv.map { strdup($0) } + [nil]
+        defer { for p in cArgs { free(p) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, jobd, &actions, &attributes, &cArgs, environ)
+        guard rc == 0 else { throw ClientError("cannot start \(jobd): \(String(cString: strerror(rc)))") }
+        return pid
+    }
+
+    /// `jobd` beside the running `job` (how they are built and installed), else on `PATH`.
+    public static func locateDaemon() -> String? {
+        var candidates: [String] = []
+        if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+            candidates.append((exe as NSString).deletingLastPathComponent + "/jobd")
+        }
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
+            candidates.append("\(dir)/jobd")
+        }
+        return candidates.first { access($0, X_OK) == 0 }
+    }
+
+    private func lastLogLine() -> String? {
+        guard let text = try? String(contentsOfFile: home.log, encoding: .utf8) else { return nil }
+        return text.split(separator: "\n").last.map(String.init)
+    }
+
+    private func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + done, $0.count - done) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw ClientError("the daemon closed the connection: \(String(cString: strerror(errno)))") }
+            done += n
+        }
+    }
+
+    private func readExactly(_ fd: Int32, _ count: Int) throws -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress! + done, count - done) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw ClientError("the daemon closed the connection before answering; see \(home.log)") }
+            done += n
+        }
+        return buffer
+    }
+}

@@ -1,0 +1,110 @@
+import ArgumentParser
+import Foundation
+import JobClient
+import JobModel
+import JobProtocol
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct DaemonCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "daemon",
+        abstract: "Start, stop or inspect the per-user daemon (jobd).",
+        discussion: """
+            Other commands start the daemon when it is not running; these are for people and \
+            service managers. Stopping it leaves running jobs running.
+
+            Example:
+              job daemon status -o json
+            """,
+        subcommands: [Start.self, Stop.self, Status.self, Run.self]
+    )
+
+    struct Start: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Start the daemon in the background.", discussion: "Example:\n  job daemon start")
+        @OptionGroup var options: GlobalOptions
+
+        func run() async throws {
+            if options.client.isRunning() {
+                complain("a daemon is already running for \(options.jobHome.path)")
+                throw Exit(status: ExitStatus.failed)
+            }
+            _ = try perform(Request(.status), with: options) { _ in }
+        }
+    }
+
+    struct Stop: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Shut the daemon down; running jobs keep running.", discussion: "Example:\n  job daemon stop")
+        @OptionGroup var options: GlobalOptions
+
+        func run() async throws {
+            let client = options.client
+            guard client.isRunning() else {
+                complain("no daemon is running for \(options.jobHome.path)")
+                throw Exit(status: ExitStatus.failed)
+            }
+            var pid: Int?
+            _ = try? client.call(Request(.status), autoStart: false) { frame in
+                if case .status(let status) = frame { pid = status.pid }
+            }
+            _ = try perform(Request(.shutdown), with: options) { _ in }
+            // Return once it is gone, so that a `job daemon start` right after works.
+            let deadline = Date().addingTimeInterval(10)
+            while let pid, kill(pid_t(pid), 0) == 0, Date() < deadline { usleep(10_000) }
+        }
+    }
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show the daemon's pid, home, socket, version, uptime and number of jobs.",
+            discussion: "Exit status 1 when no daemon is running.\n\nExample:\n  job daemon status")
+        @OptionGroup var options: GlobalOptions
+
+        func run() async throws {
+            guard options.client.isRunning() else {
+                complain("no daemon is running for \(options.jobHome.path)")
+                throw Exit(status: ExitStatus.failed)
+            }
+            var status: DaemonStatus?
+            _ = try perform(Request(.status), with: options) { frame in
+                if case .status(let s) = frame { status = s }
+            }
+            guard let status else { throw Exit(status: ExitStatus.unreachable) }
+            switch options.output {
+            case .json:
+                writeOut(JobRender.jsonText([
+                    "pid": status.pid, "home": status.home, "socket": status.socket, "version": status.version,
+                    "uptimeSeconds": status.uptimeSeconds, "jobs": status.jobs,
+                ] as [String: Any]))
+            default:
+                let uptime = String(format: "%.0f s", status.uptimeSeconds)
+                writeOut(JobRender.list(
+                    properties: ["Pid", "Home", "Socket", "Version", "Uptime", "Jobs"],
+                    items: [[String(status.pid), status.home, status.socket, status.version, uptime, String(status.jobs)]]))
+            }
+        }
+    }
+
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run the daemon in the foreground (for systemd and the like).",
+            discussion: "Example:\n  ExecStart=/usr/local/bin/job daemon run")
+        @OptionGroup var options: GlobalOptions
+
+        func run() async throws {
+            guard let jobd = DaemonClient.locateDaemon() else {
+                complain("cannot find jobd beside job or on PATH; install both together")
+                throw Exit(status: ExitStatus.unreachable)
+            }
+            let argv = [jobd, "--home", options.jobHome.path]
+            var cArgs = argv.map { strdup($0) } + [nil]
+            execv(jobd, &cArgs)
+            complain("cannot run \(jobd): \(String(cString: strerror(errno)))")
+            throw Exit(status: ExitStatus.unreachable)
+        }
+    }
+}

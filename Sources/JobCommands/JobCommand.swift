@@ -1,0 +1,75 @@
+import ArgumentParser
+import Foundation
+import JobModel
+import JobProtocol
+
+/// `job`: PowerShell's background jobs for the Unix shell.
+public struct JobCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "job",
+        abstract: "Run commands as background jobs that outlive your shell, and collect their output.",
+        discussion: """
+            Jobs belong to you, not to your terminal: a per-user daemon (jobd, started when \
+            needed) keeps them, with their output on disk.
+
+            Example:
+              job start -- make test      # returns at once with the job
+              job wait 1; job receive 1   # its output
+            """,
+        subcommands: [
+            StartCommand.self, GetCommand.self, ReceiveCommand.self, WaitCommand.self, StopCommand.self,
+            RemoveCommand.self, DaemonCommand.self,
+        ]
+    )
+
+    public init() {}
+
+    /// Runs the command line, with the contract's exit statuses.
+    public static func runMain() async {
+        do {
+            var command = try parseAsRoot(hoistingGlobalOptions(Array(CommandLine.arguments.dropFirst())))
+            if var command = command as? any AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch let exit as Exit {
+            Foundation.exit(exit.status)
+        } catch let usage as UsageError {
+            complain(usage.message)
+            Foundation.exit(ExitStatus.usage)
+        } catch {
+            exit(withError: error)
+        }
+    }
+}
+
+/// Moves global options written before the subcommand (`job --home H get`) to after it, where
+/// the parser looks for them.
+func hoistingGlobalOptions(_ args: [String]) -> [String] {
+    let takesValue: Set<String> = ["--home", "-o", "--output", "--property"]
+    var globals: [String] = []
+    var rest: [String] = []
+    var index = 0
+    while index < args.count, args[index].hasPrefix("-"), args[index] != "--" {
+        let word = args[index]
+        let name = word.split(separator: "=", maxSplits: 1).first.map(String.init) ?? word
+        guard takesValue.contains(name) else { break }
+        globals.append(word)
+        if !word.contains("="), index + 1 < args.count {
+            globals.append(args[index + 1])
+            index += 1
+        }
+        index += 1
+    }
+    rest = Array(args[index...])
+    guard !globals.isEmpty, let first = rest.first, !first.hasPrefix("-") else { return args }
+    var commandWords = 1
+    if first == "daemon", rest.count > 1, !rest[1].hasPrefix("-") { commandWords = 2 }
+    return Array(rest[..<commandWords]) + globals + Array(rest[commandWords...])
+}
+
+/// Prints jobs in the chosen format.
+func show(_ jobs: [JobInfo], _ options: GlobalOptions) throws {
+    writeOut(try JobRender.render(jobs, format: options.output, properties: options.properties))
+}

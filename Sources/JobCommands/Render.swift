@@ -1,0 +1,135 @@
+import Foundation
+import JobModel
+
+/// Shows jobs as a table (the seed document's columns), a list (Format-List's
+/// `Property : value`), or JSON (the contract's keys).
+enum JobRender {
+    static let allProperties = [
+        "Id", "Name", "InstanceId", "Type", "State", "HasMoreData", "Location", "Command", "ChildJobs", "ParentId",
+        "BeginTime", "EndTime", "ExitCode", "Reason",
+    ]
+    static let tableProperties = ["Id", "Name", "State", "HasMoreData", "Location", "Command"]
+    static let listProperties = [
+        "Id", "Name", "InstanceId", "Type", "State", "HasMoreData", "Location", "Command", "ChildJobs", "ParentId",
+        "BeginTime", "EndTime", "ExitCode", "Reason",
+    ]
+
+    /// The properties asked for, in their proper case; an unknown name is a usage error.
+    static func resolve(_ requested: [String]?, default defaults: [String]) throws -> [String] {
+        guard let requested else { return defaults }
+        return try requested.map { name in
+            guard let match = allProperties.first(where: { $0.lowercased() == name.lowercased() }) else {
+                throw UsageError("unknown property '\(name)': use \(allProperties.joined(separator: ", "))")
+            }
+            return match
+        }
+    }
+
+    static func text(_ job: JobInfo, _ property: String) -> String {
+        switch property {
+        case "Id": String(job.id)
+        case "Name": job.name
+        case "InstanceId": job.instanceId.uuidString.lowercased()
+        case "Type": job.type.rawValue
+        case "State": job.state.rawValue
+        case "HasMoreData": job.hasMoreData ? "True" : "False"
+        case "Location": job.location
+        case "Command": job.command
+        case "ChildJobs": "{" + job.childJobs.map { "Job\($0)" }.joined(separator: ", ") + "}"
+        case "ParentId": job.parentId.map(String.init) ?? ""
+        case "BeginTime": job.beginTime.map(isoTime) ?? ""
+        case "EndTime": job.endTime.map(isoTime) ?? ""
+        case "ExitCode": job.exitCode.map(String.init) ?? ""
+        case "Reason": job.reason ?? ""
+        default: ""
+        }
+    }
+
+    static func json(_ job: JobInfo, _ property: String) -> Any {
+        switch property {
+        case "Id": job.id
+        case "Name": job.name
+        case "InstanceId": job.instanceId.uuidString.lowercased()
+        case "Type": job.type.rawValue
+        case "State": job.state.rawValue
+        case "HasMoreData": job.hasMoreData
+        case "Location": job.location
+        case "Command": job.command
+        case "ChildJobs": job.childJobs
+        case "ParentId": job.parentId as Any? ?? NSNull()
+        case "BeginTime": job.beginTime.map(isoTime) as Any? ?? NSNull()
+        case "EndTime": job.endTime.map(isoTime) as Any? ?? NSNull()
+        case "ExitCode": job.exitCode as Any? ?? NSNull()
+        case "Reason": job.reason as Any? ?? NSNull()
+        default: NSNull()
+        }
+    }
+
+    static func jsonKey(_ property: String) -> String {
+        property == "InstanceId" ? "instanceId" : property.prefix(1).lowercased() + property.dropFirst()
+    }
+
+    static func render(_ jobs: [JobInfo], format: OutputFormatOption, properties requested: [String]?) throws -> String {
+        switch format {
+        case .table, .raw:
+            let columns = try resolve(requested, default: tableProperties)
+            guard !jobs.isEmpty else { return "" }
+            return table(columns: columns, rows: jobs.map { job in columns.map { text(job, $0) } })
+        case .list:
+            let properties = try resolve(requested, default: listProperties)
+            return list(properties: properties, items: jobs.map { job in properties.map { text(job, $0) } })
+        case .json:
+            let properties = try resolve(requested, default: allProperties)
+            let objects = jobs.map { job in
+                Dictionary(uniqueKeysWithValues: properties.map { (jsonKey($0), json(job, $0)) })
+            }
+            return jsonText(objects)
+        }
+    }
+
+    static func table(columns: [String], rows: [[String]]) -> String {
+        let cells = [columns, columns.map { String(repeating: "-", count: $0.count) }] + rows
+        let widths = columns.indices.map { i in cells.map { $0[i].count }.max() ?? 0 }
+        return cells.map { row in
+            row.indices.map { i in i == row.count - 1 ? row[i] : row[i].padding(toLength: widths[i] + 2, withPad: " ", startingAt: 0) }
+                .joined().trimmingTrailingSpaces()
+        }.joined(separator: "\n") + "\n"
+    }
+
+    static func list(properties: [String], items: [[String]]) -> String {
+        let width = properties.map(\.count).max() ?? 0
+        return items.map { values in
+            zip(properties, values).map { name, value in
+                "\(name.padding(toLength: width, withPad: " ", startingAt: 0)) : \(value)"
+            }.joined(separator: "\n") + "\n"
+        }.joined(separator: "\n")
+    }
+
+    static func jsonText(_ value: Any) -> String {
+        guard let data = try? JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]),
+            let text = String(data: data, encoding: .utf8)
+        else { return "[]\n" }
+        return text + "\n"
+    }
+
+    static func isoTime(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        formatter.timeZone = TimeZone.current
+        return formatter.string(from: date)
+    }
+}
+
+/// A usage error found after parsing (an unknown property, say): exit status 64.
+struct UsageError: Error {
+    var message: String
+    init(_ message: String) { self.message = message }
+}
+
+extension String {
+    func trimmingTrailingSpaces() -> String {
+        var s = self
+        while s.last == " " { s.removeLast() }
+        return s
+    }
+}

@@ -1,0 +1,76 @@
+import ArgumentParser
+import Foundation
+import JobModel
+import JobProtocol
+
+struct StartCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "start",
+        abstract: "Start a background job and print it at once.",
+        discussion: """
+            -c runs the line with /bin/sh -c; after --, the program runs directly. The job runs in \
+            the current directory (or --cwd) with your environment as it is now (plus --env).
+
+            Example:
+              job start --name build -- make -j4 test
+            """
+    )
+
+    @OptionGroup var options: GlobalOptions
+
+    @Option(help: "The job's name (default Job<Id>).")
+    var name: String?
+
+    @Option(help: ArgumentHelp("The working directory (default: the current one).", valueName: "DIR"))
+    var cwd: String?
+
+    @Option(help: ArgumentHelp("Add or override an environment variable.", valueName: "KEY=VALUE"))
+    var env: [String] = []
+
+    @Option(name: .customShort("c"), help: ArgumentHelp("A command line for /bin/sh -c.", valueName: "LINE"))
+    var line: String?
+
+    @Argument(parsing: .postTerminator, help: ArgumentHelp("The program and its arguments, after --.", valueName: "PROGRAM"))
+    var program: [String] = []
+
+    func validate() throws {
+        try options.validateJobFormat()
+        if (line == nil) == program.isEmpty {
+            throw ValidationError("give either -c 'LINE' or -- PROGRAM [ARG…], not both and not neither")
+        }
+        for pair in env where !pair.contains("=") || pair.hasPrefix("=") {
+            throw ValidationError("--env takes KEY=VALUE, not '\(pair)'")
+        }
+    }
+
+    func run() async throws {
+        let parameters = try startParameters(line: line, program: program, name: name, cwd: cwd, env: env)
+        var started: [JobInfo] = []
+        let (_, status) = try perform(Request(.start(parameters)), with: options) { frame in
+            if case .jobs(let jobs) = frame { started = jobs }
+        }
+        if !started.isEmpty { try show(started, options) }
+        if status != ExitStatus.ok { throw Exit(status: status) }
+    }
+}
+
+/// What `start` (and `invoke` on localhost) sends: the command, and the caller's directory and
+/// environment as they are now. A directory that does not exist is an error here, before
+/// anything starts.
+func startParameters(line: String?, program: [String], name: String?, cwd: String?, env: [String]) throws -> StartParameters {
+    let current = FileManager.default.currentDirectoryPath
+    let directory = cwd.map { $0.hasPrefix("/") ? $0 : current + "/" + $0 } ?? current
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+        complain("no such directory: \(cwd ?? directory)")
+        throw Exit(status: ExitStatus.usage)
+    }
+    var environment = ProcessInfo.processInfo.environment
+    for pair in env {
+        let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+        environment[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
+    }
+    return StartParameters(
+        shell: line, argv: line == nil ? program : nil, name: name,
+        workingDirectory: URL(fileURLWithPath: directory).standardizedFileURL.path, environment: environment)
+}

@@ -1,0 +1,44 @@
+import ArgumentParser
+import Foundation
+import JobModel
+import JobProtocol
+
+struct StopCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stop",
+        abstract: "Stop running jobs; returns when they are Stopped.",
+        discussion: """
+            SIGTERM goes to each job's whole process group, then SIGKILL after the grace period. \
+            Stopping a parent stops its children. Finished jobs are left as they are.
+
+            Example:
+              job stop 'crawl*' --grace 2
+            """
+    )
+
+    @OptionGroup var options: GlobalOptions
+
+    @Argument(help: ArgumentHelp("Jobs by id, instance id or name.", valueName: "JOB"))
+    var jobs: [String]
+
+    @Flag(help: "Print the jobs afterwards.")
+    var passthru = false
+
+    @Option(help: ArgumentHelp("Seconds between SIGTERM and SIGKILL.", valueName: "SECONDS"))
+    var grace: Double = 5
+
+    func validate() throws {
+        try options.validateJobFormat()
+        if jobs.isEmpty { throw ValidationError("name at least one JOB") }
+        if grace < 0 { throw ValidationError("--grace takes 0 or more seconds, not \(grace)") }
+    }
+
+    func run() async throws {
+        var stopped: [JobInfo] = []
+        let (_, status) = try perform(Request(.stop(StopParameters(selectors: selectors(jobs), grace: grace))), with: options) { frame in
+            if case .jobs(let jobs) = frame { stopped = jobs }
+        }
+        if passthru && !stopped.isEmpty { try show(stopped, options) }
+        if status != ExitStatus.ok { throw Exit(status: status) }
+    }
+}

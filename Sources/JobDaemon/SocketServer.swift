@@ -1,0 +1,111 @@
+import Foundation
+import JobKit
+import JobModel
+import JobProtocol
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Accepts connections on the home's socket; each carries one request and its answer.
+/// Connections are served concurrently, each in a child task of the accept loop.
+struct SocketServer: Service {
+    let socketPath: String
+    let handlers: Handlers
+
+    func run() async throws {
+        // A socket file left by a daemon that crashed: we hold the home's lock, so it is stale.
+        unlink(socketPath)
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.backlog, value: 256)
+            .bind(unixDomainSocketPath: socketPath) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        _ = chmod(socketPath, 0o600)
+        try await cancelWhenGracefulShutdown {
+            try await withThrowingDiscardingTaskGroup { group in
+                try await server.executeThenClose { connections in
+                    for try await connection in connections {
+                        group.addTask { await serve(connection) }
+                    }
+                }
+            }
+        }
+    }
+
+    private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
+        let uid = await peerUID(connection.channel)
+        try? await connection.executeThenClose { inbound, outbound in
+            let send: Handlers.Send = { response in
+                try await outbound.write(ByteBuffer(bytes: try Framing.encode(response)))
+            }
+            guard uid == getuid() else {
+                try await send(.done(.failed(JobError(.refused, "this daemon serves user \(getuid()) only"))))
+                return
+            }
+            let request: Request
+            switch await readRequest(inbound) {
+            case .success(let read): request = read
+            case .failure(let error):
+                try await send(.done(.failed(error)))
+                return
+            }
+            guard request.version == ProtocolVersion.current else {
+                try await send(
+                    .done(.failed(JobError(.invalidArgument, "protocol version \(request.version) is not \(ProtocolVersion.current): use a job and a jobd of the same release"))))
+                return
+            }
+            await handlers.handle(request.verb, send: send)
+        }
+    }
+
+    private func readRequest(_ inbound: NIOAsyncChannelInboundStream<ByteBuffer>) async -> Result<Request, JobError> {
+        var buffer = ByteBuffer()
+        do {
+            for try await chunk in inbound {
+                var chunk = chunk
+                buffer.writeBuffer(&chunk)
+                guard buffer.readableBytes >= 4, let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self)
+                else { continue }
+                guard Int(length) <= Framing.maximumSize else {
+                    return .failure(JobError(.invalidArgument, "request of \(length) bytes refused: the limit is \(Framing.maximumSize)"))
+                }
+                guard buffer.readableBytes >= 4 + Int(length) else { continue }
+                let body = buffer.getBytes(at: buffer.readerIndex + 4, length: Int(length)) ?? []
+                do {
+                    return .success(try Framing.decode(Request.self, from: body))
+                } catch {
+                    return .failure(JobError(.invalidArgument, "malformed request: \(Self.oneLine(error))"))
+                }
+            }
+        } catch {
+            return .failure(JobError(.invalidArgument, "the request could not be read: \(error)"))
+        }
+        return .failure(JobError(.invalidArgument, "truncated request: the connection ended before a whole frame came"))
+    }
+
+    /// `struct ucred`, which Swift's Glibc module does not export.
+    private struct PeerCredentials: Sendable {
+        var pid: Int32 = 0
+        var uid: UInt32 = 0
+        var gid: UInt32 = 0
+    }
+
+    /// The user at the other end of the socket, as the kernel says (SO_PEERCRED).
+    private func peerUID(_ channel: any Channel) async -> uid_t? {
+        guard let provider = channel as? any SocketOptionProvider else { return nil }
+        let credentials: PeerCredentials? = try? await provider.unsafeGetSocketOption(
+            level: .socket, name: NIOBSDSocket.Option(rawValue: SO_PEERCRED)
+        ).get()
+        return credentials?.uid
+    }
+
+    static func oneLine(_ error: any Error) -> String {
+        String(describing: error).split(whereSeparator: \.isNewline).joined(separator: " ")
+    }
+}

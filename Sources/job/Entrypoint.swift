@@ -1,0 +1,6 @@
+import JobCommands
+
+@main
+struct Entrypoint {
+    static func main() async { await JobCommand.runMain() }
+}
