@@ -56,7 +56,7 @@ let package = Package(
         // `jobd`: the per-user daemon.
         .executableTarget(name: "jobd", dependencies: ["JobDaemon"]),
         // Test fixtures: temporary homes, engines run for a test, helpers to find built executables.
-        .target(name: "JobTesting", dependencies: ["JobKit", "JobModel"]),
+        .target(name: "JobTesting", dependencies: ["JobKit", "JobModel", "CJobKitSystem"]),
         // A process that holds an engine, for tests that kill the engine with SIGKILL.
         .executableTarget(name: "jobkit-test-engine", dependencies: ["JobKit"]),
         // The README's first quick-start command: starts a real job and prints its output.

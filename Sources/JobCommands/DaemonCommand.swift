@@ -52,9 +52,18 @@ struct DaemonCommand: AsyncParsableCommand {
                 if case .status(let status) = frame { pid = status.pid }
             }
             _ = try perform(Request(.shutdown), with: options) { _ in }
-            // Return once it is gone, so that a `job daemon start` right after works.
+            // Return once it is gone, so that a `job daemon start` right after works. An exited
+            // daemon may linger as a zombie until its new parent reaps it: that counts as gone.
             let deadline = Date().addingTimeInterval(10)
-            while let pid, kill(pid_t(pid), 0) == 0, Date() < deadline { usleep(10_000) }
+            while let pid, Self.isAlive(pid), Date() < deadline { usleep(5_000) }
+        }
+
+        static func isAlive(_ pid: Int) -> Bool {
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { return false }
+            let state = stat[stat.index(close, offsetBy: 2)...].prefix(1)
+            return state != "Z" && state != "X"
         }
     }
 

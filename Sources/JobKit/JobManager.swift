@@ -41,7 +41,8 @@ public actor JobManager {
     private let supervisor: Supervisor
     private let monitor = ExitMonitor()
     private let hub = EventHub()
-    private let homeLock: Int32
+    /// The home's lock; -1 once released by `shutdown`.
+    private var homeLock: Int32
     private let threadWork: AsyncStream<ThreadWork>
     private let threadWorkContinuation: AsyncStream<ThreadWork>.Continuation
     private var threadStops: [Int: AsyncStream<Void>.Continuation] = [:]
@@ -95,7 +96,7 @@ public actor JobManager {
     deinit {
         threadWorkContinuation.finish()
         monitor.shutdown()
-        close(homeLock)
+        if homeLock >= 0 { close(homeLock) }
     }
 
     private static func lockHome(_ home: String) throws(JobError) -> Int32 {
@@ -165,6 +166,10 @@ public actor JobManager {
         for stop in threadStops.values { stop.finish() }
         monitor.shutdown()
         supervisor.shutdown()
+        // Here, not in deinit: the last reference may go a moment after the caller is done,
+        // and a new engine on the home must not find it still taken.
+        close(homeLock)
+        homeLock = -1
     }
 
     private func checkOpen() throws(JobError) {

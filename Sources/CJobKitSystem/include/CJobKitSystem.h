@@ -17,6 +17,9 @@ int jobkit_spawn_supervisor(const char *path, char *const argv[], char *const en
 int jobkit_zygote_spawn(int control, int64_t id, const char *strings, uint32_t length, uint32_t argc, uint32_t envc,
                         int lock_fd, pid_t *pid, int *pidfd);
 
+/// pipe2(fds, O_CLOEXEC): a pipe that no concurrently spawned process inherits.
+int jobkit_pipe_cloexec(int fds[2]);
+
 /// A connected pair of stream sockets, close-on-exec.
 int jobkit_socketpair(int fds[2]);
 

@@ -1,0 +1,63 @@
+import Foundation
+import JobTesting
+import Testing
+
+extension Tag {
+    @Tag static var cli: Self
+}
+
+/// What one run of the built `job` binary did.
+struct Run {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+/// A temporary home and the built `job` run against it. The daemon it starts is stopped at
+/// the end (`finish`), so that tests leave no process behind.
+final class CLI: Sendable {
+    let home: TemporaryHome
+    let job = builtExecutable("job")
+
+    init(_ label: String = "cli") throws {
+        home = try TemporaryHome(label)
+    }
+
+    /// Runs `job ARGS --home HOME` (the home goes before the subcommand: global options are
+    /// accepted there too).
+    @discardableResult
+    func run(_ args: [String], environment: [String: String]? = nil, in directory: String? = nil) async throws -> Run {
+        try await Self.execute(job, ["--home", home.path] + args, environment: environment, directory: directory)
+    }
+
+    @discardableResult
+    func run(_ args: String...) async throws -> Run { try await run(args) }
+
+    static func execute(_ executable: String, _ args: [String], environment: [String: String]? = nil, directory: String? = nil) async throws -> Run {
+        let result = try await runProcessDetached(executable, args, environment: environment, directory: directory)
+        return Run(status: result.status, stdout: result.stdout, stderr: result.stderr)
+    }
+
+    func finish() async {
+        _ = try? await run("daemon", "stop")
+    }
+
+    /// The JSON `job … -o json` printed.
+    func json(_ args: String...) async throws -> [[String: Any]] {
+        let result = try await run(args + ["-o", "json"])
+        #expect(result.status == 0, "\(args): \(result.stderr)")
+        return (try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [[String: Any]]) ?? []
+    }
+}
+
+/// Runs `body` with a fresh CLI home, stopping its daemon afterwards.
+func withCLI(_ label: String = "cli", _ body: (CLI) async throws -> Void) async throws {
+    let cli = try CLI(label)
+    do {
+        try await body(cli)
+    } catch {
+        await cli.finish()
+        throw error
+    }
+    await cli.finish()
+}

@@ -1,0 +1,111 @@
+import Foundation
+import Testing
+
+@Suite("job start and job get", .tags(.cli)) struct StartGetTests {
+    @Test func startPrintsTheRunningParentInTheSeedsColumns() async throws {
+        try await withCLI { cli in
+            let result = try await cli.run("start", "--", "sleep", "2")
+            #expect(result.status == 0, "\(result.stderr)")
+            let lines = result.stdout.split(separator: "\n").map(String.init)
+            #expect(lines.count == 3)
+            #expect(lines[0].split(separator: " ", omittingEmptySubsequences: true) == ["Id", "Name", "State", "HasMoreData", "Location", "Command"])
+            #expect(lines[1].split(separator: " ", omittingEmptySubsequences: true) == ["--", "----", "-----", "-----------", "--------", "-------"])
+            #expect(lines[2].split(separator: " ", omittingEmptySubsequences: true) == ["1", "Job1", "Running", "True", "localhost", "sleep", "2"])
+            _ = try await cli.run("stop", "1")
+        }
+    }
+
+    @Test func twoStartsGiveParentsOneAndThree() async throws {
+        try await withCLI { cli in
+            _ = try await cli.run("start", "-c", "true")
+            _ = try await cli.run("start", "--name", "second", "-c", "true")
+            let jobs = try await cli.json("get")
+            #expect(jobs.map { $0["id"] as? Int } == [1, 3])
+            #expect(jobs.map { $0["name"] as? String } == ["Job1", "second"])
+            #expect(jobs.map { $0["childJobs"] as? [Int] } == [[2], [4]])
+            let all = try await cli.json("get", "--include-children")
+            #expect(all.map { $0["id"] as? Int } == [1, 2, 3, 4])
+            #expect(all[1]["parentId"] as? Int == 1)
+        }
+    }
+
+    @Test func jsonHasEveryKeyOfTheContract() async throws {
+        try await withCLI { cli in
+            _ = try await cli.run("start", "-c", "exit 3")
+            _ = try await cli.run("wait", "1")
+            let job = try #require(try await cli.json("get").first)
+            #expect(Set(job.keys) == ["id", "name", "instanceId", "type", "state", "hasMoreData", "location", "command", "childJobs", "parentId", "beginTime", "endTime", "exitCode", "reason"])
+            #expect(job["state"] as? String == "Failed")
+            #expect(job["exitCode"] as? Int == 3)
+            #expect(job["reason"] as? String == "exited with status 3")
+            #expect(job["parentId"] is NSNull)
+            #expect(job["type"] as? String == "BackgroundJob")
+            #expect((job["endTime"] as? String)?.contains("T") == true)
+        }
+    }
+
+    @Test func listShowsPropertyValueBlocksWithChildJobsInBraces() async throws {
+        try await withCLI { cli in
+            _ = try await cli.run("start", "-c", "true")
+            let result = try await cli.run("get", "-o", "list", "--property", "name,childjobs")
+            #expect(result.stdout == "Name      : Job1\nChildJobs : {Job2}\n")
+        }
+    }
+
+    @Test func theJobRunsInTheCallersDirectoryWithTheCallersEnvironment() async throws {
+        try await withCLI { cli in
+            var environment = ProcessInfo.processInfo.environment
+            environment["GREETING"] = "bonjour"
+            let start = try await cli.run(["start", "--env", "EXTRA=1", "-c", "pwd; echo $GREETING $EXTRA"], environment: environment, in: cli.home.path)
+            #expect(start.status == 0, "\(start.stderr)")
+            _ = try await cli.run("wait", "1")
+            #expect(try await cli.run("receive", "1").stdout == "\(cli.home.path)\nbonjour 1\n")
+        }
+    }
+
+    @Test func unknownJobsAreErrorsAndUnmatchedWildcardsAreSilent() async throws {
+        try await withCLI { cli in
+            _ = try await cli.run("start", "-c", "true")
+            let missing = try await cli.run("get", "42")
+            #expect(missing.status == 1)
+            #expect(missing.stderr == "job: no job with id 42\n")
+            let named = try await cli.run("get", "build")
+            #expect(named.status == 1)
+            #expect(named.stderr == "job: no job named 'build'\n")
+            let wildcard = try await cli.run("get", "build*")
+            #expect(wildcard.status == 0)
+            #expect(wildcard.stdout.isEmpty && wildcard.stderr.isEmpty)
+            let mixed = try await cli.run("get", "1", "42")
+            #expect(mixed.status == 1)
+            #expect(mixed.stdout.contains("Job1"), "the other matches are still shown")
+        }
+    }
+
+    @Test func badInputIsAUsageErrorThatStartsNothing() async throws {
+        try await withCLI { cli in
+            let noCommand = try await cli.run("start")
+            #expect(noCommand.status == 64)
+            let missingDirectory = try await cli.run("start", "--cwd", "/nonexistent/dir", "-c", "true")
+            #expect(missingDirectory.status == 64)
+            #expect(missingDirectory.stderr == "job: no such directory: /nonexistent/dir\n")
+            let badState = try await cli.run("get", "--state", "Sleeping")
+            #expect(badState.status == 64)
+            let badFlag = try await cli.run("get", "--frobnicate")
+            #expect(badFlag.status == 64)
+            #expect(try await cli.json("get").isEmpty, "nothing was started")
+        }
+    }
+
+    @Test func getFiltersByStateAndHasMoreData() async throws {
+        try await withCLI { cli in
+            _ = try await cli.run("start", "-c", "true")
+            _ = try await cli.run("start", "-c", "exit 1")
+            _ = try await cli.run("wait")
+            #expect(try await cli.json("get", "--state", "failed").map { $0["id"] as? Int } == [3])
+            #expect(try await cli.json("get", "--has-more-data", "false").map { $0["id"] as? Int } == [1, 3])
+            #expect(try await cli.json("get", "--child-state", "Failed").map { $0["id"] as? Int } == [1, 3, 4])
+            #expect(try await cli.json("get", "--before", "2000-01-01T00:00:00Z").isEmpty)
+            #expect(try await cli.json("get", "--after", "2000-01-01T00:00:00Z").count == 2)
+        }
+    }
+}
