@@ -51,8 +51,8 @@ final class CLI: Sendable {
 }
 
 /// Runs `body` with a fresh CLI home, stopping its daemon afterwards.
-func withCLI(_ label: String = "cli", _ body: (CLI) async throws -> Void) async throws {
-    let cli = try CLI(label)
+func withCLI(_ label: String = #function, _ body: (CLI) async throws -> Void) async throws {
+    let cli = try CLI(String(label.prefix { $0.isLetter }.prefix(24)))
     do {
         try await body(cli)
     } catch {
