@@ -1,0 +1,209 @@
+import Foundation
+import JobTesting
+import Testing
+
+@Suite("job receive, wait, stop, remove", .tags(.cli)) struct ReceiveWaitTests {
+    @Test func receiveWritesStdoutAndStderrApartThenNothingMore() async throws {
+        try await withCLI { cli in
+            try await cli.run("start", "-c", "echo out; echo err >&2")
+            try await cli.run("wait", "1")
+            let first = try await cli.run("receive", "1")
+            #expect(first.status == 0)
+            #expect(first.stdout == "out\n")
+            #expect(first.stderr == "err\n")
+            let again = try await cli.run("receive", "1")
+            #expect(again.status == 0)
+            #expect(again.stdout.isEmpty && again.stderr.isEmpty)
+        }
+    }
+
+    @Test func keepDoesNotConsumeAndHasMoreDataFollows() async throws {
+        try await withCLI { cli in
+            try await cli.run("start", "-c", "echo kept")
+            try await cli.run("wait", "1")
+            #expect(try await cli.run("receive", "1", "--keep").stdout == "kept\n")
+            #expect(try await cli.json("get", "1").first?["hasMoreData"] as? Bool == true)
+            #expect(try await cli.run("receive", "Job2").stdout == "kept\n")
+            #expect(try await cli.json("get", "1").first?["hasMoreData"] as? Bool == false)
+        }
+    }
+
+    @Test func aFailedJobsReasonGoesToStderrAndTheStatusIsOne() async throws {
+        try await withCLI { cli in
+            try await cli.run("start", "-c", "echo partial; exit 3")
+            let wait = try await cli.run("wait", "1")
+            #expect(wait.status == 1)
+            let receive = try await cli.run("receive", "1")
+            #expect(receive.status == 1)
+            #expect(receive.stdout == "partial\n")
+            #expect(receive.stderr == "job: Job2 failed: exited with status 3\n")
+        }
+    }
+
+    @Test func receiveWaitStreamsUntilTheEndAndKeepWithWaitIsAUsageError() async throws {
+        try await withCLI { cli in
+            try await cli.run("start", "-c", "for i in 1 2 3; do echo $i; sleep 0.1; done")
+            let streamed = try await cli.run("receive", "1", "--wait", "--auto-remove")
+            #expect(streamed.status == 0, "\(streamed.stderr)")
+            #expect(streamed.stdout == "1\n2\n3\n")
+            #expect(try await cli.run("get", "1").status == 1, "auto-remove removed it")
+            let refused = try await cli.run("receive", "1", "--keep", "--wait")
+            #expect(refused.status == 64)
+        }
+    }
+
+    @Test func receiveAsRecordsWithJSONKeysAndPrefixes() async throws {
+        try await withCLI { cli in
+            try await cli.run("start", "-c", #"echo '{"DateTime":"Thursday"}'; echo plain"#)
+            try await cli.run("wait", "1")
+            let table = try await cli.run("receive", "1", "--keep", "-o", "table", "--property", "ComputerName,DateTime")
+            #expect(table.stdout.contains("localhost     Thursday") || table.stdout.contains("localhost  Thursday"), "\(table.stdout)")
+            let json = try await cli.run("receive", "1", "--keep", "-o", "json")
+            let records = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]])
+            #expect(records.map { $0["Text"] as? String } == [#"{"DateTime":"Thursday"}"#, "plain"])
+            #expect((records.first?["data"] as? [String: Any])?["DateTime"] as? String == "Thursday")
+            #expect(records.first?["Stream"] as? String == "output")
+            let prefixed = try await cli.run("receive", "1", "--prefix")
+            #expect(prefixed.stdout == "localhost: {\"DateTime\":\"Thursday\"}\nlocalhost: plain\n")
+        }
+    }
+
+    @Test func waitTimeoutPrintsNothingAndExits124() async throws {
+        try await withCLI { cli in
+            try await cli.run("start", "--", "sleep", "30")
+            let start = Date()
+            let result = try await cli.run("wait", "1", "--timeout", "0.5")
+            #expect(result.status == 124)
+            #expect(result.stdout.isEmpty)
+            #expect(Date().timeIntervalSince(start) >= 0.5)
+            #expect(try await cli.json("get", "1").first?["state"] as? String == "Running")
+            let stopped = try await cli.run("stop", "1", "--passthru", "-o", "json")
+            #expect(stopped.status == 0)
+            #expect(stopped.stdout.contains("\"Stopped\""))
+        }
+    }
+
+    @Test func waitAnyPrintsTheFirstDone() async throws {
+        try await withCLI { cli in
+            try await cli.run("start", "--", "sleep", "30")
+            try await cli.run("start", "-c", "true")
+            let result = try await cli.run("wait", "1", "3", "--any", "-o", "json")
+            #expect(result.status == 0)
+            let jobs = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [[String: Any]])
+            #expect(jobs.map { $0["id"] as? Int } == [3])
+            try await cli.run("stop", "1", "--grace", "0")
+        }
+    }
+
+    @Test func removeRefusesRunningJobsAndChildren() async throws {
+        try await withCLI { cli in
+            try await cli.run("start", "--", "sleep", "30")
+            let refused = try await cli.run("remove", "1")
+            #expect(refused.status == 1)
+            #expect(refused.stderr == "job: job 1 is Running; stop it first or use --force\n")
+            let child = try await cli.run("remove", "2")
+            #expect(child.status == 1)
+            #expect(child.stderr == "job: job 2 is a child of job 1; remove job 1\n")
+            let forced = try await cli.run("remove", "1", "--force")
+            #expect(forced.status == 0)
+            #expect(forced.stdout.isEmpty)
+            #expect(try await cli.json("get").isEmpty)
+        }
+    }
+}
+
+@Suite("jobd", .tags(.cli)) struct DaemonTests {
+    @Test func statusStopAndJobsThatOutliveTheDaemon() async throws {
+        try await withCLI { cli in
+            let none = try await cli.run("daemon", "status")
+            #expect(none.status == 1)
+            #expect(none.stderr.contains("no daemon is running"))
+            try await cli.run("start", "-c", "sleep 1; echo survived")
+            let status = try await cli.run("daemon", "status", "-o", "json")
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])
+            #expect(Set(object.keys) == ["pid", "home", "socket", "version", "uptimeSeconds", "jobs"])
+            #expect(object["jobs"] as? Int == 2)
+            #expect(try await cli.run("daemon", "stop").status == 0)
+            #expect(try await cli.run("daemon", "status").status == 1)
+            // The next command brings the daemon back, and the job ran on without it.
+            let done = try await cli.run("wait", "1", "--timeout", "30")
+            #expect(done.status == 0, "\(done.stderr)")
+            #expect(try await cli.run("receive", "1").stdout == "survived\n")
+        }
+    }
+
+    @Test func twentyFirstCommandsAtOnceStartOneDaemonAndGetDistinctIds() async throws {
+        try await withCLI { cli in
+            let results = try await withThrowingTaskGroup(of: Run.self) { group in
+                for _ in 0..<20 { group.addTask { try await cli.run("start", "-c", "true", "-o", "json") } }
+                return try await group.reduce(into: [Run]()) { $0.append($1) }
+            }
+            #expect(results.allSatisfy { $0.status == 0 }, "\(results.map(\.stderr))")
+            let ids = results.compactMap { run in
+                ((try? JSONSerialization.jsonObject(with: Data(run.stdout.utf8))) as? [[String: Any]])?.first?["id"] as? Int
+            }
+            #expect(Set(ids).count == 20)
+            let daemons = try runProcess("/usr/bin/pgrep", ["-fc", "jobd --home \(cli.home.path)$"])
+            #expect(daemons.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "1")
+        }
+    }
+
+    @Test func jobsOutliveADaemonKilledWithSIGKILL() async throws {
+        try await withCLI { cli in
+            for i in 1...10 {
+                try await cli.run("start", "-c", "sleep 0.\(i % 5 + 3); seq 1 \(i * 1000); exit \(i % 3)")
+            }
+            let status = try await cli.run("daemon", "status", "-o", "json")
+            let pid = try #require((try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])?["pid"] as? Int)
+            kill(pid_t(pid), SIGKILL)
+            let done = try await cli.run("wait", "--timeout", "60", "-o", "json")
+            let jobs = try #require(try JSONSerialization.jsonObject(with: Data(done.stdout.utf8)) as? [[String: Any]])
+            #expect(jobs.count == 10)
+            for (index, job) in jobs.enumerated() {
+                let i = index + 1
+                #expect(job["exitCode"] as? Int == i % 3)
+                #expect(job["state"] as? String == (i % 3 == 0 ? "Completed" : "Failed"))
+                let output = try await cli.run("receive", String(job["id"] as? Int ?? 0))
+                #expect(output.stdout == (1...(i * 1000)).map { "\($0)\n" }.joined())
+            }
+        }
+    }
+
+    @Test func anotherUserCannotReachTheDaemon() async throws {
+        try await withCLI { cli in
+            try await cli.run("start", "-c", "true")
+            let other = try runProcess("/usr/bin/setpriv", ["--reuid=nobody", "--regid=nogroup", "--clear-groups", cli.job, "--home", cli.home.path, "get"])
+            #expect(other.status == 69, "\(other.stdout) \(other.stderr)")
+            #expect(other.stderr.hasPrefix("job: "))
+        }
+    }
+
+    @Test func malformedTruncatedAndOversizedRequestsGetAnErrorAndTheDaemonGoesOn() async throws {
+        try await withCLI { cli in
+            try await cli.run("start", "-c", "true")
+            let socket = cli.home.path + "/jobd.sock"
+            let script = """
+                import socket, struct, sys, json
+                def ask(payload, close_write=True):
+                    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.connect(sys.argv[1])
+                    s.sendall(payload)
+                    if close_write: s.shutdown(socket.SHUT_WR)
+                    data = b''
+                    while True:
+                        chunk = s.recv(65536)
+                        if not chunk: break
+                        data += chunk
+                    n = struct.unpack('>I', data[:4])[0]
+                    return json.loads(data[4:4+n])
+                print(json.dumps(ask(struct.pack('>I', 5) + b'{oops')))
+                print(json.dumps(ask(struct.pack('>I', 100) + b'{"version":1')))
+                print(json.dumps(ask(struct.pack('>I', 1 << 30))))
+                """
+            let result = try runProcess("/usr/bin/env", ["python3", "-c", script, socket])
+            let lines = result.stdout.split(separator: "\n")
+            #expect(lines.count == 3, "\(result.stderr)")
+            #expect(lines.allSatisfy { $0.contains("invalidArgument") })
+            #expect(try await cli.json("get").count == 1, "the daemon still serves")
+        }
+    }
+}
