@@ -17,7 +17,7 @@ public struct JobCommand: AsyncParsableCommand {
               job wait 1; job receive 1   # its output
             """,
         subcommands: [
-            StartCommand.self, GetCommand.self, ReceiveCommand.self, WaitCommand.self, StopCommand.self,
+            StartCommand.self, InvokeCommand.self, GetCommand.self, ReceiveCommand.self, WaitCommand.self, StopCommand.self,
             RemoveCommand.self, DaemonCommand.self,
         ]
     )

@@ -26,6 +26,7 @@ struct Handlers: Sendable {
     private func answer(_ verb: Verb, send: Send) async throws -> Outcome {
         switch verb {
         case .start(let parameters): return try await start(parameters, send: send)
+        case .invoke(let parameters): return try await invoke(parameters, send: send)
         case .get(let query): return try await get(query, send: send)
         case .receive(let parameters): return try await receive(parameters, send: send)
         case .receiveWait(let parameters): return try await receiveWait(parameters, send: send)
@@ -48,6 +49,16 @@ struct Handlers: Sendable {
     }
 
     private func start(_ p: StartParameters, send: Send) async throws -> Outcome {
+        try await send(.jobs([try await engine.start(try spec(p), name: p.name)]))
+        return .ok
+    }
+
+    private func invoke(_ p: InvokeParameters, send: Send) async throws -> Outcome {
+        try await send(.jobs([try await engine.invoke(try spec(p.command), on: p.computers, name: p.command.name)]))
+        return .ok
+    }
+
+    private func spec(_ p: StartParameters) throws -> ProcessSpec {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: p.workingDirectory, isDirectory: &isDirectory), isDirectory.boolValue
         else {
@@ -61,9 +72,7 @@ struct Handlers: Sendable {
         } else {
             throw JobError(.invalidArgument, "nothing to run: give -c 'LINE' or -- PROGRAM [ARG…]")
         }
-        let spec = ProcessSpec(command, workingDirectory: p.workingDirectory, environment: p.environment)
-        try await send(.jobs([try await engine.start(spec, name: p.name)]))
-        return .ok
+        return ProcessSpec(command, workingDirectory: p.workingDirectory, environment: p.environment)
     }
 
     private func get(_ query: JobQuery, send: Send) async throws -> Outcome {

@@ -184,29 +184,48 @@ public actor JobManager {
     /// A program or directory that does not exist is not an error here: the child ends
     /// `Failed` with a reason that says so.
     public func start(_ spec: ProcessSpec, name: String? = nil) throws(JobError) -> JobInfo {
+        try startParent(spec, name: name, type: .backgroundJob, computers: ["localhost"])
+    }
+
+    /// `invoke --as-job`: a parent (`RemoteJob`) with one child per computer, in the order
+    /// given, each running the command there; returns the parent at once. `localhost` runs
+    /// locally. (Other computers are reached over SSH: not yet.)
+    public func invoke(_ spec: ProcessSpec, on computers: [String], name: String? = nil) throws(JobError) -> JobInfo {
+        guard !computers.isEmpty else { throw JobError(.invalidArgument, "name at least one computer") }
+        if let remote = computers.first(where: { $0.lowercased() != "localhost" }) {
+            throw JobError(.invalidArgument, "cannot reach \(remote): only localhost is supported for now")
+        }
+        return try startParent(spec, name: name, type: .remoteJob, computers: computers)
+    }
+
+    private func startParent(_ spec: ProcessSpec, name: String?, type: JobType, computers: [String]) throws(JobError)
+        -> JobInfo
+    {
         try checkOpen()
         let now = Date()
         let command = spec.commandText
         let parent = JobRecord(
-            id: 0, instanceId: .random(), name: name ?? "", type: .backgroundJob, state: .running, location: "localhost",
-            command: command, beginTime: now)
-        let child = JobRecord(
-            id: 0, instanceId: .random(), name: "", type: .backgroundJob, state: .running, location: "localhost",
-            command: command, parentId: 0, beginTime: now, program: spec.argv.first,
-            workingDirectory: spec.workingDirectory)
-        let inserted = try store.insert([parent, child], alsoSaving: takeUnsaved())
+            id: 0, instanceId: .random(), name: name ?? "", type: type, state: .running,
+            location: computers.joined(separator: ","), command: command, beginTime: now)
+        let children = computers.map { computer in
+            JobRecord(
+                id: 0, instanceId: .random(), name: "", type: type, state: .running, location: computer,
+                command: command, parentId: 0, beginTime: now, program: spec.argv.first,
+                workingDirectory: spec.workingDirectory)
+        }
+        let inserted = try store.insert([parent] + children, alsoSaving: takeUnsaved())
         table.add(inserted)
-        let childId = inserted[1].id
         var changed: [JobRecord] = []
-        do {
-            let (pid, pidfd) = try supervisor.spawn(
-                id: childId, argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment)
-            table.setSupervisor(childId, pid: pid)
-            if !monitor.watch(id: childId, pid: pid, pidfd: pidfd) {
-                changed += endProcessLeaf(childId)
+        for child in inserted.dropFirst() {
+            do {
+                let (pid, pidfd) = try supervisor.spawn(
+                    id: child.id, argv: spec.argv, workingDirectory: spec.workingDirectory,
+                    environment: spec.environment)
+                table.setSupervisor(child.id, pid: pid)
+                if !monitor.watch(id: child.id, pid: pid, pidfd: pidfd) { changed += endProcessLeaf(child.id) }
+            } catch {
+                changed += table.leafEnded(child.id, outcome: .failed(error.message), at: Date(), recorded: 0)
             }
-        } catch {
-            changed += table.leafEnded(childId, outcome: .failed(error.message), at: Date(), recorded: 0)
         }
         try persist(changed)
         return table.info(inserted[0].id)!

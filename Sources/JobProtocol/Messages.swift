@@ -22,6 +22,8 @@ public struct Request: Codable, Sendable, Equatable {
 public enum Verb: Codable, Sendable, Equatable {
     /// `job start`.
     case start(StartParameters)
+    /// `job invoke`: one child per computer.
+    case invoke(InvokeParameters)
     /// `job get`.
     case get(JobQuery)
     /// `job receive` without `--wait`: answered with slices the client reads itself.
@@ -54,6 +56,18 @@ public struct StartParameters: Codable, Sendable, Equatable {
         self.name = name
         self.workingDirectory = workingDirectory
         self.environment = environment
+    }
+}
+
+public struct InvokeParameters: Codable, Sendable, Equatable {
+    public var computers: [String]
+    public var command: StartParameters
+    public var throttle: Int
+
+    public init(computers: [String], command: StartParameters, throttle: Int = 32) {
+        self.computers = computers
+        self.command = command
+        self.throttle = throttle
     }
 }
 

@@ -109,3 +109,32 @@ import Testing
         }
     }
 }
+
+@Suite("job invoke on localhost", .tags(.cli)) struct InvokeTests {
+    @Test func asJobMakesAParentWithAChildPerComputer() async throws {
+        try await withCLI { cli in
+            let started = try await cli.run("invoke", "--computer", "localhost,localhost", "--as-job", "-c", "echo hi")
+            #expect(started.status == 0, "\(started.stderr)")
+            let jobs = try await cli.json("wait", "1")
+            #expect(jobs.first?["type"] as? String == "RemoteJob")
+            #expect(jobs.first?["location"] as? String == "localhost,localhost")
+            #expect(jobs.first?["childJobs"] as? [Int] == [2, 3])
+            let list = try await cli.run("get", "1", "-o", "list", "--property", "Name,ChildJobs")
+            #expect(list.stdout == "Name      : Job1\nChildJobs : {Job2, Job3}\n")
+            let children = try await cli.json("get", "Job2", "Job3")
+            #expect(children.map { $0["location"] as? String } == ["localhost", "localhost"])
+        }
+    }
+
+    @Test func withoutAsJobItStreamsWithPrefixesAndRemovesTheJob() async throws {
+        try await withCLI { cli in
+            let ok = try await cli.run("invoke", "--computer", "localhost,localhost", "-c", "echo hi")
+            #expect(ok.status == 0)
+            #expect(ok.stdout == "localhost: hi\nlocalhost: hi\n")
+            let single = try await cli.run("invoke", "--computer", "localhost", "-c", "echo one; exit 2")
+            #expect(single.status == 1)
+            #expect(single.stdout == "one\n")
+            #expect(try await cli.json("get").isEmpty, "the jobs were removed")
+        }
+    }
+}

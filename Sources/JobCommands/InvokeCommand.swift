@@ -1,0 +1,86 @@
+import ArgumentParser
+import Foundation
+import JobModel
+import JobProtocol
+
+struct InvokeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "invoke",
+        abstract: "Run a command on computers: a parent job with a child per computer.",
+        discussion: """
+            With --as-job, prints the parent job at once. Without, writes each line as it arrives \
+            (prefixed 'HOST: ' when more than one computer is named), then removes the job; the exit \
+            status is 0 if every child completed. localhost runs locally.
+
+            Example:
+              job invoke --computer localhost --as-job -c 'uptime'
+            """
+    )
+
+    @OptionGroup var options: GlobalOptions
+
+    @Option(help: ArgumentHelp("The computers, in order.", valueName: "HOST[,HOST…]"))
+    var computer: String
+
+    @Flag(help: "Return the parent job at once instead of waiting.")
+    var asJob = false
+
+    @Option(help: "The parent job's name (default Job<Id>).")
+    var name: String?
+
+    @Option(help: "At most this many computers at once.")
+    var throttle = 32
+
+    @Flag(help: "No 'HOST: ' prefixes.")
+    var hideComputerName = false
+
+    @Option(name: .customShort("c"), help: ArgumentHelp("A command line for the remote user's shell.", valueName: "LINE"))
+    var line: String?
+
+    @Argument(parsing: .postTerminator, help: ArgumentHelp("The program and its arguments, after --.", valueName: "PROGRAM"))
+    var program: [String] = []
+
+    var computers: [String] { computer.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+
+    func validate() throws {
+        try options.validateJobFormat()
+        if (line == nil) == program.isEmpty {
+            throw ValidationError("give either -c 'LINE' or -- PROGRAM [ARG…], not both and not neither")
+        }
+        if computers.isEmpty { throw ValidationError("--computer needs at least one host") }
+        if throttle < 1 { throw ValidationError("--throttle takes 1 or more, not \(throttle)") }
+    }
+
+    func run() async throws {
+        let command = try startParameters(line: line, program: program, name: name, cwd: nil, env: [])
+        var started: [JobInfo] = []
+        let request = Request(.invoke(InvokeParameters(computers: computers, command: command, throttle: throttle)))
+        let (_, status) = try perform(request, with: options) { frame in
+            if case .jobs(let jobs) = frame { started = jobs }
+        }
+        guard status == ExitStatus.ok, let parent = started.first else { throw Exit(status: status) }
+        if asJob {
+            try show(started, options)
+            return
+        }
+        let writer = try OutputWriter(format: .raw, properties: nil, prefix: computers.count > 1 && !hideComputerName)
+        let receive = ReceiveParameters(selectors: [.id(parent.id)], autoRemove: false)
+        var failed = false
+        _ = try perform(Request(.receiveWait(receive)), with: options) { frame in
+            switch frame {
+            case .chunk(let chunk): writer.write(chunk.chunk)
+            case .failure(let failure):
+                failed = true
+                complain("\(failure.location): \(failure.reason)")
+            default: break
+            }
+        }
+        writer.finish()
+        var final: [JobInfo] = []
+        _ = try perform(Request(.get(JobQuery(selectors: [.id(parent.id)]))), with: options) { frame in
+            if case .jobs(let jobs) = frame { final = jobs }
+        }
+        _ = try perform(Request(.remove(RemoveParameters(selectors: [.id(parent.id)], force: true))), with: options) { _ in }
+        if failed || final.first?.state != .completed { throw Exit(status: ExitStatus.failed) }
+    }
+}
