@@ -15,16 +15,13 @@ struct DaemonCommand: AsyncParsableCommand {
         discussion: """
             Other commands start the daemon when it is not running; these are for people and \
             service managers. Stopping it leaves running jobs running.
-
-            Example:
-              job daemon status -o json
             """,
         subcommands: [Start.self, Stop.self, Status.self, Run.self]
     )
 
     struct Start: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Start the daemon in the background.", discussion: "Example:\n  job daemon start")
+            abstract: "Start the daemon in the background.")
         @OptionGroup var options: GlobalOptions
 
         func run() async throws {
@@ -38,7 +35,7 @@ struct DaemonCommand: AsyncParsableCommand {
 
     struct Stop: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Shut the daemon down; running jobs keep running.", discussion: "Example:\n  job daemon stop")
+            abstract: "Shut the daemon down; running jobs keep running.")
         @OptionGroup var options: GlobalOptions
 
         func run() async throws {
@@ -70,7 +67,7 @@ struct DaemonCommand: AsyncParsableCommand {
     struct Status: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Show the daemon's pid, home, socket, version, uptime and number of jobs.",
-            discussion: "Exit status 1 when no daemon is running.\n\nExample:\n  job daemon status")
+            discussion: "Exit status 1 when no daemon is running.")
         @OptionGroup var options: GlobalOptions
 
         func run() async throws {
@@ -101,7 +98,7 @@ struct DaemonCommand: AsyncParsableCommand {
     struct Run: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Run the daemon in the foreground (for systemd and the like).",
-            discussion: "Example:\n  ExecStart=/usr/local/bin/job daemon run")
+            discussion: "For a service manager, e.g. systemd's ExecStart.")
         @OptionGroup var options: GlobalOptions
 
         func run() async throws {

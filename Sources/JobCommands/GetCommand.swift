@@ -10,9 +10,6 @@ struct GetCommand: AsyncParsableCommand {
         discussion: """
             Without JOB, the top-level jobs; a JOB is an id, an instance id or a name (with *, ? and \
             […], matching child jobs too).
-
-            Example:
-              job get --state Failed -o list --property Name,Reason
             """
     )
 

@@ -11,9 +11,6 @@ struct InvokeCommand: AsyncParsableCommand {
             With --as-job, prints the parent job at once. Without, writes each line as it arrives \
             (prefixed 'HOST: ' when more than one computer is named), then removes the job; the exit \
             status is 0 if every child completed. localhost runs locally.
-
-            Example:
-              job invoke --computer localhost --as-job -c 'uptime'
             """
     )
 

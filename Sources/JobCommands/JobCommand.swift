@@ -11,10 +11,6 @@ public struct JobCommand: AsyncParsableCommand {
         discussion: """
             Jobs belong to you, not to your terminal: a per-user daemon (jobd, started when \
             needed) keeps them, with their output on disk.
-
-            Example:
-              job start -- make test      # returns at once with the job
-              job wait 1; job receive 1   # its output
             """,
         subcommands: [
             StartCommand.self, InvokeCommand.self, GetCommand.self, ReceiveCommand.self, WaitCommand.self, StopCommand.self,
@@ -26,8 +22,9 @@ public struct JobCommand: AsyncParsableCommand {
 
     /// Runs the command line, with the contract's exit statuses.
     public static func runMain() async {
+        let args = hoistingGlobalOptions(Array(CommandLine.arguments.dropFirst()))
         do {
-            var command = try parseAsRoot(hoistingGlobalOptions(Array(CommandLine.arguments.dropFirst())))
+            var command = try parseAsRoot(args)
             if var command = command as? any AsyncParsableCommand {
                 try await command.run()
             } else {
@@ -38,6 +35,10 @@ public struct JobCommand: AsyncParsableCommand {
         } catch let usage as UsageError {
             complain(usage.message)
             Foundation.exit(ExitStatus.usage)
+        } catch where exitCode(for: error) == .success && (args.contains("--help") || args.contains("-h") || args.first == "help") {
+            print(fullMessage(for: error).trimmingCharacters(in: .newlines))
+            print("")
+            print(Examples.text(for: args), terminator: "")
         } catch {
             exit(withError: error)
         }

@@ -16,9 +16,6 @@ struct ReceiveCommand: AsyncParsableCommand {
             written counts as received unless --keep. For a parent, its children's output in order. \
             -o table, list or json write one record per line, with the keys of lines that are JSON \
             objects.
-
-            Example:
-              job receive build --wait --auto-remove
             """
     )
 

@@ -11,9 +11,6 @@ struct RemoveCommand: AsyncParsableCommand {
             A job that is not finished is refused unless --force, which stops it first. Child jobs \
             go with their parent. --state and --command select top-level jobs and, as PowerShell's \
             Remove-Job does, stop running ones first.
-
-            Example:
-              job remove --state Completed
             """
     )
 

@@ -1,4 +1,8 @@
 import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
 import JobModel
 
 /// Shows jobs as a table (the seed document's columns), a list (Format-List's
@@ -74,7 +78,7 @@ enum JobRender {
         case .table, .raw:
             let columns = try resolve(requested, default: tableProperties)
             guard !jobs.isEmpty else { return "" }
-            return table(columns: columns, rows: jobs.map { job in columns.map { text(job, $0) } })
+            return table(columns: columns, rows: jobs.map { job in columns.map { text(job, $0) } }, colorColumn: columns.firstIndex(of: "State"))
         case .list:
             let properties = try resolve(requested, default: listProperties)
             return list(properties: properties, items: jobs.map { job in properties.map { text(job, $0) } })
@@ -87,13 +91,34 @@ enum JobRender {
         }
     }
 
-    static func table(columns: [String], rows: [[String]]) -> String {
+    static func table(columns: [String], rows: [[String]], colorColumn: Int? = nil) -> String {
         let cells = [columns, columns.map { String(repeating: "-", count: $0.count) }] + rows
         let widths = columns.indices.map { i in cells.map { $0[i].count }.max() ?? 0 }
-        return cells.map { row in
-            row.indices.map { i in i == row.count - 1 ? row[i] : row[i].padding(toLength: widths[i] + 2, withPad: " ", startingAt: 0) }
-                .joined().trimmingTrailingSpaces()
+        return cells.enumerated().map { line, row in
+            row.indices.map { i in
+                let padded = i == row.count - 1 ? row[i] : row[i].padding(toLength: widths[i] + 2, withPad: " ", startingAt: 0)
+                return line >= 2 && i == colorColumn ? colored(state: row[i], padded) : padded
+            }
+            .joined().trimmingTrailingSpaces()
         }.joined(separator: "\n") + "\n"
+    }
+
+    /// Colours only for a person at a terminal, and never with NO_COLOR set (no-color.org).
+    static let useColor: Bool = isatty(1) == 1 && (ProcessInfo.processInfo.environment["NO_COLOR"] ?? "").isEmpty
+        && ProcessInfo.processInfo.environment["TERM"] != "dumb"
+
+    static func colored(state: String, _ padded: String) -> String {
+        guard useColor else { return padded }
+        let code: String
+        switch state {
+        case "Completed": code = "32"
+        case "Failed": code = "31"
+        case "Stopped", "Stopping", "Disconnected": code = "33"
+        case "Running": code = "36"
+        default: return padded
+        }
+        let trimmed = padded.trimmingTrailingSpaces()
+        return "\u{1B}[\(code)m\(trimmed)\u{1B}[0m" + String(repeating: " ", count: padded.count - trimmed.count)
     }
 
     static func list(properties: [String], items: [[String]]) -> String {

@@ -10,9 +10,6 @@ struct StartCommand: AsyncParsableCommand {
         discussion: """
             -c runs the line with /bin/sh -c; after --, the program runs directly. The job runs in \
             the current directory (or --cwd) with your environment as it is now (plus --env).
-
-            Example:
-              job start --name build -- make -j4 test
             """
     )
 

@@ -10,9 +10,6 @@ struct StopCommand: AsyncParsableCommand {
         discussion: """
             SIGTERM goes to each job's whole process group, then SIGKILL after the grace period. \
             Stopping a parent stops its children. Finished jobs are left as they are.
-
-            Example:
-              job stop 'crawl*' --grace 2
             """
     )
 

@@ -11,9 +11,6 @@ struct WaitCommand: AsyncParsableCommand {
             Without JOB, every top-level job. Finished means Completed, Failed or Stopped (or \
             Disconnected, unless --force). On timeout nothing is printed, the jobs go on, and the \
             exit status is 124.
-
-            Example:
-              job wait build test --timeout 600
             """
     )
 

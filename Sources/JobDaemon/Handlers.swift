@@ -13,6 +13,12 @@ struct Handlers: Sendable {
     let requestShutdown: @Sendable () -> Void
 
     func handle(_ verb: Verb, send: Send) async {
+        if verb == .shutdown {
+            // Answer first: shutting down ends this connection too.
+            try? await send(.done(.ok))
+            requestShutdown()
+            return
+        }
         do {
             let outcome = try await answer(verb, send: send)
             try await send(.done(outcome))
@@ -37,7 +43,6 @@ struct Handlers: Sendable {
             try await send(.status(status(await engine.all().count)))
             return .ok
         case .shutdown:
-            requestShutdown()
             return .ok
         }
     }

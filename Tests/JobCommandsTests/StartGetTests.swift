@@ -1,4 +1,5 @@
 import Foundation
+import JobTesting
 import Testing
 
 @Suite("job start and job get", .tags(.cli)) struct StartGetTests {
@@ -135,6 +136,33 @@ import Testing
             #expect(single.status == 1)
             #expect(single.stdout == "one\n")
             #expect(try await cli.json("get").isEmpty, "the jobs were removed")
+        }
+    }
+}
+
+@Suite("help and output", .tags(.cli)) struct HelpTests {
+    @Test(arguments: ["start", "invoke", "get", "receive", "wait", "stop", "remove", "daemon"])
+    func everyCommandsHelpEndsWithAnExample(command: String) async throws {
+        let result = try await CLI.execute(builtExecutable("job"), [command, "--help"])
+        #expect(result.status == 0)
+        let tail = result.stdout.split(separator: "\n").suffix(2)
+        #expect(tail.first == "EXAMPLE:", "\(result.stdout)")
+        #expect(tail.last?.hasPrefix("  job ") == true)
+    }
+
+    @Test func completionScriptsAreGenerated() async throws {
+        for shell in ["bash", "zsh", "fish"] {
+            let result = try await CLI.execute(builtExecutable("job"), ["--generate-completion-script", shell])
+            #expect(result.status == 0)
+            #expect(result.stdout.contains("receive"))
+        }
+    }
+
+    @Test func noColourWhenNotATerminal() async throws {
+        try await withCLI { cli in
+            try await cli.run("start", "-c", "true")
+            try await cli.run("wait", "1")
+            #expect(!(try await cli.run("get").stdout.contains("\u{1B}[")))
         }
     }
 }

@@ -1,0 +1,31 @@
+/// The example that ends each command's `--help` (ArgumentParser puts a discussion before the
+/// options; the contract wants the example last).
+enum Examples {
+    static let byCommand: [String: [String]] = [
+        "": [
+            "job start -- make test        # returns at once with the job",
+            "job wait 1 && job receive 1   # its output, once it is done",
+        ],
+        "start": ["job start --name build -- make -j4 test"],
+        "invoke": ["job invoke --computer localhost --as-job -c 'uptime'"],
+        "get": ["job get --state Failed -o list --property Name,Reason"],
+        "receive": ["job receive build --wait --auto-remove"],
+        "wait": ["job wait build test --timeout 600"],
+        "stop": ["job stop 'crawl*' --grace 2"],
+        "remove": ["job remove --state Completed"],
+        "daemon": ["job daemon status -o json"],
+        "daemon start": ["job daemon start"],
+        "daemon stop": ["job daemon stop"],
+        "daemon status": ["job daemon status"],
+        "daemon run": ["ExecStart=/usr/local/bin/job daemon run"],
+    ]
+
+    /// The example for the command a `--help` command line names.
+    static func text(for args: [String]) -> String {
+        var words = Array(args.prefix { !$0.hasPrefix("-") })
+        if words.first == "help" { words.removeFirst() }
+        let key = words.count >= 2 && byCommand["\(words[0]) \(words[1])"] != nil
+            ? "\(words[0]) \(words[1])" : (words.first.flatMap { byCommand[$0] != nil ? $0 : nil } ?? "")
+        return "EXAMPLE:\n" + (byCommand[key] ?? []).map { "  " + $0 }.joined(separator: "\n") + "\n"
+    }
+}
