@@ -65,7 +65,7 @@ struct InvokeCommand: AsyncParsableCommand {
         var failed = false
         _ = try perform(Request(.receiveWait(receive)), with: options) { frame in
             switch frame {
-            case .chunk(let chunk): writer.write(chunk.chunk)
+            case .chunk(let chunk): writer.write(chunk)
             case .failure(let failure):
                 failed = true
                 complain("\(failure.location): \(failure.reason)")

@@ -70,7 +70,7 @@ struct ReceiveCommand: AsyncParsableCommand {
                     }
                 }
             case .chunk(let chunk):
-                writer.write(chunk.chunk)
+                writer.write(chunk)
             case .failure(let failure):
                 failed = true
                 writer.flush()

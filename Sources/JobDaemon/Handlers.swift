@@ -100,7 +100,7 @@ struct Handlers: Sendable {
         let output = try await engine.receive(selectors, keep: p.keep, recurse: p.recurse, locations: p.locations)
         try await send(.slices(output.slices))
         for failure in output.failures {
-            try await send(.failure(WireFailure(jobId: failure.jobId, jobName: failure.jobName, location: failure.location, reason: failure.reason)))
+            try await send(.failure(failure))
         }
         return Outcome(notFound: notFound)
     }
@@ -111,9 +111,9 @@ struct Handlers: Sendable {
         for try await event in engine.receiveStream(selectors, recurse: p.recurse, locations: p.locations, autoRemove: p.autoRemove) {
             switch event {
             case .output(let chunk):
-                try await send(.chunk(WireChunk(chunk)))
+                try await send(.chunk(chunk))
             case .failed(let failure):
-                try await send(.failure(WireFailure(jobId: failure.jobId, jobName: failure.jobName, location: failure.location, reason: failure.reason)))
+                try await send(.failure(failure))
             }
         }
         return Outcome(notFound: notFound)

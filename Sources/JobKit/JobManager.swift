@@ -706,14 +706,6 @@ public actor JobManager {
     }
 }
 
-/// A failed job met by a receive: its Reason goes to the error stream, every time.
-public struct JobFailure: Sendable, Equatable, Codable {
-    public var jobId: Int
-    public var jobName: String
-    public var location: String
-    public var reason: String
-}
-
 /// What one receive hands out: slices of output files, and the reasons of failed jobs.
 public struct ReceivedOutput: Sendable, Equatable {
     public var slices: [OutputSlice] = []

@@ -148,51 +148,13 @@ public struct DaemonStatus: Codable, Sendable, Equatable {
     }
 }
 
-/// A piece of output sent over the socket (streaming receive).
-public struct WireChunk: Codable, Sendable, Equatable {
-    public var jobId: Int
-    public var jobName: String
-    public var location: String
-    public var stream: OutputStreamKind
-    public var time: Date
-    public var data: Data
-
-    public init(_ chunk: OutputChunk) {
-        jobId = chunk.jobId
-        jobName = chunk.jobName
-        location = chunk.location
-        stream = chunk.stream
-        time = chunk.time
-        data = Data(chunk.data)
-    }
-
-    public var chunk: OutputChunk {
-        OutputChunk(jobId: jobId, jobName: jobName, location: location, stream: stream, time: time, data: Array(data))
-    }
-}
-
-/// A failed job met by a receive, over the wire.
-public struct WireFailure: Codable, Sendable, Equatable {
-    public var jobId: Int
-    public var jobName: String
-    public var location: String
-    public var reason: String
-
-    public init(jobId: Int, jobName: String, location: String, reason: String) {
-        self.jobId = jobId
-        self.jobName = jobName
-        self.location = location
-        self.reason = reason
-    }
-}
-
 /// One frame of an answer. An answer is zero or more data frames, then exactly one `done`.
 public enum Response: Codable, Sendable, Equatable {
     case jobs([JobInfo])
     /// Output to read from the files named (non-streaming receive).
     case slices([OutputSlice])
-    case chunk(WireChunk)
-    case failure(WireFailure)
+    case chunk(OutputChunk)
+    case failure(JobFailure)
     case progress(finished: Int, total: Int)
     case status(DaemonStatus)
     /// The end of the answer: the words that matched no job (the rest was acted on), whether a
