@@ -1,5 +1,9 @@
 import ArgumentParser
 import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
 import JobModel
 import JobProtocol
 
@@ -34,11 +38,21 @@ struct WaitCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let parameters = WaitParameters(selectors: selectors(jobs), any: any, timeout: timeout, force: force)
+        // Progress only for a person watching: stderr is a terminal.
+        let live = isatty(2) == 1
+        let parameters = WaitParameters(selectors: selectors(jobs), any: any, timeout: timeout, force: force, progress: live)
         var done: [JobInfo] = []
+        let started = Date()
         let (outcome, status) = try perform(Request(.wait(parameters)), with: options) { frame in
-            if case .jobs(let jobs) = frame { done = jobs }
+            switch frame {
+            case .jobs(let jobs): done = jobs
+            case .progress(let finished, let total):
+                let elapsed = String(format: "%.1f", Date().timeIntervalSince(started))
+                FileHandle.standardError.write(Data("\r\u{1B}[K\(finished)/\(total) finished, \(elapsed) s".utf8))
+            default: break
+            }
         }
+        if live { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
         if outcome.timedOut { throw Exit(status: ExitStatus.timedOut) }
         if !done.isEmpty { try show(done, options) }
         if status != ExitStatus.ok { throw Exit(status: status) }

@@ -127,11 +127,47 @@ struct Handlers: Sendable {
             guard !selectors.isEmpty else { return Outcome(notFound: notFound) }
         }
         let timeout = p.timeout.map { Duration.milliseconds(Int64(($0 * 1000).rounded())) }
-        guard let jobs = try await engine.wait(selectors, any: p.any, timeout: timeout, force: p.force) else {
-            return Outcome(notFound: notFound, timedOut: true)
+        let waited: [JobInfo]?
+        if p.progress {
+            let chosen = selectors
+            waited = try await withProgress(chosen, force: p.force, send: send) {
+                try await engine.wait(chosen, any: p.any, timeout: timeout, force: p.force)
+            }
+        } else {
+            waited = try await engine.wait(selectors, any: p.any, timeout: timeout, force: p.force)
         }
+        guard let jobs = waited else { return Outcome(notFound: notFound, timedOut: true) }
         try await send(.jobs(jobs))
         return Outcome(notFound: notFound)
+    }
+
+    /// Runs `wait` while sending a `progress` frame (finished of total) now and on every change
+    /// of the jobs waited for.
+    private func withProgress(
+        _ selectors: [JobSelector], force: Bool, send: Send, _ wait: @escaping @Sendable () async throws -> [JobInfo]?
+    ) async throws -> [JobInfo]? {
+        let jobs = selectors.isEmpty ? try await engine.get() : (await engine.resolve(selectors)).jobs
+        let ids = Set(jobs.map(\.id))
+        let changes = engine.changes(of: ids)
+        let done: @Sendable (JobInfo) -> Bool = { force ? $0.state.isFinished : $0.state.isPersistent }
+        // The group below ends before this function returns, so `send` does not outlive it.
+        return try await withoutActuallyEscaping(send) { send in
+            try await withThrowingTaskGroup(of: [JobInfo]?.self) { group in
+                group.addTask { try await wait() }
+                group.addTask {
+                    var states = Dictionary(uniqueKeysWithValues: jobs.map { ($0.id, $0) })
+                    try await send(.progress(finished: states.values.filter(done).count, total: ids.count))
+                    for await event in changes {
+                        states[event.job.id] = event.job
+                        try await send(.progress(finished: states.values.filter(done).count, total: ids.count))
+                    }
+                    return nil
+                }
+                let result = try await group.next() ?? nil
+                group.cancelAll()
+                return result
+            }
+        }
     }
 
     private func stop(_ p: StopParameters, send: Send) async throws -> Outcome {

@@ -515,6 +515,12 @@ public actor JobManager {
 
     nonisolated var events: EventHubAccess { EventHubAccess(hub: hub) }
 
+    /// Every change of the jobs with these ids (all jobs when nil) from now on, pushed as it
+    /// is committed; the stream ends when dropped.
+    public nonisolated func changes(of ids: Set<Int>? = nil) -> AsyncStream<JobEvent> {
+        hub.stream(for: ids)
+    }
+
     // MARK: - Wait
 
     /// `job wait`: waits until the jobs (every top-level job when none are named) are done —
