@@ -56,7 +56,7 @@ struct SocketServer: Service {
                 return
             }
             let request: Request
-            switch await readRequest(inbound) {
+            switch await readRequest(inbound, within: .seconds(10)) {
             case .success(let read): request = read
             case .failure(let error):
                 try await send(.done(.failed(error)))
@@ -68,6 +68,23 @@ struct SocketServer: Service {
                 return
             }
             await handlers.handle(request.verb, send: send)
+        }
+    }
+
+    /// Reads the request, giving up after `deadline`: a client that sends half a request and
+    /// holds the connection must not hold a handler for ever.
+    private func readRequest(_ inbound: NIOAsyncChannelInboundStream<ByteBuffer>, within deadline: Duration) async
+        -> Result<Request, JobError>
+    {
+        await withTaskGroup(of: Result<Request, JobError>?.self) { group in
+            group.addTask { await readRequest(inbound) }
+            group.addTask {
+                try? await Task.sleep(for: deadline)
+                return Task.isCancelled ? nil : .failure(JobError(.invalidArgument, "no whole request came within \(deadline)"))
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first ?? .failure(JobError(.unavailable, "the daemon is shutting down"))
         }
     }
 
