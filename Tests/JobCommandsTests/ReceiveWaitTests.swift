@@ -143,7 +143,7 @@ import Testing
                 ((try? JSONSerialization.jsonObject(with: Data(run.stdout.utf8))) as? [[String: Any]])?.first?["id"] as? Int
             }
             #expect(Set(ids).count == 20)
-            let daemons = try runProcess("/usr/bin/pgrep", ["-fc", "jobd --home \(cli.home.path)$"])
+            let daemons = try await runProcessDetached("/usr/bin/pgrep", ["-fc", "jobd --home \(cli.home.path)$"])
             #expect(daemons.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "1")
         }
     }
@@ -172,7 +172,7 @@ import Testing
     @Test func anotherUserCannotReachTheDaemon() async throws {
         try await withCLI { cli in
             try await cli.run("start", "-c", "true")
-            let other = try runProcess("/usr/bin/setpriv", ["--reuid=nobody", "--regid=nogroup", "--clear-groups", cli.job, "--home", cli.home.path, "get"])
+            let other = try await runProcessDetached("/usr/bin/setpriv", ["--reuid=nobody", "--regid=nogroup", "--clear-groups", cli.job, "--home", cli.home.path, "get"])
             #expect(other.status == 69, "\(other.stdout) \(other.stderr)")
             #expect(other.stderr.hasPrefix("job: "))
         }
@@ -199,7 +199,7 @@ import Testing
                 print(json.dumps(ask(struct.pack('>I', 100) + b'{"version":1')))
                 print(json.dumps(ask(struct.pack('>I', 1 << 30))))
                 """
-            let result = try runProcess("/usr/bin/env", ["python3", "-c", script, socket])
+            let result = try await runProcessDetached("/usr/bin/env", ["python3", "-c", script, socket])
             let lines = result.stdout.split(separator: "\n")
             #expect(lines.count == 3, "\(result.stderr)")
             #expect(lines.allSatisfy { $0.contains("invalidArgument") })

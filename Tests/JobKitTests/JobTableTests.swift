@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import JobKit
 import JobModel
+import JobTesting
 
 @Suite("State machine", .tags(.small)) struct JobTableTests {
     let t0 = Date(timeIntervalSince1970: 1000)
@@ -115,17 +116,12 @@ import JobModel
         #expect(ShellQuoting.join(argv) == expected)
     }
 
-    @Test func aShellReadsTheWordsBack() throws {
+    @Test func aShellReadsTheWordsBack() async throws {
         let words = ["a b", "it's", "$HOME", "x\ty", "\"q\"", "*", "~user", "back\\slash", "ünï", "a\nb", ""]
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = ["-c", "for w in \(ShellQuoting.join(words)); do printf '%s\\0' \"$w\"; done"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let back = data.split(separator: 0, omittingEmptySubsequences: false).dropLast().map { String(decoding: $0, as: UTF8.self) }
+        let result = try await runProcessDetached(
+            "/bin/bash", ["-c", "for w in \(ShellQuoting.join(words)); do printf '%s\\0' \"$w\"; done"])
+        let back = Array(result.stdout.utf8).split(separator: 0, omittingEmptySubsequences: false).dropLast()
+            .map { String(decoding: $0, as: UTF8.self) }
         #expect(back == words)
     }
 }
