@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import JobModel
 import JobProtocol
 
@@ -118,7 +118,7 @@ public struct DaemonClient: Sendable {
             try FileManager.default.createDirectory(
                 atPath: home.path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
-            throw ClientError("cannot create the job home \(home.path): \(error.localizedDescription)")
+            throw ClientError("cannot create the job home \(home.path): \(error)")
         }
         var actions = posix_spawn_file_actions_t()
         var attributes = posix_spawnattr_t()
@@ -146,7 +146,7 @@ public struct DaemonClient: Sendable {
     public static func locateDaemon() -> String? {
         var candidates: [String] = []
         if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
-            candidates.append((exe as NSString).deletingLastPathComponent + "/jobd")
+            candidates.append(String(exe[..<(exe.lastIndex(of: "/") ?? exe.endIndex)]) + "/jobd")
         }
         for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
             candidates.append("\(dir)/jobd")

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import JobClient
 import JobModel
 import JobProtocol
@@ -31,7 +31,7 @@ struct GlobalOptions: ParsableArguments {
     var client: DaemonClient { DaemonClient(home: jobHome) }
 
     var properties: [String]? {
-        property.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+        property.map { $0.split(separator: ",").map { String($0).trimmed }.filter { !$0.isEmpty } }
     }
 
     func validateJobFormat() throws {
@@ -54,11 +54,11 @@ enum ExitStatus {
 
 /// Writes one `job: …` line to stderr.
 func complain(_ message: String) {
-    FileHandle.standardError.write(Data("job: \(message)\n".utf8))
+    writeAll(2, Array("job: \(message)\n".utf8))
 }
 
 func writeOut(_ text: String) {
-    FileHandle.standardOutput.write(Data(text.utf8))
+    writeAll(1, Array(text.utf8))
 }
 
 /// Runs one request: frames go to `onFrame`; unknown words and errors are reported; returns
@@ -85,16 +85,21 @@ func selectors(_ words: [String]) -> [JobSelector] { words.map(JobSelector.init)
 /// Parses a time given on the command line: ISO 8601, with or without fractional seconds or a
 /// time zone (local time then).
 func parseTime(_ text: String) throws -> Date {
-    let withZone = ISO8601DateFormatter()
-    withZone.formatOptions = [.withInternetDateTime]
-    if let date = withZone.date(from: text) { return date }
-    withZone.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-    if let date = withZone.date(from: text) { return date }
-    let local = DateFormatter()
-    local.locale = Locale(identifier: "en_US_POSIX")
-    for format in ["yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd'T'HH:mm", "yyyy-MM-dd"] {
-        local.dateFormat = format
-        if let date = local.date(from: text) { return date }
+    if let date = try? Date.ISO8601FormatStyle().parse(text) { return date }
+    if let date = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text) { return date }
+    // Without a zone: local time, `YYYY-MM-DD[THH:MM[:SS]]` (a space may stand for the T).
+    let parts = text.split(whereSeparator: { $0 == "T" || $0 == " " }).map(String.init)
+    let day = parts.first?.split(separator: "-").compactMap { Int($0) } ?? []
+    let time = parts.count > 1 ? parts[1].split(separator: ":").compactMap { Int($0) } : []
+    if parts.count <= 2, day.count == 3, parts.count == 1 || (2...3).contains(time.count) {
+        var components = DateComponents()
+        (components.year, components.month, components.day) = (day[0], day[1], day[2])
+        components.hour = time.first ?? 0
+        components.minute = time.count > 1 ? time[1] : 0
+        components.second = time.count > 2 ? time[2] : 0
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = .current
+        if let date = calendar.date(from: components) { return date }
     }
     throw ValidationError("'\(text)' is not a time: use ISO 8601, e.g. 2026-11-24T18:30:00Z")
 }

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import JobClient
 import JobModel
 import JobProtocol
@@ -82,12 +82,13 @@ struct DaemonCommand: AsyncParsableCommand {
             guard let status else { throw Exit(status: ExitStatus.unreachable) }
             switch options.output {
             case .json:
-                writeOut(JobRender.jsonText([
-                    "pid": status.pid, "home": status.home, "socket": status.socket, "version": status.version,
-                    "uptimeSeconds": status.uptimeSeconds, "jobs": status.jobs,
-                ] as [String: Any]))
+                writeOut(JobRender.jsonText(.object([
+                    ("pid", .int(status.pid)), ("home", .string(status.home)), ("socket", .string(status.socket)),
+                    ("version", .string(status.version)), ("uptimeSeconds", .double(status.uptimeSeconds)),
+                    ("jobs", .int(status.jobs)),
+                ])))
             default:
-                let uptime = String(format: "%.0f s", status.uptimeSeconds)
+                let uptime = decimal(status.uptimeSeconds, places: 0) + " s"
                 writeOut(JobRender.list(
                     properties: ["Pid", "Home", "Socket", "Version", "Uptime", "Jobs"],
                     items: [[String(status.pid), status.home, status.socket, status.version, uptime, String(status.jobs)]]))

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import JobModel
 import JobProtocol
 
@@ -37,7 +37,7 @@ struct InvokeCommand: AsyncParsableCommand {
     @Argument(parsing: .postTerminator, help: ArgumentHelp("The program and its arguments, after --.", valueName: "PROGRAM"))
     var program: [String] = []
 
-    var computers: [String] { computer.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+    var computers: [String] { computer.split(separator: ",").map { String($0).trimmed }.filter { !$0.isEmpty } }
 
     func validate() throws {
         try options.validateJobFormat()

@@ -1,5 +1,9 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+
+#if canImport(Glibc)
+import Glibc
+#endif
 import JobModel
 import JobProtocol
 
@@ -31,12 +35,12 @@ public struct JobCommand: AsyncParsableCommand {
                 try command.run()
             }
         } catch let exit as Exit {
-            Foundation.exit(exit.status)
+            Glibc.exit(exit.status)
         } catch let usage as UsageError {
             complain(usage.message)
-            Foundation.exit(ExitStatus.usage)
+            Glibc.exit(ExitStatus.usage)
         } catch where exitCode(for: error) == .success && (args.contains("--help") || args.contains("-h") || args.first == "help") {
-            print(fullMessage(for: error).trimmingCharacters(in: .newlines))
+            print(fullMessage(for: error).trimmed)
             print("")
             print(Examples.text(for: args), terminator: "")
         } catch {

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import JobModel
 import JobProtocol
 
@@ -96,7 +96,6 @@ final class OutputWriter {
     /// begun but not ended (for records).
     private var atLineStart: [String: Bool] = [:]
     private var pending: [String: (chunk: OutputChunk, bytes: [UInt8])] = [:]
-    private var records: [[String: Any]] = []
     private var order: [String] = []
 
     init(format: OutputFormatOption, properties: [String]?, prefix: Bool) throws {
@@ -142,16 +141,31 @@ final class OutputWriter {
         writeAll(fd, out)
     }
 
+    /// One record: the contract's properties, then the line's own JSON keys, if it is an object.
+    private struct Record {
+        var fields: [(String, JSON)]
+        var data: [(String, JSON)]?
+
+        /// A property by name, case-insensitively, looking into the line's own keys too.
+        func value(_ name: String) -> JSON? {
+            let lower = name.lowercased()
+            if let field = fields.first(where: { $0.0.lowercased() == lower }) { return field.1 }
+            return data?.first(where: { $0.0.lowercased() == lower })?.1
+        }
+    }
+
+    private var pendingRecords: [Record] = []
+
     private func record(_ chunk: OutputChunk, _ line: [UInt8]) {
         let text = String(decoding: line, as: UTF8.self)
-        var record: [String: Any] = [
-            "JobId": chunk.jobId, "JobName": chunk.jobName, "ComputerName": chunk.location,
-            "Stream": chunk.stream.name, "Time": JobRender.isoTime(chunk.time), "Text": text,
-        ]
-        if text.hasPrefix("{"), let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] {
-            record["data"] = object
-        }
-        records.append(record)
+        pendingRecords.append(
+            Record(
+                fields: [
+                    ("JobId", .int(chunk.jobId)), ("JobName", .string(chunk.jobName)),
+                    ("ComputerName", .string(chunk.location)), ("Stream", .string(chunk.stream.name)),
+                    ("Time", .string(JobRender.isoTime(chunk.time))), ("Text", .string(text)),
+                ],
+                data: JSON.object(parsing: line)))
         if format != .json { flushRecords() }
     }
 
@@ -168,45 +182,26 @@ final class OutputWriter {
     func finish() {
         flush()
         if format == .json {
-            let objects = records.map { record -> [String: Any] in
-                guard let properties else { return record }
-                return Dictionary(uniqueKeysWithValues: properties.map { ($0, value(record, $0) ?? NSNull()) })
+            let objects: [JSON] = pendingRecords.map { record in
+                if let properties {
+                    return .object(properties.map { ($0, record.value($0) ?? .null) })
+                }
+                return .object(record.fields + (record.data.map { [("data", JSON.object($0))] } ?? []))
             }
-            writeOut(JobRender.jsonText(objects))
+            writeOut(JobRender.jsonText(.array(objects)))
+            pendingRecords.removeAll()
         }
     }
 
     private var printedHeader = false
-
-    /// A record's property by name, case-insensitively, looking into the line's own JSON keys.
-    private func value(_ record: [String: Any], _ name: String) -> Any? {
-        if let match = record.first(where: { $0.key.lowercased() == name.lowercased() && $0.key != "data" }) {
-            return match.value
-        }
-        if let data = record["data"] as? [String: Any] {
-            return data.first(where: { $0.key.lowercased() == name.lowercased() })?.value
-        }
-        return nil
-    }
-
-    private func text(_ value: Any?) -> String {
-        switch value {
-        case nil, is NSNull: ""
-        case let string as String: string
-        case let number as NSNumber: number.stringValue
-        default:
-            (try? JSONSerialization.data(withJSONObject: value as Any, options: [.fragmentsAllowed]))
-                .flatMap { String(data: $0, encoding: .utf8) } ?? "\(value!)"
-        }
-    }
 
     /// Table and list records are written as they come, so that `--wait` shows them live.
     private func flushRecords() {
         let columns = properties ?? (format == .table
             ? ["JobName", "ComputerName", "Stream", "Text"]
             : ["JobId", "JobName", "ComputerName", "Stream", "Time", "Text"])
-        for record in records {
-            let values = columns.map { text(value(record, $0)) }
+        for record in pendingRecords {
+            let values = columns.map { record.value($0)?.plain ?? "" }
             if format == .table {
                 if !printedHeader {
                     writeOut(columns.joined(separator: "  ") + "\n" + columns.map { String(repeating: "-", count: $0.count) }.joined(separator: "  ") + "\n")
@@ -215,19 +210,9 @@ final class OutputWriter {
                 writeOut(values.joined(separator: "  ").trimmingTrailingSpaces() + "\n")
             } else {
                 let width = columns.map(\.count).max() ?? 0
-                writeOut(zip(columns, values).map { "\($0.padding(toLength: width, withPad: " ", startingAt: 0)) : \($1)" }.joined(separator: "\n") + "\n\n")
+                writeOut(zip(columns, values).map { "\($0.padded(to: width)) : \($1)" }.joined(separator: "\n") + "\n\n")
             }
         }
-        records.removeAll()
-    }
-}
-
-func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
-    var done = 0
-    while done < bytes.count {
-        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + done, $0.count - done) }
-        if n < 0 && errno == EINTR { continue }
-        if n <= 0 { return }
-        done += n
+        pendingRecords.removeAll()
     }
 }

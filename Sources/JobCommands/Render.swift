@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 #if canImport(Glibc)
 import Glibc
@@ -49,23 +49,23 @@ enum JobRender {
         }
     }
 
-    static func json(_ job: JobInfo, _ property: String) -> Any {
+    static func json(_ job: JobInfo, _ property: String) -> JSON {
         switch property {
-        case "Id": job.id
-        case "Name": job.name
-        case "InstanceId": job.instanceId.uuidString.lowercased()
-        case "Type": job.type.rawValue
-        case "State": job.state.rawValue
-        case "HasMoreData": job.hasMoreData
-        case "Location": job.location
-        case "Command": job.command
-        case "ChildJobs": job.childJobs
-        case "ParentId": job.parentId as Any? ?? NSNull()
-        case "BeginTime": job.beginTime.map(isoTime) as Any? ?? NSNull()
-        case "EndTime": job.endTime.map(isoTime) as Any? ?? NSNull()
-        case "ExitCode": job.exitCode as Any? ?? NSNull()
-        case "Reason": job.reason as Any? ?? NSNull()
-        default: NSNull()
+        case "Id": .int(job.id)
+        case "Name": .string(job.name)
+        case "InstanceId": .string(job.instanceId.uuidString.lowercased())
+        case "Type": .string(job.type.rawValue)
+        case "State": .string(job.state.rawValue)
+        case "HasMoreData": .bool(job.hasMoreData)
+        case "Location": .string(job.location)
+        case "Command": .string(job.command)
+        case "ChildJobs": .array(job.childJobs.map(JSON.int))
+        case "ParentId": job.parentId.map(JSON.int) ?? .null
+        case "BeginTime": job.beginTime.map { .string(isoTime($0)) } ?? .null
+        case "EndTime": job.endTime.map { .string(isoTime($0)) } ?? .null
+        case "ExitCode": job.exitCode.map(JSON.int) ?? .null
+        case "Reason": job.reason.map(JSON.string) ?? .null
+        default: .null
         }
     }
 
@@ -84,10 +84,7 @@ enum JobRender {
             return list(properties: properties, items: jobs.map { job in properties.map { text(job, $0) } })
         case .json:
             let properties = try resolve(requested, default: allProperties)
-            let objects = jobs.map { job in
-                Dictionary(uniqueKeysWithValues: properties.map { (jsonKey($0), json(job, $0)) })
-            }
-            return jsonText(objects)
+            return jsonText(.array(jobs.map { job in .object(properties.map { (jsonKey($0), json(job, $0)) }) }))
         }
     }
 
@@ -96,7 +93,7 @@ enum JobRender {
         let widths = columns.indices.map { i in cells.map { $0[i].count }.max() ?? 0 }
         return cells.enumerated().map { line, row in
             row.indices.map { i in
-                let padded = i == row.count - 1 ? row[i] : row[i].padding(toLength: widths[i] + 2, withPad: " ", startingAt: 0)
+                let padded = i == row.count - 1 ? row[i] : row[i].padded(to: widths[i] + 2)
                 return line >= 2 && i == colorColumn ? colored(state: row[i], padded) : padded
             }
             .joined().trimmingTrailingSpaces()
@@ -125,23 +122,17 @@ enum JobRender {
         let width = properties.map(\.count).max() ?? 0
         return items.map { values in
             zip(properties, values).map { name, value in
-                "\(name.padding(toLength: width, withPad: " ", startingAt: 0)) : \(value)"
+                "\(name.padded(to: width)) : \(value)"
             }.joined(separator: "\n") + "\n"
         }.joined(separator: "\n")
     }
 
-    static func jsonText(_ value: Any) -> String {
-        guard let data = try? JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]),
-            let text = String(data: data, encoding: .utf8)
-        else { return "[]\n" }
-        return text + "\n"
+    static func jsonText(_ value: JSON) -> String {
+        value.text(pretty: true) + "\n"
     }
 
     static func isoTime(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        formatter.timeZone = TimeZone.current
-        return formatter.string(from: date)
+        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .current))
     }
 }
 

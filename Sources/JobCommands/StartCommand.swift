@@ -1,5 +1,9 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+
+#if canImport(Glibc)
+import Glibc
+#endif
 import JobModel
 import JobProtocol
 
@@ -57,8 +61,8 @@ struct StartCommand: AsyncParsableCommand {
 func startParameters(line: String?, program: [String], name: String?, cwd: String?, env: [String]) throws -> StartParameters {
     let current = FileManager.default.currentDirectoryPath
     let directory = cwd.map { $0.hasPrefix("/") ? $0 : current + "/" + $0 } ?? current
-    var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+    var info = stat()
+    guard stat(directory, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
         complain("no such directory: \(cwd ?? directory)")
         throw Exit(status: ExitStatus.usage)
     }

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 
 #if canImport(Glibc)
 import Glibc
@@ -47,12 +47,12 @@ struct WaitCommand: AsyncParsableCommand {
             switch frame {
             case .jobs(let jobs): done = jobs
             case .progress(let finished, let total):
-                let elapsed = String(format: "%.1f", Date().timeIntervalSince(started))
-                FileHandle.standardError.write(Data("\r\u{1B}[K\(finished)/\(total) finished, \(elapsed) s".utf8))
+                let elapsed = decimal(Date().timeIntervalSince(started), places: 1)
+                writeAll(2, Array("\r\u{1B}[K\(finished)/\(total) finished, \(elapsed) s".utf8))
             default: break
             }
         }
-        if live { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        if live { writeAll(2, Array("\r\u{1B}[K".utf8)) }
         if outcome.timedOut { throw Exit(status: ExitStatus.timedOut) }
         if !done.isEmpty { try show(done, options) }
         if status != ExitStatus.ok { throw Exit(status: status) }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Everything a user can see of one job: the job object of `job get`.
 ///

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// The filters of `job get`, applied in PowerShell's order: selection, children, has-more-data,
 /// end-time bounds, newest, then a final sort by id.

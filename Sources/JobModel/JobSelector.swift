@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// One word naming jobs: an Id, an InstanceId or a Name pattern.
 public enum JobSelector: Sendable, Hashable, Codable, CustomStringConvertible {

@@ -3,7 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Foundation
+import FoundationEssentials
 
 /// The on-disk layout of one job's output, shared by the supervisor (which writes it, in C),
 /// the engine, and any client allowed to read it directly.

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import JobModel
 
 /// How messages travel on the socket: a 4-byte big-endian length, then that many bytes of

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Where a user's jobs live: `--home DIR`, else `$JOB_HOME`, else `$XDG_STATE_HOME/job`, else
 /// `~/.local/state/job`. Two homes are two independent job worlds.
@@ -14,7 +14,7 @@ public struct JobHome: Sendable, Equatable {
         } else if let state = environment["XDG_STATE_HOME"], !state.isEmpty {
             chosen = state + "/job"
         } else {
-            chosen = (environment["HOME"] ?? NSHomeDirectory()) + "/.local/state/job"
+            chosen = (environment["HOME"] ?? FileManager.default.homeDirectoryForCurrentUser.path) + "/.local/state/job"
         }
         path = Self.absolute(chosen)
     }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import JobModel
 
 /// The version of the request/response protocol between `job` and `jobd`. A daemon answers a
