@@ -60,7 +60,7 @@ struct InvokeCommand: AsyncParsableCommand {
             try show(started, options)
             return
         }
-        let writer = try OutputWriter(format: .raw, properties: nil, prefix: computers.count > 1 && !hideComputerName)
+        let writer = try OutputPrinter(format: .raw, properties: nil, prefix: computers.count > 1 && !hideComputerName)
         let receive = ReceiveParameters(selectors: [.id(parent.id)], autoRemove: false)
         var failed = false
         _ = try perform(Request(.receiveWait(receive)), with: options) { frame in

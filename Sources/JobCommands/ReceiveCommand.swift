@@ -53,7 +53,7 @@ struct ReceiveCommand: AsyncParsableCommand {
         let parameters = ReceiveParameters(
             selectors: selectors(jobs), keep: keep, recurse: !noRecurse, locations: locations, autoRemove: autoRemove)
         let format = options.outputOption ?? .raw
-        let writer = try OutputWriter(format: format, properties: options.properties, prefix: prefix)
+        let writer = try OutputPrinter(format: format, properties: options.properties, prefix: prefix)
         var failed = false
         var readError: String?
         let request = Request(follow ? .receiveWait(parameters) : .receive(parameters))
@@ -88,7 +88,7 @@ struct ReceiveCommand: AsyncParsableCommand {
 
 /// Writes received output: raw bytes (optionally prefixed by host per line), or one record per
 /// line in table, list or JSON form.
-final class OutputWriter {
+final class OutputPrinter {
     private let format: OutputFormatOption
     private let properties: [String]?
     private let prefix: Bool
