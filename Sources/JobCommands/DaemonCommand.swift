@@ -8,7 +8,7 @@ import JobProtocol
 import Glibc
 #endif
 
-struct DaemonCommand: AsyncParsableCommand {
+struct DaemonCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "daemon",
         abstract: "Start, stop or inspect the per-user daemon (jobd).",
@@ -19,12 +19,12 @@ struct DaemonCommand: AsyncParsableCommand {
         subcommands: [Start.self, Stop.self, Status.self, Run.self]
     )
 
-    struct Start: AsyncParsableCommand {
+    struct Start: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Start the daemon in the background.")
         @OptionGroup var options: GlobalOptions
 
-        func run() async throws {
+        func run() throws {
             if options.client.isRunning() {
                 complain("a daemon is already running for \(options.jobHome.path)")
                 throw Exit(status: ExitStatus.failed)
@@ -33,12 +33,12 @@ struct DaemonCommand: AsyncParsableCommand {
         }
     }
 
-    struct Stop: AsyncParsableCommand {
+    struct Stop: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Shut the daemon down; running jobs keep running.")
         @OptionGroup var options: GlobalOptions
 
-        func run() async throws {
+        func run() throws {
             let client = options.client
             guard client.isRunning() else {
                 complain("no daemon is running for \(options.jobHome.path)")
@@ -64,13 +64,13 @@ struct DaemonCommand: AsyncParsableCommand {
         }
     }
 
-    struct Status: AsyncParsableCommand {
+    struct Status: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Show the daemon's pid, home, socket, version, uptime and number of jobs.",
             discussion: "Exit status 1 when no daemon is running.")
         @OptionGroup var options: GlobalOptions
 
-        func run() async throws {
+        func run() throws {
             guard options.client.isRunning() else {
                 complain("no daemon is running for \(options.jobHome.path)")
                 throw Exit(status: ExitStatus.failed)
@@ -96,13 +96,13 @@ struct DaemonCommand: AsyncParsableCommand {
         }
     }
 
-    struct Run: AsyncParsableCommand {
+    struct Run: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Run the daemon in the foreground (for systemd and the like).",
             discussion: "For a service manager, e.g. systemd's ExecStart.")
         @OptionGroup var options: GlobalOptions
 
-        func run() async throws {
+        func run() throws {
             guard let jobd = DaemonClient.locateDaemon() else {
                 complain("cannot find jobd beside job or on PATH; install both together")
                 throw Exit(status: ExitStatus.unreachable)

@@ -3,7 +3,7 @@ import FoundationEssentials
 import JobModel
 import JobProtocol
 
-struct GetCommand: AsyncParsableCommand {
+struct GetCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "get",
         abstract: "List jobs and their state.",
@@ -44,7 +44,7 @@ struct GetCommand: AsyncParsableCommand {
         if let newest, newest < 0 { throw ValidationError("--newest takes 0 or more, not \(newest)") }
     }
 
-    func run() async throws {
+    func run() throws {
         let query = JobQuery(
             selectors: selectors(jobs), state: try state.map(parseState), includeChildren: includeChildren,
             childState: try childState.map(parseState), hasMoreData: hasMoreData, before: try before.map(parseTime),

@@ -3,7 +3,7 @@ import FoundationEssentials
 import JobModel
 import JobProtocol
 
-struct InvokeCommand: AsyncParsableCommand {
+struct InvokeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "invoke",
         abstract: "Run a command on computers: a parent job with a child per computer.",
@@ -48,7 +48,7 @@ struct InvokeCommand: AsyncParsableCommand {
         if throttle < 1 { throw ValidationError("--throttle takes 1 or more, not \(throttle)") }
     }
 
-    func run() async throws {
+    func run() throws {
         let command = try startParameters(line: line, program: program, name: name, cwd: nil, env: [])
         var started: [JobInfo] = []
         let request = Request(.invoke(InvokeParameters(computers: computers, command: command, throttle: throttle)))

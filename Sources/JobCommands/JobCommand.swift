@@ -8,7 +8,7 @@ import JobModel
 import JobProtocol
 
 /// `job`: PowerShell's background jobs for the Unix shell.
-public struct JobCommand: AsyncParsableCommand {
+public struct JobCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "job",
         abstract: "Run commands as background jobs that outlive your shell, and collect their output.",
@@ -25,15 +25,13 @@ public struct JobCommand: AsyncParsableCommand {
     public init() {}
 
     /// Runs the command line, with the contract's exit statuses.
-    public static func runMain() async {
+    /// Synchronous on purpose: the client blocks on one socket, and an async main would cost
+    /// a thread and a hop at every start.
+    public static func runMain() {
         let args = hoistingGlobalOptions(Array(CommandLine.arguments.dropFirst()))
         do {
             var command = try parseAsRoot(args)
-            if var command = command as? any AsyncParsableCommand {
-                try await command.run()
-            } else {
-                try command.run()
-            }
+            try command.run()
         } catch let exit as Exit {
             Glibc.exit(exit.status)
         } catch let usage as UsageError {

@@ -7,7 +7,7 @@ import JobProtocol
 import Glibc
 #endif
 
-struct ReceiveCommand: AsyncParsableCommand {
+struct ReceiveCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "receive",
         abstract: "Write what jobs printed and has not been received yet.",
@@ -48,7 +48,7 @@ struct ReceiveCommand: AsyncParsableCommand {
         if jobs.isEmpty { throw ValidationError("name at least one JOB") }
     }
 
-    func run() async throws {
+    func run() throws {
         let locations = location.map { $0.split(separator: ",").map(String.init) }
         let parameters = ReceiveParameters(
             selectors: selectors(jobs), keep: keep, recurse: !noRecurse, locations: locations, autoRemove: autoRemove)

@@ -3,7 +3,7 @@ import FoundationEssentials
 import JobModel
 import JobProtocol
 
-struct RemoveCommand: AsyncParsableCommand {
+struct RemoveCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "remove",
         abstract: "Delete jobs and their stored output.",
@@ -33,7 +33,7 @@ struct RemoveCommand: AsyncParsableCommand {
         if ways != 1 { throw ValidationError("give JOB…, --state STATE or --command PATTERN (one of them)") }
     }
 
-    func run() async throws {
+    func run() throws {
         let parameters = RemoveParameters(
             selectors: selectors(jobs), force: force, state: try state.map(parseState), command: command)
         let (_, status) = try perform(Request(.remove(parameters)), with: options) { _ in }

@@ -7,7 +7,7 @@ import Glibc
 import JobModel
 import JobProtocol
 
-struct StartCommand: AsyncParsableCommand {
+struct StartCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "start",
         abstract: "Start a background job and print it at once.",
@@ -44,7 +44,7 @@ struct StartCommand: AsyncParsableCommand {
         }
     }
 
-    func run() async throws {
+    func run() throws {
         let parameters = try startParameters(line: line, program: program, name: name, cwd: cwd, env: env)
         var started: [JobInfo] = []
         let (_, status) = try perform(Request(.start(parameters)), with: options) { frame in

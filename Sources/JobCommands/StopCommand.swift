@@ -3,7 +3,7 @@ import FoundationEssentials
 import JobModel
 import JobProtocol
 
-struct StopCommand: AsyncParsableCommand {
+struct StopCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stop",
         abstract: "Stop running jobs; returns when they are Stopped.",
@@ -30,7 +30,7 @@ struct StopCommand: AsyncParsableCommand {
         if grace < 0 { throw ValidationError("--grace takes 0 or more seconds, not \(grace)") }
     }
 
-    func run() async throws {
+    func run() throws {
         var stopped: [JobInfo] = []
         let (_, status) = try perform(Request(.stop(StopParameters(selectors: selectors(jobs), grace: grace))), with: options) { frame in
             if case .jobs(let jobs) = frame { stopped = jobs }

@@ -7,7 +7,7 @@ import Glibc
 import JobModel
 import JobProtocol
 
-struct WaitCommand: AsyncParsableCommand {
+struct WaitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "wait",
         abstract: "Wait until jobs are finished, then print them.",
@@ -37,7 +37,7 @@ struct WaitCommand: AsyncParsableCommand {
         if let timeout, timeout < 0 { throw ValidationError("--timeout takes 0 or more seconds, not \(timeout)") }
     }
 
-    func run() async throws {
+    func run() throws {
         // Progress only for a person watching: stderr is a terminal.
         let live = isatty(2) == 1
         let parameters = WaitParameters(selectors: selectors(jobs), any: any, timeout: timeout, force: force, progress: live)

@@ -2,5 +2,5 @@ import JobCommands
 
 @main
 struct Entrypoint {
-    static func main() async { await JobCommand.runMain() }
+    static func main() { JobCommand.runMain() }
 }
