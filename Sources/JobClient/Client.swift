@@ -159,11 +159,14 @@ public struct DaemonClient: Sendable {
         return text.split(separator: "\n").last.map(String.init)
     }
 
+    /// Sends the request. A daemon that refuses it (another user's, say) may answer and close
+    /// before it is all sent: then the answer is read all the same, and no SIGPIPE kills us.
     private func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws {
         var done = 0
         while done < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + done, $0.count - done) }
+            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + done, $0.count - done, Int32(MSG_NOSIGNAL)) }
             if n < 0 && errno == EINTR { continue }
+            if n < 0 && (errno == EPIPE || errno == ECONNRESET) { return }
             guard n > 0 else { throw ClientError("the daemon closed the connection: \(String(cString: strerror(errno)))") }
             done += n
         }

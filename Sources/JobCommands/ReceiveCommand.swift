@@ -75,6 +75,8 @@ struct ReceiveCommand: ParsableCommand {
                 failed = true
                 writer.flush()
                 complain("\(failure.jobName) failed: \(failure.reason)")
+            case .jobs(let jobs):
+                if jobs.contains(where: { $0.state == .failed || $0.state == .stopped }) { failed = true }
             default:
                 break
             }

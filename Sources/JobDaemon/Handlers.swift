@@ -102,6 +102,8 @@ struct Handlers: Sendable {
         for failure in output.failures {
             try await send(.failure(failure))
         }
+        // The jobs as they are, for the exit status (a Stopped job makes it 1, like a Failed one).
+        try await send(.jobs(try await engine.get(JobQuery(selectors: selectors))))
         return Outcome(notFound: notFound)
     }
 

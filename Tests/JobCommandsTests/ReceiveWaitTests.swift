@@ -222,3 +222,33 @@ import Testing
         }
     }
 }
+
+@Suite("jobd serves its user only", .tags(.cli)) struct PeerCredentialTests {
+    @Test func anotherUserIsRefusedEvenWhenTheSocketIsOpenToAll() async throws {
+        try await withCLI { cli in
+            try await cli.run("start", "-c", "true")
+            // Loosen what the daemon set up, so that only its SO_PEERCRED check stands.
+            _ = chmod(cli.home.path, 0o711)
+            _ = chmod((cli.home.path as NSString).deletingLastPathComponent, 0o711)
+            _ = chmod(cli.home.path + "/jobd.sock", 0o666)
+            let other = try await runProcessDetached(
+                "/usr/bin/setpriv", ["--reuid=nobody", "--regid=nogroup", "--clear-groups", cli.job, "--home", cli.home.path, "get"])
+            #expect(other.status == 1, "\(other.stdout) \(other.stderr)")
+            #expect(other.stderr.contains("serves user"))
+            #expect(other.stdout.isEmpty)
+        }
+    }
+
+    @Test func receiveExitsOneForAStoppedJob() async throws {
+        try await withCLI { cli in
+            try await cli.run("start", "-c", "echo before; sleep 30")
+            for _ in 0..<500 where try await cli.run("receive", "1", "--keep").stdout.isEmpty {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            try await cli.run("stop", "1", "--grace", "0")
+            let result = try await cli.run("receive", "1")
+            #expect(result.stdout == "before\n")
+            #expect(result.status == 1)
+        }
+    }
+}
