@@ -45,6 +45,25 @@ public struct DaemonClient: Sendable {
         }
     }
 
+    /// Sends an already-encoded request and returns the bodies of all answer frames, the
+    /// `done` frame last (the daemon closes the connection after it). For callers that encode
+    /// and decode by hand, sparing the Codable machinery at start-up.
+    public func exchange(_ frame: [UInt8], autoStart: Bool = true) throws -> [[UInt8]] {
+        let fd = try connect(autoStart: autoStart)
+        defer { close(fd) }
+        try writeAll(fd, frame)
+        var bodies: [[UInt8]] = []
+        while true {
+            var header = [UInt8](repeating: 0, count: 4)
+            let got = header.withUnsafeMutableBytes { read(fd, $0.baseAddress, 4) }
+            if got == 0 { return bodies }
+            if got < 4 { header = Array(header[0..<max(0, got)]) + (try readExactly(fd, 4 - max(0, got))) }
+            let length = Framing.length(ofHeader: header)
+            guard length <= Framing.maximumSize else { throw ClientError("the daemon sent a frame of \(length) bytes; is it the same release as job?") }
+            bodies.append(try readExactly(fd, length))
+        }
+    }
+
     /// Whether a daemon answers on the home's socket now (starting none).
     public func isRunning() -> Bool {
         guard let fd = try? connect(autoStart: false) else { return false }

@@ -29,6 +29,7 @@ public struct JobCommand: ParsableCommand {
     /// a thread and a hop at every start.
     public static func runMain() {
         let args = hoistingGlobalOptions(Array(CommandLine.arguments.dropFirst()))
+        if let status = FastPath.run(args) { Glibc.exit(status) }
         do {
             var command = try parseAsRoot(args)
             try command.run()
