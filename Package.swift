@@ -37,7 +37,7 @@ let package = Package(
         .target(
             name: "JobDaemon",
             dependencies: [
-                "JobKit", "JobProtocol",
+                "JobKit", "JobProtocol", "CJobKitSystem",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/file.h>
@@ -121,6 +122,10 @@ struct zygote_answer {
     int32_t pid;
     int32_t error;
 };
+
+void jobkit_release_free_memory(void) {
+    malloc_trim(0);
+}
 
 int jobkit_pipe_cloexec(int fds[2]) {
     return pipe2(fds, O_CLOEXEC);

@@ -20,6 +20,9 @@ int jobkit_zygote_spawn(int control, int64_t id, const char *strings, uint32_t l
 /// pipe2(fds, O_CLOEXEC): a pipe that no concurrently spawned process inherits.
 int jobkit_pipe_cloexec(int fds[2]);
 
+/// malloc_trim(0): gives the heap memory freed since back to the system.
+void jobkit_release_free_memory(void);
+
 /// A connected pair of stream sockets, close-on-exec.
 int jobkit_socketpair(int fds[2]);
 
