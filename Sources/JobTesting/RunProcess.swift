@@ -91,3 +91,11 @@ public func runProcessDetached(
         thread.start()
     }
 }
+
+/// Runs blocking work on a thread of its own and waits for it without holding a thread of the
+/// cooperative pool (which parallel tests, and the engine under test, need).
+public func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
+}

@@ -5,32 +5,39 @@ import JobModel
 import JobTesting
 
 /// A real engine in another process (`jobkit-test-engine`), driven line by line over its
-/// stdin and stdout, so that a test can SIGKILL it.
-final class EngineProcess {
+/// stdin and stdout, so that a test can SIGKILL it. Its blocking pipe I/O runs on threads of
+/// its own, never on the cooperative pool.
+final class EngineProcess: @unchecked Sendable {
+    // Unchecked: used by one test at a time, one call at a time.
     let process = Process()
     private let input = Pipe()
     private let output = Pipe()
     private var buffer = Data()
 
-    init(home: String) throws {
+    init(home: String) async throws {
         process.executableURL = URL(fileURLWithPath: builtExecutable("jobkit-test-engine"))
         process.arguments = [home]
         process.standardInput = input
         process.standardOutput = output
         try process.run()
-        #expect(try readLine() == "ready")
+        let first = try await readLine()
+        #expect(first == "ready")
     }
 
-    func send(_ line: String) throws -> String {
+    func send(_ line: String) async throws -> String {
         sendWithoutAnswer(line)
-        return try readLine()
+        return try await readLine()
     }
 
     func sendWithoutAnswer(_ line: String) {
         input.fileHandleForWriting.write(Data((line + "\n").utf8))
     }
 
-    private func readLine() throws -> String {
+    private func readLine() async throws -> String {
+        try await onOwnThread { try self.readLineBlocking() }
+    }
+
+    private func readLineBlocking() throws -> String {
         while true {
             if let newline = buffer.firstIndex(of: 10) {
                 let line = String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self)
@@ -43,9 +50,9 @@ final class EngineProcess {
         }
     }
 
-    func kill9() {
+    func kill9() async throws {
         kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        try await onOwnThread { self.process.waitUntilExit() }
     }
 }
 
@@ -67,32 +74,32 @@ final class EngineProcess {
         Expected(line: "sleep 0.4; echo bad >&2; exit 3", state: .failed, exitCode: 3, output: "", error: "bad\n"),
         Expected(line: "seq 1 10000; sleep 0.5; seq 10001 20000", state: .completed, exitCode: 0, output: numbers, error: ""),
         Expected(line: "sleep 0.5; kill -KILL $$", state: .failed, exitCode: 137, output: "", error: ""),
-        Expected(line: "echo early; sleep 2.5; echo late", state: .completed, exitCode: 0, output: "early\nlate\n", error: ""),
-        Expected(line: "sleep 2.5; seq 1 20000 >&2; exit 7", state: .failed, exitCode: 7, output: "", error: numbers),
-        Expected(line: "sleep 3; echo after", state: .completed, exitCode: 0, output: "after\n", error: ""),
-        Expected(line: "for i in 1 2 3 4 5 6; do echo $i; sleep 0.4; done", state: .completed, exitCode: 0, output: "1\n2\n3\n4\n5\n6\n", error: ""),
+        Expected(line: "echo early; sleep 5; echo late", state: .completed, exitCode: 0, output: "early\nlate\n", error: ""),
+        Expected(line: "sleep 5; seq 1 20000 >&2; exit 7", state: .failed, exitCode: 7, output: "", error: numbers),
+        Expected(line: "sleep 5.5; echo after", state: .completed, exitCode: 0, output: "after\n", error: ""),
+        Expected(line: "for i in 1 2 3 4 5 6; do echo $i; sleep 0.8; done", state: .completed, exitCode: 0, output: "1\n2\n3\n4\n5\n6\n", error: ""),
         Expected(line: "true", state: .completed, exitCode: 0, output: "", error: ""),
         Expected(line: "frobnicate-not-here", state: .failed, exitCode: 127, output: "", error: "/bin/sh: 1: frobnicate-not-here: not found\n"),
     ]
 
     @Test func aKilledEngineLosesNothing() async throws {
         let home = try TemporaryHome("restart")
-        let engine = try EngineProcess(home: home.path)
+        let engine = try await EngineProcess(home: home.path)
         var ids: [Int] = []
         for expected in Self.cases {
-            let answer = try engine.send("start " + expected.line)
+            let answer = try await engine.send("start " + expected.line)
             ids.append(try #require(Int(answer.dropFirst("started ".count))))
         }
         // Receive part of one job's output before the kill: it must not come back.
         let early = ids[4]
         var received = ""
         for _ in 0..<200 where received.isEmpty {
-            let answer = try engine.send("receive \(early)")
+            let answer = try await engine.send("receive \(early)")
             received = String(decoding: hexBytes(String(answer.dropFirst("received ".count))), as: UTF8.self)
             if received.isEmpty { try await Task.sleep(for: .milliseconds(10)) }
         }
         #expect(received == "early\n")
-        engine.kill9()
+        try await engine.kill9()
         // Jobs go on, and some end, while no engine is there.
         try await Task.sleep(for: .seconds(1))
 
@@ -114,19 +121,19 @@ final class EngineProcess {
 
     @Test func aStopInterruptedByTheEngineDyingStillEnds() async throws {
         let home = try TemporaryHome("restart-stop")
-        let engine = try EngineProcess(home: home.path)
-        let answer = try engine.send("start trap '' TERM; sleep 300 & echo ready; wait; wait")
+        let engine = try await EngineProcess(home: home.path)
+        let answer = try await engine.send("start trap '' TERM; sleep 300 & echo ready; wait; wait")
         let id = try #require(Int(answer.dropFirst("started ".count)))
         var ready = false
         for _ in 0..<1000 where !ready {
-            ready = try engine.send("receive \(id)") != "received "
+            ready = try await engine.send("receive \(id)") != "received "
             if !ready { try await Task.sleep(for: .milliseconds(10)) }
         }
         #expect(ready, "the job never got past its trap")
         // The job ignores SIGTERM, so the stop sits in its grace period when the engine dies.
         engine.sendWithoutAnswer("stop \(id) 300")
         try await Task.sleep(for: .milliseconds(500))
-        engine.kill9()
+        try await engine.kill9()
         try await JobManager.withManager(home: home.path) { jobs in
             let pgid = try await jobPid(jobs, child: id + 1)
             let done = try #require(try await jobs.wait([.id(id)], timeout: .seconds(30)))
