@@ -26,41 +26,37 @@ public struct DaemonClient: Sendable {
     /// Sends `request`, calls `onFrame` for each data frame of the answer, and returns how it
     /// ended. Starts the daemon first if none answers and `autoStart` is set.
     public func call(_ request: Request, autoStart: Bool = true, onFrame: (Response) throws -> Void) throws -> Outcome {
-        let fd = try connect(autoStart: autoStart)
-        defer { close(fd) }
-        try writeAll(fd, Framing.encode(request))
-        while true {
-            let header = try readExactly(fd, 4)
-            let length = Framing.length(ofHeader: header)
-            guard length <= Framing.maximumSize else { throw ClientError("the daemon sent a frame of \(length) bytes; is it the same release as job?") }
-            let body = try readExactly(fd, length)
+        var outcome = Outcome.ok
+        try exchange(Framing.encode(request), autoStart: autoStart) { body in
             let response: Response
             do {
                 response = try Framing.decode(Response.self, from: body)
             } catch {
                 throw ClientError("cannot read the daemon's answer (\(error)); is it the same release as job?")
             }
-            if case .done(let outcome) = response { return outcome }
+            if case .done(let done) = response {
+                outcome = done
+                return true
+            }
             try onFrame(response)
+            return false
         }
+        return outcome
     }
 
-    /// Sends an already-encoded request and returns the bodies of all answer frames, the
-    /// `done` frame last (the daemon closes the connection after it). For callers that encode
-    /// and decode by hand, sparing the Codable machinery at start-up.
-    public func exchange(_ frame: [UInt8], autoStart: Bool = true) throws -> [[UInt8]] {
+    /// Sends an already-framed request and hands each answer frame's body to `onBody` as it
+    /// arrives, until `onBody` says it was the last (the `done` frame). For callers that encode
+    /// and decode by hand, sparing the Codable machinery at start-up, and for `call`.
+    public func exchange(_ frame: [UInt8], autoStart: Bool = true, onBody: ([UInt8]) throws -> Bool) throws {
         let fd = try connect(autoStart: autoStart)
         defer { close(fd) }
         try writeAll(fd, frame)
-        var bodies: [[UInt8]] = []
         while true {
-            var header = [UInt8](repeating: 0, count: 4)
-            let got = header.withUnsafeMutableBytes { read(fd, $0.baseAddress, 4) }
-            if got == 0 { return bodies }
-            if got < 4 { header = Array(header[0..<max(0, got)]) + (try readExactly(fd, 4 - max(0, got))) }
-            let length = Framing.length(ofHeader: header)
-            guard length <= Framing.maximumSize else { throw ClientError("the daemon sent a frame of \(length) bytes; is it the same release as job?") }
-            bodies.append(try readExactly(fd, length))
+            let length = Framing.length(ofHeader: try readExactly(fd, 4))
+            guard length <= Framing.maximumSize else {
+                throw ClientError("the daemon sent a frame of \(length) bytes; is it the same release as job?")
+            }
+            if try onBody(try readExactly(fd, length)) { return }
         }
     }
 

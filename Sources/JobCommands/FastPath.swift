@@ -86,28 +86,15 @@ enum FastPath {
         withUnsafeBytes(of: UInt32(body.count).bigEndian) { frame.replaceSubrange(0..<4, with: $0) }
         frame += body
 
-        let answers: [[UInt8]]
-        do {
-            answers = try DaemonClient(home: JobHome(explicit: home)).exchange(frame)
-        } catch let error as ClientError {
-            complain(error.message)
-            return ExitStatus.unreachable
-        } catch {
-            complain("\(error)")
-            return ExitStatus.unreachable
-        }
         var jobs: [JobInfo] = []
         var status = ExitStatus.ok
-        var done = false
-        for answer in answers {
-            guard let frame = JSONParser.parse(answer) else {
-                complain("cannot read the daemon's answer; is it the same release as job?")
-                return ExitStatus.unreachable
-            }
-            if let list = frame["jobs"]?["_0"] {
-                jobs = list.items.compactMap(jobInfo)
-            } else if let outcome = frame["done"]?["_0"] {
-                done = true
+        do {
+            try DaemonClient(home: JobHome(explicit: home)).exchange(frame) { answer in
+                guard let frame = JSONParser.parse(answer) else {
+                    throw ClientError("cannot read the daemon's answer; is it the same release as job?")
+                }
+                if let list = frame["jobs"]?["_0"] { jobs = list.items.compactMap(jobInfo) }
+                guard let outcome = frame["done"]?["_0"] else { return false }
                 for missing in outcome["notFound"]?.items ?? [] {
                     complain(missing["message"]?.string ?? "a job was not found")
                     status = ExitStatus.failed
@@ -116,10 +103,13 @@ enum FastPath {
                     complain(error["message"]?.string ?? "the daemon refused the request")
                     status = error["code"]?.string == "invalidArgument" ? ExitStatus.usage : ExitStatus.failed
                 }
+                return true
             }
-        }
-        guard done else {
-            complain("the daemon closed the connection before answering")
+        } catch let error as ClientError {
+            complain(error.message)
+            return ExitStatus.unreachable
+        } catch {
+            complain("\(error)")
             return ExitStatus.unreachable
         }
         if !jobs.isEmpty || (verb == "get" && format == .json) {
