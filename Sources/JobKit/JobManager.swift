@@ -221,7 +221,6 @@ public actor JobManager {
                 let (pid, pidfd) = try supervisor.spawn(
                     id: child.id, argv: spec.argv, workingDirectory: spec.workingDirectory,
                     environment: spec.environment)
-                table.setSupervisor(child.id, pid: pid)
                 if !monitor.watch(id: child.id, pid: pid, pidfd: pidfd) { changed += endProcessLeaf(child.id) }
             } catch {
                 changed += table.leafEnded(child.id, outcome: .failed(error.message), at: Date(), recorded: 0)
@@ -358,7 +357,6 @@ public actor JobManager {
             } else if supervisor.isAlive(id), let pid = supervisorPid(id, supervisor: supervisor),
                 monitor.watch(id: id, pid: pid)
             {
-                table.setSupervisor(id, pid: pid)
                 // The stop that was waiting out its grace period died with the old engine:
                 // finish it now, as it would have.
                 if record.state == .stopping { monitor.signal(id: id, SIGUSR1) }

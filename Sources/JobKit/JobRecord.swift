@@ -20,8 +20,6 @@ struct JobRecord: Sendable, Equatable {
     var received: Int = 0
     /// Output records written, as of the job's end; live jobs are counted from disk.
     var recorded: Int = 0
-    /// The supervisor's pid while it may live; nil for parents and thread jobs.
-    var supervisorPid: Int32?
     /// `job stop` asked for this job to end: its end is `Stopped`, whatever the signal.
     var stopRequested = false
     /// For a process leaf: the program it runs and where, for reasons that name them.

@@ -52,7 +52,7 @@ final class JobStore: Sendable {
                         reason TEXT,
                         received INTEGER NOT NULL DEFAULT 0,
                         recorded INTEGER NOT NULL DEFAULT 0,
-                        supervisorPid INTEGER,
+                        supervisorPid INTEGER, -- unused: the supervisor's slot says; kept so v1 files stay valid
                         stopRequested BOOLEAN NOT NULL DEFAULT 0,
                         program TEXT,
                         workingDirectory TEXT
@@ -125,19 +125,19 @@ final class JobStore: Sendable {
             insert
             ? """
             INSERT INTO job (instanceId, name, type, state, location, command, parentId, beginTime, endTime,
-                exitCode, reason, received, recorded, supervisorPid, stopRequested, program, workingDirectory, id)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                exitCode, reason, received, recorded, stopRequested, program, workingDirectory, id)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """
             : """
             UPDATE job SET instanceId = ?, name = ?, type = ?, state = ?, location = ?, command = ?, parentId = ?,
                 beginTime = ?, endTime = ?, exitCode = ?, reason = ?, received = ?, recorded = ?,
-                supervisorPid = ?, stopRequested = ?, program = ?, workingDirectory = ?
+                stopRequested = ?, program = ?, workingDirectory = ?
             WHERE id = ?
             """
         let arguments: StatementArguments = [
             r.instanceId.uuidString.lowercased(), r.name, r.type.rawValue, r.state.rawValue, r.location, r.command,
             r.parentId, r.beginTime?.timeIntervalSince1970, r.endTime?.timeIntervalSince1970, r.exitCode, r.reason,
-            r.received, r.recorded, r.supervisorPid.map { Int($0) }, r.stopRequested, r.program, r.workingDirectory,
+            r.received, r.recorded, r.stopRequested, r.program, r.workingDirectory,
             r.id,
         ]
         try db.cachedStatement(sql: sql).execute(arguments: arguments)
@@ -150,13 +150,12 @@ final class JobStore: Sendable {
         else { return nil }
         let begin: Double? = row["beginTime"]
         let end: Double? = row["endTime"]
-        let pid: Int? = row["supervisorPid"]
         return JobRecord(
             id: row["id"], instanceId: instanceId, name: row["name"], type: type, state: state,
             location: row["location"], command: row["command"], parentId: row["parentId"],
             beginTime: begin.map(Date.init(timeIntervalSince1970:)), endTime: end.map(Date.init(timeIntervalSince1970:)),
             exitCode: row["exitCode"], reason: row["reason"], received: row["received"], recorded: row["recorded"],
-            supervisorPid: pid.map { Int32(truncatingIfNeeded: $0) }, stopRequested: row["stopRequested"], program: row["program"],
+            stopRequested: row["stopRequested"], program: row["program"],
             workingDirectory: row["workingDirectory"])
     }
 }

@@ -41,21 +41,6 @@ struct JobTable: Sendable, JobSource {
         }
     }
 
-    /// A leaf's runner started: it is Running from now.
-    mutating func leafStarted(_ id: Int, supervisorPid: Int32?, at time: Date) -> [JobRecord] {
-        guard var leaf = records[id], leaf.state == .notStarted else { return [] }
-        leaf.state = .running
-        leaf.beginTime = leaf.beginTime ?? time
-        leaf.supervisorPid = supervisorPid
-        records[id] = leaf
-        return [leaf] + updateParent(of: leaf, at: time)
-    }
-
-    /// Remembers a leaf's supervisor (in memory: after a restart, its pid file says).
-    mutating func setSupervisor(_ id: Int, pid: Int32) {
-        records[id]?.supervisorPid = pid
-    }
-
     /// A leaf ended: its state, exit code and reason follow from how, and whether a stop was
     /// asked for; then its parent's state follows from its children's.
     mutating func leafEnded(_ id: Int, outcome: LeafOutcome, at time: Date, recorded: Int) -> [JobRecord] {
@@ -64,7 +49,6 @@ struct JobTable: Sendable, JobSource {
         leaf.beginTime = leaf.beginTime ?? time
         leaf.endTime = time
         leaf.recorded = recorded
-        leaf.supervisorPid = nil
         records[id] = leaf
         return [leaf] + updateParent(of: leaf, at: time)
     }
