@@ -137,16 +137,9 @@ func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
     }
 }
 
-/// A number with one or no decimals, as progress and uptime show it.
+/// A number with `places` (0 or 1) decimals, as progress and uptime show it.
 func decimal(_ value: Double, places: Int) -> String {
-    let scale = places == 0 ? 1.0 : 10.0
-    let rounded = (value * scale).rounded() / scale
-    return places == 0 ? String(Int(rounded)) : String(format1: rounded)
-}
-
-extension String {
-    fileprivate init(format1 value: Double) {
-        let tenths = Int((value * 10).rounded())
-        self = "\(tenths / 10).\(abs(tenths % 10))"
-    }
+    guard places > 0 else { return String(Int(value.rounded())) }
+    let tenths = Int((value * 10).rounded())
+    return "\(tenths / 10).\(abs(tenths % 10))"
 }

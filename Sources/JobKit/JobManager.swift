@@ -40,7 +40,8 @@ public actor JobManager {
     private var table: JobTable
     private let supervisor: Supervisor
     private let monitor = ExitMonitor()
-    private let hub = EventHub()
+    /// Job events, for waiters here and for `ReceiveStream`.
+    let hub = EventHub()
     /// The home's lock; -1 once released by `shutdown`.
     private var homeLock: Int32
     private let threadWork: AsyncStream<ThreadWork>
@@ -511,8 +512,6 @@ public actor JobManager {
         return (slices, ended, failures, done)
     }
 
-    nonisolated var events: EventHubAccess { EventHubAccess(hub: hub) }
-
     /// Every change of the jobs with these ids (all jobs when nil) from now on, pushed as it
     /// is committed; the stream ends when dropped.
     public nonisolated func changes(of ids: Set<Int>? = nil) -> AsyncStream<JobEvent> {
@@ -755,10 +754,6 @@ public struct ReceivedOutput: Sendable, Equatable {
     }
 }
 
-/// Lets `ReceiveStream` watch job events without reaching into the engine.
-struct EventHubAccess: Sendable {
-    let hub: EventHub
-}
 
 extension UUID {
     /// A version 4 UUID from the system's generator (getrandom), without the open, read and

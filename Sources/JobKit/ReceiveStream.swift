@@ -54,7 +54,7 @@ public struct ReceiveStream: AsyncSequence, Sendable {
                 leaves = targets.leaves
                 topLevel = targets.topLevel
                 // Watch before the first look, so nothing written in between goes unnoticed.
-                watch = OutputWatch(jobsDirectory: targets.jobsDirectory, jobs: Set(leaves), events: stream.manager.events.hub)
+                watch = OutputWatch(jobsDirectory: targets.jobsDirectory, jobs: Set(leaves), events: stream.manager.hub)
             }
             while true {
                 if let reader, let chunk = try reader.nextChunk() { return .output(chunk) }
