@@ -423,19 +423,29 @@ public actor JobManager {
         for id in targets {
             guard let record = table[id] else { continue }
             if record.childIds.isEmpty {
-                let count = record.state.isFinished ? record.recorded : OutputFormat.recordCount(prefix: outputPrefix(id))
-                let slice = OutputSlice(
-                    jobId: id, jobName: record.name, location: record.location, prefix: outputPrefix(id),
-                    start: record.received, end: count)
+                let slice = unreceived(record)
                 if !slice.isEmpty { output.slices.append(slice) }
-                if !keep, let updated = table.markReceived(id, upTo: count) { changed.append(updated) }
+                if !keep, let updated = table.markReceived(id, upTo: slice.end) { changed.append(updated) }
             }
-            if record.state == .failed, let reason = record.reason {
-                output.failures.append(JobFailure(jobId: id, jobName: record.name, location: record.location, reason: reason))
-            }
+            if let failure = failure(of: record) { output.failures.append(failure) }
         }
         try persist(changed)
         return output
+    }
+
+    /// A leaf's output from its receive cursor to what is written now (at its end, to what it
+    /// wrote in all).
+    private func unreceived(_ record: JobRecord) -> OutputSlice {
+        let prefix = outputPrefix(record.id)
+        let count = record.state.isFinished ? record.recorded : OutputFormat.recordCount(prefix: prefix)
+        return OutputSlice(
+            jobId: record.id, jobName: record.name, location: record.location, prefix: prefix,
+            start: record.received, end: count)
+    }
+
+    private func failure(of record: JobRecord) -> JobFailure? {
+        guard record.state == .failed, let reason = record.reason else { return nil }
+        return JobFailure(jobId: record.id, jobName: record.name, location: record.location, reason: reason)
     }
 
     /// The jobs whose own output a receive reads, in order: for each selected job, its
@@ -492,20 +502,15 @@ public actor JobManager {
             let finished = record.state.isFinished
             if !finished { done = false }
             if record.childIds.isEmpty {
-                let count = finished ? record.recorded : OutputFormat.recordCount(prefix: outputPrefix(id))
-                if count > record.received {
-                    slices.append(
-                        OutputSlice(
-                            jobId: id, jobName: record.name, location: record.location, prefix: outputPrefix(id),
-                            start: record.received, end: count))
-                    if let updated = table.markReceived(id, upTo: count) { changed.append(updated) }
+                let slice = unreceived(record)
+                if !slice.isEmpty {
+                    slices.append(slice)
+                    if let updated = table.markReceived(id, upTo: slice.end) { changed.append(updated) }
                 }
             }
             if finished, !reported.contains(id) {
                 ended.append(id)
-                if record.state == .failed, let reason = record.reason {
-                    failures.append(JobFailure(jobId: id, jobName: record.name, location: record.location, reason: reason))
-                }
+                if let failure = failure(of: record) { failures.append(failure) }
             }
         }
         try persist(changed)
