@@ -3,7 +3,10 @@
 // conmon). It is C, not Swift, because it is started once per job: it must start in
 // a fraction of a millisecond and use no memory worth mentioning.
 //
-// Usage: jobkit-supervisor DIR ID CWD PROGRAM [ARG...]
+// Usage: jobkit-supervisor [--hold-stdin] DIR ID CWD PROGRAM [ARG...]
+//   --hold-stdin: the job's stdin is a pipe that this process holds open, writing nothing,
+//   for as long as it lives (a remote job's ssh forwards its end of file to the remote
+//   command's watcher, which then ends the remote process group); otherwise /dev/null.
 //   fd 3 (optional): holds a lock on byte ID of DIR/locks; held until this process exits,
 //   so that an engine can tell a live supervisor from a dead one without trusting a pid.
 //   environment: the job's environment, passed on to PROGRAM unchanged.
@@ -176,7 +179,8 @@ static ssize_t drain_once(struct stream *s) {
 }
 
 // Runs job `id` (argv, in cwd, with envp) and records it; never returns.
-static _Noreturn void supervise(const char *dir, long long id, const char *cwd, char **job_argv, char **envp) {
+static _Noreturn void supervise(const char *dir, long long id, const char *cwd, char **job_argv, char **envp,
+                                int hold_stdin) {
     job_id = id;
     environ = envp;  // posix_spawnp looks PROGRAM up in the job's PATH
     setsid();        // a no-op when spawned with POSIX_SPAWN_SETSID; needed when forked
@@ -202,8 +206,9 @@ static _Noreturn void supervise(const char *dir, long long id, const char *cwd, 
     scratch = malloc(CHUNK);
     if (scratch == NULL) fail(STAGE_SUPERVISOR, ENOMEM);
 
-    int out_pipe[2], err_pipe[2];
+    int out_pipe[2], err_pipe[2], in_pipe[2] = {-1, -1};
     if (pipe2(out_pipe, O_CLOEXEC) < 0 || pipe2(err_pipe, O_CLOEXEC) < 0) fail(STAGE_SUPERVISOR, errno);
+    if (hold_stdin && pipe2(in_pipe, O_CLOEXEC) < 0) fail(STAGE_SUPERVISOR, errno);
     // A larger pipe means fewer wake-ups and larger chunks for jobs that write a lot.
     fcntl(out_pipe[0], F_SETPIPE_SZ, CHUNK);
     fcntl(err_pipe[0], F_SETPIPE_SZ, CHUNK);
@@ -213,7 +218,7 @@ static _Noreturn void supervise(const char *dir, long long id, const char *cwd, 
 
     // The job gets its own session and process group, so that stopping it reaches every
     // process it starts and no terminal signal meant for someone else reaches it; stdin is
-    // /dev/null; signals are as a new program expects them. posix_spawn rather than fork:
+    // /dev/null or the held pipe; signals are as a new program expects them. posix_spawn rather than fork:
     // it shares memory until the exec (vfork) and reports a failed exec as an error.
     posix_spawnattr_t attr;
     posix_spawn_file_actions_t actions;
@@ -228,7 +233,11 @@ static _Noreturn void supervise(const char *dir, long long id, const char *cwd, 
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    if (hold_stdin) {
+        posix_spawn_file_actions_adddup2(&actions, in_pipe[0], 0);
+    } else {
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    }
     posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
     posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
     posix_spawn_file_actions_addchdir_np(&actions, cwd);
@@ -241,6 +250,7 @@ static _Noreturn void supervise(const char *dir, long long id, const char *cwd, 
     }
     close(out_pipe[1]);
     close(err_pipe[1]);
+    if (hold_stdin) close(in_pipe[0]);  // in_pipe[1] stays open until this process exits
 
     struct slot_started started = {
         .magic = STARTED_MAGIC, .supervisor_pid = getpid(), .job_pid = pid, .start_ns = now_ns()};
@@ -323,13 +333,16 @@ struct request {
     int64_t job_id;
     uint32_t argc;
     uint32_t envc;
+    uint32_t flags;  // REQUEST_HOLD_STDIN
+    uint32_t reserved;
 };
 struct answer {
     int64_t job_id;
     int32_t pid;
     int32_t error;
 };
-#define REQUEST_MAGIC 0x5A594731u
+#define REQUEST_MAGIC 0x5A594732u
+#define REQUEST_HOLD_STDIN 1u
 
 static int read_all(int fd, void *buf, size_t len) {
     char *p = buf;
@@ -433,7 +446,7 @@ static int zygote(const char *dir) {
                 sigset_t none;
                 sigemptyset(&none);
                 sigprocmask(SIG_SETMASK, &none, NULL);
-                supervise(dir, (long long)req.job_id, cwd, job_argv, envp);
+                supervise(dir, (long long)req.job_id, cwd, job_argv, envp, (req.flags & REQUEST_HOLD_STDIN) != 0);
             }
             int error = pid < 0 ? errno : 0;
             int pidfd = pid > 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
@@ -448,13 +461,19 @@ static int zygote(const char *dir) {
 
 int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "--zygote") == 0) return zygote(argv[2]);
+    int hold_stdin = argc > 1 && strcmp(argv[1], "--hold-stdin") == 0;
+    if (hold_stdin) {
+        argv++;
+        argc--;
+    }
     if (argc < 5) {
         static const char usage[] =
-            "usage: jobkit-supervisor DIR ID CWD PROGRAM [ARG...]\n       jobkit-supervisor --zygote DIR\n";
+            "usage: jobkit-supervisor [--hold-stdin] DIR ID CWD PROGRAM [ARG...]\n"
+            "       jobkit-supervisor --zygote DIR\n";
         write_all(2, usage, sizeof usage - 1);
         return 64;
     }
     long long id = strtoll(argv[2], NULL, 10);
     if (id <= 0) return 64;
-    supervise(argv[1], id, argv[3], argv + 4, environ);
+    supervise(argv[1], id, argv[3], argv + 4, environ, hold_stdin);
 }

@@ -13,6 +13,7 @@
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -116,6 +117,8 @@ struct zygote_request {
     int64_t job_id;
     uint32_t argc;
     uint32_t envc;
+    uint32_t flags;
+    uint32_t reserved;
 };
 struct zygote_answer {
     int64_t job_id;
@@ -136,8 +139,9 @@ int jobkit_socketpair(int fds[2]) {
 }
 
 int jobkit_zygote_spawn(int control, int64_t id, const char *strings, uint32_t length, uint32_t argc, uint32_t envc,
-                        int lock_fd, pid_t *pid, int *pidfd) {
-    struct zygote_request req = {.magic = 0x5A594731u, .length = length, .job_id = id, .argc = argc, .envc = envc};
+                        uint32_t flags, int lock_fd, pid_t *pid, int *pidfd) {
+    struct zygote_request req = {
+        .magic = 0x5A594732u, .length = length, .job_id = id, .argc = argc, .envc = envc, .flags = flags};
     struct iovec iov[2] = {{.iov_base = &req, .iov_len = sizeof req}, {.iov_base = (void *)strings, .iov_len = length}};
     union {
         struct cmsghdr align;
@@ -206,4 +210,15 @@ int jobkit_epoll_wait(int epoll, uint64_t *tags, int max) {
 
 int jobkit_eventfd(void) {
     return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+}
+
+int jobkit_unix_socket_answers(const char *path) {
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof addr.sun_path) return 0;
+    strcpy(addr.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return 0;
+    int ok = connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0;
+    close(fd);
+    return ok;
 }

@@ -3,6 +3,10 @@ import FoundationEssentials
 import JobModel
 import JobProtocol
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 struct InvokeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "invoke",
@@ -28,6 +32,12 @@ struct InvokeCommand: ParsableCommand {
     @Option(help: "At most this many computers at once.")
     var throttle = 32
 
+    @Option(
+        help: ArgumentHelp(
+            "An ssh client configuration file (ssh -F); default $JOB_SSH_CONFIG, else your ~/.ssh/config.",
+            valueName: "FILE"))
+    var sshConfig: String?
+
     @Flag(help: "No 'HOST: ' prefixes.")
     var hideComputerName = false
 
@@ -46,12 +56,22 @@ struct InvokeCommand: ParsableCommand {
         }
         if computers.isEmpty { throw ValidationError("--computer needs at least one host") }
         if throttle < 1 { throw ValidationError("--throttle takes 1 or more, not \(throttle)") }
+        if let file = sshConfigFile, access(file, R_OK) != 0 {
+            throw ValidationError("cannot read the ssh config file \(file); check --ssh-config or JOB_SSH_CONFIG")
+        }
+    }
+
+    /// The configuration file as an absolute path: the daemon's ssh does not run here.
+    var sshConfigFile: String? {
+        let given = sshConfig ?? ProcessInfo.processInfo.environment["JOB_SSH_CONFIG"].flatMap { $0.isEmpty ? nil : $0 }
+        guard let given else { return nil }
+        return given.hasPrefix("/") ? given : FileManager.default.currentDirectoryPath + "/" + given
     }
 
     func run() throws {
         let command = try startParameters(line: line, program: program, name: name, cwd: nil, env: [])
         var started: [JobInfo] = []
-        let request = Request(.invoke(InvokeParameters(computers: computers, command: command, throttle: throttle)))
+        let request = Request(.invoke(InvokeParameters(computers: computers, command: command, throttle: throttle, sshConfig: sshConfigFile)))
         let (_, status) = try perform(request, with: options) { frame in
             if case .jobs(let jobs) = frame { started = jobs }
         }
@@ -60,7 +80,7 @@ struct InvokeCommand: ParsableCommand {
             try show(started, options)
             return
         }
-        let writer = try OutputPrinter(format: .raw, properties: nil, prefix: computers.count > 1 && !hideComputerName)
+        let writer = try OutputPrinter(format: .raw, properties: nil, prefix: computers.count > 1 && !hideComputerName, live: true)
         let receive = ReceiveParameters(selectors: [.id(parent.id)], autoRemove: false)
         var failed = false
         _ = try perform(Request(.receiveWait(receive)), with: options) { frame in
@@ -68,7 +88,9 @@ struct InvokeCommand: ParsableCommand {
             case .chunk(let chunk): writer.write(chunk)
             case .failure(let failure):
                 failed = true
-                complain("\(failure.location): \(failure.reason)")
+                // A connection's reason already starts with its computer.
+                let named = failure.reason.hasPrefix(failure.location + ": ")
+                complain(named ? failure.reason : "\(failure.location): \(failure.reason)")
             default: break
             }
         }

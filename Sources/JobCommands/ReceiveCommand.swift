@@ -53,7 +53,7 @@ struct ReceiveCommand: ParsableCommand {
         let parameters = ReceiveParameters(
             selectors: selectors(jobs), keep: keep, recurse: !noRecurse, locations: locations, autoRemove: autoRemove)
         let format = options.outputOption ?? .raw
-        let writer = try OutputPrinter(format: format, properties: options.properties, prefix: prefix)
+        let writer = try OutputPrinter(format: format, properties: options.properties, prefix: prefix, live: follow)
         var failed = false
         var readError: String?
         let request = Request(follow ? .receiveWait(parameters) : .receive(parameters))
@@ -94,53 +94,48 @@ final class OutputPrinter {
     private let format: OutputFormatOption
     private let properties: [String]?
     private let prefix: Bool
-    /// Where each job's stream is: at the start of a line or not (for prefixes), and the line
-    /// begun but not ended (for records).
-    private var atLineStart: [String: Bool] = [:]
+    /// Output arrives as it is written (`--wait`, `invoke`): records are written at once
+    /// rather than gathered into one aligned table.
+    private let live: Bool
+    /// The line begun but not ended, per job and stream (for records and prefixed lines).
     private var pending: [String: (chunk: OutputChunk, bytes: [UInt8])] = [:]
     private var order: [String] = []
 
-    init(format: OutputFormatOption, properties: [String]?, prefix: Bool) throws {
+    init(format: OutputFormatOption, properties: [String]?, prefix: Bool, live: Bool) throws {
         self.format = format
         self.properties = properties
         self.prefix = prefix
+        self.live = live
     }
 
     private func key(_ chunk: OutputChunk) -> String { "\(chunk.jobId)/\(chunk.stream.rawValue)" }
 
     func write(_ chunk: OutputChunk) {
-        if format == .raw {
-            writeRaw(chunk)
+        if format == .raw && !prefix {
+            writeAll(chunk.stream == .output ? 1 : 2, chunk.data)
             return
         }
         let key = key(chunk)
         var bytes = (pending[key]?.bytes ?? []) + chunk.data
         if pending[key] == nil { order.append(key) }
-        while let newline = bytes.firstIndex(of: 10) {
-            record(chunk, Array(bytes[..<newline]))
-            bytes.removeSubrange(...newline)
+        var lineStart = 0
+        while let newline = bytes[lineStart...].firstIndex(of: 10) {
+            line(chunk, bytes[lineStart..<newline])
+            lineStart = newline + 1
         }
+        bytes.removeSubrange(..<lineStart)
         pending[key] = bytes.isEmpty ? nil : (chunk, bytes)
         if pending[key] == nil { order.removeAll { $0 == key } }
     }
 
-    private func writeRaw(_ chunk: OutputChunk) {
-        let fd: Int32 = chunk.stream == .output ? 1 : 2
-        guard prefix else {
-            writeAll(fd, chunk.data)
+    /// A whole line: prefixed with its computer (raw), or a record. Whole lines only, so that
+    /// computers writing at once never share a line.
+    private func line(_ chunk: OutputChunk, _ bytes: ArraySlice<UInt8>) {
+        guard format == .raw else {
+            record(chunk, Array(bytes))
             return
         }
-        let key = key(chunk)
-        let label = Array("\(chunk.location): ".utf8)
-        var out: [UInt8] = []
-        var start = atLineStart[key] ?? true
-        for byte in chunk.data {
-            if start { out += label }
-            out.append(byte)
-            start = byte == 10
-        }
-        atLineStart[key] = start
-        writeAll(fd, out)
+        writeAll(chunk.stream == .output ? 1 : 2, Array("\(chunk.location): ".utf8) + bytes + [10])
     }
 
     /// One record: the contract's properties, then the line's own JSON keys, if it is an object.
@@ -168,22 +163,24 @@ final class OutputPrinter {
                     ("Time", .string(JobRender.isoTime(chunk.time))), ("Text", .string(text)),
                 ],
                 data: JSON.object(parsing: line)))
-        if format != .json { flushRecords() }
+        if live && format != .json { flushRecords() }
     }
 
     /// Writes a line begun but not ended (the job may end it later, in another receive).
     func flush() {
         for key in order {
-            if let (chunk, bytes) = pending[key] { record(chunk, bytes) }
+            if let (chunk, bytes) = pending[key] { line(chunk, bytes[...]) }
         }
         pending.removeAll()
         order.removeAll()
-        if format != .json { flushRecords() }
+        if live && format != .json { flushRecords() }
     }
 
     func finish() {
         flush()
-        if format == .json {
+        if format == .table || format == .list {
+            flushRecords()
+        } else if format == .json {
             let objects: [JSON] = pendingRecords.map { record in
                 if let properties {
                     return .object(properties.map { ($0, record.value($0) ?? .null) })
@@ -197,11 +194,20 @@ final class OutputPrinter {
 
     private var printedHeader = false
 
-    /// Table and list records are written as they come, so that `--wait` shows them live.
+    /// Table and list records: live ones as they come, so that `--wait` shows them at once;
+    /// the others as one aligned table at the end.
     private func flushRecords() {
         let columns = properties ?? (format == .table
             ? ["JobName", "ComputerName", "Stream", "Text"]
             : ["JobId", "JobName", "ComputerName", "Stream", "Time", "Text"])
+        if format == .table && !live {
+            if !pendingRecords.isEmpty {
+                let rows = pendingRecords.map { record in columns.map { record.value($0)?.plain ?? "" } }
+                writeOut(JobRender.table(columns: columns, rows: rows))
+            }
+            pendingRecords.removeAll()
+            return
+        }
         for record in pendingRecords {
             let values = columns.map { record.value($0)?.plain ?? "" }
             if format == .table {

@@ -59,7 +59,8 @@ struct Handlers: Sendable {
     }
 
     private func invoke(_ p: InvokeParameters, send: Send) async throws -> Outcome {
-        try await send(.jobs([try await engine.invoke(try spec(p.command), on: p.computers, name: p.command.name)]))
+        let options = InvokeOptions(throttle: p.throttle, sshConfigFile: p.sshConfig)
+        try await send(.jobs([try await engine.invoke(try spec(p.command), on: p.computers, name: p.command.name, options: options)]))
         return .ok
     }
 

@@ -44,13 +44,21 @@ public actor JobManager {
     let hub = EventHub()
     /// The home's lock; -1 once released by `shutdown`.
     private var homeLock: Int32
-    private let threadWork: AsyncStream<ThreadWork>
-    private let threadWorkContinuation: AsyncStream<ThreadWork>.Continuation
+    /// ssh ControlMasters for remote children.
+    private let masters: SSHMasters
+    /// What `run()` runs as tasks of its own: thread jobs, and remote children connecting.
+    private let work: AsyncStream<Work>
+    private let workContinuation: AsyncStream<Work>.Continuation
     private var threadStops: [Int: AsyncStream<Void>.Continuation] = [:]
     private var isShutDown = false
     /// Ends of process jobs announced but not yet committed; they go with the next
     /// transaction (see `announceProcessEnds`).
     private var unsaved: [Int: JobRecord] = [:]
+
+    private enum Work: Sendable {
+        case thread(ThreadWork)
+        case connect(Int)
+    }
 
     private struct ThreadWork: Sendable {
         let id: Int
@@ -89,13 +97,14 @@ public actor JobManager {
             close(homeLock)
             throw error
         }
-        (threadWork, threadWorkContinuation) = AsyncStream.makeStream(of: ThreadWork.self)
+        masters = SSHMasters(home: home)
+        (work, workContinuation) = AsyncStream.makeStream(of: Work.self)
         let recovered = Self.recover(&table, monitor: monitor, supervisor: supervisor, at: Date())
         try? store.save(recovered)
     }
 
     deinit {
-        threadWorkContinuation.finish()
+        workContinuation.finish()
         monitor.shutdown()
         if homeLock >= 0 { close(homeLock) }
     }
@@ -123,13 +132,19 @@ public actor JobManager {
     /// `ServiceGroup` service, a task group child, or `withManager`).
     public func run() async {
         let exits = monitor.exits
-        let work = threadWork
+        let work = self.work
+        // Children that waited for a throttle slot (or were connecting) when the last engine
+        // went away.
+        try? persist(startWaiting(table.parentsWithWaitingChildren))
         await withDiscardingTaskGroup { group in
             group.addTask {
                 for await id in exits { await self.supervisorExited(id) }
             }
             for await item in work {
-                group.addTask { await self.runThreadJob(item) }
+                switch item {
+                case .thread(let thread): group.addTask { await self.runThreadJob(thread) }
+                case .connect(let id): group.addTask { await self.connect(id) }
+                }
             }
         }
     }
@@ -163,7 +178,7 @@ public actor JobManager {
         guard !isShutDown else { return }
         isShutDown = true
         try? persist([])
-        threadWorkContinuation.finish()
+        workContinuation.finish()
         for stop in threadStops.values { stop.finish() }
         monitor.shutdown()
         supervisor.shutdown()
@@ -190,45 +205,130 @@ public actor JobManager {
 
     /// `invoke --as-job`: a parent (`RemoteJob`) with one child per computer, in the order
     /// given, each running the command there; returns the parent at once. `localhost` runs
-    /// locally. (Other computers are reached over SSH: not yet.)
-    public func invoke(_ spec: ProcessSpec, on computers: [String], name: String? = nil) throws(JobError) -> JobInfo {
+    /// locally; any other computer is reached with the system's OpenSSH client, through a
+    /// ControlMaster per computer that the engine keeps (see `InvokeOptions`). At most
+    /// `options.throttle` children connect or run at once; the rest wait `NotStarted`.
+    ///
+    /// A computer that cannot be reached is not an error here: its child ends `Failed`, with
+    /// ssh's message as Reason, and the others go on.
+    public func invoke(
+        _ spec: ProcessSpec, on computers: [String], name: String? = nil, options: InvokeOptions = InvokeOptions()
+    ) throws(JobError) -> JobInfo {
         guard !computers.isEmpty else { throw JobError(.invalidArgument, "name at least one computer") }
-        if let remote = computers.first(where: { $0.lowercased() != "localhost" }) {
-            throw JobError(.invalidArgument, "cannot reach \(remote): only localhost is supported for now")
+        guard options.throttle >= 1 else {
+            throw JobError(.invalidArgument, "the throttle must be 1 or more, not \(options.throttle)")
         }
-        return try startParent(spec, name: name, type: .remoteJob, computers: computers)
+        // ssh would read a leading '-' as an option, and blanks or commas would not survive
+        // being listed in Location.
+        if let bad = computers.first(where: { $0.isEmpty || $0.hasPrefix("-") || $0.contains { $0.isWhitespace || $0 == "," } }) {
+            throw JobError(.invalidArgument, "not a computer name: '\(bad)'")
+        }
+        return try startParent(spec, name: name, type: .remoteJob, computers: computers, options: options)
     }
 
-    private func startParent(_ spec: ProcessSpec, name: String?, type: JobType, computers: [String]) throws(JobError)
-        -> JobInfo
-    {
+    private func startParent(
+        _ spec: ProcessSpec, name: String?, type: JobType, computers: [String], options: InvokeOptions? = nil
+    ) throws(JobError) -> JobInfo {
         try checkOpen()
         let now = Date()
         let command = spec.commandText
-        let parent = JobRecord(
+        let throttle = options?.throttle ?? computers.count
+        var parent = JobRecord(
             id: 0, instanceId: .random(), name: name ?? "", type: type, state: .running,
             location: computers.joined(separator: ","), command: command, beginTime: now)
-        let children = computers.map { computer in
-            JobRecord(
-                id: 0, instanceId: .random(), name: "", type: type, state: .running, location: computer,
-                command: command, parentId: 0, beginTime: now, program: spec.argv.first,
-                workingDirectory: spec.workingDirectory)
+        if let options, computers.count > throttle || computers.contains(where: { !isLocal($0) }) {
+            parent.launch = try LaunchPlan(spec: spec, options: options).encoded()
+        }
+        let children = computers.enumerated().map { index, computer in
+            let starts = index < throttle
+            return JobRecord(
+                id: 0, instanceId: .random(), name: "", type: type, state: starts ? .running : .notStarted,
+                location: computer, command: command, parentId: 0, beginTime: starts ? now : nil,
+                program: isLocal(computer) ? spec.argv.first : "ssh", workingDirectory: spec.workingDirectory)
         }
         let inserted = try store.insert([parent] + children, alsoSaving: takeUnsaved())
         table.add(inserted)
         var changed: [JobRecord] = []
-        for child in inserted.dropFirst() {
-            do {
-                let (pid, pidfd) = try supervisor.spawn(
-                    id: child.id, argv: spec.argv, workingDirectory: spec.workingDirectory,
-                    environment: spec.environment)
-                if !monitor.watch(id: child.id, pid: pid, pidfd: pidfd) { changed += endProcessLeaf(child.id) }
-            } catch {
-                changed += table.leafEnded(child.id, outcome: .failed(error.message), at: Date(), recorded: 0)
-            }
+        for child in inserted.dropFirst() where child.state == .running {
+            changed += launch(child.id, spec: spec)
         }
+        changed += schedule(after: changed)
         try persist(changed)
         return table.info(inserted[0].id)!
+    }
+
+    /// Starts a child that has its slot: a local one at once, a remote one once its master
+    /// answers (in `run()`, so that connecting holds up nobody).
+    private func launch(_ id: Int, spec: ProcessSpec) -> [JobRecord] {
+        guard let child = table[id] else { return [] }
+        if !isLocal(child.location) {
+            workContinuation.yield(.connect(id))
+            return []
+        }
+        return spawnLeaf(id, argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment)
+    }
+
+    private func spawnLeaf(
+        _ id: Int, argv: [String], workingDirectory: String, environment: [String: String], holdStdin: Bool = false
+    ) -> [JobRecord] {
+        do {
+            let (pid, pidfd) = try supervisor.spawn(
+                id: id, argv: argv, workingDirectory: workingDirectory, environment: environment, holdStdin: holdStdin)
+            return monitor.watch(id: id, pid: pid, pidfd: pidfd) ? [] : endProcessLeaf(id)
+        } catch {
+            return table.leafEnded(id, outcome: .failed(error.message), at: Date(), recorded: 0)
+        }
+    }
+
+    /// A remote child: gets its computer's master (starting one if needed), then runs its
+    /// command through it under a supervisor, like a local child.
+    private func connect(_ id: Int) async {
+        guard let child = table[id], !child.state.isFinished, let parentId = child.parentId,
+            let plan = LaunchPlan.decode(table[parentId]?.launch)
+        else { return }
+        let master = await masters.master(
+            for: child.location, configFile: plan.options.sshConfigFile, environment: plan.spec.environment)
+        // Left running without a supervisor, a later engine connects it again.
+        guard !isShutDown, let record = table[id], !record.state.isFinished else { return }
+        var changed: [JobRecord]
+        switch master {
+        case _ where record.stopRequested:
+            changed = table.leafEnded(id, outcome: .cancelled, at: Date(), recorded: 0)
+        case .failure(let error):
+            changed = table.leafEnded(id, outcome: .failed(error.message), at: Date(), recorded: 0)
+        case .success(let link):
+            // Its working directory is the remote user's home; locally, ssh runs in /.
+            changed = spawnLeaf(
+                id, argv: link.jobArguments(command: plan.spec.command, log: sshLogPath(id)), workingDirectory: "/",
+                environment: plan.spec.environment, holdStdin: true)
+        }
+        changed += schedule(after: changed)
+        try? persist(changed)
+    }
+
+    nonisolated func sshLogPath(_ id: Int) -> String { supervisor.prefix(id) + ".ssh" }
+
+    /// Children of the parents of the leaves that just ended take the slots they freed.
+    private func schedule(after changed: [JobRecord]) -> [JobRecord] {
+        let parents = Set(changed.filter { $0.state.isFinished && $0.childIds.isEmpty }.compactMap(\.parentId))
+        return parents.isEmpty ? [] : startWaiting(parents.sorted())
+    }
+
+    /// Starts the waiting children of these parents, in order, while their throttle allows.
+    private func startWaiting(_ parentIds: [Int]) -> [JobRecord] {
+        var changed: [JobRecord] = []
+        for parentId in parentIds {
+            guard let parent = table[parentId], !parent.state.isFinished, let plan = LaunchPlan.decode(parent.launch)
+            else { continue }
+            var active = parent.childIds.filter { [.running, .stopping].contains(table[$0]?.state) }.count
+            for childId in parent.childIds where active < plan.options.throttle && table[childId]?.state == .notStarted {
+                changed += table.begin(childId, at: Date())
+                let ended = launch(childId, spec: plan.spec)
+                changed += ended
+                if table[childId]?.state.isFinished == false { active += 1 }
+            }
+        }
+        return changed
     }
 
     /// Starts a thread job: `body` runs in this process, as a task of `run()`. It has no
@@ -249,8 +349,8 @@ public actor JobManager {
         let writer = OutputWriter(prefix: outputPrefix(job.id))
         let (stop, stopContinuation) = AsyncStream.makeStream(of: Void.self)
         threadStops[job.id] = stopContinuation
-        threadWorkContinuation.yield(
-            ThreadWork(id: job.id, context: JobContext(id: job.id, name: job.name, writer: writer), body: body, stop: stop))
+        workContinuation.yield(
+            .thread(ThreadWork(id: job.id, context: JobContext(id: job.id, name: job.name, writer: writer), body: body, stop: stop)))
         return table.info(job.id)!
     }
 
@@ -263,7 +363,10 @@ public actor JobManager {
     // MARK: - Jobs ending
 
     private func supervisorExited(_ id: Int) {
-        announceProcessEnds(endProcessLeaf(id))
+        let ended = endProcessLeaf(id)
+        announceProcessEnds(ended)
+        let started = schedule(after: ended)
+        if !started.isEmpty { try? persist(started) }
     }
 
     /// Tells waiters that process jobs ended, and leaves the commit to the engine's next
@@ -288,10 +391,27 @@ public actor JobManager {
     private static func endProcessLeaf(_ id: Int, table: inout JobTable, supervisor: Supervisor) -> [JobRecord] {
         let recorded = OutputFormat.recordCount(prefix: supervisor.prefix(id))
         if let (outcome, time) = supervisor.ending(id) {
-            return table.leafEnded(id, outcome: outcome, at: time, recorded: recorded)
+            let seen = remoteOutcome(outcome, of: id, table: table, supervisor: supervisor)
+            return table.leafEnded(id, outcome: seen, at: time, recorded: recorded)
         }
         let reason = "its supervisor ended without recording how the job ended (was it killed?)"
         return table.leafEnded(id, outcome: .failed(reason), at: Date(), recorded: recorded)
+    }
+
+    /// ssh exits 255 both when the connection failed or broke and when the remote command
+    /// exited 255: what ssh logged, and whether the master still answers, tell them apart.
+    private static func remoteOutcome(_ outcome: LeafOutcome, of id: Int, table: JobTable, supervisor: Supervisor)
+        -> LeafOutcome
+    {
+        guard outcome == .exited(255), let leaf = table[id], !leaf.stopRequested, !isLocal(leaf.location),
+            let parentId = leaf.parentId, let plan = LaunchPlan.decode(table[parentId]?.launch)
+        else { return outcome }
+        if let line = SSHLog.reason(path: supervisor.prefix(id) + ".ssh") { return .failed("\(leaf.location): \(line)") }
+        let home = (supervisor.jobsDirectory as NSString).deletingLastPathComponent
+        let link = SSHLink.make(host: leaf.location, configFile: plan.options.sshConfigFile, home: home)
+        if link.masterAnswers { return outcome }
+        let why = SSHLog.reason(path: link.masterLog).map { " (\($0))" } ?? ""
+        return .failed("\(leaf.location): the connection was lost while the command ran\(why)")
     }
 
     private func runThreadJob(_ work: ThreadWork) async {
@@ -361,6 +481,11 @@ public actor JobManager {
                 // The stop that was waiting out its grace period died with the old engine:
                 // finish it now, as it would have.
                 if record.state == .stopping { monitor.signal(id: id, SIGUSR1) }
+            } else if supervisor.ending(id) == nil, supervisor.pids(id) == nil, !isLocal(record.location),
+                record.type == .remoteJob, !record.stopRequested
+            {
+                // It was still connecting: it connects again, from its place in the queue.
+                changed += table.requeue(id)
             } else if supervisor.ending(id) == nil, supervisor.pids(id) == nil {
                 changed += table.leafEnded(
                     id, outcome: .failed("the engine exited before the job could start"), at: now, recorded: 0)

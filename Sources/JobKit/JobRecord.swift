@@ -25,6 +25,8 @@ struct JobRecord: Sendable, Equatable {
     /// For a process leaf: the program it runs and where, for reasons that name them.
     var program: String?
     var workingDirectory: String?
+    /// For a parent made by `invoke`: its `LaunchPlan` (JSON), for children not started yet.
+    var launch: String?
     /// The children, in order (not stored: derived from their `parentId`).
     var childIds: [Int] = []
 }

@@ -59,6 +59,9 @@ final class JobStore: Sendable {
                     )
                     """)
         }
+        migrator.registerMigration("v2") { db in
+            try db.execute(sql: "ALTER TABLE job ADD COLUMN launch TEXT")
+        }
         return migrator
     }
 
@@ -125,19 +128,19 @@ final class JobStore: Sendable {
             insert
             ? """
             INSERT INTO job (instanceId, name, type, state, location, command, parentId, beginTime, endTime,
-                exitCode, reason, received, recorded, stopRequested, program, workingDirectory, id)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                exitCode, reason, received, recorded, stopRequested, program, workingDirectory, launch, id)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """
             : """
             UPDATE job SET instanceId = ?, name = ?, type = ?, state = ?, location = ?, command = ?, parentId = ?,
                 beginTime = ?, endTime = ?, exitCode = ?, reason = ?, received = ?, recorded = ?,
-                stopRequested = ?, program = ?, workingDirectory = ?
+                stopRequested = ?, program = ?, workingDirectory = ?, launch = ?
             WHERE id = ?
             """
         let arguments: StatementArguments = [
             r.instanceId.uuidString.lowercased(), r.name, r.type.rawValue, r.state.rawValue, r.location, r.command,
             r.parentId, r.beginTime?.timeIntervalSince1970, r.endTime?.timeIntervalSince1970, r.exitCode, r.reason,
-            r.received, r.recorded, r.stopRequested, r.program, r.workingDirectory,
+            r.received, r.recorded, r.stopRequested, r.program, r.workingDirectory, r.launch,
             r.id,
         ]
         try db.cachedStatement(sql: sql).execute(arguments: arguments)
@@ -156,6 +159,6 @@ final class JobStore: Sendable {
             beginTime: begin.map(Date.init(timeIntervalSince1970:)), endTime: end.map(Date.init(timeIntervalSince1970:)),
             exitCode: row["exitCode"], reason: row["reason"], received: row["received"], recorded: row["recorded"],
             stopRequested: row["stopRequested"], program: row["program"],
-            workingDirectory: row["workingDirectory"])
+            workingDirectory: row["workingDirectory"], launch: row["launch"])
     }
 }

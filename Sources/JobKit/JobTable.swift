@@ -53,6 +53,32 @@ struct JobTable: Sendable, JobSource {
         return [leaf] + updateParent(of: leaf, at: time)
     }
 
+    /// A child that waited for a throttle slot starts now.
+    mutating func begin(_ id: Int, at time: Date) -> [JobRecord] {
+        guard var leaf = records[id], leaf.state == .notStarted else { return [] }
+        leaf.state = .running
+        leaf.beginTime = time
+        records[id] = leaf
+        return [leaf]
+    }
+
+    /// A child that was connecting when its engine went away waits for a slot again.
+    mutating func requeue(_ id: Int) -> [JobRecord] {
+        guard var leaf = records[id], leaf.state == .running else { return [] }
+        leaf.state = .notStarted
+        leaf.beginTime = nil
+        records[id] = leaf
+        return [leaf]
+    }
+
+    /// Parents that have children waiting to start, and the plan to start them with.
+    var parentsWithWaitingChildren: [Int] {
+        ids.filter { id in
+            guard let job = records[id], job.launch != nil, !job.state.isFinished else { return false }
+            return job.childIds.contains { records[$0]?.state == .notStarted }
+        }
+    }
+
     /// Marks jobs (and, for a parent, its children) as being stopped. Returns the records
     /// changed and the leaves whose runners must now be told to stop; leaves that never
     /// started become `Stopped` at once.
@@ -153,6 +179,8 @@ struct JobTable: Sendable, JobSource {
         guard state != parent.state else { return [] }
         parent.state = state
         if state.isFinished {
+            // Its children have all started and ended: the plan (with its environment) is spent.
+            parent.launch = nil
             parent.endTime = children.compactMap(\.endTime).max() ?? time
             if children.count == 1 {
                 parent.exitCode = children[0].exitCode

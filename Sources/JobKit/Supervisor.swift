@@ -86,10 +86,11 @@ final class Supervisor: Sendable {
     func prefix(_ id: Int) -> String { "\(jobsDirectory)/\(id)" }
 
     /// Starts a supervisor for job `id`: forked by the zygote, or else spawned. Returns its pid,
-    /// and a pidfd for it when the zygote made one.
-    func spawn(id: Int, argv: [String], workingDirectory: String, environment: [String: String]) throws(JobError)
-        -> (pid: pid_t, pidfd: Int32?)
-    {
+    /// and a pidfd for it when the zygote made one. With `holdStdin` the job's stdin is a pipe
+    /// the supervisor keeps open (and never writes) for as long as it lives, instead of /dev/null.
+    func spawn(
+        id: Int, argv: [String], workingDirectory: String, environment: [String: String], holdStdin: Bool = false
+    ) throws(JobError) -> (pid: pid_t, pidfd: Int32?) {
         clearSlot(id)
         // A description of our own for this job's lock, handed to the supervisor as fd 3 and
         // closed here: the lock is held from before the supervisor exists, so an engine that
@@ -101,11 +102,12 @@ final class Supervisor: Sendable {
             throw JobError(.storage, "cannot lock job \(id): \(errnoMessage())")
         }
         if let forked = zygote.spawn(
-            id: id, argv: argv, workingDirectory: workingDirectory, environment: environment, lockFD: lockFD)
+            id: id, argv: argv, workingDirectory: workingDirectory, environment: environment, holdStdin: holdStdin,
+            lockFD: lockFD)
         {
             return (forked.pid, forked.pidfd >= 0 ? forked.pidfd : nil)
         }
-        let args = [executable, jobsDirectory, String(id), workingDirectory] + argv
+        let args = [executable] + (holdStdin ? ["--hold-stdin"] : []) + [jobsDirectory, String(id), workingDirectory] + argv
         let env = environment.map { "\($0.key)=\($0.value)" }
         var pid: pid_t = 0
         let rc = withCStringArray(args) { cArgs in
@@ -172,7 +174,7 @@ final class Supervisor: Sendable {
     func removeFiles(_ id: Int) {
         let prefix = prefix(id)
         for path in [OutputFormat.indexPath(prefix: prefix), OutputFormat.path(prefix: prefix, stream: .output),
-            OutputFormat.path(prefix: prefix, stream: .error)]
+            OutputFormat.path(prefix: prefix, stream: .error), prefix + ".ssh"]
         {
             unlink(path)
         }

@@ -47,9 +47,9 @@ final class Zygote: Sendable {
 
     /// Forks a supervisor for job `id`, holding `lockFD`'s lock. Returns its pid and a pidfd,
     /// or nil when no zygote can serve (the caller then starts the supervisor itself).
-    func spawn(id: Int, argv: [String], workingDirectory: String, environment: [String: String], lockFD: Int32)
-        -> (pid: pid_t, pidfd: Int32)?
-    {
+    func spawn(
+        id: Int, argv: [String], workingDirectory: String, environment: [String: String], holdStdin: Bool, lockFD: Int32
+    ) -> (pid: pid_t, pidfd: Int32)? {
         var payload: [UInt8] = []
         for string in [workingDirectory] + argv + environment.map({ "\($0.key)=\($0.value)" }) {
             payload.append(contentsOf: string.utf8)
@@ -66,7 +66,7 @@ final class Zygote: Sendable {
                     bytes.withMemoryRebound(to: CChar.self) { chars in
                         jobkit_zygote_spawn(
                             current.socket, Int64(id), chars.baseAddress, UInt32(bytes.count), UInt32(argv.count),
-                            UInt32(environment.count), lockFD, &pid, &pidfd)
+                            UInt32(environment.count), holdStdin ? 1 : 0, lockFD, &pid, &pidfd)
                     }
                 }
                 if rc == 0 { return (pid, pidfd) }

@@ -17,6 +17,8 @@ public struct JobError: Error, Sendable, Equatable, CustomStringConvertible {
         case supervisor
         /// The engine is shutting down or not running.
         case unavailable
+        /// A computer could not be reached (ssh could not connect or authenticate).
+        case unreachable
     }
 
     public var code: Code

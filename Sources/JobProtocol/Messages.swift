@@ -63,11 +63,14 @@ public struct InvokeParameters: Codable, Sendable, Equatable {
     public var computers: [String]
     public var command: StartParameters
     public var throttle: Int
+    /// `ssh -F FILE` for the remote computers (absolute); the user's own configuration when nil.
+    public var sshConfig: String?
 
-    public init(computers: [String], command: StartParameters, throttle: Int = 32) {
+    public init(computers: [String], command: StartParameters, throttle: Int = 32, sshConfig: String? = nil) {
         self.computers = computers
         self.command = command
         self.throttle = throttle
+        self.sshConfig = sshConfig
     }
 }
 

@@ -12,10 +12,11 @@ int jobkit_spawn_supervisor(const char *path, char *const argv[], char *const en
 
 /// Asks a supervisor zygote (`jobkit-supervisor --zygote`, its socket `control`) to fork a
 /// supervisor for job `id`. `strings` holds `length` bytes: the NUL-terminated cwd, `argc`
-/// arguments and `envc` environment entries. `lock_fd` goes along. On success stores the
-/// supervisor's pid and a pidfd for it. Returns 0 or an errno (EPIPE: the zygote is gone).
+/// arguments and `envc` environment entries. `flags`: 1 holds the job's stdin open (see
+/// `--hold-stdin`). `lock_fd` goes along. On success stores the supervisor's pid and a pidfd
+/// for it. Returns 0 or an errno (EPIPE: the zygote is gone).
 int jobkit_zygote_spawn(int control, int64_t id, const char *strings, uint32_t length, uint32_t argc, uint32_t envc,
-                        int lock_fd, pid_t *pid, int *pidfd);
+                        uint32_t flags, int lock_fd, pid_t *pid, int *pidfd);
 
 /// pipe2(fds, O_CLOEXEC): a pipe that no concurrently spawned process inherits.
 int jobkit_pipe_cloexec(int fds[2]);
@@ -65,5 +66,9 @@ int jobkit_lock_byte(int fd, long long offset);
 /// 1 if another open file description holds a lock on byte `offset` of `fd`, 0 if none
 /// does, -1 and errno on error.
 int jobkit_byte_is_locked(int fd, long long offset);
+
+/// 1 if something accepts connections on the Unix socket at `path`, 0 if not (no such file,
+/// or a socket left by a process that died).
+int jobkit_unix_socket_answers(const char *path);
 
 #endif

@@ -1,0 +1,309 @@
+import Foundation
+import JobTesting
+import Testing
+
+extension Tag {
+    @Tag static var ssh: Self
+}
+
+/// `job invoke` on real sshd hosts on 127.0.0.1 (`scripts/ssh-hosts`).
+@Suite(.tags(.cli, .ssh))
+struct InvokeRemoteTests {
+    @Test func theSeedExampleWorksAsWritten() async throws {
+        try await withSSHHosts(["server02"]) { hosts in
+            try hosts.addAlias("server01", port: 1)
+            try await withCLI { cli in
+                try await cli.run("start", "--", "true")
+                let started = try await cli.run([
+                    "invoke", "--computer", "localhost,server01,server02", "--as-job", "--ssh-config", hosts.configFile,
+                    "-c", "date",
+                ])
+                #expect(started.status == 0, "\(started.stderr)")
+                #expect(started.stdout.contains("localhost,server01,server02"))
+                #expect(try await cli.run("wait", "3").status == 1, "a job that ended Failed")
+
+                let parent = try #require(try await cli.json("get", "3").first)
+                #expect(parent["state"] as? String == "Failed")
+                #expect(parent["location"] as? String == "localhost,server01,server02")
+                #expect(parent["type"] as? String == "RemoteJob")
+                let list = try await cli.run("get", "3", "-o", "list", "--property", "ChildJobs")
+                #expect(list.stdout == "ChildJobs : {Job4, Job5, Job6}\n")
+
+                let children = try await cli.json("get", "4", "5", "6")
+                #expect(children.map { $0["state"] as? String } == ["Completed", "Failed", "Completed"])
+                #expect(children.map { $0["location"] as? String } == ["localhost", "server01", "server02"])
+                #expect(children[1]["hasMoreData"] as? Bool == false)
+                let reason = try #require(children[1]["reason"] as? String)
+                #expect(reason.hasPrefix("server01: ssh: connect to host 127.0.0.1 port 1"), "\(reason)")
+                #expect(reason.contains("Connection refused"))
+
+                let table = try await cli.run("receive", "Job6", "--keep", "-o", "table", "--property", "ComputerName,Text")
+                #expect(table.status == 0, "\(table.stderr)")
+                let lines = table.stdout.split(separator: "\n")
+                #expect(lines.count == 3, "\(table.stdout)")
+                #expect(lines.first?.split(separator: " ", omittingEmptySubsequences: true) == ["ComputerName", "Text"])
+                #expect(lines.last?.hasPrefix("server02") == true)
+                #expect(lines.last?.contains(String(Calendar.current.component(.year, from: Date()))) == true)
+            }
+        }
+    }
+
+    @Test func throttleKeepsAtMostThatManyHostsBusy() async throws {
+        let names = ["t1", "t2", "t3", "t4", "t5"]
+        try await withSSHHosts(names) { hosts in
+            // Where the hosts note when their command began and ended: a directory they can write.
+            let notes = hosts.directory + "/notes"
+            try FileManager.default.createDirectory(atPath: notes, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o777])
+            try await withCLI { cli in
+                let line = "h=$(hostname); echo begin $(date +%s%N) >>\(notes)/$h; sleep 0.4; echo end $(date +%s%N) >>\(notes)/$h"
+                let started = try await cli.run([
+                    "invoke", "--computer", names.joined(separator: ","), "--throttle", "2", "--as-job",
+                    "--ssh-config", hosts.configFile, "-c", line,
+                ])
+                #expect(started.status == 0, "\(started.stderr)")
+                let early = try await cli.json("get", "--include-children")
+                #expect(early.filter { $0["state"] as? String == "NotStarted" }.count >= 1, "children beyond the throttle wait")
+                #expect(try await cli.run("wait", "1").status == 0)
+                let children = try await cli.json("get", "2", "3", "4", "5", "6")
+                #expect(children.allSatisfy { $0["state"] as? String == "Completed" }, "\(children)")
+
+                var events: [(time: Int, delta: Int)] = []
+                for name in names {
+                    let text = try String(contentsOfFile: "\(notes)/\(name)", encoding: .utf8)
+                    for entry in text.split(separator: "\n") {
+                        let parts = entry.split(separator: " ")
+                        events.append((Int(parts[1]) ?? 0, parts[0] == "begin" ? 1 : -1))
+                    }
+                }
+                #expect(events.count == 10)
+                var busy = 0
+                var most = 0
+                for event in events.sorted(by: { ($0.time, $0.delta) < ($1.time, $1.delta) }) {
+                    busy += event.delta
+                    most = max(most, busy)
+                }
+                #expect(most == 2, "at most 2 hosts ran at once, and 2 did")
+            }
+        }
+    }
+
+    @Test func aRefusedPortAndAChangedHostKeyFailOnlyTheirChild() async throws {
+        try await withSSHHosts(["good", "forged"]) { hosts in
+            try hosts.addAlias("closed", port: 1)
+            try hosts.forgeHostKey("forged")
+            try await withCLI { cli in
+                let started = try await cli.run([
+                    "invoke", "--computer", "good,closed,forged", "--as-job", "--ssh-config", hosts.configFile,
+                    "-c", "echo fine",
+                ])
+                #expect(started.status == 0, "\(started.stderr)")
+                #expect(try await cli.run("wait", "1").status == 1)
+                let jobs = try await cli.json("get", "1", "2", "3", "4")
+                #expect(jobs.map { $0["state"] as? String } == ["Failed", "Completed", "Failed", "Failed"])
+                #expect(jobs[2]["hasMoreData"] as? Bool == false)
+                #expect(jobs[3]["hasMoreData"] as? Bool == false)
+                let refused = jobs[2]["reason"] as? String ?? ""
+                #expect(refused.hasPrefix("closed: ssh: connect to host 127.0.0.1 port 1"), "\(refused)")
+                let changed = jobs[3]["reason"] as? String ?? ""
+                #expect(changed.hasPrefix("forged: "), "\(changed)")
+                #expect(changed.contains("REMOTE HOST IDENTIFICATION HAS CHANGED"), "\(changed)")
+                #expect(changed.contains("Host key verification failed"), "\(changed)")
+                #expect(!changed.contains("\n"))
+                let output = try await cli.run("receive", "2")
+                #expect(output.stdout == "fine\n")
+                // Never accepted silently: the forged entry is still the one known.
+                #expect(hosts.log("forged").contains("Accepted publickey") == false)
+            }
+        }
+    }
+
+    @Test func argumentsReachTheRemoteProgramByteForByte() async throws {
+        try await withSSHHosts(["q1"]) { hosts in
+            try await withCLI { cli in
+                let words = ["a b", "it's", "$HOME", "x\ny", "é ü 日本", "*", "\"quoted\"", "back\\slash", "", "-n"]
+                let argv = try await cli.run(
+                    ["invoke", "--computer", "q1", "--ssh-config", hosts.configFile, "--", "printf", "[%s]"] + words)
+                #expect(argv.status == 0, "\(argv.stderr)")
+                #expect(argv.stdout == words.map { "[\($0)]" }.joined(), "one computer: its bytes as they are")
+                let prefixed = try await cli.run(
+                    ["invoke", "--computer", "q1,q1", "--ssh-config", hosts.configFile, "--", "printf", "%s", "no newline"])
+                #expect(prefixed.stdout == "q1: no newline\nq1: no newline\n", "a prefixed last line is ended")
+
+                let line = try await cli.run([
+                    "invoke", "--computer", "q1", "--ssh-config", hosts.configFile, "-c", "echo \"$(hostname)\" 'x  y' $((6*7))",
+                ])
+                #expect(line.status == 0, "\(line.stderr)")
+                #expect(line.stdout == "q1 x  y 42\n")
+            }
+        }
+    }
+
+    @Test func stoppingARemoteChildLeavesNoProcessOfItOnItsHost() async throws {
+        try await withSSHHosts(["s1"]) { hosts in
+            try await withCLI { cli in
+                let started = try await cli.run([
+                    "invoke", "--computer", "s1", "--as-job", "--ssh-config", hosts.configFile, "-c",
+                    "sleep 300 & echo $$ $!; wait",
+                ])
+                #expect(started.status == 0, "\(started.stderr)")
+                var pids: [String] = []
+                for _ in 0..<200 where pids.isEmpty {
+                    let output = try await cli.run("receive", "2", "--keep")
+                    pids = output.stdout.split(whereSeparator: \.isWhitespace).map(String.init)
+                    if pids.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+                }
+                #expect(pids.count == 2)
+                let alive = "for p in \(pids.joined(separator: " ")); do ps -o stat= -p $p | grep -v Z; done; true"
+                #expect(try await hosts.ssh("s1", alive).stdout.split(separator: "\n").count == 2, "both run before the stop")
+
+                let stop = try await cli.run("stop", "1")
+                #expect(stop.status == 0, "\(stop.stderr)")
+                #expect(try await cli.json("get", "2").first?["state"] as? String == "Stopped")
+                var left = "?"
+                for _ in 0..<100 {
+                    left = try await hosts.ssh("s1", alive).stdout
+                    if left.isEmpty { break }
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                #expect(left.isEmpty, "still there on s1: \(left)")
+            }
+        }
+    }
+
+    @Test func aConnectionLostMidRunFailsTheChildWithThatReason() async throws {
+        try await withSSHHosts(["b1"]) { hosts in
+            try await withCLI { cli in
+                let started = try await cli.run([
+                    "invoke", "--computer", "b1", "--as-job", "--ssh-config", hosts.configFile, "-c",
+                    "echo started; exit_later() { sleep 300; }; exit_later; exit 255",
+                ])
+                #expect(started.status == 0, "\(started.stderr)")
+                var seen = ""
+                for _ in 0..<200 where seen.isEmpty {
+                    seen = try await cli.run("receive", "2", "--keep").stdout
+                    if seen.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+                }
+                #expect(seen == "started\n")
+                // The host goes away: its sshd and every session on it.
+                await hosts.down()
+                #expect(try await cli.run("wait", "1").status == 1)
+                let child = try #require(try await cli.json("get", "2").first)
+                #expect(child["state"] as? String == "Failed")
+                let reason = child["reason"] as? String ?? ""
+                #expect(reason.hasPrefix("b1: the connection was lost while the command ran"), "\(reason)")
+                #expect(try await cli.run("receive", "2").stdout == "started\n", "what came before is kept")
+            }
+        }
+    }
+
+    @Test func withoutAsJobLinesArePrefixedAndTheStatusSaysIfAllCompleted() async throws {
+        try await withSSHHosts(["p1", "p2"]) { hosts in
+            try await withCLI { cli in
+                let both = try await cli.run([
+                    "invoke", "--computer", "p1,p2", "--ssh-config", hosts.configFile, "-c",
+                    "echo out $(hostname); echo err $(hostname) >&2; [ $(hostname) = p1 ]",
+                ])
+                #expect(both.status == 1)
+                #expect(Set(both.stdout.split(separator: "\n")) == ["p1: out p1", "p2: out p2"])
+                #expect(both.stderr.contains("p1: err p1"))
+                #expect(both.stderr.contains("p2: err p2"))
+                #expect(both.stderr.contains("p2: exited with status 1"))
+                #expect(!both.stderr.contains("p2: p2:"))
+                #expect(try await cli.json("get").isEmpty, "the job is removed afterwards")
+
+                let one = try await cli.run(["invoke", "--computer", "p1", "--ssh-config", hosts.configFile, "-c", "hostname"])
+                #expect(one.status == 0)
+                #expect(one.stdout == "p1\n", "one computer: no prefix")
+
+                let hidden = try await cli.run(
+                    ["invoke", "--computer", "p1,p2", "--hide-computer-name", "--ssh-config", hosts.configFile, "-c", "true"])
+                #expect(hidden.status == 0)
+
+                var environment = ProcessInfo.processInfo.environment
+                environment["JOB_SSH_CONFIG"] = hosts.configFile
+                let fromEnvironment = try await cli.run(["invoke", "--computer", "p2", "-c", "hostname"], environment: environment)
+                #expect(fromEnvironment.stdout == "p2\n", "JOB_SSH_CONFIG: \(fromEnvironment.stderr)")
+            }
+        }
+    }
+
+    @Test func aSecondInvokeReusesTheHostsMaster() async throws {
+        try await withSSHHosts(["m1"]) { hosts in
+            try await withCLI { cli in
+                for _ in 0..<3 {
+                    let run = try await cli.run(["invoke", "--computer", "m1", "--ssh-config", hosts.configFile, "-c", "true"])
+                    #expect(run.status == 0, "\(run.stderr)")
+                }
+                let log = hosts.log("m1")
+                #expect(log.components(separatedBy: "Accepted publickey").count - 1 == 1, "one handshake: \(log)")
+                #expect(log.components(separatedBy: "Starting session").count - 1 >= 3, "three sessions on it")
+            }
+        }
+    }
+
+    @Test func aDeadMasterIsReplaced() async throws {
+        try await withSSHHosts(["r1"]) { hosts in
+            try await withCLI { cli in
+                let first = try await cli.run(["invoke", "--computer", "r1", "--ssh-config", hosts.configFile, "-c", "true"])
+                #expect(first.status == 0, "\(first.stderr)")
+                // Kill the master the hard way: its socket file stays behind.
+                let masters = try runProcess("/usr/bin/pkill", ["-KILL", "-f", "ControlPath=\(cli.home.path)"])
+                #expect(masters.status == 0)
+                try await Task.sleep(for: .milliseconds(100))
+                let second = try await cli.run(["invoke", "--computer", "r1", "--ssh-config", hosts.configFile, "-c", "hostname"])
+                #expect(second.status == 0, "\(second.stderr)")
+                #expect(second.stdout == "r1\n")
+                #expect(hosts.log("r1").components(separatedBy: "Accepted publickey").count - 1 == 2)
+            }
+        }
+    }
+
+    @Test func badInvocationsAreRefusedWithOneLine() async throws {
+        try await withCLI { cli in
+            let config = try await cli.run(["invoke", "--computer", "x", "--ssh-config", "/nonexistent/config", "-c", "true"])
+            #expect(config.status == 64)
+            #expect(config.stderr.contains("cannot read the ssh config file /nonexistent/config"))
+            let option = try await cli.run(["invoke", "--computer", "-oProxyCommand=evil", "--as-job", "-c", "true"])
+            #expect(option.status != 0)
+            #expect(try await cli.json("get").isEmpty)
+        }
+    }
+
+    @Test func remoteJobsOutliveAKilledDaemonWithCompleteOutput() async throws {
+        let names = ["k1", "k2", "k3"]
+        try await withSSHHosts(names) { hosts in
+            try await withCLI { cli in
+                let go = hosts.directory + "/go"
+                try FileManager.default.createDirectory(atPath: go, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o777])
+                // Each host prints 1..40, the second half only once the daemon has been killed.
+                let line = "for i in $(seq 20); do echo $(hostname) $i; done; while [ ! -e \(go)/now ]; do sleep 0.05; done; for i in $(seq 21 40); do echo $(hostname) $i; done"
+                let started = try await cli.run([
+                    "invoke", "--computer", names.joined(separator: ","), "--throttle", "2", "--as-job",
+                    "--ssh-config", hosts.configFile, "-c", line,
+                ])
+                #expect(started.status == 0, "\(started.stderr)")
+                // Receive part of it first: what was received must not come again.
+                var first = ""
+                for _ in 0..<200 where first.split(separator: "\n").count < 20 {
+                    first += try await cli.run("receive", "1").stdout
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                let status = try await cli.run("daemon", "status", "-o", "json")
+                let pid = try #require(
+                    (try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])?["pid"] as? Int)
+                kill(pid_t(pid), SIGKILL)
+                _ = FileManager.default.createFile(atPath: go + "/now", contents: nil)
+                #expect(try await cli.run("wait", "1").status == 0)
+                let jobs = try await cli.json("get", "1", "2", "3", "4")
+                #expect(jobs.map { $0["state"] as? String } == ["Completed", "Completed", "Completed", "Completed"])
+                let rest = try await cli.run("receive", "1")
+                let lines = (first + rest.stdout).split(separator: "\n").map(String.init)
+                let expected = names.flatMap { name in (1...40).map { "\(name) \($0)" } }
+                #expect(lines.sorted() == expected.sorted(), "every line once")
+                for name in names {
+                    #expect(lines.filter { $0.hasPrefix(name + " ") } == (1...40).map { "\(name) \($0)" }, "\(name) in order")
+                }
+            }
+        }
+    }
+}
