@@ -61,13 +61,30 @@ int jobkit_spawn_supervisor(const char *path, char *const argv[], char *const en
 
 int jobkit_spawn_plain(const char *path, char *const argv[], char *const envp[], pid_t *pid) {
     posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
     int rc = posix_spawn_file_actions_init(&actions);
     if (rc != 0) return rc;
+    rc = posix_spawnattr_init(&attr);
+    if (rc != 0) {
+        posix_spawn_file_actions_destroy(&actions);
+        return rc;
+    }
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
-    rc = posix_spawn(pid, path, &actions, NULL, argv, envp);
+    // A new program gets no blocked signals and SIGPIPE at its default, whatever the calling
+    // thread has (a daemon's threads block the signals its handler thread takes): an ssh
+    // master started with SIGTERM blocked could not be stopped.
+    sigset_t none, defaults;
+    sigemptyset(&none);
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGPIPE);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    rc = posix_spawn(pid, path, &actions, &attr, argv, envp);
     posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
     return rc;
 }
 

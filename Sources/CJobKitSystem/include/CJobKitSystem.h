@@ -27,7 +27,8 @@ void jobkit_release_free_memory(void);
 /// A connected pair of stream sockets, close-on-exec.
 int jobkit_socketpair(int fds[2]);
 
-/// Plain posix_spawn with stdio on /dev/null: the baseline the benchmarks compare against.
+/// posix_spawn with stdio on /dev/null, no signal blocked and SIGPIPE at its default: for
+/// helper programs (ssh masters), and the baseline the benchmarks compare against.
 int jobkit_spawn_plain(const char *path, char *const argv[], char *const envp[], pid_t *pid);
 
 /// pidfd_open(2); -1 and errno on failure.
