@@ -24,6 +24,7 @@ swift build -c release --static-swift-stdlib --product job --scratch-path .build
 swift build -c release --static-swift-stdlib --product jobd --scratch-path .build-static >&2
 job=$PWD/.build-static/release/job
 work=$(mktemp -d /tmp/job-bench-XXXXXX)
+chmod 755 "$work"   # the hosts' user reads its authorized keys in here
 hosts=()
 for i in $(seq "$n"); do hosts+=("h$i"); done
 cleanup() {
@@ -37,7 +38,7 @@ cfg=$work/hosts/ssh_config
 list=$(IFS=,; echo "${hosts[*]}")
 
 median() { hyperfine -N --runs "$runs" ${2:+--prepare "$2"} --export-json "$work/h.json" "$1" >/dev/null 2>&1 ||
-    { echo "benchmark failed: $1" >&2; hyperfine -N --runs 1 ${2:+--prepare "$2"} "$1" >&2; exit 1; }
+    { echo "benchmark failed: $1" >&2; hyperfine -N --runs 1 --show-output ${2:+--prepare "$2"} "$1" >&2; exit 1; }
   python3 -c "import json;print('%.1f' % (json.load(open('$work/h.json'))['results'][0]['median']*1000))"; }
 
 export JOB_SSH_CONFIG=$cfg

@@ -44,8 +44,9 @@ public actor JobManager {
     let hub = EventHub()
     /// The home's lock; -1 once released by `shutdown`.
     private var homeLock: Int32
-    /// ssh ControlMasters for remote children.
-    private let masters: SSHMasters
+    /// How each computer's login shell takes the remote wrapper, learnt once per master
+    /// (keyed by control socket, with the master's identity).
+    private var shellForms: [String: (master: String, form: RemoteCommand.Form)] = [:]
     /// What `run()` runs as tasks of its own: thread jobs, and remote children connecting.
     private let work: AsyncStream<Work>
     private let workContinuation: AsyncStream<Work>.Continuation
@@ -97,7 +98,6 @@ public actor JobManager {
             close(homeLock)
             throw error
         }
-        masters = SSHMasters(home: home)
         (work, workContinuation) = AsyncStream.makeStream(of: Work.self)
         let recovered = Self.recover(&table, monitor: monitor, supervisor: supervisor, at: Date())
         try? store.save(recovered)
@@ -236,8 +236,9 @@ public actor JobManager {
         var parent = JobRecord(
             id: 0, instanceId: .random(), name: name ?? "", type: type, state: .running,
             location: computers.joined(separator: ","), command: command, beginTime: now)
-        if let options, computers.count > throttle || computers.contains(where: { !isLocal($0) }) {
-            parent.launch = try LaunchPlan(spec: spec, options: options).encoded()
+        let plan = LaunchPlan(spec: spec, options: options ?? InvokeOptions(throttle: throttle))
+        if options != nil, computers.count > throttle || computers.contains(where: { !isLocal($0) }) {
+            parent.launch = try plan.encoded()
         }
         let children = computers.enumerated().map { index, computer in
             let starts = index < throttle
@@ -250,22 +251,32 @@ public actor JobManager {
         table.add(inserted)
         var changed: [JobRecord] = []
         for child in inserted.dropFirst() where child.state == .running {
-            changed += launch(child.id, spec: spec)
+            changed += launch(child.id, plan: plan)
         }
         changed += schedule(after: changed)
         try persist(changed)
         return table.info(inserted[0].id)!
     }
 
-    /// Starts a child that has its slot: a local one at once, a remote one once its master
-    /// answers (in `run()`, so that connecting holds up nobody).
-    private func launch(_ id: Int, spec: ProcessSpec) -> [JobRecord] {
+    /// Starts a child that has its slot. A remote one whose computer's login shell is not
+    /// known yet, but whose master answers, first asks it (in `run()`, holding up nobody).
+    private func launch(_ id: Int, plan: LaunchPlan) -> [JobRecord] {
         guard let child = table[id] else { return [] }
-        if !isLocal(child.location) {
-            workContinuation.yield(.connect(id))
-            return []
+        let spec = plan.spec
+        if isLocal(child.location) {
+            return spawnLeaf(id, argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment)
         }
-        return spawnLeaf(id, argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment)
+        let link = SSHLink.make(host: child.location, configFile: plan.options.sshConfigFile, home: home)
+        guard link.masterAnswers else {
+            // No master: this job's ssh becomes it. The shell is not known yet: the form any
+            // shell takes.
+            return spawnRemote(id, link: link, plan: plan, form: .viaSh)
+        }
+        if let known = shellForms[link.controlPath], known.master == link.masterIdentity {
+            return spawnRemote(id, link: link, plan: plan, form: known.form)
+        }
+        workContinuation.yield(.connect(id))
+        return []
     }
 
     private func spawnLeaf(
@@ -280,27 +291,39 @@ public actor JobManager {
         }
     }
 
-    /// A remote child: gets its computer's master (starting one if needed), then runs its
-    /// command through it under a supervisor, like a local child.
+    /// A remote child runs its ssh under a supervisor, like a local child; locally ssh runs in
+    /// `/` (the command runs in the remote user's home).
+    private func spawnRemote(_ id: Int, link: SSHLink, plan: LaunchPlan, form: RemoteCommand.Form) -> [JobRecord] {
+        do {
+            try SSHLink.prepare(home: home)
+        } catch {
+            return table.leafEnded(id, outcome: .failed(error.message), at: Date(), recorded: 0)
+        }
+        return spawnLeaf(
+            id, argv: link.jobArguments(command: plan.spec.command, form: form, log: sshLogPath(id)),
+            workingDirectory: "/", environment: plan.spec.environment, holdStdin: true)
+    }
+
+    /// Asks a computer's login shell (through its master) whether the wrapper can run in it
+    /// directly, then starts the child.
     private func connect(_ id: Int) async {
         guard let child = table[id], !child.state.isFinished, let parentId = child.parentId,
             let plan = LaunchPlan.decode(table[parentId]?.launch)
         else { return }
-        let master = await masters.master(
-            for: child.location, configFile: plan.options.sshConfigFile, environment: plan.spec.environment)
-        // Left running without a supervisor, a later engine connects it again.
+        let link = SSHLink.make(host: child.location, configFile: plan.options.sshConfigFile, home: home)
+        let status = try? await runToEnd(link.probeArguments, environment: plan.spec.environment)
+        let form: RemoteCommand.Form = status == 0 ? .direct : .viaSh
+        // 255: ssh could not ask; it is asked again next time.
+        if let status, status != 255, let master = link.masterIdentity {
+            shellForms[link.controlPath] = (master, form)
+        }
+        // Left running without a supervisor, a later engine starts it again.
         guard !isShutDown, let record = table[id], !record.state.isFinished else { return }
         var changed: [JobRecord]
-        switch master {
-        case _ where record.stopRequested:
+        if record.stopRequested {
             changed = table.leafEnded(id, outcome: .cancelled, at: Date(), recorded: 0)
-        case .failure(let error):
-            changed = table.leafEnded(id, outcome: .failed(error.message), at: Date(), recorded: 0)
-        case .success(let link):
-            // Its working directory is the remote user's home; locally, ssh runs in /.
-            changed = spawnLeaf(
-                id, argv: link.jobArguments(command: plan.spec.command, log: sshLogPath(id)), workingDirectory: "/",
-                environment: plan.spec.environment, holdStdin: true)
+        } else {
+            changed = spawnRemote(id, link: link, plan: plan, form: form)
         }
         changed += schedule(after: changed)
         try? persist(changed)
@@ -323,7 +346,7 @@ public actor JobManager {
             var active = parent.childIds.filter { [.running, .stopping].contains(table[$0]?.state) }.count
             for childId in parent.childIds where active < plan.options.throttle && table[childId]?.state == .notStarted {
                 changed += table.begin(childId, at: Date())
-                let ended = launch(childId, spec: plan.spec)
+                let ended = launch(childId, plan: plan)
                 changed += ended
                 if table[childId]?.state.isFinished == false { active += 1 }
             }
@@ -410,8 +433,7 @@ public actor JobManager {
         let home = (supervisor.jobsDirectory as NSString).deletingLastPathComponent
         let link = SSHLink.make(host: leaf.location, configFile: plan.options.sshConfigFile, home: home)
         if link.masterAnswers { return outcome }
-        let why = SSHLog.reason(path: link.masterLog).map { " (\($0))" } ?? ""
-        return .failed("\(leaf.location): the connection was lost while the command ran\(why)")
+        return .failed("\(leaf.location): the connection was lost while the command ran")
     }
 
     private func runThreadJob(_ work: ThreadWork) async {

@@ -44,39 +44,65 @@ struct LaunchPlan: Sendable, Codable, Equatable {
 func isLocal(_ computer: String) -> Bool { computer.lowercased() == "localhost" }
 
 /// The command sent to a remote computer: a small POSIX `sh` wrapper that runs the job's
-/// command in its own session and ends that whole process group (SIGTERM, then SIGKILL after
-/// 5 s) when its stdin reaches end of file. ssh forwards no signals, but it does forward end
-/// of file, and the local ssh's stdin is a pipe its supervisor holds open: so the remote
-/// command ends when the job is stopped (ssh is killed), when its supervisor dies, and when
-/// the connection goes away, and at no other time.
+/// command in the background and, when its stdin reaches end of file, ends the session's
+/// process group (SIGTERM; SIGKILL once the command has gone or after 5 s). ssh forwards no
+/// signals, but it does forward end of file, and the local ssh's stdin is a pipe its
+/// supervisor holds open: so the remote command ends when the job is stopped (ssh is
+/// killed), when its supervisor dies, and when the connection goes away, and at no other
+/// time. sshd makes every session its own process group, so the group is the job's.
 enum RemoteCommand {
-    /// No single quotes inside: the whole is passed in single quotes.
+    /// How the wrapper gets to run.
+    enum Form: Sendable, Equatable {
+        /// Run by the remote user's login shell itself: right for POSIX shells (sh, bash, zsh,
+        /// ksh), and one program start less per job.
+        case direct
+        /// Passed to `/bin/sh -c` by the login shell, whatever it is (fish, csh…); `-c LINE`
+        /// then goes to `$SHELL -c`.
+        case viaSh
+    }
+
+    /// No single quotes inside: the whole is passed in single quotes. `$1` is how to run the
+    /// rest: `here` (a line, evaluated by this shell), `line` (a line for `$SHELL`), `argv`.
     static let wrapper = """
         exec 3<&0 </dev/null
-        if [ "$1" = line ]; then set -- "${SHELL:-/bin/sh}" -c "$2"; else shift; fi
-        if command -v setsid >/dev/null 2>&1; then setsid "$@" & else "$@" & fi
+        case $1 in
+        here) (eval "$2") & ;;
+        line) case ${SHELL:-/bin/sh} in
+          /bin/sh | /usr/bin/sh) (eval "$2") & ;;
+          *) "$SHELL" -c "$2" & ;;
+          esac ;;
+        *) shift; "$@" & ;;
+        esac
         p=$!
-        { cat >/dev/null <&3; kill -TERM -$p || kill -TERM $p; i=0
-          while [ $i -lt 50 ] && { kill -0 -$p || kill -0 $p; }; do sleep 0.1; i=$((i+1)); done
-          kill -KILL -$p || kill -KILL $p; } >/dev/null 2>&1 &
+        { while read -r _; do :; done <&3; trap "" TERM; kill -TERM 0; i=0
+          while [ $i -lt 50 ] && kill -0 $p; do sleep 0.1; i=$((i+1)); done
+          kill -KILL 0; } >/dev/null 2>&1 &
         w=$!
         exec 3<&-
         wait $p
         s=$?
-        kill $w 2>/dev/null
+        kill $w
         exit $s
         """
 
-    /// The remote shell's command line for a job's command: `-c LINE` goes to the remote
+    /// The remote shell's command line for a job's command: `-c LINE` is run by the remote
     /// user's shell as written; argv words arrive byte for byte (single-quoted).
-    static func line(for command: ProcessSpec.Command) -> String {
-        let arguments: [String]
-        switch command {
-        case .shell(let line): arguments = ["line", line]
-        case .argv(let words): arguments = ["argv"] + words
+    static func line(for command: ProcessSpec.Command, form: Form) -> String {
+        switch (command, form) {
+        case (.shell(let line), .direct):
+            return "set -- here \(quote(line))\n" + wrapper
+        case (.shell(let line), .viaSh):
+            return (["exec", "/bin/sh", "-c", wrapper, "sh", "line", line]).map(quote).joined(separator: " ")
+        case (.argv(let words), .direct):
+            return "set -- argv " + words.map(quote).joined(separator: " ") + "\n" + wrapper
+        case (.argv(let words), .viaSh):
+            return (["exec", "/bin/sh", "-c", wrapper, "sh", "argv"] + words).map(quote).joined(separator: " ")
         }
-        return (["exec", "/bin/sh", "-c", wrapper, "job"] + arguments).map(quote).joined(separator: " ")
     }
+
+    /// Exits 0 in a POSIX shell only (fish, csh and rc stumble on it): whether the wrapper can
+    /// run `direct`.
+    static let posixProbe = "x=0; case ${x:-1} in 0) exit 0;; esac; exit 1"
 
     /// POSIX single quoting; also right for bash, zsh and fish.
     static func quote(_ word: String) -> String {
@@ -87,41 +113,53 @@ enum RemoteCommand {
     }
 }
 
-/// One computer reached over OpenSSH through a ControlMaster the engine keeps: where its
-/// control socket and logs are, and the ssh command lines for the master and for a job.
+/// One computer reached over OpenSSH, sharing one connection (a ControlMaster) among its
+/// jobs: where the master's control socket is, and the ssh command lines.
+///
+/// The first job to a computer with no master answering becomes the master
+/// (`ControlMaster=auto`): ssh connects, forks the master into the background (its own
+/// session, so stopping the job leaves it alone), and runs the job through it, so that a
+/// cold start costs one ssh, as with pdsh. Later jobs go through the master's socket, with no
+/// handshake. A master whose process died leaves a socket that ssh finds stale and replaces;
+/// one whose connection died exits (ServerAlive). ControlPersist ends masters idle for 10
+/// minutes.
 struct SSHLink: Sendable, Equatable {
     let host: String
     let configFile: String?
     /// The master's control socket.
     let controlPath: String
-    /// What the master's ssh logged (`-E`): why it could not connect, or why it went away.
-    let masterLog: String
 
-    /// Options both the master and the jobs pass. BatchMode: never a prompt (a job has no
-    /// terminal); host keys are checked as the user's configuration says.
+    /// BatchMode: never a prompt (a job has no terminal); host keys are checked as the user's
+    /// configuration says. ssh takes the first value given, so the user's configuration can
+    /// set none of these.
     private var common: [String] {
-        (configFile.map { ["-F", $0] } ?? []) + ["-o", "BatchMode=yes", "-o", "ControlPath=\(controlPath)"]
-    }
-
-    /// The master: connects, authenticates, then goes to the background (`-f`) and serves
-    /// jobs through its socket until idle for 10 minutes. ServerAlive makes a master whose
-    /// connection died exit, so that it is replaced rather than trusted.
-    var masterArguments: [String] {
-        ["ssh"] + common + [
-            "-o", "ControlMaster=yes", "-o", "ControlPersist=600", "-o", "ServerAliveInterval=10",
-            "-o", "ServerAliveCountMax=3", "-o", "ConnectTimeout=30", "-N", "-f", "-E", masterLog, "--", host,
+        (configFile.map { ["-F", $0] } ?? []) + [
+            "-o", "BatchMode=yes", "-o", "ControlPath=\(controlPath)", "-o", "ConnectTimeout=30", "-T",
         ]
     }
 
-    /// A job's ssh: a session through the master (or, if the master is gone, a connection of
-    /// its own), no terminal, ssh's own messages to `log` so that the job's stderr is the
-    /// remote command's alone.
-    func jobArguments(command: ProcessSpec.Command, log: String) -> [String] {
-        ["ssh"] + common + ["-o", "ControlMaster=no", "-o", "ConnectTimeout=30", "-T", "-E", log, "--", host]
-            + [RemoteCommand.line(for: command)]
+    /// A job's ssh: through the master, or becoming it; ssh's own messages to `log`, so that the
+    /// job's stderr is the remote command's alone.
+    func jobArguments(command: ProcessSpec.Command, form: RemoteCommand.Form, log: String) -> [String] {
+        ["ssh"] + common + [
+            "-o", "ControlMaster=auto", "-o", "ControlPersist=600", "-o", "ServerAliveInterval=10",
+            "-o", "ServerAliveCountMax=3", "-E", log, "--", host, RemoteCommand.line(for: command, form: form),
+        ]
+    }
+
+    /// Asks the login shell, through the master, whether it is a POSIX shell.
+    var probeArguments: [String] {
+        ["ssh"] + common + ["-o", "ControlMaster=no", "--", host, RemoteCommand.posixProbe]
     }
 
     var masterAnswers: Bool { jobkit_unix_socket_answers(controlPath) == 1 }
+
+    /// Which master process the socket is (a new master makes a new socket file).
+    var masterIdentity: String? {
+        var info = stat()
+        guard stat(controlPath, &info) == 0 else { return nil }
+        return "\(info.st_ino)/\(info.st_ctim.tv_sec)/\(info.st_ctim.tv_nsec)"
+    }
 
     /// Where a home keeps the control sockets: `HOME/ssh`, unless that path is too long for a
     /// Unix socket (108 bytes, and ssh adds a 17-byte suffix while it creates one).
@@ -132,11 +170,16 @@ struct SSHLink: Sendable, Equatable {
     }
 
     static func make(host: String, configFile: String?, home: String) -> SSHLink {
-        let directory = directory(home: home)
         let key = fnv1a(host + "\u{0}" + (configFile ?? ""))
-        return SSHLink(
-            host: host, configFile: configFile, controlPath: "\(directory)/\(key).sock",
-            masterLog: "\(directory)/\(key).log")
+        return SSHLink(host: host, configFile: configFile, controlPath: "\(directory(home: home))/\(key).sock")
+    }
+
+    /// Creates the sockets' directory (0700: a control socket is a logged-in session).
+    static func prepare(home: String) throws(JobError) {
+        let directory = directory(home: home)
+        if mkdir(directory, 0o700) != 0 && errno != EEXIST {
+            throw JobError(.storage, "cannot create \(directory): \(errnoMessage())")
+        }
     }
 
     private static func fnv1a(_ text: String) -> String {
@@ -147,52 +190,6 @@ struct SSHLink: Sendable, Equatable {
         }
         let hex = String(hash, radix: 16)
         return String(repeating: "0", count: 16 - hex.count) + hex
-    }
-}
-
-/// The masters, one per computer (and ssh configuration): started when first needed,
-/// reused while they answer, replaced when they do not. Masters live on their own (ssh
-/// forks them into the background), so they outlive the engine and the next engine
-/// reuses them.
-actor SSHMasters {
-    private let home: String
-    /// Callers waiting for a master that is being started.
-    private var starting: [String: [CheckedContinuation<Result<SSHLink, JobError>, Never>]] = [:]
-
-    init(home: String) { self.home = home }
-
-    /// A master for `host` that answers: the running one, or a new one. Fails with ssh's own
-    /// message (as `HOST: message`) when it cannot connect.
-    func master(for host: String, configFile: String?, environment: [String: String]) async -> Result<SSHLink, JobError> {
-        let link = SSHLink.make(host: host, configFile: configFile, home: home)
-        if link.masterAnswers { return .success(link) }
-        if starting[link.controlPath] != nil {
-            return await withCheckedContinuation { starting[link.controlPath]?.append($0) }
-        }
-        starting[link.controlPath] = []
-        let result = await Self.start(link, environment: environment)
-        for waiter in starting.removeValue(forKey: link.controlPath) ?? [] { waiter.resume(returning: result) }
-        return result
-    }
-
-    private static func start(_ link: SSHLink, environment: [String: String]) async -> Result<SSHLink, JobError> {
-        let directory = (link.controlPath as NSString).deletingLastPathComponent
-        if mkdir(directory, 0o700) != 0 && errno != EEXIST {
-            return .failure(JobError(.unavailable, "\(link.host): cannot create \(directory): \(errnoMessage())"))
-        }
-        // A socket whose master died (SIGKILL, reboot) would make ssh refuse to listen there.
-        unlink(link.controlPath)
-        // -E appends; only this attempt's messages count.
-        _ = truncate(link.masterLog, 0)
-        let status: Int32
-        do {
-            status = try await runToEnd(link.masterArguments, environment: environment)
-        } catch {
-            return .failure(JobError(.unreachable, "\(link.host): \(error.message)"))
-        }
-        if status == 0 && link.masterAnswers { return .success(link) }
-        let message = SSHLog.reason(path: link.masterLog) ?? "ssh exited with status \(status)"
-        return .failure(JobError(.unreachable, "\(link.host): \(message)"))
     }
 }
 

@@ -120,20 +120,38 @@ struct InvokeRemoteTests {
     @Test func argumentsReachTheRemoteProgramByteForByte() async throws {
         try await withSSHHosts(["q1"]) { hosts in
             try await withCLI { cli in
-                let words = ["a b", "it's", "$HOME", "x\ny", "é ü 日本", "*", "\"quoted\"", "back\\slash", "", "-n"]
-                let argv = try await cli.run(
-                    ["invoke", "--computer", "q1", "--ssh-config", hosts.configFile, "--", "printf", "[%s]"] + words)
-                #expect(argv.status == 0, "\(argv.stderr)")
-                #expect(argv.stdout == words.map { "[\($0)]" }.joined(), "one computer: its bytes as they are")
+                let words = ["a b", "it's", "$HOME", "x\ny", "é ü 日本", "*", "\"quoted\"", "back\\slash", "", "-n", "`id`"]
+                let argv = ["invoke", "--computer", "q1", "--ssh-config", hosts.configFile, "--", "printf", "[%s]"] + words
+                let line = [
+                    "invoke", "--computer", "q1", "--ssh-config", hosts.configFile, "-c",
+                    "echo \"$(hostname)\" 'x  y' $((6*7)) \"$0\" | tr -d '\\n'; exit 3",
+                ]
+                // Each form of the wrapper, for each kind of command: the first job to a host
+                // goes cold (its ssh becomes the master; the login shell is not known yet, so
+                // the wrapper goes through /bin/sh), the next warm (the shell was asked, and the
+                // wrapper runs in it directly). Then the master goes, and the order swaps.
+                let checkProgram: (String) async throws -> Void = { form in
+                    let program = try await cli.run(argv)
+                    #expect(program.status == 0, "\(form): \(program.stderr)")
+                    #expect(program.stdout == words.map { "[\($0)]" }.joined(), "\(form): its bytes as they are")
+                }
+                let checkLine: (String) async throws -> Void = { form in
+                    let shell = try await cli.run(line)
+                    #expect(shell.status == 1, "\(form): \(shell.stderr)")
+                    #expect(shell.stdout.hasPrefix("q1 x  y 42 "), "\(form): \(shell.stdout)")
+                    #expect(shell.stdout.hasSuffix("sh"), "\(form): run by the login shell, /bin/sh")
+                    #expect(shell.stderr.contains("exited with status 3"), "\(form)")
+                }
+                try await checkProgram("program, cold")
+                try await checkLine("line, warm")
+                // Stopped politely, the master goes; the next job starts cold again.
+                _ = try runProcess("/usr/bin/pkill", ["-TERM", "-f", "\(cli.home.path)/ssh/"])
+                try await Task.sleep(for: .milliseconds(200))
+                try await checkLine("line, cold")
+                try await checkProgram("program, warm")
                 let prefixed = try await cli.run(
                     ["invoke", "--computer", "q1,q1", "--ssh-config", hosts.configFile, "--", "printf", "%s", "no newline"])
                 #expect(prefixed.stdout == "q1: no newline\nq1: no newline\n", "a prefixed last line is ended")
-
-                let line = try await cli.run([
-                    "invoke", "--computer", "q1", "--ssh-config", hosts.configFile, "-c", "echo \"$(hostname)\" 'x  y' $((6*7))",
-                ])
-                #expect(line.status == 0, "\(line.stderr)")
-                #expect(line.stdout == "q1 x  y 42\n")
             }
         }
     }
@@ -246,7 +264,7 @@ struct InvokeRemoteTests {
             try await withCLI { cli in
                 let invoke = ["invoke", "--computer", "r1", "--ssh-config", hosts.configFile, "-c", "hostname"]
                 #expect(try await cli.run(invoke).stdout == "r1\n")
-                let master = ["-f", "ControlPath=\(cli.home.path)"]
+                let master = ["-f", "\(cli.home.path)/ssh/"]
                 // Stopped politely, a master removes its socket; killed, it leaves it behind.
                 #expect(try runProcess("/usr/bin/pkill", ["-TERM"] + master).status == 0)
                 var gone = false
