@@ -44,7 +44,7 @@ median() { hyperfine -N --runs "$runs" ${2:+--prepare "$2"} --export-json "$work
 export JOB_SSH_CONFIG=$cfg
 "$job" --home "$work/job" get >/dev/null   # the daemon is up before timing
 # Cold: every master gone (SIGTERM: ssh removes its socket), so each run connects afresh.
-drop_masters="pkill -TERM -f ControlPath=$work/[j]ob/ssh"
+drop_masters="pkill -TERM -f $work/[j]ob/ssh/"
 # hyperfine -N runs commands without a shell: wrap loops in bash.
 cat >"$work/loop" <<EOF
 #!/usr/bin/env bash

@@ -60,7 +60,6 @@ public enum Daemon {
             shutdownContinuation.finish()
             tasks.cancelAll()
         }
-        unlink(home.socket)
     }
 }
 

@@ -61,6 +61,7 @@ struct SocketServer: Service {
                 }
             }
         _ = chmod(socketPath, 0o600)
+        let ours = Self.inode(socketPath)
         do {
             try await cancelWhenGracefulShutdown {
                 try await withThrowingDiscardingTaskGroup { group in
@@ -74,7 +75,14 @@ struct SocketServer: Service {
         } catch is CancellationError {
             // Shutting down: stop accepting; answers under way were cancelled with us.
         }
-        unlink(socketPath)
+        // Only our own: a home removed and made again under a running daemon has another
+        // daemon's socket at this path now.
+        if let ours, Self.inode(socketPath) == ours { unlink(socketPath) }
+    }
+
+    private static func inode(_ path: String) -> UInt? {
+        var info = stat()
+        return stat(path, &info) == 0 ? UInt(info.st_ino) : nil
     }
 
     private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
