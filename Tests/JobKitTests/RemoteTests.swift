@@ -1,0 +1,68 @@
+import Foundation
+import Testing
+@testable import JobKit
+import JobModel
+import JobTesting
+
+/// The engine's remote children, used as a library (no daemon), against real sshd hosts.
+@Suite("Remote jobs in JobKit", .tags(.medium)) struct RemoteTests {
+    @Test func invokeRunsOnEachComputerAndKeepsTheirOutputApart() async throws {
+        try await withSSHHosts(["e1", "e2"]) { hosts in
+            try await withTemporaryEngine { jobs, _ in
+                let options = InvokeOptions(throttle: 1, sshConfigFile: hosts.configFile)
+                let job = try await jobs.invoke(
+                    .shell("echo out $(hostname); echo err $(hostname) >&2"), on: ["localhost", "e1", "e2"],
+                    options: options)
+                #expect(job.type == .remoteJob)
+                #expect(job.location == "localhost,e1,e2")
+                let children = try await job.childJobs.asyncMap { try #require(await jobs.job($0)) }
+                #expect(children.map(\.state).filter { $0 == .notStarted }.count >= 1, "throttle 1: the rest wait")
+                let done = try #require(try await jobs.wait([.id(job.id)], timeout: .seconds(60)))
+                #expect(done.first?.state == .completed)
+
+                let output = try await jobs.receive([.id(job.id)])
+                let chunks = try output.chunks()
+                #expect(chunks.filter { $0.stream == .output }.map(\.location) == ["localhost", "e1", "e2"])
+                let remote = chunks.filter { $0.location == "e2" }
+                #expect(remote.map { String(decoding: $0.data, as: UTF8.self) }.sorted() == ["err e2\n", "out e2\n"])
+                #expect(remote.first { $0.stream == .error }.map { String(decoding: $0.data, as: UTF8.self) } == "err e2\n")
+            }
+        }
+    }
+
+    @Test func anUnreachableComputerFailsItsChildOnly() async throws {
+        try await withSSHHosts(["f1"]) { hosts in
+            try hosts.addAlias("gone", port: 1)
+            try await withTemporaryEngine { jobs, _ in
+                let job = try await jobs.invoke(
+                    .argv(["true"]), on: ["f1", "gone"], options: InvokeOptions(sshConfigFile: hosts.configFile))
+                _ = try await jobs.wait([.id(job.id)])
+                let children = try await job.childJobs.asyncMap { try #require(await jobs.job($0)) }
+                #expect(children.map(\.state) == [.completed, .failed])
+                #expect(children[1].hasMoreData == false)
+                #expect(children[1].reason?.hasPrefix("gone: ssh: connect to host 127.0.0.1 port 1") == true)
+                #expect(await jobs.job(job.id)?.state == .failed)
+            }
+        }
+    }
+
+    @Test func invokeRefusesWhatCannotBeAComputerOrAThrottle() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            await #expect(throws: JobError.self) { try await jobs.invoke(.argv(["true"]), on: ["-oProxyCommand=x"]) }
+            await #expect(throws: JobError.self) { try await jobs.invoke(.argv(["true"]), on: ["a b"]) }
+            await #expect(throws: JobError.self) { try await jobs.invoke(.argv(["true"]), on: []) }
+            await #expect(throws: JobError.self) {
+                try await jobs.invoke(.argv(["true"]), on: ["localhost"], options: InvokeOptions(throttle: 0))
+            }
+            #expect(await jobs.all().isEmpty)
+        }
+    }
+}
+
+extension Array {
+    fileprivate func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var result: [T] = []
+        for element in self { result.append(try await transform(element)) }
+        return result
+    }
+}
