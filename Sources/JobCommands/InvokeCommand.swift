@@ -14,7 +14,9 @@ struct InvokeCommand: ParsableCommand {
         discussion: """
             With --as-job, prints the parent job at once. Without, writes each line as it arrives \
             (prefixed 'HOST: ' when more than one computer is named), then removes the job; the exit \
-            status is 0 if every child completed. localhost runs locally.
+            status is 0 if every child completed; Ctrl-C stops the command everywhere and removes the job. \
+            localhost runs locally; other computers are reached with ssh in batch mode (your \
+            ~/.ssh/config, keys, agent and known_hosts), one connection per computer kept by the daemon.
             """
     )
 
@@ -80,6 +82,13 @@ struct InvokeCommand: ParsableCommand {
             try show(started, options)
             return
         }
+        // Without --as-job the job is this command's own: interrupted, it goes with it.
+        onInterrupt { signal in
+            let selectors: [JobSelector] = [.id(parent.id)]
+            _ = try? perform(Request(.stop(StopParameters(selectors: selectors))), with: options) { _ in }
+            _ = try? perform(Request(.remove(RemoveParameters(selectors: selectors, force: true))), with: options) { _ in }
+            Glibc.exit(128 + signal)
+        }
         let writer = try OutputPrinter(format: .raw, properties: nil, prefix: computers.count > 1 && !hideComputerName, live: true)
         let receive = ReceiveParameters(selectors: [.id(parent.id)], autoRemove: false)
         var failed = false
@@ -101,5 +110,35 @@ struct InvokeCommand: ParsableCommand {
         }
         _ = try perform(Request(.remove(RemoveParameters(selectors: [.id(parent.id)], force: true))), with: options) { _ in }
         if failed || final.first?.state != .completed { throw Exit(status: ExitStatus.failed) }
+    }
+}
+
+/// Runs `handler` on a thread of its own when SIGINT, SIGTERM or SIGHUP arrives (they are
+/// blocked in every other thread from now on); the handler ends the process.
+func onInterrupt(_ handler: @escaping @Sendable (Int32) -> Never) {
+    final class Context: Sendable {
+        let handler: @Sendable (Int32) -> Never
+        init(_ handler: @escaping @Sendable (Int32) -> Never) { self.handler = handler }
+    }
+    var signals = sigset_t()
+    sigemptyset(&signals)
+    for signal in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&signals, signal) }
+    pthread_sigmask(SIG_BLOCK, &signals, nil)
+    let context = Unmanaged.passRetained(Context(handler)).toOpaque()
+    var thread = pthread_t()
+    let rc = pthread_create(&thread, nil, { raw in
+        guard let raw else { return nil }
+        let context = Unmanaged<Context>.fromOpaque(raw).takeRetainedValue()
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        for signal in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&signals, signal) }
+        var caught: Int32 = 0
+        sigwait(&signals, &caught)
+        context.handler(caught)
+    }, context)
+    if rc != 0 {
+        // No thread: the signals act as before.
+        Unmanaged<Context>.fromOpaque(context).release()
+        pthread_sigmask(SIG_UNBLOCK, &signals, nil)
     }
 }

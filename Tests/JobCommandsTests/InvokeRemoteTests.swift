@@ -245,6 +245,40 @@ struct InvokeRemoteTests {
         }
     }
 
+    @Test func interruptingAWaitingInvokeStopsAndRemovesItsJob() async throws {
+        try await withSSHHosts(["i1", "i2"]) { hosts in
+            let marks = hosts.directory + "/marks"
+            try FileManager.default.createDirectory(atPath: marks, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o777])
+            try await withCLI { cli in
+                // The shell waits until both hosts run the command, then presses Ctrl-C.
+                let script = """
+                    "$0" --home "$1" invoke --computer i1,i2 --ssh-config "$2" -c "$4" &
+                    client=$!
+                    i=0
+                    while [ ! -s "$3/i1" ] || [ ! -s "$3/i2" ]; do
+                      sleep 0.05; i=$((i+1)); [ $i -lt 400 ] || { kill -KILL $client; exit 99; }
+                    done
+                    kill -INT $client; wait $client
+                    """
+                let line = "echo $$ >\(marks)/$(hostname); exec sleep 300"
+                let run = try await runProcessDetached("/bin/sh", ["-c", script, cli.job, cli.home.path, hosts.configFile, marks, line])
+                #expect(run.status == 130, "\(run.stderr)")
+                #expect(try await cli.json("get").isEmpty, "the job went with the command")
+                let pids = try ["i1", "i2"].map {
+                    try String(contentsOfFile: "\(marks)/\($0)", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+                }
+                let alive = "for p in \(pids.joined(separator: " ")); do ps -o stat= -p $p | grep -v Z; done; true"
+                var left = "?"
+                for _ in 0..<100 {
+                    left = try await hosts.ssh("i1", alive).stdout
+                    if left.isEmpty { break }
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                #expect(left.isEmpty, "still running: \(left)")
+            }
+        }
+    }
+
     @Test func aSecondInvokeReusesTheHostsMaster() async throws {
         try await withSSHHosts(["m1"]) { hosts in
             try await withCLI { cli in
