@@ -312,7 +312,7 @@ public actor JobManager {
         else { return }
         let link = SSHLink.make(host: child.location, configFile: plan.options.sshConfigFile, home: home)
         let status = try? await runToEnd(link.probeArguments, environment: plan.spec.environment)
-        let form: RemoteCommand.Form = status == 0 ? .direct : .viaSh
+        let form: RemoteCommand.Form = status == RemoteCommand.posixProbeAnswer ? .direct : .viaSh
         // 255: ssh could not ask; it is asked again next time.
         if let status, status != 255, let master = link.masterIdentity {
             shellForms[link.controlPath] = (master, form)

@@ -100,9 +100,10 @@ enum RemoteCommand {
         }
     }
 
-    /// Exits 0 in a POSIX shell only (fish, csh and rc stumble on it): whether the wrapper can
-    /// run `direct`.
-    static let posixProbe = "x=0; case ${x:-1} in 0) exit 0;; esac; exit 1"
+    /// Exits 42 in a POSIX shell only (fish, csh and rc stumble on it; fish then exits 0):
+    /// whether the wrapper can run `direct`.
+    static let posixProbe = "x=42; case ${x:-1} in 42) exit 42;; esac; exit 1"
+    static let posixProbeAnswer: Int32 = 42
 
     /// POSIX single quoting; also right for bash, zsh and fish.
     static func quote(_ word: String) -> String {

@@ -156,6 +156,30 @@ struct InvokeRemoteTests {
         }
     }
 
+    @Test func aLoginShellThatIsNotPOSIXRunsLinesAsWritten() async throws {
+        try await withSSHHosts(["fishy:fish"]) { hosts in
+            try await withCLI { cli in
+                let words = ["a b", "it's", "$HOME", "x\ny", "(echo no)", "é"]
+                // Cold, then warm: fish is asked once whether it is POSIX (it is not), and the
+                // wrapper keeps going through /bin/sh, with the line run by fish.
+                for round in ["cold", "warm"] {
+                    let line = try await cli.run([
+                        "invoke", "--computer", "fishy", "--ssh-config", hosts.configFile, "-c", "echo (hostname) $SHELL",
+                    ])
+                    #expect(line.status == 0, "\(round): \(line.stderr)")
+                    #expect(line.stdout == "fishy /usr/bin/fish\n", "\(round)")
+                    let program = try await cli.run(
+                        ["invoke", "--computer", "fishy", "--ssh-config", hosts.configFile, "--", "printf", "[%s]"] + words)
+                    #expect(program.stdout == words.map { "[\($0)]" }.joined(), "\(round): \(program.stderr)")
+                    let failing = try await cli.run(
+                        ["invoke", "--computer", "fishy", "--ssh-config", hosts.configFile, "-c", "false; or exit 4"])
+                    #expect(failing.status == 1)
+                    #expect(failing.stderr.contains("exited with status 4"), "\(round): \(failing.stderr)")
+                }
+            }
+        }
+    }
+
     @Test func stoppingARemoteChildLeavesNoProcessOfItOnItsHost() async throws {
         try await withSSHHosts(["s1"]) { hosts in
             try await withCLI { cli in
