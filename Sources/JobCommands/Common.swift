@@ -111,3 +111,26 @@ func parseState(_ text: String) throws -> JobState {
     }
     return state
 }
+
+/// Runs `body` on a new thread (the CLI links no Foundation `Thread`). False if none could
+/// be made.
+@discardableResult
+func startThread(_ body: @escaping @Sendable () -> Void) -> Bool {
+    final class Context: Sendable {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
+    let context = Unmanaged.passRetained(Context(body)).toOpaque()
+    var thread = pthread_t()
+    let rc = pthread_create(&thread, nil, { raw in
+        guard let raw else { return nil }
+        Unmanaged<Context>.fromOpaque(raw).takeRetainedValue().body()
+        return nil
+    }, context)
+    guard rc == 0 else {
+        Unmanaged<Context>.fromOpaque(context).release()
+        return false
+    }
+    pthread_detach(thread)
+    return true
+}

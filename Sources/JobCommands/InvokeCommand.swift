@@ -116,29 +116,18 @@ struct InvokeCommand: ParsableCommand {
 /// Runs `handler` on a thread of its own when SIGINT, SIGTERM or SIGHUP arrives (they are
 /// blocked in every other thread from now on); the handler ends the process.
 func onInterrupt(_ handler: @escaping @Sendable (Int32) -> Never) {
-    final class Context: Sendable {
-        let handler: @Sendable (Int32) -> Never
-        init(_ handler: @escaping @Sendable (Int32) -> Never) { self.handler = handler }
-    }
     var signals = sigset_t()
     sigemptyset(&signals)
     for signal in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&signals, signal) }
     pthread_sigmask(SIG_BLOCK, &signals, nil)
-    let context = Unmanaged.passRetained(Context(handler)).toOpaque()
-    var thread = pthread_t()
-    let rc = pthread_create(&thread, nil, { raw in
-        guard let raw else { return nil }
-        let context = Unmanaged<Context>.fromOpaque(raw).takeRetainedValue()
+    let started = startThread {
         var signals = sigset_t()
         sigemptyset(&signals)
         for signal in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&signals, signal) }
         var caught: Int32 = 0
         sigwait(&signals, &caught)
-        context.handler(caught)
-    }, context)
-    if rc != 0 {
-        // No thread: the signals act as before.
-        Unmanaged<Context>.fromOpaque(context).release()
-        pthread_sigmask(SIG_UNBLOCK, &signals, nil)
+        handler(caught)
     }
+    // No thread: the signals act as before.
+    if !started { pthread_sigmask(SIG_UNBLOCK, &signals, nil) }
 }

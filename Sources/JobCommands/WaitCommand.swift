@@ -1,5 +1,6 @@
 import ArgumentParser
 import FoundationEssentials
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -42,20 +43,65 @@ struct WaitCommand: ParsableCommand {
         let live = isatty(2) == 1
         let parameters = WaitParameters(selectors: selectors(jobs), any: any, timeout: timeout, force: force, progress: live)
         var done: [JobInfo] = []
-        let started = Date()
+        let progress = ProgressLine(ticking: live)
         let (outcome, status) = try perform(Request(.wait(parameters)), with: options) { frame in
             switch frame {
             case .jobs(let jobs): done = jobs
-            case .progress(let finished, let total):
-                let elapsed = decimal(Date().timeIntervalSince(started), places: 1)
-                writeAll(2, Array("\r\u{1B}[K\(finished)/\(total) finished, \(elapsed) s".utf8))
+            case .progress(let finished, let total): progress.update(finished: finished, total: total)
             default: break
             }
         }
-        if live { writeAll(2, Array("\r\u{1B}[K".utf8)) }
+        progress.end()
         if outcome.timedOut { throw Exit(status: ExitStatus.timedOut) }
         if !done.isEmpty { try show(done, options) }
         if status != ExitStatus.ok { throw Exit(status: status) }
         if done.contains(where: { $0.state == .failed || $0.state == .stopped }) { throw Exit(status: ExitStatus.failed) }
+    }
+}
+
+/// `wait`'s line on a terminal: finished of total, and the time since the wait began, redrawn
+/// on every change and every second between them.
+final class ProgressLine: Sendable {
+    private struct State {
+        var counts: (finished: Int, total: Int)?
+        var ended = false
+    }
+    private let state = Mutex(State())
+    private let started = Date()
+
+    /// `ticking`: redraw every second (only for a terminal: the daemon sends progress only then).
+    init(ticking: Bool) {
+        guard ticking else { return }
+        startThread { [self] in
+            while true {
+                usleep(1_000_000)
+                let going = state.withLock { state in
+                    if !state.ended, state.counts != nil { draw(state) }
+                    return !state.ended
+                }
+                if !going { return }
+            }
+        }
+    }
+
+    func update(finished: Int, total: Int) {
+        state.withLock { state in
+            state.counts = (finished, total)
+            draw(state)
+        }
+    }
+
+    /// Clears the line, if one was drawn; nothing is drawn after.
+    func end() {
+        state.withLock { state in
+            if state.counts != nil { writeAll(2, Array("\r\u{1B}[K".utf8)) }
+            state.ended = true
+        }
+    }
+
+    private func draw(_ state: State) {
+        guard let (finished, total) = state.counts else { return }
+        let elapsed = Int(Date().timeIntervalSince(started))
+        writeAll(2, Array("\r\u{1B}[K\(finished)/\(total) finished, \(elapsed) s".utf8))
     }
 }

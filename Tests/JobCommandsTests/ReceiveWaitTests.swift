@@ -221,6 +221,16 @@ import Testing
             #expect(!piped.stderr.contains("finished"))
         }
     }
+
+    @Test func theElapsedTimeGoesOnBetweenEvents() async throws {
+        try await withCLI { cli in
+            try await cli.run("start", "-c", "sleep 2.5")
+            let tty = try await runProcessDetached("/usr/bin/script", ["-qc", "\(cli.job) --home \(cli.home.path) wait", "/dev/null"])
+            #expect(tty.stdout.contains("0/1 finished, 0 s"), "\(tty.stdout)")
+            #expect(tty.stdout.contains("0/1 finished, 1 s"), "redrawn with no event in between: \(tty.stdout)")
+            #expect(tty.stdout.contains("Completed"))
+        }
+    }
 }
 
 @Suite("jobd serves its user only", .tags(.cli)) struct PeerCredentialTests {
