@@ -1,5 +1,6 @@
 import ArgumentParser
 import FoundationEssentials
+import Synchronization
 import JobModel
 import JobProtocol
 
@@ -83,7 +84,7 @@ struct InvokeCommand: ParsableCommand {
             return
         }
         // Without --as-job the job is this command's own: interrupted, it goes with it.
-        onInterrupt { signal in
+        let interruption = onInterrupt { signal in
             let selectors: [JobSelector] = [.id(parent.id)]
             _ = try? perform(Request(.stop(StopParameters(selectors: selectors))), with: options) { _ in }
             _ = try? perform(Request(.remove(RemoveParameters(selectors: selectors, force: true))), with: options) { _ in }
@@ -104,6 +105,8 @@ struct InvokeCommand: ParsableCommand {
             }
         }
         writer.finish()
+        // Stopped by the interruption: its handler says how this ends.
+        interruption.waitIfInterrupted()
         var final: [JobInfo] = []
         _ = try perform(Request(.get(JobQuery(selectors: [.id(parent.id)]))), with: options) { frame in
             if case .jobs(let jobs) = frame { final = jobs }
@@ -113,9 +116,21 @@ struct InvokeCommand: ParsableCommand {
     }
 }
 
+/// Whether a signal came; once one has, its handler's thread ends the process.
+final class Interruption: Sendable {
+    fileprivate let caught = Atomic<Bool>(false)
+
+    /// Blocks for good once interrupted, leaving the end to the handler.
+    func waitIfInterrupted() {
+        guard caught.load(ordering: .acquiring) else { return }
+        while true { pause() }
+    }
+}
+
 /// Runs `handler` on a thread of its own when SIGINT, SIGTERM or SIGHUP arrives (they are
 /// blocked in every other thread from now on); the handler ends the process.
-func onInterrupt(_ handler: @escaping @Sendable (Int32) -> Never) {
+func onInterrupt(_ handler: @escaping @Sendable (Int32) -> Never) -> Interruption {
+    let interruption = Interruption()
     var signals = sigset_t()
     sigemptyset(&signals)
     for signal in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&signals, signal) }
@@ -126,8 +141,10 @@ func onInterrupt(_ handler: @escaping @Sendable (Int32) -> Never) {
         for signal in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&signals, signal) }
         var caught: Int32 = 0
         sigwait(&signals, &caught)
+        interruption.caught.store(true, ordering: .releasing)
         handler(caught)
     }
     // No thread: the signals act as before.
     if !started { pthread_sigmask(SIG_UNBLOCK, &signals, nil) }
+    return interruption
 }

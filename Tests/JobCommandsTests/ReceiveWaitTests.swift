@@ -224,8 +224,11 @@ import Testing
 
     @Test func theElapsedTimeGoesOnBetweenEvents() async throws {
         try await withCLI { cli in
-            try await cli.run("start", "-c", "sleep 2.5")
-            let tty = try await runProcessDetached("/usr/bin/script", ["-qc", "\(cli.job) --home \(cli.home.path) wait", "/dev/null"])
+            let go = cli.home.path + "/go"
+            try await cli.run("start", "-c", "while [ ! -e \(go) ]; do sleep 0.05; done")
+            // The job ends 2.5 s after the wait begins, however late that is.
+            let tty = try await runProcessDetached(
+                "/bin/sh", ["-c", "(sleep 2.5; touch \(go)) & exec /usr/bin/script -qc '\(cli.job) --home \(cli.home.path) wait' /dev/null"])
             #expect(tty.stdout.contains("0/1 finished, 0 s"), "\(tty.stdout)")
             #expect(tty.stdout.contains("0/1 finished, 1 s"), "redrawn with no event in between: \(tty.stdout)")
             #expect(tty.stdout.contains("Completed"))
