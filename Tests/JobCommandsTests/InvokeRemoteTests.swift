@@ -257,6 +257,12 @@ struct InvokeRemoteTests {
                 #expect(one.status == 0)
                 #expect(one.stdout == "p1\n", "one computer: no prefix")
 
+                // A line's own `wait` waits for its own jobs only, not for anything of the wrapper's.
+                let waits = try await cli.run([
+                    "invoke", "--computer", "p1", "--ssh-config", hosts.configFile, "-c", "sleep 0.2 & sleep 0.1 & wait; echo done",
+                ])
+                #expect(waits.stdout == "done\n", "\(waits.stderr)")
+
                 let hidden = try await cli.run(
                     ["invoke", "--computer", "p1,p2", "--hide-computer-name", "--ssh-config", hosts.configFile, "-c", "true"])
                 #expect(hidden.status == 0)
