@@ -51,7 +51,8 @@ public struct JobCommand: ParsableCommand {
 /// Moves global options written before the subcommand (`job --home H get`) to after it, where
 /// the parser looks for them.
 func hoistingGlobalOptions(_ args: [String]) -> [String] {
-    let takesValue: Set<String> = ["--home", "-o", "--output", "--property"]
+    // An array, not a Set: hashing would cost this hot path a random seed and generic metadata.
+    let takesValue = ["--home", "-o", "--output", "--property"]
     var globals: [String] = []
     var rest: [String] = []
     var index = 0

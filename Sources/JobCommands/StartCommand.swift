@@ -59,8 +59,12 @@ struct StartCommand: ParsableCommand {
 /// environment as they are now. A directory that does not exist is an error here, before
 /// anything starts.
 func startParameters(line: String?, program: [String], name: String?, cwd: String?, env: [String]) throws -> StartParameters {
-    let current = FileManager.default.currentDirectoryPath
-    let directory = cwd.map { $0.hasPrefix("/") ? $0 : current + "/" + $0 } ?? current
+    let current = currentDirectory()
+    var directory = current
+    if let cwd {
+        // getcwd's answer is already absolute and plain; only a given one needs tidying.
+        directory = URL(fileURLWithPath: cwd.hasPrefix("/") ? cwd : current + "/" + cwd).standardizedFileURL.path
+    }
     var info = stat()
     guard stat(directory, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
         complain("no such directory: \(cwd ?? directory)")
@@ -72,6 +76,12 @@ func startParameters(line: String?, program: [String], name: String?, cwd: Strin
         environment[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
     }
     return StartParameters(
-        shell: line, argv: line == nil ? program : nil, name: name,
-        workingDirectory: URL(fileURLWithPath: directory).standardizedFileURL.path, environment: environment)
+        shell: line, argv: line == nil ? program : nil, name: name, workingDirectory: directory, environment: environment)
+}
+
+/// The current directory, as getcwd(3) says (FileManager's costs a start-up).
+func currentDirectory() -> String {
+    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    guard getcwd(&buffer, buffer.count) != nil else { return FileManager.default.currentDirectoryPath }
+    return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
