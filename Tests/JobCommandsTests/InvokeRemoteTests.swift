@@ -312,10 +312,24 @@ struct InvokeRemoteTests {
     @Test func aSecondInvokeReusesTheHostsMaster() async throws {
         try await withSSHHosts(["m1"]) { hosts in
             try await withCLI { cli in
+                // The master, as ssh itself reports it: "Master running (pid=N)".
+                let master: () async throws -> String = {
+                    let sockets = try FileManager.default.contentsOfDirectory(atPath: cli.home.path + "/ssh")
+                        .filter { $0.hasSuffix(".sock") }
+                    #expect(sockets.count == 1, "one master for one host: \(sockets)")
+                    let check = try await runProcessDetached(
+                        "/usr/bin/ssh",
+                        ["-F", hosts.configFile, "-o", "ControlPath=\(cli.home.path)/ssh/\(sockets.first ?? "")", "-O", "check", "m1"])
+                    return check.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
+                }
+                var seen: [String] = []
                 for _ in 0..<3 {
                     let run = try await cli.run(["invoke", "--computer", "m1", "--ssh-config", hosts.configFile, "-c", "true"])
                     #expect(run.status == 0, "\(run.stderr)")
+                    seen.append(try await master())
                 }
+                #expect(seen.first?.hasPrefix("Master running (pid=") == true, "\(seen)")
+                #expect(Set(seen).count == 1, "the same master each time: \(seen)")
                 let log = hosts.log("m1")
                 #expect(log.components(separatedBy: "Accepted publickey").count - 1 == 1, "one handshake: \(log)")
                 #expect(log.components(separatedBy: "Starting session").count - 1 >= 3, "three sessions on it")
