@@ -175,11 +175,19 @@ struct SSHLink: Sendable, Equatable {
         return SSHLink(host: host, configFile: configFile, controlPath: "\(directory(home: home))/\(key).sock")
     }
 
-    /// Creates the sockets' directory (0700: a control socket is a logged-in session).
+    /// Creates the sockets' directory (0700: a control socket is a logged-in session). One
+    /// that exists must be ours and closed to others: in /tmp, someone else may have made it.
     static func prepare(home: String) throws(JobError) {
         let directory = directory(home: home)
         if mkdir(directory, 0o700) != 0 && errno != EEXIST {
             throw JobError(.storage, "cannot create \(directory): \(errnoMessage())")
+        }
+        var info = stat()
+        guard lstat(directory, &info) == 0, info.st_mode & S_IFMT == S_IFDIR, info.st_uid == getuid(),
+            info.st_mode & 0o077 == 0
+        else {
+            throw JobError(
+                .storage, "\(directory) is not a directory of yours closed to others; remove it, or use a shorter home")
         }
     }
 

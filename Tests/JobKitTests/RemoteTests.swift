@@ -46,6 +46,26 @@ import JobTesting
         }
     }
 
+    @Test func controlSocketsOfALongHomeGoToAPrivateDirectoryInTmp() throws {
+        let short = SSHLink.make(host: "web1", configFile: nil, home: "/home/ann/.local/state/job")
+        #expect(short.controlPath.hasPrefix("/home/ann/.local/state/job/ssh/"))
+        let long = "/tmp/" + String(repeating: "deep/", count: 20) + "home"
+        let link = SSHLink.make(host: "web1", configFile: nil, home: long)
+        #expect(link.controlPath.hasPrefix("/tmp/job-ssh-\(getuid())-"))
+        #expect(link.controlPath.utf8.count + 17 < 104, "room for ssh's temporary suffix")
+        #expect(SSHLink.make(host: "web2", configFile: nil, home: long).controlPath != link.controlPath)
+        #expect(SSHLink.make(host: "web1", configFile: "/etc/other", home: long).controlPath != link.controlPath)
+
+        // Made by someone else, or open to others: refused.
+        let directory = SSHLink.directory(home: long)
+        try? FileManager.default.removeItem(atPath: directory)
+        #expect(mkdir(directory, 0o755) == 0)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        #expect(throws: JobError.self) { try SSHLink.prepare(home: long) }
+        #expect(chmod(directory, 0o700) == 0)
+        try SSHLink.prepare(home: long)
+    }
+
     @Test func invokeRefusesWhatCannotBeAComputerOrAThrottle() async throws {
         try await withTemporaryEngine { jobs, _ in
             await #expect(throws: JobError.self) { try await jobs.invoke(.argv(["true"]), on: ["-oProxyCommand=x"]) }
