@@ -55,9 +55,15 @@ public actor JobManager {
     /// Ends of process jobs announced but not yet committed; they go with the next
     /// transaction (see `announceProcessEnds`).
     private var unsaved: [Int: JobRecord] = [:]
+    /// Children made by `start` or `invoke` and not started yet: they start once the call has
+    /// answered, so that the caller does not wait for the process to be made (a fork server
+    /// round trip), and at the latest when the engine shuts down.
+    private var toLaunch: [(ids: [Int], plan: LaunchPlan)] = []
 
     private enum Work: Sendable {
         case thread(ThreadWork)
+        /// Children in `toLaunch` wait to start.
+        case launch
         case connect(Int)
     }
 
@@ -143,6 +149,7 @@ public actor JobManager {
             for await item in work {
                 switch item {
                 case .thread(let thread): group.addTask { await self.runThreadJob(thread) }
+                case .launch: group.addTask { await self.launchNew() }
                 case .connect(let id): group.addTask { await self.connect(id) }
                 }
             }
@@ -176,6 +183,8 @@ public actor JobManager {
     /// requests.
     public func shutdown() {
         guard !isShutDown else { return }
+        // Started jobs start, even now: they outlive the engine like the others.
+        launchNew()
         isShutDown = true
         try? persist([])
         workContinuation.finish()
@@ -249,13 +258,28 @@ public actor JobManager {
         }
         let inserted = try store.insert([parent] + children, alsoSaving: takeUnsaved())
         table.add(inserted)
+        toLaunch.append((inserted.dropFirst().filter { $0.state == .running }.map(\.id), plan))
+        workContinuation.yield(.launch)
+        return table.info(inserted[0].id)!
+    }
+
+    /// Starts the children `start` and `invoke` made, unless they were stopped meanwhile.
+    private func launchNew() {
         var changed: [JobRecord] = []
-        for child in inserted.dropFirst() where child.state == .running {
-            changed += launch(child.id, plan: plan)
+        let batches = toLaunch
+        toLaunch.removeAll()
+        for (ids, plan) in batches {
+            for id in ids {
+                guard let child = table[id], !child.state.isFinished else { continue }
+                if child.stopRequested {
+                    changed += table.leafEnded(id, outcome: .cancelled, at: Date(), recorded: 0)
+                } else {
+                    changed += launch(id, plan: plan)
+                }
+            }
         }
         changed += schedule(after: changed)
-        try persist(changed)
-        return table.info(inserted[0].id)!
+        try? persist(changed)
     }
 
     /// Starts a child that has its slot. A remote one whose computer's login shell is not

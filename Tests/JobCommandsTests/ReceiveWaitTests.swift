@@ -211,10 +211,12 @@ import Testing
 @Suite("job wait on a terminal", .tags(.cli)) struct WaitProgressTests {
     @Test func showsProgressOnlyWhenStderrIsATerminal() async throws {
         try await withCLI { cli in
-            try await cli.run("start", "-c", "sleep 0.3")
-            try await cli.run("start", "-c", "sleep 0.6")
-            // `script` gives the command a terminal.
-            let tty = try await runProcessDetached("/usr/bin/script", ["-qc", "\(cli.job) --home \(cli.home.path) wait", "/dev/null"])
+            let go = cli.home.path + "/go"
+            try await cli.run("start", "-c", "while [ ! -e \(go) ]; do sleep 0.05; done")
+            try await cli.run("start", "-c", "while [ ! -e \(go) ]; do sleep 0.05; done; sleep 0.3")
+            // `script` gives the command a terminal; the jobs end only once the wait has begun.
+            let tty = try await runProcessDetached(
+                "/bin/sh", ["-c", "(sleep 0.5; touch \(go)) & exec /usr/bin/script -qc '\(cli.job) --home \(cli.home.path) wait' /dev/null"])
             #expect(tty.stdout.contains("/2 finished"), "\(tty.stdout)")
             #expect(tty.stdout.contains("Completed"))
             let piped = try await cli.run("wait")

@@ -57,6 +57,21 @@ final class EngineProcess: @unchecked Sendable {
 }
 
 @Suite("Jobs outlive the engine", .tags(.large)) struct RestartTests {
+    @Test func aJobStartedJustBeforeShutdownStillRunsAndIsFoundLater() async throws {
+        let home = try TemporaryHome("shutdown")
+        let go = home.path + "/go"
+        // No run loop: the process can only be started by the shutdown.
+        let engine = try JobManager(home: home.path)
+        let id = try await engine.start(.shell("\(waitForFile(go)); echo ran")).id
+        await engine.shutdown()
+        touch(go)
+        try await JobManager.withManager(home: home.path) { jobs in
+            let done = try await jobs.wait([.id(id)], timeout: .seconds(60))
+            #expect(done?.first?.state == .completed, "\(String(describing: done))")
+            #expect(String(decoding: try await jobs.receive([.id(id)]).data(), as: UTF8.self) == "ran\n")
+        }
+    }
+
     struct Expected {
         let line: String
         let state: JobState
