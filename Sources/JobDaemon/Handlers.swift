@@ -203,3 +203,15 @@ struct Handlers: Sendable {
         return Outcome(notFound: notFound, error: refused)
     }
 }
+
+extension Verb {
+    /// Whether the answer streams (output as it arrives, progress as jobs end) rather than
+    /// coming all at once at the end.
+    var streams: Bool {
+        switch self {
+        case .receiveWait: true
+        case .wait(let parameters): parameters.progress
+        default: false
+        }
+    }
+}

@@ -91,11 +91,11 @@ struct SocketServer: Service {
         defer { load.end(answered: answered.load(ordering: .relaxed)) }
         let uid = await peerUID(connection.channel)
         try? await connection.executeThenClose { inbound, outbound in
-            let send: Handlers.Send = { response in
-                let frame = try Framing.encode(response)
-                answered.add(frame.count, ordering: .relaxed)
-                try await outbound.write(ByteBuffer(bytes: frame))
+            let write: @Sendable ([UInt8]) async throws -> Void = { bytes in
+                answered.add(bytes.count, ordering: .relaxed)
+                try await outbound.write(ByteBuffer(bytes: bytes))
             }
+            let send: Handlers.Send = { response in try await write(try Framing.encode(response)) }
             // Read before refusing: closing on unread data would reset the client's side and
             // lose the answer.
             let read = await readRequest(inbound, within: .seconds(10))
@@ -115,7 +115,21 @@ struct SocketServer: Service {
                     .done(.failed(JobError(.invalidArgument, "protocol version \(request.version) is not \(ProtocolVersion.current): use a job and a jobd of the same release"))))
                 return
             }
-            await handlers.handle(request.verb, send: send)
+            guard !request.verb.streams else {
+                await handlers.handle(request.verb, send: send)
+                return
+            }
+            // An answer that does not stream goes out in one write with its `done` frame: one
+            // trip to the event loop and one read for the client, not one per frame.
+            let pending = Mutex<[UInt8]>([])
+            await handlers.handle(request.verb) { response in
+                let frame = try Framing.encode(response)
+                guard case .done = response else {
+                    pending.withLock { $0 += frame }
+                    return
+                }
+                try await write(pending.withLock { $0 } + frame)
+            }
         }
     }
 
