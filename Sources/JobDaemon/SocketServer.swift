@@ -95,41 +95,53 @@ struct SocketServer: Service {
                 answered.add(bytes.count, ordering: .relaxed)
                 try await outbound.write(ByteBuffer(bytes: bytes))
             }
-            let send: Handlers.Send = { response in try await write(try Framing.encode(response)) }
-            // Read before refusing: closing on unread data would reset the client's side and
-            // lose the answer.
-            let read = await readRequest(inbound, within: .seconds(10))
-            guard uid == getuid() else {
-                try await send(.done(.failed(JobError(.refused, "this daemon serves user \(getuid()) only"))))
+            try await answer(inbound, uid: uid, write: write)
+            // A write returns once the bytes are queued, not sent, and closing the channel
+            // drops what is still queued: the end of a large answer would be lost. Closing the
+            // output first sends everything queued, then shuts the socket for writing.
+            try await connection.channel.close(mode: .output).get()
+        }
+    }
+
+    /// Reads the request and writes the answer.
+    private func answer(
+        _ inbound: NIOAsyncChannelInboundStream<ByteBuffer>, uid: uid_t?,
+        write: @escaping @Sendable ([UInt8]) async throws -> Void
+    ) async throws {
+        let send: Handlers.Send = { response in try await write(try Framing.encode(response)) }
+        // Read before refusing: closing on unread data would reset the client's side and
+        // lose the answer.
+        let read = await readRequest(inbound, within: .seconds(10))
+        guard uid == getuid() else {
+            try await send(.done(.failed(JobError(.refused, "this daemon serves user \(getuid()) only"))))
+            return
+        }
+        let request: Request
+        switch read {
+        case .success(let value): request = value
+        case .failure(let error):
+            try await send(.done(.failed(error)))
+            return
+        }
+        guard request.version == ProtocolVersion.current else {
+            try await send(
+                .done(.failed(JobError(.invalidArgument, "protocol version \(request.version) is not \(ProtocolVersion.current): use a job and a jobd of the same release"))))
+            return
+        }
+        guard !request.verb.streams else {
+            await handlers.handle(request.verb, send: send)
+            return
+        }
+        // An answer that does not stream goes out in one write with its `done` frame: one
+        // trip to the event loop and one read for the client, not one per frame.
+        let pending = Mutex<[UInt8]>([])
+        await handlers.handle(request.verb) { response in
+            let frame = try Framing.encode(response)
+            guard case .done = response else {
+                pending.withLock { $0 += frame }
                 return
             }
-            let request: Request
-            switch read {
-            case .success(let value): request = value
-            case .failure(let error):
-                try await send(.done(.failed(error)))
-                return
-            }
-            guard request.version == ProtocolVersion.current else {
-                try await send(
-                    .done(.failed(JobError(.invalidArgument, "protocol version \(request.version) is not \(ProtocolVersion.current): use a job and a jobd of the same release"))))
-                return
-            }
-            guard !request.verb.streams else {
-                await handlers.handle(request.verb, send: send)
-                return
-            }
-            // An answer that does not stream goes out in one write with its `done` frame: one
-            // trip to the event loop and one read for the client, not one per frame.
-            let pending = Mutex<[UInt8]>([])
-            await handlers.handle(request.verb) { response in
-                let frame = try Framing.encode(response)
-                guard case .done = response else {
-                    pending.withLock { $0 += frame }
-                    return
-                }
-                try await write(pending.withLock { $0 } + frame)
-            }
+            try await write(pending.withLock { $0 } + frame)
         }
     }
 

@@ -166,3 +166,21 @@ import Testing
         }
     }
 }
+
+@Suite("Large answers", .tags(.cli)) struct LargeAnswerTests {
+    @Test func aLargeListComesWhole() async throws {
+        try await withCLI { cli in
+            // Ten commands of 100 KB: an answer of over a megabyte, several socket buffers full.
+            let padding = String(repeating: "x", count: 100_000)
+            for i in 0..<10 {
+                #expect(try await cli.run("start", "-c", "true # \(i) \(padding)").status == 0)
+            }
+            let jobs = try await cli.json("get")
+            #expect(jobs.count == 10)
+            #expect(jobs.allSatisfy { ($0["command"] as? String)?.count ?? 0 > 100_000 })
+            let table = try await cli.run("get")
+            #expect(table.status == 0, "\(table.stderr)")
+            #expect(table.stdout.split(separator: "\n").count == 12)
+        }
+    }
+}
