@@ -101,8 +101,8 @@ enum JobRender {
     }
 
     /// Colours only for a person at a terminal, and never with NO_COLOR set (no-color.org).
-    static let useColor: Bool = isatty(1) == 1 && (ProcessInfo.processInfo.environment["NO_COLOR"] ?? "").isEmpty
-        && ProcessInfo.processInfo.environment["TERM"] != "dumb"
+    static let useColor: Bool = isatty(1) == 1 && (getenv("NO_COLOR").map { String(cString: $0) } ?? "").isEmpty
+        && getenv("TERM").map { String(cString: $0) } != "dumb"
 
     static func colored(state: String, _ padded: String) -> String {
         guard useColor else { return padded }

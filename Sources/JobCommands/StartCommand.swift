@@ -70,7 +70,7 @@ func startParameters(line: String?, program: [String], name: String?, cwd: Strin
         complain("no such directory: \(cwd ?? directory)")
         throw Exit(status: ExitStatus.usage)
     }
-    var environment = ProcessInfo.processInfo.environment
+    var environment = currentEnvironment()
     for pair in env {
         let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
         environment[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
@@ -84,4 +84,18 @@ func currentDirectory() -> String {
     var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
     guard getcwd(&buffer, buffer.count) != nil else { return FileManager.default.currentDirectoryPath }
     return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+/// The process's environment, read from `environ` (ProcessInfo's costs a start-up).
+func currentEnvironment() -> [String: String] {
+    var result: [String: String] = [:]
+    var entry = environ
+    while let pointer = entry.pointee {
+        let pair = String(cString: pointer)
+        if let equals = pair.firstIndex(of: "=") {
+            result[String(pair[..<equals])] = String(pair[pair.index(after: equals)...])
+        }
+        entry += 1
+    }
+    return result
 }

@@ -20,9 +20,12 @@ public enum Framing {
         try decoder.decode(type, from: Data(body))
     }
 
-    /// The body length announced by a frame header.
-    public static func length(ofHeader header: some Collection<UInt8>) -> Int {
-        header.prefix(4).reduce(0) { $0 << 8 | Int($1) }
+    /// The body length announced by a frame header. Not generic: on the client's start-up
+    /// path, a generic call across modules costs the runtime a metadata lookup.
+    public static func length(ofHeader header: [UInt8]) -> Int {
+        var length = 0
+        for byte in header.prefix(4) { length = length << 8 | Int(byte) }
+        return length
     }
 
     private static var encoder: JSONEncoder {
