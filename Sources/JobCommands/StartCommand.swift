@@ -89,6 +89,7 @@ func currentDirectory() -> String {
 /// The process's environment, read from `environ` (ProcessInfo's costs a start-up).
 func currentEnvironment() -> [String: String] {
     var result: [String: String] = [:]
+    result.reserveCapacity(64)
     var entry = environ
     while let pointer = entry.pointee {
         let pair = String(cString: pointer)
