@@ -26,7 +26,9 @@
 //                  ended (bytes 32-63), each half written with one pwrite(2)
 //
 // Signals: SIGTERM, SIGINT and SIGHUP are passed on to the job's process group (followed
-// by SIGCONT so that a stopped job can act on them); SIGUSR1 sends it SIGKILL.
+// by SIGCONT so that a stopped job can act on them); SIGUSR1 sends it SIGKILL, and then the
+// job ends as soon as its main process has, even if something outside the group still
+// holds its output.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -264,6 +266,7 @@ static _Noreturn void supervise(const char *dir, long long id, const char *cwd, 
     fcntl(err_pipe[0], F_SETFL, O_NONBLOCK);
 
     int exited = 0;
+    int killed = 0;
     siginfo_t exit_info;
     memset(&exit_info, 0, sizeof exit_info);
     int64_t end_ns = 0;
@@ -297,6 +300,7 @@ static _Noreturn void supervise(const char *dir, long long id, const char *cwd, 
                     break;
                 case SIGUSR1:
                     kill(-pid, SIGKILL);
+                    killed = 1;
                     break;
                 default:
                     break;
@@ -313,6 +317,23 @@ static _Noreturn void supervise(const char *dir, long long id, const char *cwd, 
                     end_ns = now_ns();
                 }
             }
+        }
+        if (killed && exited) {
+            // Killed, and its main process is gone: whatever still holds its output is outside
+            // its process group (a daemon it left behind; for a remote job, the ssh master).
+            // Take what is in the pipes now and end: a stop must end.
+            // (A bounded take: something outside may go on writing for ever.)
+            for (int i = 0; i < 2; i++) {
+                ssize_t n;
+                for (int chunks = 0; chunks < 64 && streams[i].pipe_fd >= 0; chunks++) {
+                    if ((n = drain_once(&streams[i])) == -1) break;
+                    if (n == 0) {
+                        close(streams[i].pipe_fd);
+                        streams[i].pipe_fd = -1;
+                    }
+                }
+            }
+            break;
         }
     }
 

@@ -45,7 +45,10 @@ func isLocal(_ computer: String) -> Bool { computer.lowercased() == "localhost" 
 
 /// The command sent to a remote computer: a small POSIX `sh` wrapper that runs the job's
 /// command in the background and, when its stdin reaches end of file, ends the session's
-/// process group (SIGTERM; SIGKILL once the command has gone or after 5 s). ssh forwards no
+/// process group (SIGTERM; SIGKILL once the command has gone or after 5 s). The wrapper and
+/// its watcher ignore that SIGTERM (the command, started before, does not): the wrapper lives
+/// until it has reaped the command, so "the command has gone" is "the wrapper has gone", which
+/// holds even where nothing reaps orphans. ssh forwards no
 /// signals, but it does forward end of file, and the local ssh's stdin is a pipe its
 /// supervisor holds open: so the remote command ends when the job is stopped (ssh is
 /// killed), when its supervisor dies, and when the connection goes away, and at no other
@@ -74,14 +77,15 @@ enum RemoteCommand {
         *) shift; "$@" & ;;
         esac
         p=$!
-        { while read -r _; do :; done <&3; trap "" TERM; kill -TERM 0; i=0
-          while [ $i -lt 50 ] && kill -0 $p; do sleep 0.1; i=$((i+1)); done
+        trap "" TERM
+        { while read -r _; do :; done <&3; kill -TERM 0; i=0
+          while [ $i -lt 50 ] && kill -0 $$; do sleep 0.1; i=$((i+1)); done
           kill -KILL 0; } >/dev/null 2>&1 &
         w=$!
         exec 3<&-
         wait $p
         s=$?
-        kill $w
+        kill -KILL $w
         exit $s
         """
 

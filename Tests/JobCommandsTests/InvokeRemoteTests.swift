@@ -212,6 +212,36 @@ struct InvokeRemoteTests {
         }
     }
 
+    @Test func stopHonoursTheGracePeriodAndTheHostEndsWhatIgnoresSIGTERM() async throws {
+        try await withSSHHosts(["t1"]) { hosts in
+            try await withCLI { cli in
+                let started = try await cli.run([
+                    "invoke", "--computer", "t1", "--as-job", "--ssh-config", hosts.configFile, "-c",
+                    "trap '' TERM; echo $$; sleep 300",
+                ])
+                #expect(started.status == 0, "\(started.stderr)")
+                var pid = ""
+                for _ in 0..<200 where pid.isEmpty {
+                    pid = try await cli.run("receive", "2", "--keep").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+                    if pid.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+                }
+                let start = ContinuousClock.now
+                #expect(try await cli.run("stop", "1", "--grace", "0.5").status == 0)
+                // The host's own grace is 5 s; the local stop does not wait for it.
+                #expect(ContinuousClock.now - start < .seconds(4), "the stop kept to its grace period")
+                #expect(try await cli.json("get", "2").first?["state"] as? String == "Stopped")
+                let alive = "ps -o stat= -p \(pid) | grep -v Z; true"
+                var left = "?"
+                for _ in 0..<150 {
+                    left = try await hosts.ssh("t1", alive).stdout
+                    if left.isEmpty { break }
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                #expect(left.isEmpty, "what ignored SIGTERM was killed on the host")
+            }
+        }
+    }
+
     @Test func aConnectionLostMidRunFailsTheChildWithThatReason() async throws {
         try await withSSHHosts(["b1"]) { hosts in
             try await withCLI { cli in

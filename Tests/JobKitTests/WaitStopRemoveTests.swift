@@ -96,6 +96,19 @@ import JobTesting
         }
     }
 
+    @Test func aStopEndsEvenWhenSomethingOutsideTheGroupHoldsTheOutput() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            // A daemon of its own session keeps the job's stdout open for a minute.
+            let job = try await jobs.sh("setsid sleep 60 & echo ready")
+            while try await jobs.text(job.id, keep: true).isEmpty { try await Task.sleep(for: .milliseconds(20)) }
+            let start = ContinuousClock.now
+            let stopped = try await jobs.stop([.id(job.id)], grace: .milliseconds(300))
+            #expect(ContinuousClock.now - start < .seconds(30), "not the straggler's minute")
+            #expect(stopped.first?.state == .stopped)
+            #expect(try await jobs.text(job.id) == "ready\n")
+        }
+    }
+
     @Test func stopLeavesFinishedJobsAsTheyAre() async throws {
         try await withTemporaryEngine { jobs, _ in
             let job = try await jobs.sh("exit 3")
