@@ -7,7 +7,7 @@
 #     ControlPersist masters (warm: the floor for any tool that runs ssh per command)
 # Builds job and jobd in release mode with the Swift runtime linked statically. Installs the
 # peers (Debian packages) when missing. Needs root (the sshd's). Prints a Markdown table.
-#   Benchmarks/remote.sh [HOSTS=32] [RUNS=10]
+#   Benchmarks/remote.sh [HOSTS=32] [ROUNDS=10]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-32}
@@ -15,7 +15,6 @@ runs=${2:-10}
 need=()
 command -v pdsh >/dev/null || need+=(pdsh)
 command -v clush >/dev/null || need+=(clustershell)
-command -v hyperfine >/dev/null || need+=(hyperfine)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
@@ -37,28 +36,40 @@ scripts/ssh-hosts up "$work/hosts" "${hosts[@]}" >&2
 cfg=$work/hosts/ssh_config
 list=$(IFS=,; echo "${hosts[*]}")
 
-median() { hyperfine -N --runs "$runs" ${2:+--prepare "$2"} --export-json "$work/h.json" "$1" >/dev/null 2>&1 ||
-    { echo "benchmark failed: $1" >&2; hyperfine -N --runs 1 --show-output ${2:+--prepare "$2"} "$1" >&2; exit 1; }
-  python3 -c "import json;print('%.1f' % (json.load(open('$work/h.json'))['results'][0]['median']*1000))"; }
+# This machine's speed drifts by tens of percent within a minute: the commands are timed in
+# rounds, one run of each per round, and compared by their medians, so that each ratio
+# compares runs made side by side.
+time_ms() {  # time_ms NAME COMMAND...: runs it once, appends its milliseconds to $work/NAME
+  local name=$1 start end; shift
+  start=$(date +%s%N)
+  if ! "$@" >/dev/null 2>"$work/stderr"; then
+    echo "benchmark failed: $*" >&2; cat "$work/stderr" >&2; exit 1
+  fi
+  end=$(date +%s%N)
+  echo $(( (end - start) / 1000 )) >>"$work/$name"
+}
+median() { sort -n "$work/$1" | awk '{ v[NR] = $1 } END { printf "%.1f", v[int((NR + 1) / 2)] / 1000 }'; }
 
 export JOB_SSH_CONFIG=$cfg
 "$job" --home "$work/job" get >/dev/null   # the daemon is up before timing
 # Cold: every master gone (SIGTERM: ssh removes its socket), so each run connects afresh.
-drop_masters="pkill -TERM -f $work/[j]ob/ssh/"
-# hyperfine -N runs commands without a shell: wrap loops in bash.
-cat >"$work/loop" <<EOF
-#!/usr/bin/env bash
-for h in ${hosts[*]}; do ssh -F $cfg "\$@" \$h true & done; wait
-EOF
-chmod +x "$work/loop"
-cold_job=$(median "$job --home $work/job invoke --computer $list -c true" "bash -c '$drop_masters; sleep 0.2; true'")
-warm_job=$(median "$job --home $work/job invoke --computer $list -c true")
-pdsh_cold=$(PDSH_SSH_ARGS_APPEND="-F $cfg" median "pdsh -R ssh -f $n -l jobtest -w $list true")
-clush_cold=$(median "clush -f $n -l jobtest -o '-F $cfg' -w $list true")
-loop_cold=$(median "$work/loop")
-persist="-o ControlMaster=auto -o ControlPath=$work/cm-%n -o ControlPersist=600"
-"$work/loop" $persist   # masters up
-loop_warm=$(median "$work/loop $persist")
+drop_masters() { pkill -TERM -f "$work/[j]ob/ssh/" || true; pkill -TERM -f "$work/[c]m-" || true; sleep 0.2; }
+loop() { for h in "${hosts[@]}"; do ssh -F "$cfg" "$@" "$h" true & done; wait; }
+persist=(-o ControlMaster=auto -o ControlPath="$work/cm-%n" -o ControlPersist=600)
+export PDSH_SSH_ARGS_APPEND="-F $cfg"
+for round in $(seq "$runs"); do
+  drop_masters; time_ms job_cold "$job" --home "$work/job" invoke --computer "$list" -c true
+  time_ms pdsh_cold pdsh -R ssh -f "$n" -l jobtest -w "$list" true
+  time_ms clush_cold clush -f "$n" -l jobtest -o "-F $cfg" -w "$list" true
+  time_ms loop_cold loop
+done
+loop "${persist[@]}"   # the loop's masters up; job's are up since its last cold run
+for round in $(seq "$runs"); do
+  time_ms job_warm "$job" --home "$work/job" invoke --computer "$list" -c true
+  time_ms loop_warm loop "${persist[@]}"
+done
+cold_job=$(median job_cold); pdsh_cold=$(median pdsh_cold); clush_cold=$(median clush_cold)
+loop_cold=$(median loop_cold); warm_job=$(median job_warm); loop_warm=$(median loop_warm)
 
 r() { python3 -c "print('%.2f' % ($1/$2))"; }
 echo "| $n hosts, \`true\` | job | peer | ratio (job / peer) | target |"

@@ -291,12 +291,14 @@ public actor JobManager {
             return spawnLeaf(id, argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment)
         }
         let link = SSHLink.make(host: child.location, configFile: plan.options.sshConfigFile, home: home)
-        guard link.masterAnswers else {
+        // The socket file, not a connection to it: that would cost the master work per job. A
+        // socket left by a dead master is ssh's to replace; the shell asked of it still holds.
+        guard let master = link.masterIdentity else {
             // No master: this job's ssh becomes it. The shell is not known yet: the form any
             // shell takes.
             return spawnRemote(id, link: link, plan: plan, form: .viaSh)
         }
-        if let known = shellForms[link.controlPath], known.master == link.masterIdentity {
+        if let known = shellForms[link.controlPath], known.master == master {
             return spawnRemote(id, link: link, plan: plan, form: known.form)
         }
         workContinuation.yield(.connect(id))
@@ -365,7 +367,11 @@ public actor JobManager {
     private func startWaiting(_ parentIds: [Int]) -> [JobRecord] {
         var changed: [JobRecord] = []
         for parentId in parentIds {
-            guard let parent = table[parentId], !parent.state.isFinished, let plan = LaunchPlan.decode(parent.launch)
+            // Decoding the plan (its environment) costs more than looking: only for a parent
+            // with children still waiting.
+            guard let parent = table[parentId], !parent.state.isFinished, parent.launch != nil,
+                parent.childIds.contains(where: { table[$0]?.state == .notStarted }),
+                let plan = LaunchPlan.decode(parent.launch)
             else { continue }
             var active = parent.childIds.filter { [.running, .stopping].contains(table[$0]?.state) }.count
             for childId in parent.childIds where active < plan.options.throttle && table[childId]?.state == .notStarted {

@@ -143,18 +143,23 @@ struct SSHLink: Sendable, Equatable {
         ]
     }
 
-    /// A job's ssh: through the master, or becoming it; ssh's own messages to `log`, so that the
-    /// job's stderr is the remote command's alone.
-    func jobArguments(command: ProcessSpec.Command, form: RemoteCommand.Form, log: String) -> [String] {
-        ["ssh"] + common + [
+    /// Through the master, or becoming it (and replacing a socket left by a dead one).
+    private var master: [String] {
+        [
             "-o", "ControlMaster=auto", "-o", "ControlPersist=600", "-o", "ServerAliveInterval=10",
-            "-o", "ServerAliveCountMax=3", "-E", log, "--", host, RemoteCommand.line(for: command, form: form),
+            "-o", "ServerAliveCountMax=3",
         ]
     }
 
-    /// Asks the login shell, through the master, whether it is a POSIX shell.
+    /// A job's ssh; ssh's own messages go to `log`, so that the job's stderr is the remote
+    /// command's alone.
+    func jobArguments(command: ProcessSpec.Command, form: RemoteCommand.Form, log: String) -> [String] {
+        ["ssh"] + common + master + ["-E", log, "--", host, RemoteCommand.line(for: command, form: form)]
+    }
+
+    /// Asks the login shell whether it is a POSIX shell.
     var probeArguments: [String] {
-        ["ssh"] + common + ["-o", "ControlMaster=no", "--", host, RemoteCommand.posixProbe]
+        ["ssh"] + common + master + ["--", host, RemoteCommand.posixProbe]
     }
 
     var masterAnswers: Bool { jobkit_unix_socket_answers(controlPath) == 1 }
