@@ -91,8 +91,10 @@ struct InvokeCommand: ParsableCommand {
             Glibc.exit(128 + signal)
         }
         let writer = try OutputPrinter(format: .raw, properties: nil, prefix: computers.count > 1 && !hideComputerName, live: true)
-        let receive = ReceiveParameters(selectors: [.id(parent.id)], autoRemove: false)
+        // The stream ends with the job as it finished, then removes it: two requests in all.
+        let receive = ReceiveParameters(selectors: [.id(parent.id)], autoRemove: true)
         var failed = false
+        var final: [JobInfo] = []
         _ = try perform(Request(.receiveWait(receive)), with: options) { frame in
             switch frame {
             case .chunk(let chunk): writer.write(chunk)
@@ -101,17 +103,13 @@ struct InvokeCommand: ParsableCommand {
                 // A connection's reason already starts with its computer.
                 let named = failure.reason.hasPrefix(failure.location + ": ")
                 complain(named ? failure.reason : "\(failure.location): \(failure.reason)")
+            case .jobs(let jobs): final = jobs
             default: break
             }
         }
         writer.finish()
         // Stopped by the interruption: its handler says how this ends.
         interruption.waitIfInterrupted()
-        var final: [JobInfo] = []
-        _ = try perform(Request(.get(JobQuery(selectors: [.id(parent.id)]))), with: options) { frame in
-            if case .jobs(let jobs) = frame { final = jobs }
-        }
-        _ = try perform(Request(.remove(RemoveParameters(selectors: [.id(parent.id)], force: true))), with: options) { _ in }
         if failed || final.first?.state != .completed { throw Exit(status: ExitStatus.failed) }
     }
 }

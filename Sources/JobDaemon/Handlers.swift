@@ -117,6 +117,8 @@ struct Handlers: Sendable {
                 try await send(.chunk(chunk))
             case .failed(let failure):
                 try await send(.failure(failure))
+            case .finished(let jobs):
+                try await send(.jobs(jobs))
             }
         }
         return Outcome(notFound: notFound)

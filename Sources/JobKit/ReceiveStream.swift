@@ -7,10 +7,12 @@ import JobModel
 import Glibc
 #endif
 
-/// What `receiveStream` yields: output as it arrives, and failed jobs' reasons.
+/// What `receiveStream` yields: output as it arrives, failed jobs' reasons, and last of all
+/// the selected top-level jobs as they finished (before `autoRemove` removes them).
 public enum ReceiveEvent: Sendable, Equatable {
     case output(OutputChunk)
     case failed(JobFailure)
+    case finished([JobInfo])
 }
 
 /// `job receive --wait` as an AsyncSequence: output of the selected jobs as it arrives
@@ -39,6 +41,7 @@ public struct ReceiveStream: AsyncSequence, Sendable {
         private var reader: OutputSliceReader?
         private var reported = Set<Int>()
         private var done = false
+        private var reportedFinal = false
         private var finished = false
 
         init(stream: ReceiveStream) {
@@ -64,6 +67,12 @@ public struct ReceiveStream: AsyncSequence, Sendable {
                     continue
                 }
                 if !pendingFailures.isEmpty { return .failed(pendingFailures.removeFirst()) }
+                if done && !reportedFinal {
+                    reportedFinal = true
+                    var jobs: [JobInfo] = []
+                    for id in topLevel { if let job = await stream.manager.job(id) { jobs.append(job) } }
+                    return .finished(jobs)
+                }
                 if done {
                     finished = true
                     watch = nil

@@ -137,6 +137,7 @@ import JobTesting
             var output = ""
             var errors = ""
             var failures: [JobFailure] = []
+            var finished: [JobInfo] = []
             for try await event in jobs.receiveStream([.id(job.id)]) {
                 switch event {
                 case .output(let chunk):
@@ -145,8 +146,11 @@ import JobTesting
                     if output == "line1\n" { touch(go) }
                 case .failed(let failure):
                     failures.append(failure)
+                case .finished(let jobs):
+                    finished = jobs
                 }
             }
+            #expect(finished.map(\.state) == [.failed], "the job as it ended, last")
             let done = try #require(await jobs.job(job.id))
             #expect(done.exitCode == 4, "the first line reached the stream while the job ran")
             #expect(output == "line1\nline2\n")
@@ -172,9 +176,10 @@ import JobTesting
         try await withTemporaryEngine { jobs, _ in
             let job = try await jobs.sh("true")
             _ = try await jobs.finished(job.id)
-            var count = 0
-            for try await _ in jobs.receiveStream([.id(job.id)]) { count += 1 }
-            #expect(count == 0)
+            var events: [ReceiveEvent] = []
+            for try await event in jobs.receiveStream([.id(job.id)]) { events.append(event) }
+            #expect(events.count == 1, "no output: only the job as it finished")
+            if case .finished(let finished) = events.first { #expect(finished.map(\.state) == [.completed]) }
         }
     }
 }
