@@ -96,13 +96,16 @@ enum RemoteCommand {
         case (.shell(let line), .direct):
             return "set -- here \(quote(line))\n" + wrapper
         case (.shell(let line), .viaSh):
-            return (["exec", "/bin/sh", "-c", wrapper, "sh", "line", line]).map(quote).joined(separator: " ")
+            return viaShPrefix + " line " + quote(line)
         case (.argv(let words), .direct):
             return "set -- argv " + words.map(quote).joined(separator: " ") + "\n" + wrapper
         case (.argv(let words), .viaSh):
-            return (["exec", "/bin/sh", "-c", wrapper, "sh", "argv"] + words).map(quote).joined(separator: " ")
+            return ([viaShPrefix, "argv"] + words.map(quote)).joined(separator: " ")
         }
     }
+
+    /// `exec /bin/sh -c '<wrapper>' sh`, quoted once: every cold job sends it.
+    private static let viaShPrefix = ["exec", "/bin/sh", "-c", wrapper, "sh"].map(quote).joined(separator: " ")
 
     /// Exits 42 in a POSIX shell only (fish, csh and rc stumble on it; fish then exits 0):
     /// whether the wrapper can run `direct`.
