@@ -5,7 +5,9 @@
 #   - job invoke --computer h1,…,hN -c true          (waits, like the others)
 #   - pdsh -R ssh, clush, and a plain bash `ssh … &` loop (cold), the same loop through
 #     ControlPersist masters (warm: the floor for any tool that runs ssh per command)
-# Builds job and jobd in release mode with the Swift runtime linked statically. Installs the
+# Builds job and jobd as one would install them: release mode, the Swift runtime linked
+# statically, and no $ORIGIN run path (nothing to find there; without it the loader tries ~24
+# fewer paths at every start). Installs the
 # peers (Debian packages) when missing. Needs root (the sshd's). Prints a Markdown table.
 #   Benchmarks/remote.sh [HOSTS=32] [ROUNDS=10]
 set -euo pipefail
@@ -19,8 +21,8 @@ command -v clush >/dev/null || need+=(clustershell)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
 fi
-swift build -c release --static-swift-stdlib --product job --scratch-path .build-static >&2
-swift build -c release --static-swift-stdlib --product jobd --scratch-path .build-static >&2
+swift build -c release --static-swift-stdlib --disable-local-rpath --product job --scratch-path .build-static >&2
+swift build -c release --static-swift-stdlib --disable-local-rpath --product jobd --scratch-path .build-static >&2
 job=$PWD/.build-static/release/job
 work=$(mktemp -d /tmp/job-bench-XXXXXX)
 chmod 755 "$work"   # the hosts' user reads its authorized keys in here
