@@ -47,6 +47,8 @@ public actor JobManager {
     /// How each computer's login shell takes the remote wrapper, learnt once per master
     /// (keyed by control socket, with the master's identity).
     private var shellForms: [String: (master: String, form: RemoteCommand.Form)] = [:]
+    /// The control sockets' directory was made and checked (once per engine, not per job).
+    private var sshDirectoryReady = false
     /// What `run()` runs as tasks of its own: thread jobs, and remote children connecting.
     private let work: AsyncStream<Work>
     private let workContinuation: AsyncStream<Work>.Continuation
@@ -320,10 +322,13 @@ public actor JobManager {
     /// A remote child runs its ssh under a supervisor, like a local child; locally ssh runs in
     /// `/` (the command runs in the remote user's home).
     private func spawnRemote(_ id: Int, link: SSHLink, plan: LaunchPlan, form: RemoteCommand.Form) -> [JobRecord] {
-        do {
-            try SSHLink.prepare(home: home)
-        } catch {
-            return table.leafEnded(id, outcome: .failed(error.message), at: Date(), recorded: 0)
+        if !sshDirectoryReady {
+            do {
+                try SSHLink.prepare(home: home)
+                sshDirectoryReady = true
+            } catch {
+                return table.leafEnded(id, outcome: .failed(error.message), at: Date(), recorded: 0)
+            }
         }
         return spawnLeaf(
             id, argv: link.jobArguments(command: plan.spec.command, form: form, log: sshLogPath(id)),

@@ -188,25 +188,14 @@ struct InvokeRemoteTests {
                     "sleep 300 & echo $$ $!; wait",
                 ])
                 #expect(started.status == 0, "\(started.stderr)")
-                var pids: [String] = []
-                for _ in 0..<200 where pids.isEmpty {
-                    let output = try await cli.run("receive", "2", "--keep")
-                    pids = output.stdout.split(whereSeparator: \.isWhitespace).map(String.init)
-                    if pids.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
-                }
+                let pids = try await cli.firstOutput(of: 2).split(whereSeparator: \.isWhitespace).map(String.init)
                 #expect(pids.count == 2)
-                let alive = "for p in \(pids.joined(separator: " ")); do ps -o stat= -p $p | grep -v Z; done; true"
-                #expect(try await hosts.ssh("s1", alive).stdout.split(separator: "\n").count == 2, "both run before the stop")
+                #expect(try await hosts.living(pids, on: "s1").split(separator: "\n").count == 2, "both run before the stop")
 
                 let stop = try await cli.run("stop", "1")
                 #expect(stop.status == 0, "\(stop.stderr)")
                 #expect(try await cli.json("get", "2").first?["state"] as? String == "Stopped")
-                var left = "?"
-                for _ in 0..<100 {
-                    left = try await hosts.ssh("s1", alive).stdout
-                    if left.isEmpty { break }
-                    try await Task.sleep(for: .milliseconds(100))
-                }
+                let left = try await hosts.waitUntilGone(pids, on: "s1")
                 #expect(left.isEmpty, "still there on s1: \(left)")
             }
         }
@@ -220,23 +209,13 @@ struct InvokeRemoteTests {
                     "trap '' TERM; echo $$; sleep 300",
                 ])
                 #expect(started.status == 0, "\(started.stderr)")
-                var pid = ""
-                for _ in 0..<200 where pid.isEmpty {
-                    pid = try await cli.run("receive", "2", "--keep").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-                    if pid.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
-                }
+                let pid = try await cli.firstOutput(of: 2).trimmingCharacters(in: .whitespacesAndNewlines)
                 let start = ContinuousClock.now
                 #expect(try await cli.run("stop", "1", "--grace", "0.5").status == 0)
                 // The host's own grace is 5 s; the local stop does not wait for it.
                 #expect(ContinuousClock.now - start < .seconds(4), "the stop kept to its grace period")
                 #expect(try await cli.json("get", "2").first?["state"] as? String == "Stopped")
-                let alive = "ps -o stat= -p \(pid) | grep -v Z; true"
-                var left = "?"
-                for _ in 0..<150 {
-                    left = try await hosts.ssh("t1", alive).stdout
-                    if left.isEmpty { break }
-                    try await Task.sleep(for: .milliseconds(100))
-                }
+                let left = try await hosts.waitUntilGone([pid], on: "t1")
                 #expect(left.isEmpty, "what ignored SIGTERM was killed on the host")
             }
         }
@@ -250,12 +229,7 @@ struct InvokeRemoteTests {
                     "echo started; exit_later() { sleep 300; }; exit_later; exit 255",
                 ])
                 #expect(started.status == 0, "\(started.stderr)")
-                var seen = ""
-                for _ in 0..<200 where seen.isEmpty {
-                    seen = try await cli.run("receive", "2", "--keep").stdout
-                    if seen.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
-                }
-                #expect(seen == "started\n")
+                #expect(try await cli.firstOutput(of: 2) == "started\n")
                 // The host goes away: its sshd and every session on it.
                 await hosts.down()
                 #expect(try await cli.run("wait", "1").status == 1)
@@ -327,13 +301,7 @@ struct InvokeRemoteTests {
                 let pids = try ["i1", "i2"].map {
                     try String(contentsOfFile: "\(marks)/\($0)", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
                 }
-                let alive = "for p in \(pids.joined(separator: " ")); do ps -o stat= -p $p | grep -v Z; done; true"
-                var left = "?"
-                for _ in 0..<100 {
-                    left = try await hosts.ssh("i1", alive).stdout
-                    if left.isEmpty { break }
-                    try await Task.sleep(for: .milliseconds(100))
-                }
+                let left = try await hosts.waitUntilGone(pids, on: "i1")
                 #expect(left.isEmpty, "still running: \(left)")
             }
         }
@@ -439,5 +407,36 @@ struct InvokeRemoteTests {
                 }
             }
         }
+    }
+}
+
+extension CLI {
+    /// What job `id` has printed so far (kept for later), once it has printed anything; empty
+    /// if nothing came within 10 s.
+    func firstOutput(of id: Int) async throws -> String {
+        for _ in 0..<200 {
+            let text = try await run("receive", "\(id)", "--keep").stdout
+            if !text.isEmpty { return text }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return ""
+    }
+}
+
+extension SSHHosts {
+    /// The processes of these pids still running on `host` (zombies count as gone), one
+    /// `ps` state per line.
+    func living(_ pids: [String], on host: String) async throws -> String {
+        try await ssh(host, "for p in \(pids.joined(separator: " ")); do ps -o stat= -p $p | grep -v Z; done; true").stdout
+    }
+
+    /// Waits (up to 15 s) for those processes to be gone; returns what is left.
+    func waitUntilGone(_ pids: [String], on host: String) async throws -> String {
+        var left = try await living(pids, on: host)
+        for _ in 0..<150 where !left.isEmpty {
+            try await Task.sleep(for: .milliseconds(100))
+            left = try await living(pids, on: host)
+        }
+        return left
     }
 }
