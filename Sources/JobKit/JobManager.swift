@@ -121,7 +121,15 @@ public actor JobManager {
         let path = home + "/engine.lock"
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw JobError(.storage, "cannot create \(path): \(errnoMessage())") }
-        guard jobkit_flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+        // A lock released a moment ago can still be held for a moment longer: a process being
+        // spawned by another thread shares the descriptor until its exec closes it. Only a
+        // lock held for a while means another engine.
+        var locked = jobkit_flock(fd, LOCK_EX | LOCK_NB) == 0
+        for _ in 0..<50 where !locked {
+            usleep(10_000)
+            locked = jobkit_flock(fd, LOCK_EX | LOCK_NB) == 0
+        }
+        guard locked else {
             let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
             close(fd)
             throw JobError(
