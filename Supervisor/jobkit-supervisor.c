@@ -181,6 +181,16 @@ static ssize_t drain_once(struct stream *s) {
 }
 
 // Runs job `id` (argv, in cwd, with envp) and records it; never returns.
+// drain_once, and at end of file the pipe is closed (pipe_fd -1). Returns what drain_once did.
+static ssize_t take(struct stream *s) {
+    ssize_t n = drain_once(s);
+    if (n == 0) {
+        close(s->pipe_fd);
+        s->pipe_fd = -1;
+    }
+    return n;
+}
+
 static _Noreturn void supervise(const char *dir, long long id, const char *cwd, char **job_argv, char **envp,
                                 int hold_stdin) {
     job_id = id;
@@ -283,10 +293,7 @@ static _Noreturn void supervise(const char *dir, long long id, const char *cwd, 
         }
         for (int i = 0; i < 2; i++) {
             if (streams[i].pipe_fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-            if (drain_once(&streams[i]) == 0) {
-                close(streams[i].pipe_fd);
-                streams[i].pipe_fd = -1;
-            }
+            take(&streams[i]);
         }
         if (fds[2].revents & POLLIN) {
             struct signalfd_siginfo si;
@@ -324,13 +331,8 @@ static _Noreturn void supervise(const char *dir, long long id, const char *cwd, 
             // Take what is in the pipes now and end: a stop must end.
             // (A bounded take: something outside may go on writing for ever.)
             for (int i = 0; i < 2; i++) {
-                ssize_t n;
                 for (int chunks = 0; chunks < 64 && streams[i].pipe_fd >= 0; chunks++) {
-                    if ((n = drain_once(&streams[i])) == -1) break;
-                    if (n == 0) {
-                        close(streams[i].pipe_fd);
-                        streams[i].pipe_fd = -1;
-                    }
+                    if (take(&streams[i]) == -1) break;
                 }
             }
             break;
