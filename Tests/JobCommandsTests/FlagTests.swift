@@ -1,0 +1,69 @@
+import Foundation
+import JobTesting
+import Testing
+
+/// The flags of the contract that the per-verb suites do not reach on their way.
+@Suite("More flags", .tags(.cli)) struct FlagTests {
+    @Test func removeByCommandPatternRemovesOnlyTheJobsWhoseCommandMatches() async throws {
+        try await withCLI { cli in
+            try await cli.run("start", "-c", "sleep 0.1")
+            try await cli.run("start", "-c", "true")
+            #expect(try await cli.run("wait").status == 0)
+            let removed = try await cli.run("remove", "--command", "sleep*")
+            #expect(removed.status == 0, "\(removed.stderr)")
+            #expect(removed.stdout.isEmpty, "prints nothing on success")
+            #expect(try await cli.json("get").map { $0["command"] as? String } == ["true"])
+        }
+    }
+
+    @Test func getNewestKeepsTheMostRecentJobs() async throws {
+        try await withCLI { cli in
+            for _ in 0..<3 { try await cli.run("start", "-c", "true") }
+            #expect(try await cli.json("get", "--newest", "2").map { $0["id"] as? Int } == [3, 5])
+        }
+    }
+
+    @Test func receiveByLocationAndWithoutRecursion() async throws {
+        try await withCLI { cli in
+            // A computer whose port nothing listens on: refused at once, no sshd needed.
+            let config = cli.home.path + "/ssh_config"
+            try "Host gone\n  HostName 127.0.0.1\n  Port 1\n".write(toFile: config, atomically: true, encoding: .utf8)
+            let started = try await cli.run([
+                "invoke", "--computer", "localhost,gone", "--as-job", "--ssh-config", config, "-c", "echo here",
+            ])
+            #expect(started.status == 0, "\(started.stderr)")
+            #expect(try await cli.run("wait", "1").status == 1)
+
+            let own = try await cli.run("receive", "1", "--no-recurse", "--keep")
+            #expect(own.stdout.isEmpty, "a parent's own output is empty")
+            let local = try await cli.run("receive", "1", "--location", "localhost", "--keep")
+            #expect(local.stdout == "here\n")
+            #expect(!local.stderr.contains("gone"), "only the localhost child is read: \(local.stderr)")
+            let remote = try await cli.run("receive", "1", "--location", "gone", "--keep")
+            #expect(remote.stdout.isEmpty)
+            #expect(remote.status == 1)
+            #expect(remote.stderr.contains("gone: ssh: connect to host 127.0.0.1 port 1"), "\(remote.stderr)")
+        }
+    }
+
+    @Test func daemonStartAndRunInTheForeground() async throws {
+        try await withCLI { cli in
+            #expect(try await cli.run("daemon", "status").status == 1, "not running yet")
+            #expect(try await cli.run("daemon", "start").status == 0)
+            #expect(try await cli.run("daemon", "status").status == 0)
+            #expect(try await cli.run("daemon", "stop").status == 0)
+            #expect(try await cli.run("daemon", "status").status == 1)
+
+            // `run` stays in the foreground until stopped, serving meanwhile.
+            let script = """
+                "$0" --home "$1" daemon run & daemon=$!
+                i=0; until "$0" --home "$1" daemon status >/dev/null 2>&1; do
+                  sleep 0.05; i=$((i+1)); [ $i -lt 200 ] || { kill $daemon; exit 99; }; done
+                kill -0 $daemon || exit 98
+                "$0" --home "$1" daemon stop >/dev/null; wait $daemon
+                """
+            let run = try await runProcessDetached("/bin/sh", ["-c", script, cli.job, cli.home.path])
+            #expect(run.status == 0, "\(run.stderr)")
+        }
+    }
+}
