@@ -3,7 +3,11 @@ import JobClient
 import JobModel
 import JobProtocol
 
-/// `job start …` and `job get …` in their plain forms, parsed, encoded and decoded by hand.
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `job start …`, `job get …` and `job invoke …` in their plain forms, parsed, encoded and decoded by hand.
 ///
 /// They are what scripts run in loops, and what makes `job` slow to start is not the work but
 /// the Swift runtime's first-use metadata lookups (scanning every conformance of the binary)
@@ -14,6 +18,7 @@ import JobProtocol
 enum FastPath {
     /// Runs `args` and returns the exit status, or nil when they are not a plain start or get.
     static func run(_ args: [String]) -> Int32? {
+        if args.first == "invoke" { return invoke(args) }
         guard let verb = args.first, verb == "start" || verb == "get" else { return nil }
         var home: String?
         var format = OutputFormatOption.table
@@ -62,39 +67,175 @@ enum FastPath {
         if verb == "start" {
             guard let parameters = try? startParameters(line: line, program: program, name: name, cwd: cwd, env: env)
             else { return ExitStatus.usage }
-            var fields: [(String, JSON)] = []
-            if let shell = parameters.shell { fields.append(("shell", .string(shell))) }
-            if let argv = parameters.argv { fields.append(("argv", .array(argv.map(JSON.string)))) }
-            if let name = parameters.name { fields.append(("name", .string(name))) }
-            fields.append(("workingDirectory", .string(parameters.workingDirectory)))
-            fields.append(("environment", .object(parameters.environment.map { ($0.key, .string($0.value)) })))
-            verbJSON = .object([("start", .object([("_0", .object(fields))]))])
+            verbJSON = tagged("start", .object(fields(of: parameters)))
         } else {
-            let selectors = words.map { word -> JSON in
-                switch JobSelector(word) {
-                case .id(let id): .object([("id", .object([("_0", .int(id))]))])
-                case .instanceId(let uuid): .object([("instanceId", .object([("_0", .string(uuid.uuidString))]))])
-                case .name(let name): .object([("name", .object([("_0", .string(name))]))])
-                }
-            }
-            verbJSON = .object([
-                ("get", .object([("_0", .object([("selectors", .array(selectors)), ("includeChildren", .bool(false))]))]))
-            ])
+            verbJSON = tagged("get", .object([("selectors", .array(words.map(selectorJSON))), ("includeChildren", .bool(false))]))
         }
-        let body = Array(JSON.object([("version", .int(ProtocolVersion.current)), ("verb", verbJSON)]).text(pretty: false).utf8)
+        var jobs: [JobInfo] = []
+        let status = call(verbJSON, home: home) { frame in
+            if let list = frame["jobs"]?["_0"] { jobs = list.items.compactMap(jobInfo) }
+        }
+        if status == ExitStatus.unreachable { return status }
+        if !jobs.isEmpty || (verb == "get" && format == .json) {
+            guard let text = try? JobRender.render(jobs, format: format, properties: properties) else { return ExitStatus.usage }
+            writeOut(text)
+        }
+        return status
+    }
+
+    /// `job invoke …` with the options `InvokeCommand` takes, valid ones only: anything it
+    /// would refuse is left to it, for its messages. The same two requests as it makes.
+    private static func invoke(_ args: [String]) -> Int32? {
+        var home: String?
+        var format = OutputFormatOption.table
+        var properties: [String]?
+        var computer: String?
+        var asJob = false
+        var name: String?
+        var throttle = 32
+        var sshConfig: String?
+        var hideComputerName = false
+        var line: String?
+        var program: [String] = []
+        var index = 1
+        func value() -> String? {
+            index += 1
+            return index < args.count ? args[index] : nil
+        }
+        while index < args.count {
+            switch args[index] {
+            case "--home": guard let v = value() else { return nil }; home = v
+            case "-o", "--output":
+                guard let v = value(), let f = OutputFormatOption(rawValue: v), f != .raw else { return nil }
+                format = f
+            case "--property":
+                guard let v = value() else { return nil }
+                properties = v.split(separator: ",").map { String($0).trimmed }.filter { !$0.isEmpty }
+            case "--computer": guard let v = value() else { return nil }; computer = v
+            case "--as-job": asJob = true
+            case "--name": guard let v = value() else { return nil }; name = v
+            case "--throttle": guard let v = value(), let n = Int(v), n >= 1 else { return nil }; throttle = n
+            case "--ssh-config": guard let v = value() else { return nil }; sshConfig = v
+            case "--hide-computer-name": hideComputerName = true
+            case "-c": guard let v = value() else { return nil }; line = v
+            case "--":
+                program = Array(args[(index + 1)...])
+                index = args.count
+                continue
+            default: return nil
+            }
+            index += 1
+        }
+        let computers = (computer ?? "").split(separator: ",").map { String($0).trimmed }.filter { !$0.isEmpty }
+        guard (line == nil) != program.isEmpty, !computers.isEmpty else { return nil }
+        if (try? JobRender.resolve(properties, default: [])) == nil { return nil }
+        // As InvokeCommand.sshConfigFile: absolute, because the daemon's ssh does not run here.
+        let given = sshConfig ?? getenv("JOB_SSH_CONFIG").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
+        if let given, access(given, R_OK) != 0 { return nil }
+        let configFile = given.map { $0.hasPrefix("/") ? $0 : currentDirectory() + "/" + $0 }
+
+        guard let command = try? startParameters(line: line, program: program, name: name, cwd: nil, env: [])
+        else { return ExitStatus.usage }
+        var parameters: [(String, JSON)] = [
+            ("computers", .array(computers.map(JSON.string))), ("command", .object(fields(of: command))),
+            ("throttle", .int(throttle)),
+        ]
+        if let configFile { parameters.append(("sshConfig", .string(configFile))) }
+        var started: [JobInfo] = []
+        let status = call(tagged("invoke", .object(parameters)), home: home) { frame in
+            if let list = frame["jobs"]?["_0"] { started = list.items.compactMap(jobInfo) }
+        }
+        guard status == ExitStatus.ok, let parent = started.first else { return status }
+        if asJob {
+            guard let text = try? JobRender.render(started, format: format, properties: properties) else { return ExitStatus.usage }
+            writeOut(text)
+            return ExitStatus.ok
+        }
+        // Without --as-job the job is this command's own: interrupted, it goes with it.
+        let selectors = JSON.array([selectorJSON(.id(parent.id))])
+        let interruption = onInterrupt { [home] signal in
+            _ = call(tagged("stop", .object([("selectors", selectors), ("grace", .int(5))])), home: home) { _ in }
+            _ = call(tagged("remove", .object([("selectors", selectors), ("force", .bool(true))])), home: home) { _ in }
+            Glibc.exit(128 + signal)
+        }
+        guard let writer = try? OutputPrinter(format: .raw, properties: nil, prefix: computers.count > 1 && !hideComputerName, live: true)
+        else { return ExitStatus.usage }
+        // The stream ends with the job as it finished, then removes it.
+        let receive = JSON.object([
+            ("selectors", selectors), ("keep", .bool(false)), ("recurse", .bool(true)), ("autoRemove", .bool(true)),
+        ])
+        var failed = false
+        var final: [JobInfo] = []
+        let received = call(tagged("receiveWait", receive), home: home) { frame in
+            if let chunk = frame["chunk"]?["_0"] {
+                guard let id = chunk["jobId"]?.int, let jobName = chunk["jobName"]?.string,
+                    let location = chunk["location"]?.string,
+                    let stream = chunk["stream"]?.int.flatMap({ UInt8(exactly: $0) }).flatMap(OutputStreamKind.init(rawValue:)),
+                    let time = chunk["time"]?.double, let data = chunk["data"]?.string.flatMap({ Data(base64Encoded: $0) })
+                else { throw ClientError(unreadable) }
+                writer.write(OutputChunk(
+                    jobId: id, jobName: jobName, location: location, stream: stream,
+                    time: Date(timeIntervalSince1970: time), data: Array(data)))
+            } else if let failure = frame["failure"]?["_0"] {
+                failed = true
+                let location = failure["location"]?.string ?? "?"
+                let reason = failure["reason"]?.string ?? "failed"
+                // A connection's reason already starts with its computer.
+                complain(reason.hasPrefix(location + ": ") ? reason : "\(location): \(reason)")
+            } else if let list = frame["jobs"]?["_0"] {
+                final = list.items.compactMap(jobInfo)
+            }
+        }
+        writer.finish()
+        // Stopped by the interruption: its handler says how this ends.
+        interruption.waitIfInterrupted()
+        if received == ExitStatus.unreachable { return received }
+        return failed || final.first?.state != .completed ? ExitStatus.failed : ExitStatus.ok
+    }
+
+    private static let unreadable = "cannot read the daemon's answer; is it the same release as job?"
+
+    /// `{"VERB":{"_0":PARAMETERS}}`: how `Verb` (and `Response`) encode a case.
+    private static func tagged(_ verb: String, _ parameters: JSON) -> JSON {
+        .object([(verb, .object([("_0", parameters)]))])
+    }
+
+    private static func selectorJSON(_ word: String) -> JSON { selectorJSON(JobSelector(word)) }
+
+    private static func selectorJSON(_ selector: JobSelector) -> JSON {
+        switch selector {
+        case .id(let id): tagged("id", .int(id))
+        case .instanceId(let uuid): tagged("instanceId", .string(uuid.uuidString))
+        case .name(let name): tagged("name", .string(name))
+        }
+    }
+
+    /// `StartParameters` as it encodes.
+    private static func fields(of parameters: StartParameters) -> [(String, JSON)] {
+        var fields: [(String, JSON)] = []
+        if let shell = parameters.shell { fields.append(("shell", .string(shell))) }
+        if let argv = parameters.argv { fields.append(("argv", .array(argv.map(JSON.string)))) }
+        if let name = parameters.name { fields.append(("name", .string(name))) }
+        fields.append(("workingDirectory", .string(parameters.workingDirectory)))
+        fields.append(("environment", .object(parameters.environment.map { ($0.key, .string($0.value)) })))
+        return fields
+    }
+
+    /// Sends one request and hands every frame but the last to `onFrame`; reports the words
+    /// that matched nothing and the error, if any, and returns the exit status they call for.
+    private static func call(_ verb: JSON, home: String?, onFrame: (JSON) throws -> Void) -> Int32 {
+        let body = Array(JSON.object([("version", .int(ProtocolVersion.current)), ("verb", verb)]).text(pretty: false).utf8)
         var frame = [UInt8](repeating: 0, count: 4)
         withUnsafeBytes(of: UInt32(body.count).bigEndian) { frame.replaceSubrange(0..<4, with: $0) }
         frame += body
-
-        var jobs: [JobInfo] = []
         var status = ExitStatus.ok
         do {
             try DaemonClient(home: JobHome(explicit: home)).exchange(frame) { answer in
-                guard let frame = JSONParser.parse(answer) else {
-                    throw ClientError("cannot read the daemon's answer; is it the same release as job?")
+                guard let frame = JSONParser.parse(answer) else { throw ClientError(unreadable) }
+                guard let outcome = frame["done"]?["_0"] else {
+                    try onFrame(frame)
+                    return false
                 }
-                if let list = frame["jobs"]?["_0"] { jobs = list.items.compactMap(jobInfo) }
-                guard let outcome = frame["done"]?["_0"] else { return false }
                 for missing in outcome["notFound"]?.items ?? [] {
                     complain(missing["message"]?.string ?? "a job was not found")
                     status = ExitStatus.failed
@@ -111,10 +252,6 @@ enum FastPath {
         } catch {
             complain("\(error)")
             return ExitStatus.unreachable
-        }
-        if !jobs.isEmpty || (verb == "get" && format == .json) {
-            guard let text = try? JobRender.render(jobs, format: format, properties: properties) else { return ExitStatus.usage }
-            writeOut(text)
         }
         return status
     }

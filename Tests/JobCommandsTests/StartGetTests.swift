@@ -138,6 +138,48 @@ import Testing
             #expect(try await cli.json("get").isEmpty, "the jobs were removed")
         }
     }
+    /// `invoke` is parsed by hand when its options are written `--name VALUE`, and by
+    /// ArgumentParser otherwise (`--name=VALUE`): both must send the same request and show
+    /// the same answer.
+    @Test func theHandParsedFormAgreesWithArgumentParser() async throws {
+        try await withCLI { cli in
+            // `gone`: a port nothing listens on, refused at once; the file named relatively.
+            try "Host gone\n  HostName 127.0.0.1\n  Port 1\n".write(
+                toFile: cli.home.path + "/ssh_config", atomically: true, encoding: .utf8)
+            let line = "echo out; echo err >&2; exit 3"
+            func invoke(_ handParsed: Bool, _ options: [(String, String?)], _ rest: [String]) async throws -> Run {
+                let words = options.flatMap { name, value -> [String] in
+                    guard let value else { return [name] }
+                    return handParsed ? [name, value] : ["\(name)=\(value)"]
+                }
+                return try await cli.run(["invoke"] + words + rest, in: cli.home.path)
+            }
+            for handParsed in [true, false] {
+                let name = handParsed ? "fast" : "parsed"
+                let started = try await invoke(handParsed, [
+                    ("--computer", "localhost,gone,localhost"), ("--as-job", nil), ("--name", name), ("--throttle", "1"),
+                    ("--ssh-config", "ssh_config"), ("-o", "list"), ("--property", "Name,State,Location,Command"),
+                ], ["-c", line])
+                #expect(started.status == 0, "\(started.stderr)")
+                #expect(started.stdout == "Name     : \(name)\nState    : Running\nLocation : localhost,gone,localhost\nCommand  : \(line)\n")
+                #expect(try await cli.run("wait", name).status == 1)
+                let states = try await cli.json("get", name, "--include-children")
+                #expect(states.map { $0["state"] as? String } == ["Failed", "Failed", "Failed", "Failed"])
+                let received = try await cli.run("receive", name)
+                #expect(received.stdout == "out\nout\n")
+                #expect(received.stderr.contains("gone: ssh: connect to host 127.0.0.1 port 1"), "\(received.stderr)")
+
+                let waited = try await invoke(
+                    handParsed, [("--computer", "localhost,gone"), ("--ssh-config", "ssh_config"), ("--hide-computer-name", nil)],
+                    ["--", "sh", "-c", line])
+                #expect(waited.status == 1)
+                #expect(waited.stdout == "out\n")
+                #expect(waited.stderr.hasPrefix("err\n"), "\(waited.stderr)")
+                #expect(waited.stderr.contains("job: gone: ssh: connect to host 127.0.0.1 port 1"), "\(waited.stderr)")
+            }
+            #expect(try await cli.json("get").map { $0["name"] as? String } == ["fast", "parsed"], "waited invokes remove their job")
+        }
+    }
 }
 
 @Suite("help and output", .tags(.cli)) struct HelpTests {
