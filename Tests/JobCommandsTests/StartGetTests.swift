@@ -174,7 +174,8 @@ import Testing
                     ["--", "sh", "-c", line])
                 #expect(waited.status == 1)
                 #expect(waited.stdout == "out\n")
-                #expect(waited.stderr.hasPrefix("err\n"), "\(waited.stderr)")
+                // The children stream side by side: the refused one may be reported first.
+                #expect(waited.stderr.split(separator: "\n").contains("err"), "\(waited.stderr)")
                 #expect(waited.stderr.contains("job: gone: ssh: connect to host 127.0.0.1 port 1"), "\(waited.stderr)")
             }
             #expect(try await cli.json("get").map { $0["name"] as? String } == ["fast", "parsed"], "waited invokes remove their job")
