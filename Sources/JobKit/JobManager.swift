@@ -42,6 +42,8 @@ public actor JobManager {
     private let monitor = ExitMonitor()
     /// Job events, for waiters here and for `ReceiveStream`.
     let hub = EventHub()
+    /// Which jobs write, for `ReceiveStream`.
+    let outputWatcher: OutputWatcher
     /// The home's lock; -1 once released by `shutdown`.
     private var homeLock: Int32
     /// How each computer's login shell takes the remote wrapper, learnt once per master
@@ -84,6 +86,7 @@ public actor JobManager {
         self.home = home
         let executable = try Supervisor.locate(explicit: configuration.supervisorPath)
         let jobsDirectory = home + "/jobs"
+        outputWatcher = OutputWatcher(jobsDirectory: jobsDirectory)
         do {
             try FileManager.default.createDirectory(
                 atPath: jobsDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -201,6 +204,7 @@ public actor JobManager {
         workContinuation.finish()
         for stop in threadStops.values { stop.finish() }
         monitor.shutdown()
+        outputWatcher.shutdown()
         supervisor.shutdown()
         // Here, not in deinit: the last reference may go a moment after the caller is done,
         // and a new engine on the home must not find it still taken.
@@ -671,20 +675,21 @@ public actor JobManager {
 
     /// For `ReceiveStream`: the leaves it reads and the top-level jobs it may remove.
     func streamTargets(_ selectors: [JobSelector], recurse: Bool, locations: [String]?) throws(JobError)
-        -> (leaves: [Int], jobsDirectory: String, topLevel: [Int])
+        -> (leaves: [Int], topLevel: [Int])
     {
         let jobs = try resolveStrict(selectors)
         let targets = readTargets(jobs.map(\.id), recurse: recurse, locations: locations)
-        return (targets, supervisor.jobsDirectory, jobs.filter(\.isTopLevel).map(\.id))
+        return (targets, jobs.filter(\.isTopLevel).map(\.id))
     }
 
-    /// For `ReceiveStream`: takes (consumes) what the leaves wrote since the last call, and
-    /// says which of them ended, for their failure reasons, and whether all have.
-    func takeStreamBatch(_ leaves: [Int], reported: Set<Int>) throws(JobError)
+    /// For `ReceiveStream`: takes (consumes) what the leaves wrote since the last call — of
+    /// those `changed` only, all when nil — and says which of them ended, for their failure
+    /// reasons, and whether all have.
+    func takeStreamBatch(_ leaves: [Int], changed: Set<Int>?, reported: Set<Int>) throws(JobError)
         -> (slices: [OutputSlice], ended: [Int], failures: [JobFailure], done: Bool)
     {
         var slices: [OutputSlice] = []
-        var changed: [JobRecord] = []
+        var received: [JobRecord] = []
         var ended: [Int] = []
         var failures: [JobFailure] = []
         var done = true
@@ -692,11 +697,11 @@ public actor JobManager {
             guard let record = table[id] else { continue }
             let finished = record.state.isFinished
             if !finished { done = false }
-            if record.childIds.isEmpty {
+            if record.childIds.isEmpty, changed?.contains(id) ?? true {
                 let slice = unreceived(record)
                 if !slice.isEmpty {
                     slices.append(slice)
-                    if let updated = table.markReceived(id, upTo: slice.end) { changed.append(updated) }
+                    if let updated = table.markReceived(id, upTo: slice.end) { received.append(updated) }
                 }
             }
             if finished, !reported.contains(id) {
@@ -704,7 +709,7 @@ public actor JobManager {
                 if let failure = failure(of: record) { failures.append(failure) }
             }
         }
-        try persist(changed)
+        try persist(received)
         return (slices, ended, failures, done)
     }
 

@@ -2,6 +2,7 @@ import CJobKitSystem
 import Dispatch
 import Foundation
 import JobModel
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -17,7 +18,8 @@ public enum ReceiveEvent: Sendable, Equatable {
 
 /// `job receive --wait` as an AsyncSequence: output of the selected jobs as it arrives
 /// (consumed), until they have all finished and all of it was read. Woken by inotify on
-/// the jobs' output and by job events: nothing polls.
+/// the jobs' output and by job events, and then looks at the jobs that wrote or changed
+/// only: nothing polls.
 public struct ReceiveStream: AsyncSequence, Sendable {
     public typealias Element = ReceiveEvent
     let manager: JobManager
@@ -35,7 +37,7 @@ public struct ReceiveStream: AsyncSequence, Sendable {
         private var started = false
         private var leaves: [Int] = []
         private var topLevel: [Int] = []
-        private var watch: OutputWatch?
+        private var watch: ReceiveWatch?
         private var pendingSlices: [OutputSlice] = []
         private var pendingFailures: [JobFailure] = []
         private var reader: OutputSliceReader?
@@ -57,7 +59,7 @@ public struct ReceiveStream: AsyncSequence, Sendable {
                 leaves = targets.leaves
                 topLevel = targets.topLevel
                 // Watch before the first look, so nothing written in between goes unnoticed.
-                watch = OutputWatch(jobsDirectory: targets.jobsDirectory, jobs: Set(leaves), events: stream.manager.hub)
+                watch = ReceiveWatch(jobs: Set(leaves), events: stream.manager.hub, writes: stream.manager.outputWatcher)
             }
             while true {
                 if let reader, let chunk = try reader.nextChunk() { return .output(chunk) }
@@ -81,7 +83,9 @@ public struct ReceiveStream: AsyncSequence, Sendable {
                     }
                     return nil
                 }
-                let batch = try await stream.manager.takeStreamBatch(leaves, reported: reported)
+                // Taken before the look: whatever is written during it wakes the next.
+                let changed = watch?.take()
+                let batch = try await stream.manager.takeStreamBatch(leaves, changed: changed, reported: reported)
                 pendingSlices = batch.slices
                 pendingFailures = batch.failures
                 reported.formUnion(batch.ended)
@@ -98,59 +102,59 @@ public struct ReceiveStream: AsyncSequence, Sendable {
     }
 }
 
-/// Wakes a receive stream when any of its jobs writes output or changes state. (Writes of
-/// other jobs in the home wake it too; it then finds nothing new and waits again.)
-final class OutputWatch: @unchecked Sendable {
-    // Sendable by construction: the fd and source are set once in init and only closed in
-    // deinit; the stream is itself Sendable.
-    private let inotify: Int32
-    private let source: (any DispatchSourceRead)?
+/// What a receive stream waits on: its jobs' writes (from the engine's `OutputWatcher`) and
+/// their changes of state (job events), gathered into the set of jobs to look at next.
+final class ReceiveWatch: @unchecked Sendable {
+    // Sendable by construction: everything is set once in init, the set is behind its mutex,
+    // and the iterator is used by the stream's one consumer only.
     private let hub: EventHub
-    private let token: UInt64
-    private let wakeups: AsyncStream<Void>
+    private let watcher: OutputWatcher
+    private let hubToken: UInt64
+    private let watcherToken: UInt64
+    private let pending = Pending()
     private let continuation: AsyncStream<Void>.Continuation
     private var iterator: AsyncStream<Void>.AsyncIterator
 
-    init(jobsDirectory: String, jobs: Set<Int>, events hub: EventHub) {
-        (wakeups, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    init(jobs: Set<Int>, events hub: EventHub, writes watcher: OutputWatcher) {
+        let (wakeups, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         iterator = wakeups.makeAsyncIterator()
+        self.continuation = continuation
         self.hub = hub
-        let continuation = continuation
-        token = hub.observe { event in
-            if jobs.contains(event.job.id) { continuation.yield() }
-        }
-        inotify = jobkit_inotify_init()
-        if inotify >= 0 {
-            // The whole jobs directory: a job's files appear only when it first writes.
-            _ = jobkit_inotify_add_watch(inotify, jobsDirectory, jobkit_in_modify | jobkit_in_moved_to | jobkit_in_create)
-            let fd = inotify
-            let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: DispatchQueue.global())
-            source.setEventHandler {
-                var buffer = [UInt8](repeating: 0, count: 4096)
-                while buffer.withUnsafeMutableBytes({ read(fd, $0.baseAddress, $0.count) }) > 0 {}
-                continuation.yield()
+        self.watcher = watcher
+        let pending = pending
+        let mark: @Sendable (Set<Int>?) -> Void = { ids in
+            pending.state.withLock { pending in
+                if let ids { pending.ids.formUnion(ids) } else { pending.all = true }
             }
-            source.resume()
-            self.source = source
-        } else {
-            source = nil
+            continuation.yield()
+        }
+        hubToken = hub.observe { event in
+            if jobs.contains(event.job.id) { mark([event.job.id]) }
+        }
+        watcherToken = watcher.subscribe(jobs, notify: mark)
+    }
+
+    /// The jobs that wrote or changed since the last call (nil: look at all), forgetting them.
+    func take() -> Set<Int>? {
+        pending.state.withLock { pending in
+            defer { pending = ([], false) }
+            return pending.all ? nil : pending.ids
         }
     }
 
-    /// Waits for the next wake-up; false when there will be none.
+    /// Waits for the next write or change; false when there will be none.
     func next() async -> Bool {
         await iterator.next() != nil
     }
 
+    private final class Pending: Sendable {
+        /// Jobs to look at; `all` until the first look, and when writes were lost.
+        let state = Mutex<(ids: Set<Int>, all: Bool)>(([], true))
+    }
+
     deinit {
-        hub.remove(token)
+        hub.remove(hubToken)
+        watcher.unsubscribe(watcherToken)
         continuation.finish()
-        if let source {
-            let fd = inotify
-            source.setCancelHandler { close(fd) }
-            source.cancel()
-        } else if inotify >= 0 {
-            close(inotify)
-        }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 @testable import JobKit
 import JobModel
@@ -181,5 +182,63 @@ import JobTesting
             #expect(events.count == 1, "no output: only the job as it finished")
             if case .finished(let finished) = events.first { #expect(finished.map(\.state) == [.completed]) }
         }
+    }
+
+    @Test func aStreamOverSeveralJobsSeesEachOnesWritesAsTheyCome() async throws {
+        try await withTemporaryEngine { jobs, home in
+            // a writes, waits for b's line to be seen; b waits for a's first line to be seen:
+            // each line must come through the stream while the other job is silent.
+            let goA = home.path + "/goA", goB = home.path + "/goB"
+            let a = try await jobs.sh("echo a1; \(waitForFile(goA)); echo a2")
+            let b = try await jobs.sh("\(waitForFile(goB)); echo b1")
+            var lines: [String] = []
+            for try await case .output(let chunk) in jobs.receiveStream([.id(a.id), .id(b.id)]) {
+                lines.append(String(decoding: chunk.data, as: UTF8.self))
+                if lines == ["a1\n"] { touch(goB) }
+                if lines == ["a1\n", "b1\n"] { touch(goA) }
+            }
+            #expect(lines == ["a1\n", "b1\n", "a2\n"])
+            #expect(try #require(await jobs.job(a.id)).state == .completed)
+            #expect(try #require(await jobs.job(b.id)).state == .completed)
+        }
+    }
+}
+
+@Suite("The engine's output watch", .tags(.medium)) struct OutputWatcherTests {
+    /// Notifications got so far, and a way to wait for them without sleeping blind.
+    final class Seen: Sendable {
+        let ids = Mutex<[Set<Int>?]>([])
+        func until(_ done: ([Set<Int>?]) -> Bool) async throws -> [Set<Int>?] {
+            for _ in 0..<500 {
+                let now = ids.withLock { $0 }
+                if done(now) { return now }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            return ids.withLock { $0 }
+        }
+    }
+
+    @Test func tellsEachSubscriberOfItsOwnJobsAndStopsWhenIdle() async throws {
+        let home = try TemporaryHome("watcher")
+        let watcher = OutputWatcher(jobsDirectory: home.path, idleTime: .milliseconds(50))
+        defer { watcher.shutdown() }
+        let seen = Seen()
+        let token = watcher.subscribe([7, 9]) { ids in seen.ids.withLock { $0.append(ids) } }
+        #expect(watcher.isWatching)
+        try Data([1]).write(to: URL(fileURLWithPath: home.path + "/8.index"))  // not ours
+        try Data([1]).write(to: URL(fileURLWithPath: home.path + "/7.stdout"))  // not an index
+        try Data([1]).write(to: URL(fileURLWithPath: home.path + "/7.index"))
+        let first = try await seen.until { !$0.isEmpty }
+        #expect(first == [[7]], "only job 7's index, only to its subscriber")
+
+        watcher.unsubscribe(token)
+        for _ in 0..<500 where watcher.isWatching { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(!watcher.isWatching, "no subscriber for a while: the watch ends")
+
+        let again = watcher.subscribe([9]) { ids in seen.ids.withLock { $0.append(ids) } }
+        #expect(watcher.isWatching, "and comes back with the next subscriber")
+        try Data([1]).write(to: URL(fileURLWithPath: home.path + "/9.index"))
+        #expect(try await seen.until { $0.count == 2 }.last == [9])
+        watcher.unsubscribe(again)
     }
 }
