@@ -34,7 +34,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,6 +179,48 @@ static ssize_t drain_once(struct stream *s) {
     return n;
 }
 
+// Why a job could not start: what failed (STAGE_CHDIR or STAGE_EXEC) and errno.
+// Volatile: the vfork child writes it, which the compiler cannot see.
+struct spawn_error {
+    volatile int err;
+    volatile uint8_t stage;
+};
+
+// Starts the job with vfork, which shares this process's memory until the exec, as
+// posix_spawn does, but without what makes posix_spawn cost ~140 system calls here: glibc's
+// child resets the disposition of every signal one by one (this process installs no handler,
+// so only SIGPIPE's, ignored here, needs it), and checks each descriptor against the limit.
+// The child writes a failure into `error` (shared memory) before it exits; vfork returns
+// once it has exec'd or exited.
+static pid_t spawn_job(char **argv, char **envp, const char *cwd, int in_fd, int out_fd, int err_fd,
+                       struct spawn_error *error) {
+    sigset_t none;
+    sigemptyset(&none);
+    pid_t pid = vfork();
+    if (pid != 0) return pid;
+    // In the child: only system calls, nothing that allocates or takes a lock.
+    setsid();
+    if (dup2(in_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0) {
+        error->err = errno;
+        error->stage = STAGE_EXEC;
+        _exit(127);
+    }
+    if (chdir(cwd) != 0) {
+        error->err = errno;
+        error->stage = STAGE_CHDIR;
+        _exit(127);
+    }
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigaction(SIGPIPE, &dfl, NULL);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execvpe(argv[0], argv, envp);
+    error->err = errno;
+    error->stage = STAGE_EXEC;
+    _exit(127);
+}
+
 // Runs job `id` (argv, in cwd, with envp) and records it; never returns.
 // drain_once, and at end of file the pipe is closed (pipe_fd -1). Returns what drain_once did.
 static ssize_t take(struct stream *s) {
@@ -194,7 +235,7 @@ static ssize_t take(struct stream *s) {
 static _Noreturn void supervise(const char *dir, long long id, const char *cwd, char **job_argv, char **envp,
                                 int hold_stdin) {
     job_id = id;
-    environ = envp;  // posix_spawnp looks PROGRAM up in the job's PATH
+    environ = envp;  // execvpe looks PROGRAM up in the PATH of environ: the job's
     setsid();        // a no-op when spawned with POSIX_SPAWN_SETSID; needed when forked
 
     // The lock must not leak into the job: a straggler holding it would make a dead
@@ -230,36 +271,18 @@ static _Noreturn void supervise(const char *dir, long long id, const char *cwd, 
 
     // The job gets its own session and process group, so that stopping it reaches every
     // process it starts and no terminal signal meant for someone else reaches it; stdin is
-    // /dev/null or the held pipe; signals are as a new program expects them. posix_spawn rather than fork:
-    // it shares memory until the exec (vfork) and reports a failed exec as an error.
-    posix_spawnattr_t attr;
-    posix_spawn_file_actions_t actions;
-    posix_spawnattr_init(&attr);
-    posix_spawn_file_actions_init(&actions);
-    // Only SIGPIPE differs from the default here (every supervisor starts with default
-    // dispositions); resetting all 64 would cost a system call each, per job.
-    sigset_t none, defaults;
-    sigemptyset(&none);
-    sigemptyset(&defaults);
-    sigaddset(&defaults, SIGPIPE);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    if (hold_stdin) {
-        posix_spawn_file_actions_adddup2(&actions, in_pipe[0], 0);
-    } else {
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    // /dev/null or the held pipe; signals are as a new program expects them.
+    int in_fd = hold_stdin ? in_pipe[0] : open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (in_fd < 0) fail(STAGE_SUPERVISOR, errno);
+    struct spawn_error error = {0, STAGE_NONE};
+    pid_t pid = spawn_job(job_argv, envp, cwd, in_fd, out_pipe[1], err_pipe[1], &error);
+    if (pid < 0) fail(STAGE_SUPERVISOR, errno);
+    if (error.stage != STAGE_NONE) {
+        int status;
+        waitpid(pid, &status, 0);
+        fail(error.stage, error.err);
     }
-    posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
-    posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
-    posix_spawn_file_actions_addchdir_np(&actions, cwd);
-    pid_t pid;
-    int rc = posix_spawnp(&pid, job_argv[0], &actions, &attr, job_argv, envp);
-    if (rc != 0) {
-        // chdir and exec both say ENOENT; a directory that is not there is the chdir's.
-        struct stat st;
-        fail(stat(cwd, &st) == 0 && S_ISDIR(st.st_mode) ? STAGE_EXEC : STAGE_CHDIR, rc);
-    }
+    if (!hold_stdin) close(in_fd);
     close(out_pipe[1]);
     close(err_pipe[1]);
     if (hold_stdin) close(in_pipe[0]);  // in_pipe[1] stays open until this process exits
