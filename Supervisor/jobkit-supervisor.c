@@ -179,6 +179,18 @@ static ssize_t drain_once(struct stream *s) {
     return n;
 }
 
+// The signals a supervisor takes from its signalfd. They are blocked from the supervisor's
+// birth (by whoever spawns it, and in the zygote that forks it), so that one sent before it
+// is ready waits for it rather than kills it.
+static void handled_signals(sigset_t *set) {
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
+    sigaddset(set, SIGUSR1);
+    sigaddset(set, SIGCHLD);
+}
+
 // Why a job could not start: what failed (STAGE_CHDIR or STAGE_EXEC) and errno.
 // Volatile: the vfork child writes it, which the compiler cannot see.
 struct spawn_error {
@@ -243,13 +255,8 @@ static _Noreturn void supervise(const char *dir, long long id, const char *cwd, 
     fcntl(LOCK_FD, F_SETFD, FD_CLOEXEC);
 
     sigset_t handled;
-    sigemptyset(&handled);
-    sigaddset(&handled, SIGTERM);
-    sigaddset(&handled, SIGINT);
-    sigaddset(&handled, SIGHUP);
-    sigaddset(&handled, SIGUSR1);
-    sigaddset(&handled, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &handled, NULL);
+    handled_signals(&handled);
+    sigprocmask(SIG_SETMASK, &handled, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -426,10 +433,13 @@ static int zygote(const char *dir) {
     const int control = 3;
     fcntl(control, F_SETFD, FD_CLOEXEC);
     signal(SIGPIPE, SIG_IGN);
+    // Blocked here too, so that the supervisors forked from here are born with them blocked.
+    sigset_t blocked;
+    handled_signals(&blocked);
+    sigprocmask(SIG_BLOCK, &blocked, NULL);
     sigset_t children;
     sigemptyset(&children);
     sigaddset(&children, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &children, NULL);
     int child_fd = signalfd(-1, &children, SFD_CLOEXEC | SFD_NONBLOCK);
     if (child_fd < 0) return 70;
 
@@ -489,9 +499,9 @@ static int zygote(const char *dir) {
                     dup2(lock_fd, LOCK_FD);
                     close(lock_fd);
                 }
-                sigset_t none;
-                sigemptyset(&none);
-                sigprocmask(SIG_SETMASK, &none, NULL);
+                // The signals a supervisor handles stay blocked, as they are in the zygote: a
+                // stop sent the moment the engine learns this pid waits in the signalfd that
+                // supervise() makes, instead of killing a supervisor not ready for it.
                 supervise(dir, (long long)req.job_id, cwd, job_argv, envp, (req.flags & REQUEST_HOLD_STDIN) != 0);
             }
             int error = pid < 0 ? errno : 0;

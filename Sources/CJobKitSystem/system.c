@@ -156,8 +156,8 @@ int jobkit_socketpair(int fds[2]) {
     return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0 ? 0 : errno;
 }
 
-int jobkit_zygote_spawn(int control, int64_t id, const char *strings, uint32_t length, uint32_t argc, uint32_t envc,
-                        uint32_t flags, int lock_fd, pid_t *pid, int *pidfd) {
+int jobkit_zygote_send(int control, int64_t id, const char *strings, uint32_t length, uint32_t argc, uint32_t envc,
+                       uint32_t flags, int lock_fd) {
     struct zygote_request req = {
         .magic = 0x5A594732u, .length = length, .job_id = id, .argc = argc, .envc = envc, .flags = flags};
     struct iovec iov[2] = {{.iov_base = &req, .iov_len = sizeof req}, {.iov_base = (void *)strings, .iov_len = length}};
@@ -184,7 +184,10 @@ int jobkit_zygote_spawn(int control, int64_t id, const char *strings, uint32_t l
         if (n <= 0) return n < 0 ? errno : EPIPE;
         done += (size_t)n;
     }
+    return 0;
+}
 
+int jobkit_zygote_receive(int control, int64_t *id, pid_t *pid, int *error, int *pidfd) {
     struct zygote_answer a;
     union {
         struct cmsghdr align;
@@ -194,14 +197,18 @@ int jobkit_zygote_spawn(int control, int64_t id, const char *strings, uint32_t l
     struct msghdr amsg = {.msg_iov = &aiov, .msg_iovlen = 1, .msg_control = in.buf, .msg_controllen = sizeof in.buf};
     ssize_t got;
     while ((got = recvmsg(control, &amsg, MSG_CMSG_CLOEXEC | MSG_WAITALL)) < 0 && errno == EINTR) {}
-    if (got != sizeof a) return got < 0 ? errno : EPIPE;
     *pidfd = -1;
     for (struct cmsghdr *h = CMSG_FIRSTHDR(&amsg); h != NULL; h = CMSG_NXTHDR(&amsg, h)) {
         if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS) memcpy(pidfd, CMSG_DATA(h), sizeof(int));
     }
-    if (a.job_id != id) return EPROTO;
-    if (a.pid <= 0) return a.error != 0 ? a.error : EAGAIN;
+    if (got != sizeof a) {
+        if (*pidfd >= 0) close(*pidfd);
+        *pidfd = -1;
+        return got < 0 ? errno : EPIPE;
+    }
+    *id = a.job_id;
     *pid = a.pid;
+    *error = a.pid > 0 ? 0 : (a.error != 0 ? a.error : EAGAIN);
     return 0;
 }
 

@@ -63,6 +63,9 @@ public actor JobManager {
     /// answered, so that the caller does not wait for the process to be made (a fork server
     /// round trip), and at the latest when the engine shuts down.
     private var toLaunch: [(ids: [Int], plan: LaunchPlan)] = []
+    /// Children whose supervisor was asked of the fork server before their commit (see
+    /// `startParent`), whose answer is still to be read.
+    private var asked: [(id: Int, plan: LaunchPlan)] = []
 
     private enum Work: Sendable {
         case thread(ThreadWork)
@@ -110,6 +113,12 @@ public actor JobManager {
             throw error
         }
         (work, workContinuation) = AsyncStream.makeStream(of: Work.self)
+        do {
+            try Self.stopOrphans(store: store, supervisor: supervisor)
+        } catch {
+            close(homeLock)
+            throw error
+        }
         let recovered = Self.recover(&table, monitor: monitor, supervisor: supervisor, at: Date())
         try? store.save(recovered)
     }
@@ -271,16 +280,69 @@ public actor JobManager {
                 location: computer, command: command, parentId: 0, beginTime: starts ? now : nil,
                 program: isLocal(computer) ? spec.argv.first : "ssh", workingDirectory: spec.workingDirectory)
         }
-        let inserted = try store.insert([parent] + children, alsoSaving: takeUnsaved())
+        // `start`'s one child is asked of the fork server before the commit, so that its
+        // supervisor is made while the database writes: both are on every job's path, and
+        // neither needs the other. An engine that dies in between leaves a job no database
+        // knows: the next one stops it and skips its ids (`stopOrphans`).
+        var early: Int?
+        let inserted: [JobRecord]
+        do {
+            inserted = try store.insert([parent] + children, alsoSaving: takeUnsaved()) { records in
+                guard options == nil, records.count == 2, let child = records.last, isLocal(child.location),
+                    (try? supervisor.ask(
+                        id: child.id, argv: spec.argv, workingDirectory: spec.workingDirectory,
+                        environment: spec.environment)) == true
+                else { return false }
+                early = child.id
+                return true
+            }
+        } catch {
+            if let early { abandon(early, plan: plan) }
+            throw error
+        }
         table.add(inserted)
-        toLaunch.append((inserted.dropFirst().filter { $0.state == .running }.map(\.id), plan))
+        if let early { asked.append((early, plan)) }
+        toLaunch.append((inserted.dropFirst().filter { $0.state == .running && $0.id != early }.map(\.id), plan))
         workContinuation.yield(.launch)
         return table.info(inserted[0].id)!
+    }
+
+    /// A child asked for before a commit that failed: it must not run.
+    private func abandon(_ id: Int, plan: LaunchPlan) {
+        let spec = plan.spec
+        guard let spawned = try? supervisor.answer(
+            for: id, argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment)
+        else { return }
+        // SIGUSR1: the supervisor kills the job's group at once, then ends.
+        kill(spawned.pid, SIGUSR1)
+        if let pidfd = spawned.pidfd { close(pidfd) }
+    }
+
+    /// Jobs a crashed engine started but never committed (it died between asking for a
+    /// child's supervisor and committing the child, see `startParent`): they are stopped at
+    /// once, their files removed and their ids used up, so that no id is handed out twice.
+    private static func stopOrphans(store: JobStore, supervisor: Supervisor) throws(JobError) {
+        let known = store.highestId
+        let slotted = supervisor.highestSlot
+        guard slotted > known else { return }
+        for id in (known + 1)...slotted {
+            guard supervisor.isAlive(id) else {
+                supervisor.removeFiles(id)
+                continue
+            }
+            if let pid = supervisorPid(id, supervisor: supervisor) { kill(pid, SIGUSR1) }
+            for _ in 0..<400 where supervisor.isAlive(id) { usleep(5_000) }
+            supervisor.removeFiles(id)
+        }
+        try store.useIds(through: slotted)
     }
 
     /// Starts the children `start` and `invoke` made, unless they were stopped meanwhile.
     private func launchNew() {
         var changed: [JobRecord] = []
+        let answers = asked
+        asked.removeAll()
+        for (id, plan) in answers { changed += collect(id, plan: plan) }
         let batches = toLaunch
         toLaunch.removeAll()
         for (ids, plan) in batches {
@@ -327,6 +389,21 @@ public actor JobManager {
             let (pid, pidfd) = try supervisor.spawn(
                 id: id, argv: argv, workingDirectory: workingDirectory, environment: environment, holdStdin: holdStdin)
             return monitor.watch(id: id, pid: pid, pidfd: pidfd) ? [] : endProcessLeaf(id)
+        } catch {
+            return table.leafEnded(id, outcome: .failed(error.message), at: Date(), recorded: 0)
+        }
+    }
+
+    /// The supervisor of a child asked for before its commit.
+    private func collect(_ id: Int, plan: LaunchPlan) -> [JobRecord] {
+        let spec = plan.spec
+        do {
+            let (pid, pidfd) = try supervisor.answer(
+                for: id, argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment)
+            guard monitor.watch(id: id, pid: pid, pidfd: pidfd) else { return endProcessLeaf(id) }
+            // Stopped before now: the stop's signal found no process to reach.
+            if table[id]?.stopRequested == true { monitor.signal(id: id, SIGTERM) }
+            return []
         } catch {
             return table.leafEnded(id, outcome: .failed(error.message), at: Date(), recorded: 0)
         }

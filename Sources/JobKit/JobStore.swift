@@ -77,7 +77,13 @@ final class JobStore: Sendable {
 
     /// Inserts a new job: the first record takes the next id, the rest the ids after it, in
     /// one transaction. Names left empty become `Job<Id>`. Returns the records with their ids.
-    func insert(_ new: [JobRecord], alsoSaving pending: [JobRecord] = []) throws(JobError) -> [JobRecord] {
+    ///
+    /// `beforeCommit` sees the records with their ids before the transaction, and says whether
+    /// it put the ids to use outside (started a process under them): they are then used up
+    /// even if the transaction fails, never to be handed out again.
+    func insert(
+        _ new: [JobRecord], alsoSaving pending: [JobRecord] = [], beforeCommit: ([JobRecord]) -> Bool = { _ in false }
+    ) throws(JobError) -> [JobRecord] {
         try lastId.withLock { lastId throws(JobError) in
             var records = new
             let first = lastId + 1
@@ -86,17 +92,41 @@ final class JobStore: Sendable {
                 if records[i].name.isEmpty { records[i].name = "Job\(first + i)" }
                 if i > 0, records[i].parentId != nil { records[i].parentId = first }
             }
-            try access { db in
-                try db.inTransaction {
-                    for record in records { try Self.write(record, db: db, insert: true) }
-                    for record in pending { try Self.write(record, db: db, insert: false) }
-                    return .commit
+            let used = beforeCommit(records)
+            do throws(JobError) {
+                try access { db in
+                    try db.inTransaction {
+                        for record in records { try Self.write(record, db: db, insert: true) }
+                        for record in pending { try Self.write(record, db: db, insert: false) }
+                        return .commit
+                    }
                 }
+            } catch {
+                // Otherwise only once committed: a failed insert must not use up ids in memory
+                // that the database (AUTOINCREMENT) would hand out again.
+                if used { lastId += records.count }
+                throw error
             }
-            // Only once committed: a failed insert must not use up ids in memory that the
-            // database (AUTOINCREMENT) would hand out again.
             lastId += records.count
             return records
+        }
+    }
+
+    /// The last id handed out.
+    var highestId: Int { lastId.withLock { $0 } }
+
+    /// Makes `id` the last id handed out, if it is beyond: ids a crashed engine used (see
+    /// `insert`'s `beforeCommit`) are never handed out again.
+    func useIds(through id: Int) throws(JobError) {
+        try lastId.withLock { lastId throws(JobError) in
+            guard id > lastId else { return }
+            try access { db in
+                try db.execute(sql: "UPDATE sqlite_sequence SET seq = ? WHERE name = 'job'", arguments: [id])
+                if db.changesCount == 0 {
+                    try db.execute(sql: "INSERT INTO sqlite_sequence (name, seq) VALUES ('job', ?)", arguments: [id])
+                }
+            }
+            lastId = id
         }
     }
 

@@ -85,28 +85,72 @@ final class Supervisor: Sendable {
 
     func prefix(_ id: Int) -> String { "\(jobsDirectory)/\(id)" }
 
-    /// Starts a supervisor for job `id`: forked by the zygote, or else spawned. Returns its pid,
-    /// and a pidfd for it when the zygote made one. With `holdStdin` the job's stdin is a pipe
-    /// the supervisor keeps open (and never writes) for as long as it lives, instead of /dev/null.
+    /// Starts job `id` under a supervisor of its own and returns the supervisor's pid, with a
+    /// pidfd for it when one could be had.
     func spawn(
         id: Int, argv: [String], workingDirectory: String, environment: [String: String], holdStdin: Bool = false
     ) throws(JobError) -> (pid: pid_t, pidfd: Int32?) {
-        clearSlot(id)
-        // A description of our own for this job's lock, handed to the supervisor as fd 3 and
-        // closed here: the lock is held from before the supervisor exists, so an engine that
-        // dies at any moment leaves no window where a live job looks dead.
-        let lockFD = open(jobsDirectory + "/locks", O_RDWR | O_CLOEXEC)
-        guard lockFD >= 0 else { throw JobError(.storage, "cannot open the job locks: \(errnoMessage())") }
-        defer { close(lockFD) }
-        guard jobkit_lock_byte(lockFD, Int64(id)) == 0 else {
-            throw JobError(.storage, "cannot lock job \(id): \(errnoMessage())")
+        if try ask(id: id, argv: argv, workingDirectory: workingDirectory, environment: environment, holdStdin: holdStdin) {
+            return try answer(for: id, argv: argv, workingDirectory: workingDirectory, environment: environment, holdStdin: holdStdin)
         }
-        if let forked = zygote.spawn(
+        return try spawnDirectly(id: id, argv: argv, workingDirectory: workingDirectory, environment: environment, holdStdin: holdStdin)
+    }
+
+    /// Asks the fork server for job `id`'s supervisor without waiting for it, so that the
+    /// caller can do its own work (commit the job) while the supervisor is made; `answer`
+    /// finishes. False when there is no fork server to ask (`spawn` then starts it directly).
+    func ask(
+        id: Int, argv: [String], workingDirectory: String, environment: [String: String], holdStdin: Bool = false
+    ) throws(JobError) -> Bool {
+        let lockFD = try lockedDescriptor(id)
+        // Once sent, the descriptor travels in the message, keeping the lock held.
+        defer { close(lockFD) }
+        return zygote.ask(
             id: id, argv: argv, workingDirectory: workingDirectory, environment: environment, holdStdin: holdStdin,
             lockFD: lockFD)
-        {
-            return (forked.pid, forked.pidfd >= 0 ? forked.pidfd : nil)
+    }
+
+    /// The supervisor asked for with `ask`. The same arguments: should the fork server have
+    /// gone away without answering, and without forking it, it is started directly.
+    func answer(
+        for id: Int, argv: [String], workingDirectory: String, environment: [String: String], holdStdin: Bool = false
+    ) throws(JobError) -> (pid: pid_t, pidfd: Int32?) {
+        if let answer = zygote.answer(for: id) {
+            guard answer.pid > 0 else {
+                throw JobError(.supervisor, "cannot start a supervisor: \(String(cString: strerror(answer.error)))")
+            }
+            return (answer.pid, answer.pidfd >= 0 ? answer.pidfd : nil)
         }
+        // It holds the job's lock if it was forked: then it is the job's, once it says its pid.
+        for _ in 0..<200 where isAlive(id) {
+            if let pids = pids(id) { return (pids.supervisor, nil) }
+            usleep(5_000)
+        }
+        if isAlive(id) { throw JobError(.supervisor, "the supervisor of job \(id) did not start its job") }
+        return try spawnDirectly(id: id, argv: argv, workingDirectory: workingDirectory, environment: environment, holdStdin: holdStdin)
+    }
+
+    /// A description of our own for this job's lock, locked, to hand to its supervisor as fd
+    /// 3: the lock is held from before the supervisor exists, so an engine that dies at any
+    /// moment leaves no window where a live job looks dead.
+    private func lockedDescriptor(_ id: Int) throws(JobError) -> Int32 {
+        clearSlot(id)
+        let lockFD = open(jobsDirectory + "/locks", O_RDWR | O_CLOEXEC)
+        guard lockFD >= 0 else { throw JobError(.storage, "cannot open the job locks: \(errnoMessage())") }
+        guard jobkit_lock_byte(lockFD, Int64(id)) == 0 else {
+            let message = errnoMessage()
+            close(lockFD)
+            throw JobError(.storage, "cannot lock job \(id): \(message)")
+        }
+        return lockFD
+    }
+
+    /// Execs a supervisor (no fork server).
+    private func spawnDirectly(
+        id: Int, argv: [String], workingDirectory: String, environment: [String: String], holdStdin: Bool
+    ) throws(JobError) -> (pid: pid_t, pidfd: Int32?) {
+        let lockFD = try lockedDescriptor(id)
+        defer { close(lockFD) }
         let args = [executable] + (holdStdin ? ["--hold-stdin"] : []) + [jobsDirectory, String(id), workingDirectory] + argv
         let env = environment.map { "\($0.key)=\($0.value)" }
         var pid: pid_t = 0
@@ -119,6 +163,14 @@ final class Supervisor: Sendable {
             throw JobError(.supervisor, "cannot start \(executable): \(String(cString: strerror(rc)))")
         }
         return (pid, nil)
+    }
+
+    /// The highest id whose slot was ever written (0 when none): every job that got as far as
+    /// asking for a supervisor.
+    var highestSlot: Int {
+        var info = stat()
+        guard fstat(slotsFD, &info) == 0 else { return 0 }
+        return max(0, Int(info.st_size) / Self.slotSize - 1)
     }
 
     /// Whether a supervisor still holds job `id`.

@@ -17,9 +17,24 @@ final class Zygote: Sendable {
         let pid: pid_t
     }
 
+    /// What the zygote answered about one job: its supervisor, or why there is none.
+    struct Answer {
+        let pid: pid_t
+        let pidfd: Int32
+        let error: Int32
+    }
+
+    private struct State {
+        var connection: Connection?
+        /// Jobs asked for and not answered yet, oldest first: answers come in that order.
+        var asked: [Int] = []
+        /// Answers read while looking for another job's.
+        var answers: [Int: Answer] = [:]
+    }
+
     private let executable: String
     private let jobsDirectory: String
-    private let connection = Mutex<Connection?>(nil)
+    private let state = Mutex(State())
 
     init(executable: String, jobsDirectory: String) {
         self.executable = executable
@@ -45,44 +60,87 @@ final class Zygote: Sendable {
         return Connection(socket: fds[0], pid: pid)
     }
 
-    /// Forks a supervisor for job `id`, holding `lockFD`'s lock. Returns its pid and a pidfd,
-    /// or nil when no zygote can serve (the caller then starts the supervisor itself).
-    func spawn(
+    /// Asks for a supervisor for job `id`, holding `lockFD`'s lock, without waiting for it:
+    /// `answer(for:)` gets it. False when no zygote can serve (the caller then starts the
+    /// supervisor itself).
+    func ask(
         id: Int, argv: [String], workingDirectory: String, environment: [String: String], holdStdin: Bool, lockFD: Int32
-    ) -> (pid: pid_t, pidfd: Int32)? {
+    ) -> Bool {
         var payload: [UInt8] = []
         for string in [workingDirectory] + argv + environment.map({ "\($0.key)=\($0.value)" }) {
             payload.append(contentsOf: string.utf8)
             payload.append(0)
         }
-        return connection.withLock { connection in
+        return state.withLock { state in
             // One retry: a zygote that died (killed by hand, say) is replaced once.
             for _ in 0..<2 {
-                if connection == nil { connection = connect() }
-                guard let current = connection else { return nil }
-                var pid: pid_t = 0
-                var pidfd: Int32 = -1
+                if state.connection == nil { state.connection = connect() }
+                guard let current = state.connection else { return false }
                 let rc = payload.withUnsafeBufferPointer { bytes in
                     bytes.withMemoryRebound(to: CChar.self) { chars in
-                        jobkit_zygote_spawn(
+                        jobkit_zygote_send(
                             current.socket, Int64(id), chars.baseAddress, UInt32(bytes.count), UInt32(argv.count),
-                            UInt32(environment.count), holdStdin ? 1 : 0, lockFD, &pid, &pidfd)
+                            UInt32(environment.count), holdStdin ? 1 : 0, lockFD)
                     }
                 }
-                if rc == 0 { return (pid, pidfd) }
-                if rc != EPIPE && rc != ECONNRESET && rc != EPROTO { return nil }
-                Self.end(current)
-                connection = nil
+                if rc == 0 {
+                    state.asked.append(id)
+                    return true
+                }
+                if rc != EPIPE && rc != ECONNRESET { return false }
+                Self.lose(&state)
             }
-            return nil
+            return false
         }
+    }
+
+    /// The zygote's answer about job `id` (asked for with `ask`), waiting for it; nil when
+    /// the zygote went away first — whether it forked a supervisor for the job is then for
+    /// the caller to find out.
+    func answer(for id: Int) -> Answer? {
+        state.withLock { state in
+            while state.answers[id] == nil, state.asked.contains(id), let current = state.connection {
+                var job: Int64 = 0
+                var pid: pid_t = 0
+                var error: Int32 = 0
+                var pidfd: Int32 = -1
+                let rc = jobkit_zygote_receive(current.socket, &job, &pid, &error, &pidfd)
+                guard rc == 0, let index = state.asked.firstIndex(of: Int(job)) else {
+                    if pidfd >= 0 { close(pidfd) }
+                    Self.lose(&state)
+                    break
+                }
+                state.asked.remove(at: index)
+                state.answers[Int(job)] = Answer(pid: pid, pidfd: pidfd, error: error)
+            }
+            state.asked.removeAll { $0 == id }
+            return state.answers.removeValue(forKey: id)
+        }
+    }
+
+    /// Forks a supervisor for job `id` and waits for it: its pid and a pidfd, or nil when no
+    /// zygote can serve.
+    func spawn(
+        id: Int, argv: [String], workingDirectory: String, environment: [String: String], holdStdin: Bool, lockFD: Int32
+    ) -> Answer? {
+        guard ask(id: id, argv: argv, workingDirectory: workingDirectory, environment: environment, holdStdin: holdStdin, lockFD: lockFD)
+        else { return nil }
+        return answer(for: id)
+    }
+
+    /// The connection broke: what was asked of it will not be answered.
+    private static func lose(_ state: inout State) {
+        if let current = state.connection { end(current) }
+        state.connection = nil
+        state.asked.removeAll()
     }
 
     /// Ends the zygote; the supervisors it forked go on.
     func shutdown() {
-        connection.withLock { connection in
-            if let current = connection { Self.end(current) }
-            connection = nil
+        state.withLock { state in
+            Self.lose(&state)
+            for answer in state.answers.values where answer.pidfd >= 0 { close(answer.pidfd) }
+            state.answers.removeAll()
         }
     }
 

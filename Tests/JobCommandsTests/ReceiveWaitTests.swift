@@ -143,8 +143,16 @@ import Testing
                 ((try? JSONSerialization.jsonObject(with: Data(run.stdout.utf8))) as? [[String: Any]])?.first?["id"] as? Int
             }
             #expect(Set(ids).count == 20)
-            let daemons = try await runProcessDetached("/usr/bin/pgrep", ["-fc", "jobd --home \(cli.home.path)$"])
-            #expect(daemons.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "1")
+            // A daemon that lost the race for the home may still be making sure (it gives a
+            // lock released a moment ago half a second) before it exits: one stays.
+            var daemons = ""
+            for _ in 0..<100 {
+                daemons = try await runProcessDetached("/usr/bin/pgrep", ["-fc", "jobd --home \(cli.home.path)$"])
+                    .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+                if daemons == "1" { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(daemons == "1")
         }
     }
 

@@ -157,6 +157,43 @@ final class EngineProcess: @unchecked Sendable {
             #expect(await processGroupIsAlive(pgid) == false)
         }
     }
+
+    /// `start` asks for its child's supervisor before committing the job (the two overlap); an
+    /// engine killed in between leaves a running job no database knows. The next engine must
+    /// stop it and never hand its ids out again.
+    @Test func aJobStartedButNeverCommittedIsStoppedAndItsIdsSkipped() async throws {
+        let home = try TemporaryHome("orphan")
+        try await JobManager.withManager(home: home.path) { jobs in
+            let first = try await jobs.start(.argv(["true"]))
+            #expect(first.id == 1)
+            _ = try await jobs.wait([.id(1)])
+        }
+        // What the killed engine left: job 4 (the child of a parent 3) asked for and running.
+        let supervisor = try Supervisor(executable: Supervisor.locate(explicit: nil), jobsDirectory: home.path + "/jobs")
+        let orphan = try supervisor.spawn(id: 4, argv: ["sleep", "60"], workingDirectory: "/", environment: [:])
+        if let pidfd = orphan.pidfd { close(pidfd) }
+        var group: pid_t?
+        for _ in 0..<500 where group == nil {
+            group = supervisor.pids(4)?.job
+            if group == nil { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        let pgid = try #require(group)
+        #expect(kill(-pgid, 0) == 0, "running")
+        supervisor.shutdown()
+
+        try await JobManager.withManager(home: home.path) { jobs in
+            #expect(await processGroupIsAlive(pgid) == false, "the job nobody knows was stopped")
+            #expect(await jobs.all().map(\.id) == [1, 2], "and is not shown")
+            let next = try await jobs.start(.argv(["true"]))
+            #expect(next.id == 5, "ids 3 and 4 are used up")
+            #expect(next.childJobs == [6])
+            _ = try await jobs.wait([.id(5)])
+        }
+        try await JobManager.withManager(home: home.path) { jobs in
+            let after = try await jobs.start(.argv(["true"]))
+            #expect(after.id == 7, "and stay used up")
+        }
+    }
 }
 
 func hexBytes(_ hex: String) -> [UInt8] {

@@ -109,6 +109,20 @@ import JobTesting
         }
     }
 
+    @Test func aStopRightAfterStartGetsThereWithSIGTERM() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            // Whether the stop comes before or after the engine learns the new supervisor's
+            // pid, the job gets SIGTERM, not the SIGKILL that ends the grace period.
+            for _ in 0..<5 {
+                let job = try await jobs.start(.argv(["sleep", "30"]))
+                let stopped = try await jobs.stop([.id(job.id)], grace: .seconds(20))
+                let child = try await jobs.child(of: try #require(stopped.first))
+                #expect(stopped.first?.state == .stopped, "\(child)")
+                #expect(child.exitCode == 128 + Int(SIGTERM), "\(String(describing: child.reason))")
+            }
+        }
+    }
+
     @Test func stopLeavesFinishedJobsAsTheyAre() async throws {
         try await withTemporaryEngine { jobs, _ in
             let job = try await jobs.sh("exit 3")

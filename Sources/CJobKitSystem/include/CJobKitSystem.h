@@ -13,10 +13,14 @@ int jobkit_spawn_supervisor(const char *path, char *const argv[], char *const en
 /// Asks a supervisor zygote (`jobkit-supervisor --zygote`, its socket `control`) to fork a
 /// supervisor for job `id`. `strings` holds `length` bytes: the NUL-terminated cwd, `argc`
 /// arguments and `envc` environment entries. `flags`: 1 holds the job's stdin open (see
-/// `--hold-stdin`). `lock_fd` goes along. On success stores the supervisor's pid and a pidfd
-/// for it. Returns 0 or an errno (EPIPE: the zygote is gone).
-int jobkit_zygote_spawn(int control, int64_t id, const char *strings, uint32_t length, uint32_t argc, uint32_t envc,
-                        uint32_t flags, int lock_fd, pid_t *pid, int *pidfd);
+/// `--hold-stdin`). `lock_fd` goes along. The answer is read by `jobkit_zygote_receive`;
+/// answers come in the order of the requests. Returns 0 or an errno (EPIPE: the zygote is gone).
+int jobkit_zygote_send(int control, int64_t id, const char *strings, uint32_t length, uint32_t argc, uint32_t envc,
+                       uint32_t flags, int lock_fd);
+
+/// Reads the zygote's next answer: the job it is about, and the supervisor's pid (> 0) with a
+/// pidfd for it (or -1), or an errno in `error`. Returns 0 or an errno (EPIPE: the zygote is gone).
+int jobkit_zygote_receive(int control, int64_t *id, pid_t *pid, int *error, int *pidfd);
 
 /// pipe2(fds, O_CLOEXEC): a pipe that no concurrently spawned process inherits.
 int jobkit_pipe_cloexec(int fds[2]);
