@@ -95,11 +95,16 @@ struct stream {
     uint8_t kind;
 };
 
+// The jobs directory, its slots file and /dev/null: opened once by the zygote, whose
+// forked supervisors inherit them, or by a supervisor started on its own.
 static int dir_fd = -1;
-static int index_fd = -1;
 static int slots_fd = -1;
+static int null_fd = -1;
+static int index_fd = -1;
 static long long job_id;
-static char *scratch;
+// In .bss, not allocated: its pages exist only once output is read into them, so a job that
+// prints nothing costs no memory for it, and neither an mmap nor an munmap.
+static char scratch[CHUNK];
 
 static int64_t now_ns(void) {
     struct timespec ts;
@@ -152,6 +157,9 @@ static ssize_t drain_once(struct stream *s) {
         // The first read goes through memory: only data makes the file exist.
         n = read(s->pipe_fd, scratch, CHUNK);
         if (n <= 0) return n < 0 && (errno == EAGAIN || errno == EINTR) ? -1 : 0;
+        // A job that writes gets a larger pipe, for fewer wake-ups and larger chunks; one
+        // that does not is spared the call.
+        fcntl(s->pipe_fd, F_SETPIPE_SZ, CHUNK);
         s->file_fd = open_output(s->name, 0);
         if (s->file_fd < 0 || pwrite(s->file_fd, scratch, (size_t)n, 0) != n) {
             // The disk refused it: the job goes on, its output is dropped (see below).
@@ -177,6 +185,15 @@ static ssize_t drain_once(struct stream *s) {
     record(s, s->offset, (uint32_t)n);
     s->offset += (uint64_t)n;
     return n;
+}
+
+// Opens what every supervisor needs (see dir_fd), unless it was inherited. 0 or -1.
+static int open_shared(const char *dir) {
+    if (dir_fd < 0) dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd < 0) return -1;
+    if (slots_fd < 0) slots_fd = openat(dir_fd, "slots", O_WRONLY | O_CLOEXEC);
+    if (null_fd < 0) null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return slots_fd >= 0 && null_fd >= 0 ? 0 : -1;
 }
 
 // The signals a supervisor takes from its signalfd. They are blocked from the supervisor's
@@ -259,19 +276,12 @@ static _Noreturn void supervise(const char *dir, long long id, const char *cwd, 
     sigprocmask(SIG_SETMASK, &handled, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir_fd < 0) _exit(70);  // nowhere to record anything; the engine sees no status
-    slots_fd = openat(dir_fd, "slots", O_WRONLY | O_CLOEXEC);
-    if (slots_fd < 0) _exit(70);
-    scratch = malloc(CHUNK);
-    if (scratch == NULL) fail(STAGE_SUPERVISOR, ENOMEM);
+    // Nowhere to record anything without them: the engine then sees no status.
+    if (open_shared(dir) != 0) _exit(70);
 
     int out_pipe[2], err_pipe[2], in_pipe[2] = {-1, -1};
     if (pipe2(out_pipe, O_CLOEXEC) < 0 || pipe2(err_pipe, O_CLOEXEC) < 0) fail(STAGE_SUPERVISOR, errno);
     if (hold_stdin && pipe2(in_pipe, O_CLOEXEC) < 0) fail(STAGE_SUPERVISOR, errno);
-    // A larger pipe means fewer wake-ups and larger chunks for jobs that write a lot.
-    fcntl(out_pipe[0], F_SETPIPE_SZ, CHUNK);
-    fcntl(err_pipe[0], F_SETPIPE_SZ, CHUNK);
 
     int signal_fd = signalfd(-1, &handled, SFD_CLOEXEC | SFD_NONBLOCK);
     if (signal_fd < 0) fail(STAGE_SUPERVISOR, errno);
@@ -279,8 +289,7 @@ static _Noreturn void supervise(const char *dir, long long id, const char *cwd, 
     // The job gets its own session and process group, so that stopping it reaches every
     // process it starts and no terminal signal meant for someone else reaches it; stdin is
     // /dev/null or the held pipe; signals are as a new program expects them.
-    int in_fd = hold_stdin ? in_pipe[0] : open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (in_fd < 0) fail(STAGE_SUPERVISOR, errno);
+    int in_fd = hold_stdin ? in_pipe[0] : null_fd;
     struct spawn_error error = {0, STAGE_NONE};
     pid_t pid = spawn_job(job_argv, envp, cwd, in_fd, out_pipe[1], err_pipe[1], &error);
     if (pid < 0) fail(STAGE_SUPERVISOR, errno);
@@ -289,7 +298,6 @@ static _Noreturn void supervise(const char *dir, long long id, const char *cwd, 
         waitpid(pid, &status, 0);
         fail(error.stage, error.err);
     }
-    if (!hold_stdin) close(in_fd);
     close(out_pipe[1]);
     close(err_pipe[1]);
     if (hold_stdin) close(in_pipe[0]);  // in_pipe[1] stays open until this process exits
@@ -433,6 +441,7 @@ static int zygote(const char *dir) {
     const int control = 3;
     fcntl(control, F_SETFD, FD_CLOEXEC);
     signal(SIGPIPE, SIG_IGN);
+    if (open_shared(dir) != 0) return 70;
     // Blocked here too, so that the supervisors forked from here are born with them blocked.
     sigset_t blocked;
     handled_signals(&blocked);
