@@ -63,9 +63,19 @@ public actor JobManager {
     /// answered, so that the caller does not wait for the process to be made (a fork server
     /// round trip), and at the latest when the engine shuts down.
     private var toLaunch: [(ids: [Int], plan: LaunchPlan)] = []
-    /// Children whose supervisor was asked of the fork server before their commit (see
-    /// `startParent`), whose answer is still to be read.
-    private var asked: [(id: Int, plan: LaunchPlan)] = []
+    /// Children whose supervisor was asked of the fork server and whose answer is still to
+    /// be read (by `collectAsked`): `start`'s child, asked before its commit, and the
+    /// children `launchNew` starts, asked all at once.
+    private var asked: [(id: Int, request: SpawnRequest)] = []
+
+    /// What a child's supervisor runs, kept until the fork server has answered: should it go
+    /// away without forking, the supervisor is started directly with it.
+    private struct SpawnRequest {
+        let argv: [String]
+        let workingDirectory: String
+        let environment: [String: String]
+        var holdStdin = false
+    }
 
     private enum Work: Sendable {
         case thread(ThreadWork)
@@ -285,34 +295,32 @@ public actor JobManager {
         // neither needs the other. An engine that dies in between leaves a job no database
         // knows: the next one stops it and skips its ids (`stopOrphans`).
         var early: Int?
+        let request = SpawnRequest(argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment)
         let inserted: [JobRecord]
         do {
             inserted = try store.insert([parent] + children, alsoSaving: takeUnsaved()) { records in
                 guard options == nil, records.count == 2, let child = records.last, isLocal(child.location),
                     (try? supervisor.ask(
-                        id: child.id, argv: spec.argv, workingDirectory: spec.workingDirectory,
-                        environment: spec.environment)) == true
+                        id: child.id, argv: request.argv, workingDirectory: request.workingDirectory,
+                        environment: request.environment)) == true
                 else { return false }
                 early = child.id
                 return true
             }
         } catch {
-            if let early { abandon(early, plan: plan) }
+            if let early { abandon(early, request) }
             throw error
         }
         table.add(inserted)
-        if let early { asked.append((early, plan)) }
+        if let early { asked.append((early, request)) }
         toLaunch.append((inserted.dropFirst().filter { $0.state == .running && $0.id != early }.map(\.id), plan))
         workContinuation.yield(.launch)
         return table.info(inserted[0].id)!
     }
 
     /// A child asked for before a commit that failed: it must not run.
-    private func abandon(_ id: Int, plan: LaunchPlan) {
-        let spec = plan.spec
-        guard let spawned = try? supervisor.answer(
-            for: id, argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment)
-        else { return }
+    private func abandon(_ id: Int, _ request: SpawnRequest) {
+        guard let spawned = try? answer(id, request) else { return }
         // SIGUSR1: the supervisor kills the job's group at once, then ends.
         kill(spawned.pid, SIGUSR1)
         if let pidfd = spawned.pidfd { close(pidfd) }
@@ -340,9 +348,6 @@ public actor JobManager {
     /// Starts the children `start` and `invoke` made, unless they were stopped meanwhile.
     private func launchNew() {
         var changed: [JobRecord] = []
-        let answers = asked
-        asked.removeAll()
-        for (id, plan) in answers { changed += collect(id, plan: plan) }
         let batches = toLaunch
         toLaunch.removeAll()
         for (ids, plan) in batches {
@@ -351,21 +356,27 @@ public actor JobManager {
                 if child.stopRequested {
                     changed += table.leafEnded(id, outcome: .cancelled, at: Date(), recorded: 0)
                 } else {
-                    changed += launch(id, plan: plan)
+                    changed += launch(id, plan: plan, collectLater: true)
                 }
             }
         }
+        // All asked before any answer is read: the fork server forks them one after another
+        // instead of waiting for this side between each.
+        changed += collectAsked()
         changed += schedule(after: changed)
         try? persist(changed)
     }
 
     /// Starts a child that has its slot. A remote one whose computer's login shell is not
     /// known yet, but whose master answers, first asks it (in `run()`, holding up nobody).
-    private func launch(_ id: Int, plan: LaunchPlan) -> [JobRecord] {
+    /// With `collectLater`, a supervisor asked of the fork server is left to `collectAsked`.
+    private func launch(_ id: Int, plan: LaunchPlan, collectLater: Bool = false) -> [JobRecord] {
         guard let child = table[id] else { return [] }
         let spec = plan.spec
         if isLocal(child.location) {
-            return spawnLeaf(id, argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment)
+            return spawnLeaf(
+                id, SpawnRequest(argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment),
+                collectLater: collectLater)
         }
         let link = SSHLink.make(host: child.location, configFile: plan.options.sshConfigFile, home: home)
         // The socket file, not a connection to it: that would cost the master work per job. A
@@ -373,45 +384,65 @@ public actor JobManager {
         guard let master = link.masterIdentity else {
             // No master: this job's ssh becomes it. The shell is not known yet: the form any
             // shell takes.
-            return spawnRemote(id, link: link, plan: plan, form: .viaSh)
+            return spawnRemote(id, link: link, plan: plan, form: .viaSh, collectLater: collectLater)
         }
         if let known = shellForms[link.controlPath], known.master == master {
-            return spawnRemote(id, link: link, plan: plan, form: known.form)
+            return spawnRemote(id, link: link, plan: plan, form: known.form, collectLater: collectLater)
         }
         workContinuation.yield(.connect(id))
         return []
     }
 
-    private func spawnLeaf(
-        _ id: Int, argv: [String], workingDirectory: String, environment: [String: String], holdStdin: Bool = false
-    ) -> [JobRecord] {
+    private func spawnLeaf(_ id: Int, _ request: SpawnRequest, collectLater: Bool = false) -> [JobRecord] {
         do {
+            if collectLater, try supervisor.ask(
+                id: id, argv: request.argv, workingDirectory: request.workingDirectory,
+                environment: request.environment, holdStdin: request.holdStdin)
+            {
+                asked.append((id, request))
+                return []
+            }
             let (pid, pidfd) = try supervisor.spawn(
-                id: id, argv: argv, workingDirectory: workingDirectory, environment: environment, holdStdin: holdStdin)
+                id: id, argv: request.argv, workingDirectory: request.workingDirectory,
+                environment: request.environment, holdStdin: request.holdStdin)
             return monitor.watch(id: id, pid: pid, pidfd: pidfd) ? [] : endProcessLeaf(id)
         } catch {
             return table.leafEnded(id, outcome: .failed(error.message), at: Date(), recorded: 0)
         }
     }
 
-    /// The supervisor of a child asked for before its commit.
-    private func collect(_ id: Int, plan: LaunchPlan) -> [JobRecord] {
-        let spec = plan.spec
-        do {
-            let (pid, pidfd) = try supervisor.answer(
-                for: id, argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment)
-            guard monitor.watch(id: id, pid: pid, pidfd: pidfd) else { return endProcessLeaf(id) }
-            // Stopped before now: the stop's signal found no process to reach.
-            if table[id]?.stopRequested == true { monitor.signal(id: id, SIGTERM) }
-            return []
-        } catch {
-            return table.leafEnded(id, outcome: .failed(error.message), at: Date(), recorded: 0)
+    private func answer(_ id: Int, _ request: SpawnRequest) throws(JobError) -> (pid: pid_t, pidfd: Int32?) {
+        try supervisor.answer(
+            for: id, argv: request.argv, workingDirectory: request.workingDirectory, environment: request.environment,
+            holdStdin: request.holdStdin)
+    }
+
+    /// The supervisors asked for and not collected yet.
+    private func collectAsked() -> [JobRecord] {
+        var changed: [JobRecord] = []
+        let all = asked
+        asked.removeAll()
+        for (id, request) in all {
+            do {
+                let (pid, pidfd) = try answer(id, request)
+                guard monitor.watch(id: id, pid: pid, pidfd: pidfd) else {
+                    changed += endProcessLeaf(id)
+                    continue
+                }
+                // Stopped before now: the stop's signal found no process to reach.
+                if table[id]?.stopRequested == true { monitor.signal(id: id, SIGTERM) }
+            } catch {
+                changed += table.leafEnded(id, outcome: .failed(error.message), at: Date(), recorded: 0)
+            }
         }
+        return changed
     }
 
     /// A remote child runs its ssh under a supervisor, like a local child; locally ssh runs in
     /// `/` (the command runs in the remote user's home).
-    private func spawnRemote(_ id: Int, link: SSHLink, plan: LaunchPlan, form: RemoteCommand.Form) -> [JobRecord] {
+    private func spawnRemote(
+        _ id: Int, link: SSHLink, plan: LaunchPlan, form: RemoteCommand.Form, collectLater: Bool = false
+    ) -> [JobRecord] {
         if !sshDirectoryReady {
             do {
                 try SSHLink.prepare(home: home)
@@ -421,8 +452,11 @@ public actor JobManager {
             }
         }
         return spawnLeaf(
-            id, argv: link.jobArguments(command: plan.spec.command, form: form, log: sshLogPath(id)),
-            workingDirectory: "/", environment: plan.spec.environment, holdStdin: true)
+            id,
+            SpawnRequest(
+                argv: link.jobArguments(command: plan.spec.command, form: form, log: sshLogPath(id)),
+                workingDirectory: "/", environment: plan.spec.environment, holdStdin: true),
+            collectLater: collectLater)
     }
 
     /// Asks a computer's login shell (through its master) whether the wrapper can run in it
