@@ -110,8 +110,6 @@ int jobkit_inotify_add_watch(int fd, const char *path, uint32_t mask) {
 }
 
 const uint32_t jobkit_in_modify = IN_MODIFY;
-const uint32_t jobkit_in_moved_to = IN_MOVED_TO;
-const uint32_t jobkit_in_create = IN_CREATE;
 const uint32_t jobkit_in_q_overflow = IN_Q_OVERFLOW;
 
 int jobkit_flock(int fd, int operation) {

@@ -78,8 +78,10 @@ final class OutputWatcher: Sendable {
     private func watch() -> (any DispatchSourceRead)? {
         let fd = jobkit_inotify_init()
         guard fd >= 0 else { return nil }
-        // Creation too: a job's index file appears with its first record.
-        guard jobkit_inotify_add_watch(fd, directory, jobkit_in_modify | jobkit_in_moved_to | jobkit_in_create) >= 0 else {
+        // Writes only: a job's index file is created and written at once (its first record),
+        // and the creations of other files (every remote job's ssh log) would be wake-ups for
+        // nothing.
+        guard jobkit_inotify_add_watch(fd, directory, jobkit_in_modify) >= 0 else {
             close(fd)
             return nil
         }

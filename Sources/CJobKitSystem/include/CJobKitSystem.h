@@ -57,8 +57,6 @@ int jobkit_eventfd(void);
 int jobkit_inotify_init(void);
 int jobkit_inotify_add_watch(int fd, const char *path, uint32_t mask);
 extern const uint32_t jobkit_in_modify;
-extern const uint32_t jobkit_in_moved_to;
-extern const uint32_t jobkit_in_create;
 extern const uint32_t jobkit_in_q_overflow;
 
 /// flock(2) without Swift's name clash with struct flock.
