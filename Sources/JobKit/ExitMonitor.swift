@@ -14,7 +14,9 @@ import Glibc
 /// A plain thread rather than a dispatch source per job: setting up and tearing down a
 /// source costs more than the rest of noticing a job's end.
 final class ExitMonitor: Sendable {
-    private let pidfds = Mutex<[Int: Int32]>([:])
+    /// Per job: its supervisor's pidfd, and whether this process must reap it (a supervisor
+    /// the engine spawned itself is its child; the zygote reaps those it forked).
+    private let pidfds = Mutex<[Int: (fd: Int32, reap: Bool)]>([:])
     private let epoll: Int32
     private let wake: Int32
     private let thread = Mutex<pthread_t?>(nil)
@@ -63,7 +65,7 @@ final class ExitMonitor: Sendable {
     func watch(id: Int, pid: pid_t, pidfd: Int32? = nil) -> Bool {
         let fd = pidfd ?? jobkit_pidfd_open(pid)
         guard fd >= 0 else { return false }
-        pidfds.withLock { $0[id] = fd }
+        pidfds.withLock { $0[id] = (fd, pidfd == nil) }
         if jobkit_epoll_add(epoll, fd, UInt64(id)) != 0 {
             pidfds.withLock { _ = $0.removeValue(forKey: id) }
             close(fd)
@@ -73,10 +75,10 @@ final class ExitMonitor: Sendable {
     }
 
     private func exited(_ id: Int) {
-        guard let fd = pidfds.withLock({ $0.removeValue(forKey: id) }) else { return }
+        guard let (fd, reap) = pidfds.withLock({ $0.removeValue(forKey: id) }) else { return }
         _ = jobkit_epoll_del(epoll, fd)
-        // Reaps it if it is this process's child (else ECHILD: whoever started it reaps it).
-        _ = jobkit_pidfd_reap(fd)
+        // Reaped if it may be this process's child (else ECHILD: whoever started it reaps it).
+        if reap { _ = jobkit_pidfd_reap(fd) }
         close(fd)
         continuation.yield(id)
     }
@@ -85,7 +87,7 @@ final class ExitMonitor: Sendable {
     @discardableResult
     func signal(id: Int, _ signal: Int32) -> Bool {
         pidfds.withLock { pidfds in
-            guard let fd = pidfds[id] else { return false }
+            guard let fd = pidfds[id]?.fd else { return false }
             return jobkit_pidfd_signal(fd, signal) == 0
         }
     }
@@ -101,7 +103,7 @@ final class ExitMonitor: Sendable {
         pthread_join(handle, nil)
         let all = pidfds.withLock { fds in
             defer { fds.removeAll() }
-            return Array(fds.values)
+            return fds.values.map(\.fd)
         }
         for fd in all { close(fd) }
         continuation.finish()

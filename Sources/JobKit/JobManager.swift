@@ -990,11 +990,15 @@ public actor JobManager {
         if !running.isEmpty { try await stopJobs(running, grace: .seconds(5)) }
         var events: [JobEvent] = []
         for id in ids { if let info = table.info(id) { events.append(JobEvent(job: info, removed: true)) } }
-        let leaves = table.leaves(of: ids)
+        // A finished leaf that recorded nothing has no output files (data comes with its
+        // records); only a remote one has an ssh log. No unlink for what cannot be there.
+        let leaves = table.leaves(of: ids).compactMap { table[$0] }
         let dropped = table.remove(ids)
         for id in dropped { unsaved.removeValue(forKey: id) }
         try store.delete(dropped)
-        for leaf in leaves { supervisor.removeFiles(leaf) }
+        for leaf in leaves {
+            supervisor.removeFiles(leaf.id, output: leaf.recorded > 0, sshLog: !isLocal(leaf.location))
+        }
         hub.publish(events)
     }
 

@@ -222,14 +222,16 @@ final class Supervisor: Sendable {
         _ = zeros.withUnsafeBytes { pwrite(slotsFD, $0.baseAddress, $0.count, off_t(id * Self.slotSize)) }
     }
 
-    /// Deletes a job's output files (whichever exist).
-    func removeFiles(_ id: Int) {
+    /// Deletes a job's files (whichever exist): its output unless it is known to have none,
+    /// and its ssh log unless it is known to have none (a local job).
+    func removeFiles(_ id: Int, output: Bool = true, sshLog: Bool = true) {
         let prefix = prefix(id)
-        for path in [OutputFormat.indexPath(prefix: prefix), OutputFormat.path(prefix: prefix, stream: .output),
-            OutputFormat.path(prefix: prefix, stream: .error), prefix + ".ssh"]
-        {
-            unlink(path)
-        }
+        var paths = output
+            ? [OutputFormat.indexPath(prefix: prefix), OutputFormat.path(prefix: prefix, stream: .output),
+               OutputFormat.path(prefix: prefix, stream: .error)]
+            : []
+        if sshLog { paths.append(prefix + ".ssh") }
+        for path in paths { unlink(path) }
     }
 }
 

@@ -46,6 +46,26 @@ import JobTesting
         }
     }
 
+    @Test func removingJobsLeavesNoFileOfTheirs() async throws {
+        try await withTemporaryEngine { jobs, home in
+            // A refused port: ssh fails at once and leaves its log. Beside it a local child
+            // with output, and one without.
+            let config = home.path + "/ssh_config"
+            try "Host gone\n  HostName 127.0.0.1\n  Port 1\n".write(toFile: config, atomically: true, encoding: .utf8)
+            let job = try await jobs.invoke(
+                .shell("echo out; echo err >&2"), on: ["localhost", "gone"], options: InvokeOptions(sshConfigFile: config))
+            let quiet = try await jobs.start(.argv(["true"]))
+            _ = try await jobs.wait([.id(job.id), .id(quiet.id)])
+            let jobsDirectory = home.path + "/jobs"
+            let before = try FileManager.default.contentsOfDirectory(atPath: jobsDirectory)
+            #expect(before.contains("\(job.childJobs[1]).ssh"), "\(before)")
+            #expect(before.contains("\(job.childJobs[0]).stdout"), "\(before)")
+            try await jobs.remove([.id(job.id), .id(quiet.id)])
+            let after = try FileManager.default.contentsOfDirectory(atPath: jobsDirectory).sorted()
+            #expect(after == ["locks", "slots"], "only what every job shares is left")
+        }
+    }
+
     @Test func controlSocketsOfALongHomeGoToAPrivateDirectoryInTmp() throws {
         let short = SSHLink.make(host: "web1", configFile: nil, home: "/home/ann/.local/state/job")
         #expect(short.controlPath.hasPrefix("/home/ann/.local/state/job/ssh/"))
