@@ -20,46 +20,30 @@ enum FastPath {
     static func run(_ args: [String]) -> Int32? {
         if args.first == "invoke" { return invoke(args) }
         guard let verb = args.first, verb == "start" || verb == "get" else { return nil }
-        var home: String?
-        var format = OutputFormatOption.table
-        var properties: [String]?
+        var options = Options(args)
         var name: String?
         var cwd: String?
         var env: [String] = []
         var line: String?
         var program: [String] = []
         var words: [String] = []
-        var index = 1
-        func value() -> String? {
-            index += 1
-            return index < args.count ? args[index] : nil
-        }
-        while index < args.count {
-            let arg = args[index]
+        let parsed = options.walk { arg, options in
             switch arg {
-            case "--home": guard let v = value() else { return nil }; home = v
-            case "-o", "--output":
-                guard let v = value(), let f = OutputFormatOption(rawValue: v), f != .raw else { return nil }
-                format = f
-            case "--property":
-                guard let v = value() else { return nil }
-                properties = v.split(separator: ",").map { String($0).trimmed }.filter { !$0.isEmpty }
-            case "--name" where verb == "start": guard let v = value() else { return nil }; name = v
-            case "--cwd" where verb == "start": guard let v = value() else { return nil }; cwd = v
+            case "--name" where verb == "start": guard let v = options.value() else { return false }; name = v
+            case "--cwd" where verb == "start": guard let v = options.value() else { return false }; cwd = v
             case "--env" where verb == "start":
-                guard let v = value(), v.contains("="), !v.hasPrefix("=") else { return nil }
+                guard let v = options.value(), v.contains("="), !v.hasPrefix("=") else { return false }
                 env.append(v)
-            case "-c" where verb == "start": guard let v = value() else { return nil }; line = v
-            case "--" where verb == "start":
-                program = Array(args[(index + 1)...])
-                index = args.count
-                continue
+            case "-c" where verb == "start": guard let v = options.value() else { return false }; line = v
+            case "--" where verb == "start": program = options.rest()
             default:
-                guard verb == "get", !arg.hasPrefix("-") else { return nil }
+                guard verb == "get", !arg.hasPrefix("-") else { return false }
                 words.append(arg)
             }
-            index += 1
+            return true
         }
+        guard parsed else { return nil }
+        let (home, format, properties) = (options.home, options.format, options.properties)
         if verb == "start" && (line == nil) == program.isEmpty { return nil }
         if (try? JobRender.resolve(properties, default: [])) == nil { return nil }
 
@@ -86,9 +70,7 @@ enum FastPath {
     /// `job invoke …` with the options `InvokeCommand` takes, valid ones only: anything it
     /// would refuse is left to it, for its messages. The same two requests as it makes.
     private static func invoke(_ args: [String]) -> Int32? {
-        var home: String?
-        var format = OutputFormatOption.table
-        var properties: [String]?
+        var options = Options(args)
         var computer: String?
         var asJob = false
         var name: String?
@@ -97,35 +79,22 @@ enum FastPath {
         var hideComputerName = false
         var line: String?
         var program: [String] = []
-        var index = 1
-        func value() -> String? {
-            index += 1
-            return index < args.count ? args[index] : nil
-        }
-        while index < args.count {
-            switch args[index] {
-            case "--home": guard let v = value() else { return nil }; home = v
-            case "-o", "--output":
-                guard let v = value(), let f = OutputFormatOption(rawValue: v), f != .raw else { return nil }
-                format = f
-            case "--property":
-                guard let v = value() else { return nil }
-                properties = v.split(separator: ",").map { String($0).trimmed }.filter { !$0.isEmpty }
-            case "--computer": guard let v = value() else { return nil }; computer = v
+        let parsed = options.walk { arg, options in
+            switch arg {
+            case "--computer": guard let v = options.value() else { return false }; computer = v
             case "--as-job": asJob = true
-            case "--name": guard let v = value() else { return nil }; name = v
-            case "--throttle": guard let v = value(), let n = Int(v), n >= 1 else { return nil }; throttle = n
-            case "--ssh-config": guard let v = value() else { return nil }; sshConfig = v
+            case "--name": guard let v = options.value() else { return false }; name = v
+            case "--throttle": guard let v = options.value(), let n = Int(v), n >= 1 else { return false }; throttle = n
+            case "--ssh-config": guard let v = options.value() else { return false }; sshConfig = v
             case "--hide-computer-name": hideComputerName = true
-            case "-c": guard let v = value() else { return nil }; line = v
-            case "--":
-                program = Array(args[(index + 1)...])
-                index = args.count
-                continue
-            default: return nil
+            case "-c": guard let v = options.value() else { return false }; line = v
+            case "--": program = options.rest()
+            default: return false
             }
-            index += 1
+            return true
         }
+        guard parsed else { return nil }
+        let (home, format, properties) = (options.home, options.format, options.properties)
         let computers = (computer ?? "").split(separator: ",").map { String($0).trimmed }.filter { !$0.isEmpty }
         guard (line == nil) != program.isEmpty, !computers.isEmpty else { return nil }
         if (try? JobRender.resolve(properties, default: [])) == nil { return nil }
@@ -191,6 +160,65 @@ enum FastPath {
         interruption.waitIfInterrupted()
         if received == ExitStatus.unreachable { return received }
         return failed || final.first?.state != .completed ? ExitStatus.failed : ExitStatus.ok
+    }
+
+    /// The words after the verb, read one at a time, and the options every command takes.
+    private struct Options {
+        let args: [String]
+        var index = 1
+        var home: String?
+        var format = OutputFormatOption.table
+        var properties: [String]?
+
+        init(_ args: [String]) { self.args = args }
+
+        enum Taken { case taken, invalid, other }
+
+        /// Reads every word: the common options here, the others by `take`, which reads their
+        /// values from the `Options` it is given. False as soon as a word is not understood.
+        mutating func walk(_ take: (String, inout Options) -> Bool) -> Bool {
+            while let word = next() {
+                switch takeCommon(word) {
+                case .taken: continue
+                case .invalid: return false
+                case .other: if !take(word, &self) { return false }
+                }
+            }
+            return true
+        }
+
+        /// The next word, nil at the end.
+        mutating func next() -> String? {
+            guard index < args.count else { return nil }
+            defer { index += 1 }
+            return args[index]
+        }
+
+        /// The value of the option just read.
+        mutating func value() -> String? { next() }
+
+        /// Every word left (after `--`).
+        mutating func rest() -> [String] {
+            defer { index = args.count }
+            return Array(args[min(index, args.count)...])
+        }
+
+        /// Takes `word` if it is `--home`, `-o` or `--property`, with its value.
+        mutating func takeCommon(_ word: String) -> Taken {
+            switch word {
+            case "--home":
+                guard let v = value() else { return .invalid }
+                home = v
+            case "-o", "--output":
+                guard let v = value(), let f = OutputFormatOption(rawValue: v), f != .raw else { return .invalid }
+                format = f
+            case "--property":
+                guard let v = value() else { return .invalid }
+                properties = v.split(separator: ",").map { String($0).trimmed }.filter { !$0.isEmpty }
+            default: return .other
+            }
+            return .taken
+        }
     }
 
     private static let unreadable = "cannot read the daemon's answer; is it the same release as job?"
