@@ -52,7 +52,13 @@ let package = Package(
             dependencies: ["JobClient", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // `job`: the command line.
-        .executableTarget(name: "job", dependencies: ["JobCommands"]),
+        .executableTarget(
+            name: "job", dependencies: ["JobCommands"],
+            // Not position-independent in release builds: the loader then has no relocations to
+            // apply to it, and applying them faulted in ~120 pages at every start (measured:
+            // `job start` 3.8 -> 2.8 ms). `job` runs for milliseconds and is started in loops.
+            linkerSettings: [.unsafeFlags(["-Xclang-linker", "-no-pie"], .when(configuration: .release))]
+        ),
         // `jobd`: the per-user daemon.
         .executableTarget(name: "jobd", dependencies: ["JobDaemon"]),
         // Test fixtures: temporary homes, engines run for a test, helpers to find built executables.
