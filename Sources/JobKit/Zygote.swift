@@ -118,16 +118,6 @@ final class Zygote: Sendable {
         }
     }
 
-    /// Forks a supervisor for job `id` and waits for it: its pid and a pidfd, or nil when no
-    /// zygote can serve.
-    func spawn(
-        id: Int, argv: [String], workingDirectory: String, environment: [String: String], holdStdin: Bool, lockFD: Int32
-    ) -> Answer? {
-        guard ask(id: id, argv: argv, workingDirectory: workingDirectory, environment: environment, holdStdin: holdStdin, lockFD: lockFD)
-        else { return nil }
-        return answer(for: id)
-    }
-
     /// The connection broke: what was asked of it will not be answered.
     private static func lose(_ state: inout State) {
         if let current = state.connection { end(current) }
