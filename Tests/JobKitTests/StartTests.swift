@@ -38,6 +38,23 @@ import JobTesting
         }
     }
 
+    @Test func jobsStillStartWhenTheForkServerIsKilled() async throws {
+        try await withTemporaryEngine { jobs, home in
+            let first = try await jobs.sh("echo first")
+            #expect(try await jobs.finished(first.id).state == .completed)
+            // The engine's fork server, killed as by hand between two starts.
+            let found = try await runProcessDetached(
+                "/usr/bin/pgrep", ["-f", "jobkit-supervisor --zygote \(home.path)/jobs$"])
+            let pid = try #require(Int32(found.stdout.trimmingCharacters(in: .whitespacesAndNewlines)))
+            kill(pid, SIGKILL)
+            for i in 0..<5 {
+                let job = try await jobs.sh("echo \(i)")
+                #expect(try await jobs.finished(job.id).state == .completed)
+                #expect(try await jobs.text(job.id) == "\(i)\n")
+            }
+        }
+    }
+
     @Test func idsAreNeverReusedAcrossRemovalsAndRestarts() async throws {
         let home = try TemporaryHome()
         try await JobManager.withManager(home: home.path) { jobs in
