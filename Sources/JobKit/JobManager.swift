@@ -219,7 +219,6 @@ public actor JobManager {
         launchNew()
         isShutDown = true
         try? persist([])
-        store.close()
         workContinuation.finish()
         for stop in threadStops.values { stop.finish() }
         monitor.shutdown()

@@ -17,10 +17,6 @@ final class JobStore: Sendable {
             config.journalMode = .wal
             config.busyMode = .timeout(5)
             config.prepareDatabase { db in
-                // The engine is the file's only user (the home lock says so): exclusive
-                // locking spares every transaction its file-lock calls and WAL's shared-memory
-                // index. Set before the first access, as it must be for the latter.
-                try db.execute(sql: "PRAGMA locking_mode = EXCLUSIVE")
                 // A crash (even SIGKILL) loses nothing committed under WAL with NORMAL; only a
                 // power cut can lose the last transactions, never consistency.
                 try db.execute(sql: "PRAGMA synchronous = NORMAL")
@@ -145,11 +141,6 @@ final class JobStore: Sendable {
         try access { db in
             try db.execute(sql: "DELETE FROM job WHERE id IN (\(ids.map(String.init).joined(separator: ",")))")
         }
-    }
-
-    /// Closes the file, releasing its exclusive lock for the next engine on the home.
-    func close() {
-        try? queue.close()
     }
 
     private func access<T>(_ body: (Database) throws -> T) throws(JobError) -> T {
