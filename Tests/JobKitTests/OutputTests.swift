@@ -33,14 +33,17 @@ import JobTesting
         try await withTemporaryEngine { jobs, _ in
             let job = try await jobs.sh("i=0; while [ $i -lt 100 ]; do echo $i; i=$((i+1)); sleep 0.03; done")
             var collected = ""
-            var receives = 0
+            // Receives that found new output while the job ran. (Counted, not the polls: with
+            // the whole suite's engines on two threads a 50 ms sleep can last a second.)
+            var partial = 0
             while try #require(await jobs.job(job.id)).state == .running {
-                collected += try await jobs.text(job.id)
-                receives += 1
+                let text = try await jobs.text(job.id)
+                if !text.isEmpty { partial += 1 }
+                collected += text
                 try await Task.sleep(for: .milliseconds(50))
             }
             collected += try await jobs.text(job.id)
-            #expect(receives > 5, "the job should have been read while it ran")
+            #expect(partial >= 2, "the job should have been read, in pieces, while it ran")
             #expect(collected == (0..<100).map { "\($0)\n" }.joined())
         }
     }
