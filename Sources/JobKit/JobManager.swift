@@ -337,7 +337,7 @@ public actor JobManager {
                 supervisor.removeFiles(id)
                 continue
             }
-            if let pid = supervisorPid(id, supervisor: supervisor) { kill(pid, SIGUSR1) }
+            if let pid = supervisor.supervisorPid(id) { kill(pid, SIGUSR1) }
             for _ in 0..<400 where supervisor.isAlive(id) { usleep(5_000) }
             supervisor.removeFiles(id)
         }
@@ -655,7 +655,7 @@ public actor JobManager {
             }
             if supervisor.ending(id) != nil {
                 changed += endProcessLeaf(id, table: &table, supervisor: supervisor)
-            } else if supervisor.isAlive(id), let pid = supervisorPid(id, supervisor: supervisor),
+            } else if supervisor.isAlive(id), let pid = supervisor.supervisorPid(id),
                 monitor.watch(id: id, pid: pid)
             {
                 // The stop that was waiting out its grace period died with the old engine:
@@ -674,17 +674,6 @@ public actor JobManager {
             }
         }
         return changed
-    }
-
-    /// The pid a supervisor writes once its job has started; one found holding its lock but
-    /// not yet that far (it has just been spawned) is given a moment.
-    private static func supervisorPid(_ id: Int, supervisor: Supervisor) -> pid_t? {
-        for _ in 0..<200 {
-            if let pids = supervisor.pids(id) { return pids.supervisor }
-            if !supervisor.isAlive(id) { return nil }
-            usleep(5_000)
-        }
-        return nil
     }
 
     // MARK: - Get

@@ -122,10 +122,7 @@ final class Supervisor: Sendable {
             return (answer.pid, answer.pidfd >= 0 ? answer.pidfd : nil)
         }
         // It holds the job's lock if it was forked: then it is the job's, once it says its pid.
-        for _ in 0..<200 where isAlive(id) {
-            if let pids = pids(id) { return (pids.supervisor, nil) }
-            usleep(5_000)
-        }
+        if let pid = supervisorPid(id) { return (pid, nil) }
         if isAlive(id) { throw JobError(.supervisor, "the supervisor of job \(id) did not start its job") }
         return try spawnDirectly(id: id, argv: argv, workingDirectory: workingDirectory, environment: environment, holdStdin: holdStdin)
     }
@@ -171,6 +168,18 @@ final class Supervisor: Sendable {
         var info = stat()
         guard fstat(slotsFD, &info) == 0 else { return 0 }
         return max(0, Int(info.st_size) / Self.slotSize - 1)
+    }
+
+    /// The pid of job `id`'s supervisor, as it wrote it once its job started; one found
+    /// holding the job's lock but not yet that far (it has just been made) is given a moment.
+    /// Nil when no supervisor holds the job and none ever said its pid.
+    func supervisorPid(_ id: Int) -> pid_t? {
+        for _ in 0..<200 {
+            if let pids = pids(id) { return pids.supervisor }
+            if !isAlive(id) { return nil }
+            usleep(5_000)
+        }
+        return nil
     }
 
     /// Whether a supervisor still holds job `id`.

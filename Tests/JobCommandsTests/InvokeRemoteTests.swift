@@ -183,10 +183,7 @@ struct InvokeRemoteTests {
     @Test func stoppingARemoteChildLeavesNoProcessOfItOnItsHost() async throws {
         try await withSSHHosts(["s1"]) { hosts in
             try await withCLI { cli in
-                let started = try await cli.run([
-                    "invoke", "--computer", "s1", "--as-job", "--ssh-config", hosts.configFile, "-c",
-                    "sleep 300 & echo $$ $!; wait",
-                ])
+                let started = try await cli.invokeAsJob("sleep 300 & echo $$ $!; wait", on: "s1", hosts)
                 #expect(started.status == 0, "\(started.stderr)")
                 let pids = try await cli.firstOutput(of: 2).split(whereSeparator: \.isWhitespace).map(String.init)
                 #expect(pids.count == 2)
@@ -204,10 +201,7 @@ struct InvokeRemoteTests {
     @Test func stopHonoursTheGracePeriodAndTheHostEndsWhatIgnoresSIGTERM() async throws {
         try await withSSHHosts(["t1"]) { hosts in
             try await withCLI { cli in
-                let started = try await cli.run([
-                    "invoke", "--computer", "t1", "--as-job", "--ssh-config", hosts.configFile, "-c",
-                    "trap '' TERM; echo $$; sleep 300",
-                ])
+                let started = try await cli.invokeAsJob("trap '' TERM; echo $$; sleep 300", on: "t1", hosts)
                 #expect(started.status == 0, "\(started.stderr)")
                 let pid = try await cli.firstOutput(of: 2).trimmingCharacters(in: .whitespacesAndNewlines)
                 let start = ContinuousClock.now
@@ -224,10 +218,8 @@ struct InvokeRemoteTests {
     @Test func aConnectionLostMidRunFailsTheChildWithThatReason() async throws {
         try await withSSHHosts(["b1"]) { hosts in
             try await withCLI { cli in
-                let started = try await cli.run([
-                    "invoke", "--computer", "b1", "--as-job", "--ssh-config", hosts.configFile, "-c",
-                    "echo started; exit_later() { sleep 300; }; exit_later; exit 255",
-                ])
+                let started = try await cli.invokeAsJob(
+                    "echo started; exit_later() { sleep 300; }; exit_later; exit 255", on: "b1", hosts)
                 #expect(started.status == 0, "\(started.stderr)")
                 #expect(try await cli.firstOutput(of: 2) == "started\n")
                 // The host goes away: its sshd and every session on it.
@@ -411,6 +403,11 @@ struct InvokeRemoteTests {
 }
 
 extension CLI {
+    /// `invoke --as-job -c LINE` on one of `hosts`: the parent is job 1, its child job 2.
+    func invokeAsJob(_ line: String, on host: String, _ hosts: SSHHosts) async throws -> Run {
+        try await run(["invoke", "--computer", host, "--as-job", "--ssh-config", hosts.configFile, "-c", line])
+    }
+
     /// What job `id` has printed so far (kept for later), once it has printed anything; empty
     /// if nothing came within 10 s.
     func firstOutput(of id: Int) async throws -> String {
