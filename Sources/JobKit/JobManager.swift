@@ -66,16 +66,7 @@ public actor JobManager {
     /// Children whose supervisor was asked of the fork server and whose answer is still to
     /// be read (by `collectAsked`): `start`'s child, asked before its commit, and the
     /// children `launchNew` starts, asked all at once.
-    private var asked: [(id: Int, request: SpawnRequest)] = []
-
-    /// What a child's supervisor runs, kept until the fork server has answered: should it go
-    /// away without forking, the supervisor is started directly with it.
-    private struct SpawnRequest {
-        let argv: [String]
-        let workingDirectory: String
-        let environment: [String: String]
-        var holdStdin = false
-    }
+    private var asked: [(id: Int, job: Supervisor.Job)] = []
 
     private enum Work: Sendable {
         case thread(ThreadWork)
@@ -294,32 +285,30 @@ public actor JobManager {
         // neither needs the other. An engine that dies in between leaves a job no database
         // knows: the next one stops it and skips its ids (`stopOrphans`).
         var early: Int?
-        let request = SpawnRequest(argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment)
+        let job = Supervisor.Job(argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment)
         let inserted: [JobRecord]
         do {
             inserted = try store.insert([parent] + children, alsoSaving: takeUnsaved()) { records in
                 guard options == nil, records.count == 2, let child = records.last, isLocal(child.location),
-                    (try? supervisor.ask(
-                        id: child.id, argv: request.argv, workingDirectory: request.workingDirectory,
-                        environment: request.environment)) == true
+                    (try? supervisor.ask(child.id, job)) == true
                 else { return false }
                 early = child.id
                 return true
             }
         } catch {
-            if let early { abandon(early, request) }
+            if let early { abandon(early, job) }
             throw error
         }
         table.add(inserted)
-        if let early { asked.append((early, request)) }
+        if let early { asked.append((early, job)) }
         toLaunch.append((inserted.dropFirst().filter { $0.state == .running && $0.id != early }.map(\.id), plan))
         workContinuation.yield(.launch)
         return table.info(inserted[0].id)!
     }
 
     /// A child asked for before a commit that failed: it must not run.
-    private func abandon(_ id: Int, _ request: SpawnRequest) {
-        guard let spawned = try? answer(id, request) else { return }
+    private func abandon(_ id: Int, _ job: Supervisor.Job) {
+        guard let spawned = try? supervisor.answer(id, job) else { return }
         // SIGUSR1: the supervisor kills the job's group at once, then ends.
         kill(spawned.pid, SIGUSR1)
         if let pidfd = spawned.pidfd { close(pidfd) }
@@ -374,7 +363,7 @@ public actor JobManager {
         let spec = plan.spec
         if isLocal(child.location) {
             return spawnLeaf(
-                id, SpawnRequest(argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment),
+                id, Supervisor.Job(argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment),
                 collectLater: collectLater)
         }
         let link = SSHLink.make(host: child.location, configFile: plan.options.sshConfigFile, home: home)
@@ -392,28 +381,17 @@ public actor JobManager {
         return []
     }
 
-    private func spawnLeaf(_ id: Int, _ request: SpawnRequest, collectLater: Bool = false) -> [JobRecord] {
+    private func spawnLeaf(_ id: Int, _ job: Supervisor.Job, collectLater: Bool = false) -> [JobRecord] {
         do {
-            if collectLater, try supervisor.ask(
-                id: id, argv: request.argv, workingDirectory: request.workingDirectory,
-                environment: request.environment, holdStdin: request.holdStdin)
-            {
-                asked.append((id, request))
+            if collectLater, try supervisor.ask(id, job) {
+                asked.append((id, job))
                 return []
             }
-            let (pid, pidfd) = try supervisor.spawn(
-                id: id, argv: request.argv, workingDirectory: request.workingDirectory,
-                environment: request.environment, holdStdin: request.holdStdin)
+            let (pid, pidfd) = try supervisor.spawn(id, job)
             return monitor.watch(id: id, pid: pid, pidfd: pidfd) ? [] : endProcessLeaf(id)
         } catch {
             return table.leafEnded(id, outcome: .failed(error.message), at: Date(), recorded: 0)
         }
-    }
-
-    private func answer(_ id: Int, _ request: SpawnRequest) throws(JobError) -> (pid: pid_t, pidfd: Int32?) {
-        try supervisor.answer(
-            for: id, argv: request.argv, workingDirectory: request.workingDirectory, environment: request.environment,
-            holdStdin: request.holdStdin)
     }
 
     /// The supervisors asked for and not collected yet.
@@ -421,9 +399,9 @@ public actor JobManager {
         var changed: [JobRecord] = []
         let all = asked
         asked.removeAll()
-        for (id, request) in all {
+        for (id, job) in all {
             do {
-                let (pid, pidfd) = try answer(id, request)
+                let (pid, pidfd) = try supervisor.answer(id, job)
                 guard monitor.watch(id: id, pid: pid, pidfd: pidfd) else {
                     changed += endProcessLeaf(id)
                     continue
@@ -452,7 +430,7 @@ public actor JobManager {
         }
         return spawnLeaf(
             id,
-            SpawnRequest(
+            Supervisor.Job(
                 argv: link.jobArguments(command: plan.spec.command, form: form, log: sshLogPath(id)),
                 workingDirectory: "/", environment: plan.spec.environment, holdStdin: true),
             collectLater: collectLater)

@@ -85,36 +85,38 @@ final class Supervisor: Sendable {
 
     func prefix(_ id: Int) -> String { "\(jobsDirectory)/\(id)" }
 
+    /// What a job's supervisor runs. Kept by the engine until the fork server has answered:
+    /// should it go away without forking, the supervisor is started directly with it.
+    struct Job {
+        let argv: [String]
+        let workingDirectory: String
+        let environment: [String: String]
+        /// Give the job a pipe as stdin that the supervisor holds open (`--hold-stdin`).
+        var holdStdin = false
+    }
+
     /// Starts job `id` under a supervisor of its own and returns the supervisor's pid, with a
     /// pidfd for it when one could be had.
-    func spawn(
-        id: Int, argv: [String], workingDirectory: String, environment: [String: String], holdStdin: Bool = false
-    ) throws(JobError) -> (pid: pid_t, pidfd: Int32?) {
-        if try ask(id: id, argv: argv, workingDirectory: workingDirectory, environment: environment, holdStdin: holdStdin) {
-            return try answer(for: id, argv: argv, workingDirectory: workingDirectory, environment: environment, holdStdin: holdStdin)
-        }
-        return try spawnDirectly(id: id, argv: argv, workingDirectory: workingDirectory, environment: environment, holdStdin: holdStdin)
+    func spawn(_ id: Int, _ job: Job) throws(JobError) -> (pid: pid_t, pidfd: Int32?) {
+        if try ask(id, job) { return try answer(id, job) }
+        return try spawnDirectly(id, job)
     }
 
     /// Asks the fork server for job `id`'s supervisor without waiting for it, so that the
     /// caller can do its own work (commit the job) while the supervisor is made; `answer`
     /// finishes. False when there is no fork server to ask (`spawn` then starts it directly).
-    func ask(
-        id: Int, argv: [String], workingDirectory: String, environment: [String: String], holdStdin: Bool = false
-    ) throws(JobError) -> Bool {
+    func ask(_ id: Int, _ job: Job) throws(JobError) -> Bool {
         let lockFD = try lockedDescriptor(id)
         // Once sent, the descriptor travels in the message, keeping the lock held.
         defer { close(lockFD) }
         return zygote.ask(
-            id: id, argv: argv, workingDirectory: workingDirectory, environment: environment, holdStdin: holdStdin,
-            lockFD: lockFD)
+            id: id, argv: job.argv, workingDirectory: job.workingDirectory, environment: job.environment,
+            holdStdin: job.holdStdin, lockFD: lockFD)
     }
 
-    /// The supervisor asked for with `ask`. The same arguments: should the fork server have
-    /// gone away without answering, and without forking it, it is started directly.
-    func answer(
-        for id: Int, argv: [String], workingDirectory: String, environment: [String: String], holdStdin: Bool = false
-    ) throws(JobError) -> (pid: pid_t, pidfd: Int32?) {
+    /// The supervisor asked for with `ask`. Should the fork server have gone away without
+    /// answering, and without forking it, it is started directly.
+    func answer(_ id: Int, _ job: Job) throws(JobError) -> (pid: pid_t, pidfd: Int32?) {
         if let answer = zygote.answer(for: id) {
             guard answer.pid > 0 else {
                 throw JobError(.supervisor, "cannot start a supervisor: \(String(cString: strerror(answer.error)))")
@@ -124,7 +126,7 @@ final class Supervisor: Sendable {
         // It holds the job's lock if it was forked: then it is the job's, once it says its pid.
         if let pid = supervisorPid(id) { return (pid, nil) }
         if isAlive(id) { throw JobError(.supervisor, "the supervisor of job \(id) did not start its job") }
-        return try spawnDirectly(id: id, argv: argv, workingDirectory: workingDirectory, environment: environment, holdStdin: holdStdin)
+        return try spawnDirectly(id, job)
     }
 
     /// A description of our own for this job's lock, locked, to hand to its supervisor as fd
@@ -143,13 +145,12 @@ final class Supervisor: Sendable {
     }
 
     /// Execs a supervisor (no fork server).
-    private func spawnDirectly(
-        id: Int, argv: [String], workingDirectory: String, environment: [String: String], holdStdin: Bool
-    ) throws(JobError) -> (pid: pid_t, pidfd: Int32?) {
+    private func spawnDirectly(_ id: Int, _ job: Job) throws(JobError) -> (pid: pid_t, pidfd: Int32?) {
         let lockFD = try lockedDescriptor(id)
         defer { close(lockFD) }
-        let args = [executable] + (holdStdin ? ["--hold-stdin"] : []) + [jobsDirectory, String(id), workingDirectory] + argv
-        let env = environment.map { "\($0.key)=\($0.value)" }
+        let args = [executable] + (job.holdStdin ? ["--hold-stdin"] : []) + [jobsDirectory, String(id), job.workingDirectory]
+            + job.argv
+        let env = job.environment.map { "\($0.key)=\($0.value)" }
         var pid: pid_t = 0
         let rc = withCStringArray(args) { cArgs in
             withCStringArray(env) { cEnv in

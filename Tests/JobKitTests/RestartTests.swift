@@ -170,7 +170,7 @@ final class EngineProcess: @unchecked Sendable {
         }
         // What the killed engine left: job 4 (the child of a parent 3) asked for and running.
         let supervisor = try Supervisor(executable: Supervisor.locate(explicit: nil), jobsDirectory: home.path + "/jobs")
-        let orphan = try supervisor.spawn(id: 4, argv: ["sleep", "60"], workingDirectory: "/", environment: [:])
+        let orphan = try supervisor.spawn(4, Supervisor.Job(argv: ["sleep", "60"], workingDirectory: "/", environment: [:]))
         if let pidfd = orphan.pidfd { close(pidfd) }
         var group: pid_t?
         for _ in 0..<500 where group == nil {
