@@ -57,6 +57,12 @@ func complain(_ message: String) {
     writeAll(2, Array("job: \(message)\n".utf8))
 }
 
+/// `job: HOST: REASON` for a child of `invoke` that failed. A connection's reason already
+/// starts with its computer (the contract puts it there); it is not named twice.
+func complainOfFailure(at location: String, _ reason: String) {
+    complain(reason.hasPrefix(location + ": ") ? reason : "\(location): \(reason)")
+}
+
 func writeOut(_ text: String) {
     writeAll(1, Array(text.utf8))
 }

@@ -149,8 +149,7 @@ enum FastPath {
                 failed = true
                 let location = failure["location"]?.string ?? "?"
                 let reason = failure["reason"]?.string ?? "failed"
-                // A connection's reason already starts with its computer.
-                complain(reason.hasPrefix(location + ": ") ? reason : "\(location): \(reason)")
+                complainOfFailure(at: location, reason)
             } else if let list = frame["jobs"]?["_0"] {
                 final = list.items.compactMap(jobInfo)
             }

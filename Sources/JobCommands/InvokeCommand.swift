@@ -100,9 +100,7 @@ struct InvokeCommand: ParsableCommand {
             case .chunk(let chunk): writer.write(chunk)
             case .failure(let failure):
                 failed = true
-                // A connection's reason already starts with its computer.
-                let named = failure.reason.hasPrefix(failure.location + ": ")
-                complain(named ? failure.reason : "\(failure.location): \(failure.reason)")
+                complainOfFailure(at: failure.location, failure.reason)
             case .jobs(let jobs): final = jobs
             default: break
             }
