@@ -215,6 +215,13 @@ struct spawn_error {
     volatile uint8_t stage;
 };
 
+// In the vfork child: says what failed, for the parent to read, and ends.
+static _Noreturn void child_failed(struct spawn_error *error, uint8_t stage) {
+    error->err = errno;
+    error->stage = stage;
+    _exit(127);
+}
+
 // Starts the job with vfork, which shares this process's memory until the exec, as
 // posix_spawn does, but without what makes posix_spawn cost ~140 system calls here: glibc's
 // child resets the disposition of every signal one by one (this process installs no handler,
@@ -229,25 +236,15 @@ static pid_t spawn_job(char **argv, char **envp, const char *cwd, int in_fd, int
     if (pid != 0) return pid;
     // In the child: only system calls, nothing that allocates or takes a lock.
     setsid();
-    if (dup2(in_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0) {
-        error->err = errno;
-        error->stage = STAGE_EXEC;
-        _exit(127);
-    }
-    if (chdir(cwd) != 0) {
-        error->err = errno;
-        error->stage = STAGE_CHDIR;
-        _exit(127);
-    }
+    if (dup2(in_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0) child_failed(error, STAGE_EXEC);
+    if (chdir(cwd) != 0) child_failed(error, STAGE_CHDIR);
     struct sigaction dfl;
     memset(&dfl, 0, sizeof dfl);
     dfl.sa_handler = SIG_DFL;
     sigaction(SIGPIPE, &dfl, NULL);
     sigprocmask(SIG_SETMASK, &none, NULL);
     execvpe(argv[0], argv, envp);
-    error->err = errno;
-    error->stage = STAGE_EXEC;
-    _exit(127);
+    child_failed(error, STAGE_EXEC);
 }
 
 // Runs job `id` (argv, in cwd, with envp) and records it; never returns.
