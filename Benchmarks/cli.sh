@@ -22,8 +22,9 @@ swift build -c release --static-swift-stdlib --disable-local-rpath --product job
 swift build -c release --static-swift-stdlib --disable-local-rpath --product jobd --scratch-path .build-static >&2
 job=$PWD/.build-static/release/job
 work=$(mktemp -d)
-export TS_SOCKET=$work/ts.sock NQDIR=$work/nq TS_MAXFINISHED=100000 TS_SLOTS=1
-mkdir -p "$NQDIR"
+# tsp writes each job's output to a file in $TMPDIR: in the work directory, so that it goes with it
+export TS_SOCKET=$work/ts.sock NQDIR=$work/nq TS_MAXFINISHED=100000 TS_SLOTS=1 TMPDIR=$work/tmp
+mkdir -p "$NQDIR" "$TMPDIR"
 cleanup() { "$job" --home "$work/job" daemon stop >/dev/null 2>&1 || true; tsp -K >/dev/null 2>&1 || true; rm -rf "$work"; }
 trap cleanup EXIT
 
