@@ -3,10 +3,12 @@
 // conmon). It is C, not Swift, because it is started once per job: it must start in
 // a fraction of a millisecond and use no memory worth mentioning.
 //
-// Usage: jobkit-supervisor [--hold-stdin] DIR ID CWD PROGRAM [ARG...]
+// Usage: jobkit-supervisor [--hold-stdin] [--mux SOCKET COMMAND] DIR ID CWD PROGRAM [ARG...]
 //   --hold-stdin: the job's stdin is a pipe that this process holds open, writing nothing,
 //   for as long as it lives (a remote job's ssh forwards its end of file to the remote
 //   command's watcher, which then ends the remote process group); otherwise /dev/null.
+//   --mux: run COMMAND through the ssh master listening at SOCKET, as ssh would through it
+//   (see mux_open); PROGRAM (ssh) runs only if no master answers there.
 //   fd 3 (optional): holds a lock on byte ID of DIR/locks; held until this process exits,
 //   so that an engine can tell a live supervisor from a dead one without trusting a pid.
 //   environment: the job's environment, passed on to PROGRAM unchanged.
@@ -22,8 +24,9 @@
 // prints nothing, since creating inodes is most of the cost of a short job:
 //   DIR/ID.stdout, DIR/ID.stderr  the job's two streams, byte for byte, once there is any
 //   DIR/ID.index   one 24-byte record per chunk read: time, offset, length, stream
-//   DIR/slots      at ID*64, the job's slot: its pids once started (bytes 0-31), how it
-//                  ended (bytes 32-63), each half written with one pwrite(2)
+//   DIR/../slots   at ID*64, the job's slot: its pids once started (bytes 0-31), how it
+//                  ended (bytes 32-63), each half written with one pwrite(2); DIR/slots
+//                  instead where it exists (homes made before the slots moved out of DIR)
 //
 // Signals: SIGTERM, SIGINT and SIGHUP are passed on to the job's process group (followed
 // by SIGCONT so that a stopped job can act on them); SIGUSR1 sends it SIGKILL, and then the
@@ -43,6 +46,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -192,6 +196,7 @@ static int open_shared(const char *dir) {
     if (dir_fd < 0) dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir_fd < 0) return -1;
     if (slots_fd < 0) slots_fd = openat(dir_fd, "slots", O_WRONLY | O_CLOEXEC);
+    if (slots_fd < 0 && errno == ENOENT) slots_fd = openat(dir_fd, "../slots", O_WRONLY | O_CLOEXEC);
     if (null_fd < 0) null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     return slots_fd >= 0 && null_fd >= 0 ? 0 : -1;
 }
@@ -247,7 +252,221 @@ static pid_t spawn_job(char **argv, char **envp, const char *cwd, int in_fd, int
     child_failed(error, STAGE_EXEC);
 }
 
-// Runs job `id` (argv, in cwd, with envp) and records it; never returns.
+
+// ---- A session through an ssh ControlMaster's socket ----
+// What `ssh -o ControlPath=SOCKET HOST COMMAND` does when a master answers (OpenSSH's
+// PROTOCOL.mux, version 4), without starting ssh: a remote job through a master is then a
+// connect and three messages instead of a program whose start-up (the dynamic loader,
+// OpenSSL, the configuration) costs ~4 ms of CPU, more than everything else a remote job
+// costs here together. The master is still the user's ssh, with their configuration, keys
+// and known hosts; it checks the environment against its own SendEnv, as it does for an ssh
+// that passes it on.
+enum {
+    MUX_MSG_HELLO = 0x00000001,
+    MUX_C_NEW_SESSION = 0x10000002,
+    MUX_S_PERMISSION_DENIED = 0x80000002,
+    MUX_S_FAILURE = 0x80000003,
+    MUX_S_EXIT_MESSAGE = 0x80000004,
+    MUX_S_SESSION_OPENED = 0x80000006,
+    MUX_VERSION = 4,
+    MUX_MAX_PACKET = 256 * 1024,
+};
+
+struct mux {
+    int fd;
+    size_t have;                     // bytes in `in`
+    unsigned char in[MUX_MAX_PACKET];  // what was read and not yet taken, whole packets first
+};
+
+struct growing {
+    unsigned char *data;
+    size_t len, cap;
+};
+
+static int grow_put(struct growing *b, const void *p, size_t n) {
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n) cap *= 2;
+        unsigned char *data = realloc(b->data, cap);
+        if (data == NULL) return -1;
+        b->data = data;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+static int put_u32(struct growing *b, uint32_t v) {
+    unsigned char be[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8), (unsigned char)v};
+    return grow_put(b, be, 4);
+}
+
+static int put_string(struct growing *b, const char *s) {
+    size_t n = strlen(s);
+    return put_u32(b, (uint32_t)n) || grow_put(b, s, n) ? -1 : 0;
+}
+
+static uint32_t get_u32(const unsigned char *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+// Sends one packet (its length first) on the blocking socket.
+static int mux_send(int fd, struct growing *payload) {
+    struct growing packet = {0};
+    int rc = put_u32(&packet, (uint32_t)payload->len) || grow_put(&packet, payload->data, payload->len) ||
+             write_all(fd, packet.data, packet.len) ? -1 : 0;
+    free(packet.data);
+    return rc;
+}
+
+// Passes a descriptor with one byte, as the master's mm_receive_fd takes it.
+static int mux_send_fd(int sock, int fd) {
+    char byte = 0;
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } control;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    ssize_t n;
+    while ((n = sendmsg(sock, &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR) {}
+    return n == 1 ? 0 : -1;
+}
+
+// The payload and length of the first whole packet read, if there is one.
+static int mux_packet(const struct mux *m, const unsigned char **payload, uint32_t *length) {
+    if (m->have < 4) return 0;
+    uint32_t n = get_u32(m->in);
+    if (n > MUX_MAX_PACKET - 4) return -1;
+    if (m->have < 4 + (size_t)n) return 0;
+    *payload = m->in + 4;
+    *length = n;
+    return 1;
+}
+
+static void mux_consume(struct mux *m, uint32_t length) {
+    size_t used = 4 + (size_t)length;
+    memmove(m->in, m->in + used, m->have - used);
+    m->have -= used;
+}
+
+// Reads what the socket has, once poll said it has something. -1 at end of file or on an
+// error.
+static int mux_fill(struct mux *m) {
+    if (m->have == sizeof m->in) return -1;  // a packet longer than any the protocol sends
+    ssize_t n = read(m->fd, m->in + m->have, sizeof m->in - m->have);
+    if (n < 0 && errno == EINTR) return 0;
+    if (n <= 0) return -1;
+    m->have += (size_t)n;
+    return 0;
+}
+
+// Waits for the next whole packet; a stop signal (TERM, INT, HUP, USR1) ends the wait.
+// 1: a packet; 0: the socket closed or broke; -1: `*stop` is the signal that came.
+static int mux_wait_packet(struct mux *m, int signal_fd, const unsigned char **payload, uint32_t *length, int *stop) {
+    for (;;) {
+        int got = mux_packet(m, payload, length);
+        if (got != 0) return got > 0 ? 1 : 0;
+        struct pollfd fds[2] = {{.fd = m->fd, .events = POLLIN}, {.fd = signal_fd, .events = POLLIN}};
+        if (poll(fds, 2, -1) < 0) {
+            if (errno == EINTR) continue;
+            return 0;
+        }
+        if (fds[1].revents & POLLIN) {
+            struct signalfd_siginfo si;
+            while (read(signal_fd, &si, sizeof si) == sizeof si) {
+                if (si.ssi_signo != SIGCHLD) *stop = (int)si.ssi_signo;
+            }
+            if (*stop) return -1;
+        }
+        if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) && mux_fill(m) < 0) return 0;
+    }
+}
+
+// The master's message in a refusal (a string after type and request id), as a C string.
+static void mux_reason(const unsigned char *payload, uint32_t length, char *out, size_t size) {
+    uint32_t n = length >= 12 ? get_u32(payload + 8) : 0;
+    if (n > length - 12) n = length >= 12 ? length - 12 : 0;
+    if (n >= size) n = (uint32_t)size - 1;
+    memcpy(out, payload + 12, n);
+    out[n] = 0;
+}
+
+enum { MUX_OPENED = 0, MUX_NO_MASTER = 1, MUX_REFUSED = 2, MUX_LOST = 3, MUX_STOPPED = 4 };
+
+// Opens a session running `command` through the master at `socket`, with these descriptors
+// as its stdin, stdout and stderr. MUX_NO_MASTER: nothing was asked of a master (none
+// answered), so starting ssh instead runs the command once; MUX_REFUSED: `reason` says why;
+// MUX_LOST: the master went away once asked, so the command may have started; MUX_STOPPED:
+// a stop signal (`*stop`) came first.
+static int mux_open(struct mux *m, const char *socket_path, const char *command, char **envp, int in_fd, int out_fd,
+                    int err_fd, int signal_fd, char *reason, size_t reason_size, int *stop) {
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (strlen(socket_path) >= sizeof addr.sun_path) return MUX_NO_MASTER;
+    strcpy(addr.sun_path, socket_path);
+    m->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    m->have = 0;
+    if (m->fd < 0) return MUX_NO_MASTER;
+    if (connect(m->fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+        close(m->fd);
+        m->fd = -1;
+        return MUX_NO_MASTER;
+    }
+    struct growing hello = {0};
+    int failed = put_u32(&hello, MUX_MSG_HELLO) || put_u32(&hello, MUX_VERSION) || mux_send(m->fd, &hello);
+    free(hello.data);
+    const unsigned char *payload;
+    uint32_t length;
+    int got = failed ? 0 : mux_wait_packet(m, signal_fd, &payload, &length, stop);
+    if (got < 0) return MUX_STOPPED;
+    if (got == 0 || length < 8 || get_u32(payload) != MUX_MSG_HELLO || get_u32(payload + 4) != MUX_VERSION) {
+        close(m->fd);
+        m->fd = -1;
+        return MUX_NO_MASTER;
+    }
+    mux_consume(m, length);
+
+    // want_tty, want_x11, want_agent, subsystem: none; no escape character; no TERM.
+    struct growing request = {0};
+    failed = put_u32(&request, MUX_C_NEW_SESSION) || put_u32(&request, 0) || put_string(&request, "") ||
+             put_u32(&request, 0) || put_u32(&request, 0) || put_u32(&request, 0) || put_u32(&request, 0) ||
+             put_u32(&request, 0xffffffffu) || put_string(&request, "") || put_string(&request, command);
+    for (char **e = envp; !failed && *e != NULL; e++) failed = put_string(&request, *e);
+    failed = failed || mux_send(m->fd, &request) || mux_send_fd(m->fd, in_fd) || mux_send_fd(m->fd, out_fd) ||
+             mux_send_fd(m->fd, err_fd);
+    free(request.data);
+    got = failed ? 0 : mux_wait_packet(m, signal_fd, &payload, &length, stop);
+    if (got < 0) return MUX_STOPPED;
+    if (got == 0 || length < 8) return MUX_LOST;
+    uint32_t type = get_u32(payload);
+    if (type == MUX_S_SESSION_OPENED) {
+        mux_consume(m, length);
+        return MUX_OPENED;
+    }
+    if (type == MUX_S_FAILURE || type == MUX_S_PERMISSION_DENIED) {
+        mux_reason(payload, length, reason, reason_size);
+    } else {
+        snprintf(reason, reason_size, "unexpected answer 0x%08x", type);
+    }
+    return MUX_REFUSED;
+}
+
+// Says in the job's ssh log (where ssh would have) why the master did not run it.
+static void log_ssh_failure(const char *what) {
+    int fd = open_output("ssh", O_APPEND);
+    if (fd < 0) return;
+    char line[1200];
+    int n = snprintf(line, sizeof line, "the ssh master refused the session: %s\n", what);
+    if (n > 0) write_all(fd, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+    close(fd);
+}
+
 // drain_once, and at end of file the pipe is closed (pipe_fd -1). Returns what drain_once did.
 static ssize_t take(struct stream *s) {
     ssize_t n = drain_once(s);
@@ -258,8 +477,14 @@ static ssize_t take(struct stream *s) {
     return n;
 }
 
+// In .bss, like `scratch`: only a remote job through a master touches it.
+static struct mux mux_session;
+
+// Runs job `id` (argv, in cwd, with envp) and records it; never returns. With `mux_socket`,
+// the job is `mux_command` run through the ssh master at that socket (see mux_open), and
+// argv (ssh itself) runs only when no master answers there.
 static _Noreturn void supervise(const char *dir, long long id, const char *cwd, char **job_argv, char **envp,
-                                int hold_stdin) {
+                                int hold_stdin, const char *mux_socket, const char *mux_command) {
     job_id = id;
     environ = envp;  // execvpe looks PROGRAM up in the PATH of environ: the job's
     setsid();        // a no-op when spawned with POSIX_SPAWN_SETSID; needed when forked
@@ -287,20 +512,47 @@ static _Noreturn void supervise(const char *dir, long long id, const char *cwd, 
     // process it starts and no terminal signal meant for someone else reaches it; stdin is
     // /dev/null or the held pipe; signals are as a new program expects them.
     int in_fd = hold_stdin ? in_pipe[0] : null_fd;
-    struct spawn_error error = {0, STAGE_NONE};
-    pid_t pid = spawn_job(job_argv, envp, cwd, in_fd, out_pipe[1], err_pipe[1], &error);
-    if (pid < 0) fail(STAGE_SUPERVISOR, errno);
-    if (error.stage != STAGE_NONE) {
-        int status;
-        waitpid(pid, &status, 0);
-        fail(error.stage, error.err);
+    struct mux *mux = NULL;
+    pid_t pid = -1;
+    if (mux_socket != NULL) {
+        char reason[1024] = "";
+        int stop = 0;
+        switch (mux_open(&mux_session, mux_socket, mux_command, envp, in_fd, out_pipe[1], err_pipe[1], signal_fd,
+                         reason, sizeof reason, &stop)) {
+        case MUX_OPENED:
+            mux = &mux_session;
+            break;
+        case MUX_NO_MASTER:
+            break;
+        case MUX_REFUSED:
+            log_ssh_failure(reason);
+            finish(ENDED_EXIT, STAGE_NONE, 255, now_ns());
+        case MUX_LOST:
+            // As ssh ends when its master goes: the engine tells a lost connection by it.
+            finish(ENDED_EXIT, STAGE_NONE, 255, now_ns());
+        case MUX_STOPPED:
+        default:
+            finish(ENDED_SIGNAL, STAGE_NONE, stop, now_ns());
+        }
+    }
+    if (mux == NULL) {
+        struct spawn_error error = {0, STAGE_NONE};
+        pid = spawn_job(job_argv, envp, cwd, in_fd, out_pipe[1], err_pipe[1], &error);
+        if (pid < 0) fail(STAGE_SUPERVISOR, errno);
+        if (error.stage != STAGE_NONE) {
+            int status;
+            waitpid(pid, &status, 0);
+            fail(error.stage, error.err);
+        }
     }
     close(out_pipe[1]);
     close(err_pipe[1]);
-    if (hold_stdin) close(in_pipe[0]);  // in_pipe[1] stays open until this process exits
+    if (hold_stdin) close(in_pipe[0]);  // in_pipe[1] stays open until the job ends
 
+    // A session through a master has no process here: this one stands for it (its group is
+    // this process alone, and it ends the session when signalled).
     struct slot_started started = {
-        .magic = STARTED_MAGIC, .supervisor_pid = getpid(), .job_pid = pid, .start_ns = now_ns()};
+        .magic = STARTED_MAGIC, .supervisor_pid = getpid(), .job_pid = mux ? getpid() : pid, .start_ns = now_ns()};
     pwrite(slots_fd, &started, sizeof started, (off_t)(job_id * SLOT_SIZE));
 
     struct stream streams[2] = {
@@ -317,12 +569,13 @@ static _Noreturn void supervise(const char *dir, long long id, const char *cwd, 
     int64_t end_ns = 0;
 
     while (!exited || streams[0].pipe_fd >= 0 || streams[1].pipe_fd >= 0) {
-        struct pollfd fds[3] = {
+        struct pollfd fds[4] = {
             {.fd = streams[0].pipe_fd, .events = POLLIN},
             {.fd = streams[1].pipe_fd, .events = POLLIN},
             {.fd = signal_fd, .events = POLLIN},
+            {.fd = mux && !exited ? mux->fd : -1, .events = POLLIN},
         };
-        if (poll(fds, 3, -1) < 0) {
+        if (poll(fds, 4, -1) < 0) {
             if (errno == EINTR) continue;
             fail(STAGE_SUPERVISOR, errno);
         }
@@ -330,25 +583,52 @@ static _Noreturn void supervise(const char *dir, long long id, const char *cwd, 
             if (streams[i].pipe_fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
             take(&streams[i]);
         }
+        if (fds[3].revents & (POLLIN | POLLHUP | POLLERR)) {
+            // The master says how the command exited, then closes the socket once the
+            // session's channel is closed; a socket closed without it is a master gone.
+            int open = mux_fill(mux) == 0;
+            const unsigned char *payload;
+            uint32_t length;
+            while (mux_packet(mux, &payload, &length) == 1) {
+                if (length >= 12 && get_u32(payload) == MUX_S_EXIT_MESSAGE && exit_info.si_code == 0) {
+                    exit_info.si_code = CLD_EXITED;
+                    exit_info.si_status = (int)get_u32(payload + 8);
+                    end_ns = now_ns();
+                }
+                mux_consume(mux, length);
+            }
+            if (!open) {
+                exited = 1;
+                if (exit_info.si_code == 0) {
+                    exit_info.si_code = CLD_EXITED;
+                    exit_info.si_status = 255;
+                    end_ns = now_ns();
+                }
+            }
+        }
         if (fds[2].revents & POLLIN) {
             struct signalfd_siginfo si;
             while (read(signal_fd, &si, sizeof si) == sizeof si) {
-                switch (si.ssi_signo) {
-                case SIGTERM:
-                case SIGINT:
-                case SIGHUP:
-                    kill(-pid, (int)si.ssi_signo);
-                    kill(-pid, SIGCONT);
-                    break;
-                case SIGUSR1:
-                    kill(-pid, SIGKILL);
-                    killed = 1;
-                    break;
-                default:
-                    break;
+                int signo = (int)si.ssi_signo;
+                if (signo != SIGTERM && signo != SIGINT && signo != SIGHUP && signo != SIGUSR1) continue;
+                if (signo == SIGUSR1) killed = 1;
+                if (mux == NULL) {
+                    kill(-pid, signo == SIGUSR1 ? SIGKILL : signo);
+                    if (signo != SIGUSR1) kill(-pid, SIGCONT);
+                } else if (!exited) {
+                    // ssh forwards no signal, and neither can we: ending the session (the
+                    // master closes its channel) makes the remote wrapper end the command's
+                    // process group, as when a job's ssh is stopped.
+                    close(mux->fd);
+                    if (in_pipe[1] >= 0) close(in_pipe[1]);
+                    in_pipe[1] = -1;
+                    exited = 1;
+                    exit_info.si_code = CLD_KILLED;
+                    exit_info.si_status = signo == SIGUSR1 ? SIGKILL : signo;
+                    end_ns = now_ns();
                 }
             }
-            if (!exited) {
+            if (!exited && mux == NULL) {
                 // Look without reaping: the zombie keeps the job's pid, and so its process
                 // group id, from being reused while stragglers may still be signalled.
                 siginfo_t info;
@@ -376,7 +656,7 @@ static _Noreturn void supervise(const char *dir, long long id, const char *cwd, 
 
     // The job ends when its main process has exited and every process holding its output
     // has let go of it, as a shell pipeline does; the end time is the main process's.
-    waitpid(pid, NULL, 0);
+    if (mux == NULL) waitpid(pid, NULL, 0);
     if (exit_info.si_code == CLD_EXITED) finish(ENDED_EXIT, STAGE_NONE, exit_info.si_status, end_ns);
     finish(ENDED_SIGNAL, STAGE_NONE, exit_info.si_status, end_ns);
 }
@@ -391,7 +671,7 @@ struct request {
     int64_t job_id;
     uint32_t argc;
     uint32_t envc;
-    uint32_t flags;  // REQUEST_HOLD_STDIN
+    uint32_t flags;  // REQUEST_HOLD_STDIN, REQUEST_MUX (the first two arguments: socket and command)
     uint32_t reserved;
 };
 struct answer {
@@ -401,6 +681,7 @@ struct answer {
 };
 #define REQUEST_MAGIC 0x5A594732u
 #define REQUEST_HOLD_STDIN 1u
+#define REQUEST_MUX 2u
 
 static int read_all(int fd, void *buf, size_t len) {
     char *p = buf;
@@ -488,7 +769,8 @@ static int zygote(const char *dir) {
         // Split the strings: cwd, argv (NULL-terminated), envp (NULL-terminated).
         size_t count = 0, want = 1 + req.argc + req.envc;
         for (char *p = strings; p < strings + req.length && count < want; p += strlen(p) + 1) words[count++] = p;
-        if (count != want || req.argc == 0) {
+        uint32_t mux_words = (req.flags & REQUEST_MUX) ? 2 : 0;
+        if (count != want || req.argc <= mux_words) {
             answer(control, req.job_id, -1, EINVAL, -1);
         } else {
             char *cwd = words[0];
@@ -508,7 +790,9 @@ static int zygote(const char *dir) {
                 // The signals a supervisor handles stay blocked, as they are in the zygote: a
                 // stop sent the moment the engine learns this pid waits in the signalfd that
                 // supervise() makes, instead of killing a supervisor not ready for it.
-                supervise(dir, (long long)req.job_id, cwd, job_argv, envp, (req.flags & REQUEST_HOLD_STDIN) != 0);
+                supervise(dir, (long long)req.job_id, cwd, job_argv + mux_words, envp,
+                          (req.flags & REQUEST_HOLD_STDIN) != 0, mux_words ? job_argv[0] : NULL,
+                          mux_words ? job_argv[1] : NULL);
             }
             int error = pid < 0 ? errno : 0;
             int pidfd = pid > 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
@@ -523,19 +807,30 @@ static int zygote(const char *dir) {
 
 int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "--zygote") == 0) return zygote(argv[2]);
-    int hold_stdin = argc > 1 && strcmp(argv[1], "--hold-stdin") == 0;
-    if (hold_stdin) {
-        argv++;
-        argc--;
+    int hold_stdin = 0;
+    const char *mux_socket = NULL, *mux_command = NULL;
+    for (;;) {
+        if (argc > 1 && strcmp(argv[1], "--hold-stdin") == 0) {
+            hold_stdin = 1;
+            argv++;
+            argc--;
+        } else if (argc > 3 && strcmp(argv[1], "--mux") == 0) {
+            mux_socket = argv[2];
+            mux_command = argv[3];
+            argv += 3;
+            argc -= 3;
+        } else {
+            break;
+        }
     }
     if (argc < 5) {
         static const char usage[] =
-            "usage: jobkit-supervisor [--hold-stdin] DIR ID CWD PROGRAM [ARG...]\n"
+            "usage: jobkit-supervisor [--hold-stdin] [--mux SOCKET COMMAND] DIR ID CWD PROGRAM [ARG...]\n"
             "       jobkit-supervisor --zygote DIR\n";
         write_all(2, usage, sizeof usage - 1);
         return 64;
     }
     long long id = strtoll(argv[2], NULL, 10);
     if (id <= 0) return 64;
-    supervise(argv[1], id, argv[3], argv + 4, environ, hold_stdin);
+    supervise(argv[1], id, argv[3], argv + 4, environ, hold_stdin, mux_socket, mux_command);
 }

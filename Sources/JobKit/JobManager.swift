@@ -34,7 +34,7 @@ public actor JobManager {
         }
     }
 
-    /// The home directory: the database, the engine lock, and `jobs/` (output files, slots, locks).
+    /// The home directory: the database, the engine lock, the job slots, and `jobs/` (output files, locks).
     public nonisolated let home: String
     private let store: JobStore
     private var table: JobTable
@@ -105,6 +105,7 @@ public actor JobManager {
                 for name in (try? FileManager.default.contentsOfDirectory(atPath: jobsDirectory)) ?? [] {
                     try? FileManager.default.removeItem(atPath: jobsDirectory + "/" + name)
                 }
+                try? FileManager.default.removeItem(atPath: home + "/slots")
             }
             supervisor = try Supervisor(executable: executable, jobsDirectory: jobsDirectory)
             store = try JobStore(path: databasePath)
@@ -375,7 +376,7 @@ public actor JobManager {
             return spawnRemote(id, link: link, plan: plan, form: .viaSh, collectLater: collectLater)
         }
         if let known = shellForms[link.controlPath], known.master == master {
-            return spawnRemote(id, link: link, plan: plan, form: known.form, collectLater: collectLater)
+            return spawnRemote(id, link: link, plan: plan, form: known.form, throughMaster: true, collectLater: collectLater)
         }
         workContinuation.yield(.connect(id))
         return []
@@ -416,9 +417,12 @@ public actor JobManager {
     }
 
     /// A remote child runs its ssh under a supervisor, like a local child; locally ssh runs in
-    /// `/` (the command runs in the remote user's home).
+    /// `/` (the command runs in the remote user's home). `throughMaster`: a master answers,
+    /// and the supervisor asks it to run the command itself, with no ssh (ssh runs if the
+    /// master has gone by then).
     private func spawnRemote(
-        _ id: Int, link: SSHLink, plan: LaunchPlan, form: RemoteCommand.Form, collectLater: Bool = false
+        _ id: Int, link: SSHLink, plan: LaunchPlan, form: RemoteCommand.Form, throughMaster: Bool = false,
+        collectLater: Bool = false
     ) -> [JobRecord] {
         if !sshDirectoryReady {
             do {
@@ -432,7 +436,11 @@ public actor JobManager {
             id,
             Supervisor.Job(
                 argv: link.jobArguments(command: plan.spec.command, form: form, log: sshLogPath(id)),
-                workingDirectory: "/", environment: plan.spec.environment, holdStdin: true),
+                workingDirectory: "/", environment: plan.spec.environment, holdStdin: true,
+                throughMaster: throughMaster
+                    ? Supervisor.ThroughMaster(
+                        socket: link.controlPath, command: RemoteCommand.line(for: plan.spec.command, form: form))
+                    : nil),
             collectLater: collectLater)
     }
 
@@ -455,7 +463,7 @@ public actor JobManager {
         if record.stopRequested {
             changed = table.leafEnded(id, outcome: .cancelled, at: Date(), recorded: 0)
         } else {
-            changed = spawnRemote(id, link: link, plan: plan, form: form)
+            changed = spawnRemote(id, link: link, plan: plan, form: form, throughMaster: status.map { $0 != 255 } ?? false)
         }
         changed += schedule(after: changed)
         try? persist(changed)

@@ -11,9 +11,14 @@ import Glibc
 /// and exit status to the job's slot, and holds the job's byte of the lock file for as long
 /// as it lives.
 ///
-/// Everything shared lives in the jobs directory: `slots` (64 bytes per job id) and
-/// `locks` (one byte per job id). A job that prints nothing creates no file at all: on
+/// What every job shares: `slots` (64 bytes per job id) beside the jobs directory, and
+/// `locks` (one byte per job id) in it. A job that prints nothing creates no file at all: on
 /// ext4, creating inodes costs more than starting the job.
+///
+/// The slots are outside the jobs directory because receive streams watch that directory for
+/// writes (`OutputWatcher`): every job writes its slot when it starts and when it ends, and
+/// each of those writes woke them for nothing. Homes made before keep `jobs/slots`, which
+/// their running supervisors write (a supervisor looks there first).
 final class Supervisor: Sendable {
     /// The supervisor program.
     let executable: String
@@ -30,7 +35,7 @@ final class Supervisor: Sendable {
     init(executable: String, jobsDirectory: String) throws(JobError) {
         self.executable = executable
         self.jobsDirectory = jobsDirectory
-        let slots = open(jobsDirectory + "/slots", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        let slots = open(Self.slotsPath(jobsDirectory: jobsDirectory), O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         let locks = open(jobsDirectory + "/locks", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard slots >= 0, locks >= 0 else {
             let message = errnoMessage()
@@ -41,6 +46,13 @@ final class Supervisor: Sendable {
         slotsFD = slots
         locksFD = locks
         zygote = Zygote(executable: executable, jobsDirectory: jobsDirectory)
+    }
+
+    /// `jobs/slots` where a home made before has one, else beside the jobs directory.
+    static func slotsPath(jobsDirectory: String) -> String {
+        let legacy = jobsDirectory + "/slots"
+        if access(legacy, F_OK) == 0 { return legacy }
+        return (jobsDirectory as NSString).deletingLastPathComponent + "/slots"
     }
 
     deinit {
@@ -93,6 +105,15 @@ final class Supervisor: Sendable {
         let environment: [String: String]
         /// Give the job a pipe as stdin that the supervisor holds open (`--hold-stdin`).
         var holdStdin = false
+        /// Run this through an ssh master instead (`--mux`); `argv` then runs only when no
+        /// master answers.
+        var throughMaster: ThroughMaster?
+    }
+
+    /// A remote command run through the ssh master listening at `socket`.
+    struct ThroughMaster {
+        let socket: String
+        let command: String
     }
 
     /// Starts job `id` under a supervisor of its own and returns the supervisor's pid, with a
@@ -109,9 +130,7 @@ final class Supervisor: Sendable {
         let lockFD = try lockedDescriptor(id)
         // Once sent, the descriptor travels in the message, keeping the lock held.
         defer { close(lockFD) }
-        return zygote.ask(
-            id: id, argv: job.argv, workingDirectory: job.workingDirectory, environment: job.environment,
-            holdStdin: job.holdStdin, lockFD: lockFD)
+        return zygote.ask(id: id, job, lockFD: lockFD)
     }
 
     /// The supervisor asked for with `ask`. Should the fork server have gone away without
@@ -148,8 +167,9 @@ final class Supervisor: Sendable {
     private func spawnDirectly(_ id: Int, _ job: Job) throws(JobError) -> (pid: pid_t, pidfd: Int32?) {
         let lockFD = try lockedDescriptor(id)
         defer { close(lockFD) }
-        let args = [executable] + (job.holdStdin ? ["--hold-stdin"] : []) + [jobsDirectory, String(id), job.workingDirectory]
-            + job.argv
+        let args = [executable] + (job.holdStdin ? ["--hold-stdin"] : [])
+            + (job.throughMaster.map { ["--mux", $0.socket, $0.command] } ?? [])
+            + [jobsDirectory, String(id), job.workingDirectory] + job.argv
         let env = job.environment.map { "\($0.key)=\($0.value)" }
         var pid: pid_t = 0
         let rc = withCStringArray(args) { cArgs in

@@ -63,11 +63,14 @@ final class Zygote: Sendable {
     /// Asks for a supervisor for job `id`, holding `lockFD`'s lock, without waiting for it:
     /// `answer(for:)` gets it. False when no zygote can serve (the caller then starts the
     /// supervisor itself).
-    func ask(
-        id: Int, argv: [String], workingDirectory: String, environment: [String: String], holdStdin: Bool, lockFD: Int32
-    ) -> Bool {
+    func ask(id: Int, _ job: Supervisor.Job, lockFD: Int32) -> Bool {
+        // The supervisor's request: cwd, arguments (a master's socket and command first, with
+        // REQUEST_MUX), environment, each NUL-terminated.
+        let argv = (job.throughMaster.map { [$0.socket, $0.command] } ?? []) + job.argv
+        let flags: UInt32 = (job.holdStdin ? 1 : 0) | (job.throughMaster != nil ? 2 : 0)
+        let environment = job.environment
         var payload: [UInt8] = []
-        for string in [workingDirectory] + argv + environment.map({ "\($0.key)=\($0.value)" }) {
+        for string in [job.workingDirectory] + argv + environment.map({ "\($0.key)=\($0.value)" }) {
             payload.append(contentsOf: string.utf8)
             payload.append(0)
         }
@@ -80,7 +83,7 @@ final class Zygote: Sendable {
                     bytes.withMemoryRebound(to: CChar.self) { chars in
                         jobkit_zygote_send(
                             current.socket, Int64(id), chars.baseAddress, UInt32(bytes.count), UInt32(argv.count),
-                            UInt32(environment.count), holdStdin ? 1 : 0, lockFD)
+                            UInt32(environment.count), flags, lockFD)
                     }
                 }
                 if rc == 0 {

@@ -180,56 +180,66 @@ struct InvokeRemoteTests {
         }
     }
 
-    @Test func stoppingARemoteChildLeavesNoProcessOfItOnItsHost() async throws {
+    /// Cold, the job's own ssh becomes the host's master; through a master that is up, the
+    /// supervisor asks the master to run the command itself, and no ssh process runs for it.
+    @Test(arguments: [false, true])
+    func stoppingARemoteChildLeavesNoProcessOfItOnItsHost(throughMaster: Bool) async throws {
         try await withSSHHosts(["s1"]) { hosts in
             try await withCLI { cli in
+                let (parent, child) = try await cli.warmUp("s1", hosts, if: throughMaster)
                 let started = try await cli.invokeAsJob("sleep 300 & echo $$ $!; wait", on: "s1", hosts)
                 #expect(started.status == 0, "\(started.stderr)")
-                let pids = try await cli.firstOutput(of: 2).split(whereSeparator: \.isWhitespace).map(String.init)
+                let pids = try await cli.firstOutput(of: child).split(whereSeparator: \.isWhitespace).map(String.init)
                 #expect(pids.count == 2)
                 #expect(try await hosts.living(pids, on: "s1").split(separator: "\n").count == 2, "both run before the stop")
+                let ownSSH = try runProcess("/usr/bin/pgrep", ["-f", "\(cli.home.path)/jobs/\(child).ssh"]).status == 0
+                #expect(ownSSH == !throughMaster, "an ssh of its own runs only when no master was up")
 
-                let stop = try await cli.run("stop", "1")
+                let stop = try await cli.run("stop", "\(parent)")
                 #expect(stop.status == 0, "\(stop.stderr)")
-                #expect(try await cli.json("get", "2").first?["state"] as? String == "Stopped")
+                #expect(try await cli.json("get", "\(child)").first?["state"] as? String == "Stopped")
                 let left = try await hosts.waitUntilGone(pids, on: "s1")
                 #expect(left.isEmpty, "still there on s1: \(left)")
             }
         }
     }
 
-    @Test func stopHonoursTheGracePeriodAndTheHostEndsWhatIgnoresSIGTERM() async throws {
+    @Test(arguments: [false, true])
+    func stopHonoursTheGracePeriodAndTheHostEndsWhatIgnoresSIGTERM(throughMaster: Bool) async throws {
         try await withSSHHosts(["t1"]) { hosts in
             try await withCLI { cli in
+                let (parent, child) = try await cli.warmUp("t1", hosts, if: throughMaster)
                 let started = try await cli.invokeAsJob("trap '' TERM; echo $$; sleep 300", on: "t1", hosts)
                 #expect(started.status == 0, "\(started.stderr)")
-                let pid = try await cli.firstOutput(of: 2).trimmingCharacters(in: .whitespacesAndNewlines)
+                let pid = try await cli.firstOutput(of: child).trimmingCharacters(in: .whitespacesAndNewlines)
                 let start = ContinuousClock.now
-                #expect(try await cli.run("stop", "1", "--grace", "0.5").status == 0)
+                #expect(try await cli.run("stop", "\(parent)", "--grace", "0.5").status == 0)
                 // The host's own grace is 5 s; the local stop does not wait for it.
                 #expect(ContinuousClock.now - start < .seconds(4), "the stop kept to its grace period")
-                #expect(try await cli.json("get", "2").first?["state"] as? String == "Stopped")
+                #expect(try await cli.json("get", "\(child)").first?["state"] as? String == "Stopped")
                 let left = try await hosts.waitUntilGone([pid], on: "t1")
                 #expect(left.isEmpty, "what ignored SIGTERM was killed on the host")
             }
         }
     }
 
-    @Test func aConnectionLostMidRunFailsTheChildWithThatReason() async throws {
+    @Test(arguments: [false, true])
+    func aConnectionLostMidRunFailsTheChildWithThatReason(throughMaster: Bool) async throws {
         try await withSSHHosts(["b1"]) { hosts in
             try await withCLI { cli in
+                let (parent, child) = try await cli.warmUp("b1", hosts, if: throughMaster)
                 let started = try await cli.invokeAsJob(
                     "echo started; exit_later() { sleep 300; }; exit_later; exit 255", on: "b1", hosts)
                 #expect(started.status == 0, "\(started.stderr)")
-                #expect(try await cli.firstOutput(of: 2) == "started\n")
+                #expect(try await cli.firstOutput(of: child) == "started\n")
                 // The host goes away: its sshd and every session on it.
                 await hosts.down()
-                #expect(try await cli.run("wait", "1").status == 1)
-                let child = try #require(try await cli.json("get", "2").first)
-                #expect(child["state"] as? String == "Failed")
-                let reason = child["reason"] as? String ?? ""
+                #expect(try await cli.run("wait", "\(parent)").status == 1)
+                let job = try #require(try await cli.json("get", "\(child)").first)
+                #expect(job["state"] as? String == "Failed")
+                let reason = job["reason"] as? String ?? ""
                 #expect(reason.hasPrefix("b1: the connection was lost while the command ran"), "\(reason)")
-                #expect(try await cli.run("receive", "2").stdout == "started\n", "what came before is kept")
+                #expect(try await cli.run("receive", "\(child)").stdout == "started\n", "what came before is kept")
             }
         }
     }
@@ -406,6 +416,16 @@ extension CLI {
     /// `invoke --as-job -c LINE` on one of `hosts`: the parent is job 1, its child job 2.
     func invokeAsJob(_ line: String, on host: String, _ hosts: SSHHosts) async throws -> Run {
         try await run(["invoke", "--computer", host, "--as-job", "--ssh-config", hosts.configFile, "-c", line])
+    }
+
+    /// With `warm`, runs `true` on `host` first, so that its master is up (and its login shell
+    /// known) for the next invoke; that job is removed. The ids the next `--as-job` invoke of
+    /// one host gets: its parent's and its child's.
+    func warmUp(_ host: String, _ hosts: SSHHosts, if warm: Bool) async throws -> (parent: Int, child: Int) {
+        guard warm else { return (1, 2) }
+        let run = try await run(["invoke", "--computer", host, "--ssh-config", hosts.configFile, "-c", "true"])
+        #expect(run.status == 0, "\(run.stderr)")
+        return (3, 4)
     }
 
     /// What job `id` has printed so far (kept for later), once it has printed anything; empty

@@ -62,7 +62,7 @@ import JobTesting
             #expect(before.contains("\(job.childJobs[0]).stdout"), "\(before)")
             try await jobs.remove([.id(job.id), .id(quiet.id)])
             let after = try FileManager.default.contentsOfDirectory(atPath: jobsDirectory).sorted()
-            #expect(after == ["locks", "slots"], "only what every job shares is left")
+            #expect(after == ["locks"], "only what every job shares is left")
         }
     }
 
