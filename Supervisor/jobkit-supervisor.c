@@ -407,38 +407,43 @@ enum { MUX_OPENED = 0, MUX_NO_MASTER = 1, MUX_REFUSED = 2, MUX_LOST = 3, MUX_STO
 // a stop signal (`*stop`) came first.
 static int mux_open(struct mux *m, const char *socket_path, const char *command, char **envp, int in_fd, int out_fd,
                     int err_fd, int signal_fd, char *reason, size_t reason_size, int *stop) {
+    // want_tty, want_x11, want_agent, subsystem: none; no escape character; no TERM.
+    struct growing request = {0};
+    int failed = put_u32(&request, MUX_C_NEW_SESSION) || put_u32(&request, 0) || put_string(&request, "") ||
+                 put_u32(&request, 0) || put_u32(&request, 0) || put_u32(&request, 0) || put_u32(&request, 0) ||
+                 put_u32(&request, 0xffffffffu) || put_string(&request, "") || put_string(&request, command);
+    for (char **e = envp; !failed && *e != NULL; e++) failed = put_string(&request, *e);
+    // ssh sends only what SendEnv lets through; this sends all and lets the master (which
+    // checks SendEnv too) filter it. A master drops a packet over 256 KiB: an environment
+    // that large goes the way ssh would send it.
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    if (strlen(socket_path) >= sizeof addr.sun_path) return MUX_NO_MASTER;
-    strcpy(addr.sun_path, socket_path);
-    m->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    m->have = 0;
-    if (m->fd < 0) return MUX_NO_MASTER;
-    if (connect(m->fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
-        close(m->fd);
-        m->fd = -1;
+    if (failed || request.len > 200 * 1024 || strlen(socket_path) >= sizeof addr.sun_path) {
+        free(request.data);
         return MUX_NO_MASTER;
     }
+    strcpy(addr.sun_path, socket_path);
+    m->have = 0;
+    m->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (m->fd >= 0 && connect(m->fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+        close(m->fd);
+        m->fd = -1;
+    }
     struct growing hello = {0};
-    int failed = put_u32(&hello, MUX_MSG_HELLO) || put_u32(&hello, MUX_VERSION) || mux_send(m->fd, &hello);
+    failed = m->fd < 0 || put_u32(&hello, MUX_MSG_HELLO) || put_u32(&hello, MUX_VERSION) || mux_send(m->fd, &hello);
     free(hello.data);
     const unsigned char *payload;
     uint32_t length;
     int got = failed ? 0 : mux_wait_packet(m, signal_fd, &payload, &length, stop);
-    if (got < 0) return MUX_STOPPED;
-    if (got == 0 || length < 8 || get_u32(payload) != MUX_MSG_HELLO || get_u32(payload + 4) != MUX_VERSION) {
-        close(m->fd);
+    if (got > 0 && (length < 8 || get_u32(payload) != MUX_MSG_HELLO || get_u32(payload + 4) != MUX_VERSION)) got = 0;
+    if (got <= 0) {
+        if (m->fd >= 0) close(m->fd);
         m->fd = -1;
-        return MUX_NO_MASTER;
+        free(request.data);
+        return got < 0 ? MUX_STOPPED : MUX_NO_MASTER;
     }
     mux_consume(m, length);
 
-    // want_tty, want_x11, want_agent, subsystem: none; no escape character; no TERM.
-    struct growing request = {0};
-    failed = put_u32(&request, MUX_C_NEW_SESSION) || put_u32(&request, 0) || put_string(&request, "") ||
-             put_u32(&request, 0) || put_u32(&request, 0) || put_u32(&request, 0) || put_u32(&request, 0) ||
-             put_u32(&request, 0xffffffffu) || put_string(&request, "") || put_string(&request, command);
-    for (char **e = envp; !failed && *e != NULL; e++) failed = put_string(&request, *e);
-    failed = failed || mux_send(m->fd, &request) || mux_send_fd(m->fd, in_fd) || mux_send_fd(m->fd, out_fd) ||
+    failed = mux_send(m->fd, &request) || mux_send_fd(m->fd, in_fd) || mux_send_fd(m->fd, out_fd) ||
              mux_send_fd(m->fd, err_fd);
     free(request.data);
     got = failed ? 0 : mux_wait_packet(m, signal_fd, &payload, &length, stop);
