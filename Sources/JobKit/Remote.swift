@@ -128,7 +128,8 @@ enum RemoteCommand {
 /// (`ControlMaster=auto`): ssh connects, forks the master into the background (its own
 /// session, so stopping the job leaves it alone), and runs the job through it, so that a
 /// cold start costs one ssh, as with pdsh. Later jobs go through the master's socket, with no
-/// handshake. A master whose process died leaves a socket that ssh finds stale and replaces;
+/// handshake and no ssh process: their supervisors ask the master for the session themselves
+/// (`Supervisor.ThroughMaster`; the protocol is in jobkit-supervisor.c, `mux_open`). A master whose process died leaves a socket that ssh finds stale and replaces;
 /// one whose connection died exits (ServerAlive). ControlPersist ends masters idle for 10
 /// minutes.
 struct SSHLink: Sendable, Equatable {
