@@ -264,8 +264,6 @@ static pid_t spawn_job(char **argv, char **envp, const char *cwd, int in_fd, int
 enum {
     MUX_MSG_HELLO = 0x00000001,
     MUX_C_NEW_SESSION = 0x10000002,
-    MUX_S_PERMISSION_DENIED = 0x80000002,
-    MUX_S_FAILURE = 0x80000003,
     MUX_S_EXIT_MESSAGE = 0x80000004,
     MUX_S_SESSION_OPENED = 0x80000006,
     MUX_VERSION = 4,
@@ -389,24 +387,16 @@ static int mux_wait_packet(struct mux *m, int signal_fd, const unsigned char **p
     }
 }
 
-// The master's message in a refusal (a string after type and request id), as a C string.
-static void mux_reason(const unsigned char *payload, uint32_t length, char *out, size_t size) {
-    uint32_t n = length >= 12 ? get_u32(payload + 8) : 0;
-    if (n > length - 12) n = length >= 12 ? length - 12 : 0;
-    if (n >= size) n = (uint32_t)size - 1;
-    memcpy(out, payload + 12, n);
-    out[n] = 0;
-}
-
-enum { MUX_OPENED = 0, MUX_NO_MASTER = 1, MUX_REFUSED = 2, MUX_LOST = 3, MUX_STOPPED = 4 };
+enum { MUX_OPENED = 0, MUX_USE_SSH = 1, MUX_LOST = 2, MUX_STOPPED = 3 };
 
 // Opens a session running `command` through the master at `socket`, with these descriptors
-// as its stdin, stdout and stderr. MUX_NO_MASTER: nothing was asked of a master (none
-// answered), so starting ssh instead runs the command once; MUX_REFUSED: `reason` says why;
+// as its stdin, stdout and stderr. MUX_USE_SSH: the command did not start, and ssh is to run
+// it: no master answered, or the master refused the session — as the server does beyond its
+// MaxSessions per connection (10 by default), when ssh too goes on to connect by itself;
 // MUX_LOST: the master went away once asked, so the command may have started; MUX_STOPPED:
 // a stop signal (`*stop`) came first.
 static int mux_open(struct mux *m, const char *socket_path, const char *command, char **envp, int in_fd, int out_fd,
-                    int err_fd, int signal_fd, char *reason, size_t reason_size, int *stop) {
+                    int err_fd, int signal_fd, int *stop) {
     // want_tty, want_x11, want_agent, subsystem: none; no escape character; no TERM.
     struct growing request = {0};
     int failed = put_u32(&request, MUX_C_NEW_SESSION) || put_u32(&request, 0) || put_string(&request, "") ||
@@ -419,7 +409,7 @@ static int mux_open(struct mux *m, const char *socket_path, const char *command,
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     if (failed || request.len > 200 * 1024 || strlen(socket_path) >= sizeof addr.sun_path) {
         free(request.data);
-        return MUX_NO_MASTER;
+        return MUX_USE_SSH;
     }
     strcpy(addr.sun_path, socket_path);
     m->have = 0;
@@ -439,7 +429,7 @@ static int mux_open(struct mux *m, const char *socket_path, const char *command,
         if (m->fd >= 0) close(m->fd);
         m->fd = -1;
         free(request.data);
-        return got < 0 ? MUX_STOPPED : MUX_NO_MASTER;
+        return got < 0 ? MUX_STOPPED : MUX_USE_SSH;
     }
     mux_consume(m, length);
 
@@ -454,22 +444,11 @@ static int mux_open(struct mux *m, const char *socket_path, const char *command,
         mux_consume(m, length);
         return MUX_OPENED;
     }
-    if (type == MUX_S_FAILURE || type == MUX_S_PERMISSION_DENIED) {
-        mux_reason(payload, length, reason, reason_size);
-    } else {
-        snprintf(reason, reason_size, "unexpected answer 0x%08x", type);
-    }
-    return MUX_REFUSED;
-}
-
-// Says in the job's ssh log (where ssh would have) why the master did not run it.
-static void log_ssh_failure(const char *what) {
-    int fd = open_output("ssh", O_APPEND);
-    if (fd < 0) return;
-    char line[1200];
-    int n = snprintf(line, sizeof line, "the ssh master refused the session: %s\n", what);
-    if (n > 0) write_all(fd, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
-    close(fd);
+    close(m->fd);
+    m->fd = -1;
+    // MUX_S_FAILURE, MUX_S_PERMISSION_DENIED: refused before the command was sent. Anything
+    // else is not this protocol: ssh will say what it makes of it.
+    return MUX_USE_SSH;
 }
 
 // drain_once, and at end of file the pipe is closed (pipe_fd -1). Returns what drain_once did.
@@ -520,18 +499,14 @@ static _Noreturn void supervise(const char *dir, long long id, const char *cwd, 
     struct mux *mux = NULL;
     pid_t pid = -1;
     if (mux_socket != NULL) {
-        char reason[1024] = "";
         int stop = 0;
         switch (mux_open(&mux_session, mux_socket, mux_command, envp, in_fd, out_pipe[1], err_pipe[1], signal_fd,
-                         reason, sizeof reason, &stop)) {
+                         &stop)) {
         case MUX_OPENED:
             mux = &mux_session;
             break;
-        case MUX_NO_MASTER:
+        case MUX_USE_SSH:
             break;
-        case MUX_REFUSED:
-            log_ssh_failure(reason);
-            finish(ENDED_EXIT, STAGE_NONE, 255, now_ns());
         case MUX_LOST:
             // As ssh ends when its master goes: the engine tells a lost connection by it.
             finish(ENDED_EXIT, STAGE_NONE, 255, now_ns());

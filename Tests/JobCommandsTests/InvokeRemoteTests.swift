@@ -337,6 +337,24 @@ struct InvokeRemoteTests {
         }
     }
 
+    /// sshd allows 10 sessions per connection by default (MaxSessions). Jobs beyond that
+    /// through one master are refused by it: they connect by themselves, as ssh does.
+    @Test func moreJobsThanAConnectionTakesStillRun() async throws {
+        try await withSSHHosts(["n1:sessions=2"]) { hosts in
+            try await withCLI { cli in
+                _ = try await cli.warmUp("n1", hosts, if: true)
+                let four = try await cli.run([
+                    "invoke", "--computer", "n1,n1,n1,n1", "--ssh-config", hosts.configFile, "-c",
+                    "sleep 1; echo \"$(hostname) ran\"",
+                ])
+                #expect(four.status == 0, "\(four.stderr)")
+                #expect(four.stdout == String(repeating: "n1: n1 ran\n", count: 4))
+                let log = hosts.log("n1")
+                #expect(log.components(separatedBy: "Accepted publickey").count - 1 >= 2, "some connected by themselves")
+            }
+        }
+    }
+
     @Test func aDeadMasterIsReplaced() async throws {
         try await withSSHHosts(["r1"]) { hosts in
             try await withCLI { cli in
