@@ -130,6 +130,29 @@ static int write_all(int fd, const void *buf, size_t len) {
     return 0;
 }
 
+// Sends `len` bytes in one message, with descriptor `fd` attached unless it is -1. The number
+// of bytes sent, or -1.
+static ssize_t send_with_fd(int sock, const void *data, size_t len, int fd) {
+    struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } control;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (fd >= 0) {
+        msg.msg_control = control.buf;
+        msg.msg_controllen = sizeof control.buf;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    }
+    ssize_t n;
+    while ((n = sendmsg(sock, &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR) {}
+    return n;
+}
+
 static int open_output(const char *suffix, int extra_flags) {
     char name[64];
     snprintf(name, sizeof name, "%lld.%s", job_id, suffix);
@@ -321,20 +344,7 @@ static int mux_send(int fd, struct growing *payload) {
 // Passes a descriptor with one byte, as the master's mm_receive_fd takes it.
 static int mux_send_fd(int sock, int fd) {
     char byte = 0;
-    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } control;
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf};
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof(int));
-    ssize_t n;
-    while ((n = sendmsg(sock, &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR) {}
-    return n == 1 ? 0 : -1;
+    return send_with_fd(sock, &byte, 1, fd) == 1 ? 0 : -1;
 }
 
 // The payload and length of the first whole packet read, if there is one.
@@ -677,22 +687,7 @@ static int read_all(int fd, void *buf, size_t len) {
 
 static void answer(int control, int64_t id, pid_t pid, int error, int pidfd) {
     struct answer a = {.job_id = id, .pid = pid, .error = error};
-    struct iovec iov = {.iov_base = &a, .iov_len = sizeof a};
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } control_buf;
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (pidfd >= 0) {
-        msg.msg_control = control_buf.buf;
-        msg.msg_controllen = sizeof control_buf.buf;
-        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &pidfd, sizeof(int));
-    }
-    while (sendmsg(control, &msg, MSG_NOSIGNAL) < 0 && errno == EINTR) {}
+    send_with_fd(control, &a, sizeof a, pidfd);
 }
 
 static int zygote(const char *dir) {
