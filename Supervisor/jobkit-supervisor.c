@@ -275,7 +275,6 @@ static pid_t spawn_job(char **argv, char **envp, const char *cwd, int in_fd, int
     child_failed(error, STAGE_EXEC);
 }
 
-
 // ---- A session through an ssh ControlMaster's socket ----
 // What `ssh -o ControlPath=SOCKET HOST COMMAND` does when a master answers (OpenSSH's
 // PROTOCOL.mux, version 4), without starting ssh: a remote job through a master is then a
