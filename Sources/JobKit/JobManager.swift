@@ -49,8 +49,9 @@ public actor JobManager {
     /// How each computer's login shell takes the remote wrapper, learnt once per master
     /// (keyed by control socket, with the master's identity).
     private var shellForms: [String: (master: String, form: RemoteCommand.Form)] = [:]
-    /// The control sockets' directory was made and checked (once per engine, not per job).
-    private var sshDirectoryReady = false
+    /// The ssh configurations written (see `SSHLink.layered`), by the user's file ("" for
+    /// ssh's own), in a directory made and checked: once per engine, not per job.
+    private var sshConfigsWritten = Set<String>()
     /// What `run()` runs as tasks of its own: thread jobs, and remote children connecting.
     private let work: AsyncStream<Work>
     private let workContinuation: AsyncStream<Work>.Continuation
@@ -257,6 +258,19 @@ public actor JobManager {
         if let bad = computers.first(where: { $0.isEmpty || $0.hasPrefix("-") || $0.contains { $0.isWhitespace || $0 == "," } }) {
             throw JobError(.invalidArgument, "not a computer name: '\(bad)'")
         }
+        if let file = options.sshConfigFile {
+            // ssh runs elsewhere (in "/"), and reads the file through an Include line.
+            guard file.hasPrefix("/") else {
+                throw JobError(.invalidArgument, "the ssh config file must be given by its absolute path, not \(file)")
+            }
+            guard access(file, R_OK) == 0 else {
+                throw JobError(.invalidArgument, "cannot read the ssh config file \(file): \(errnoMessage())")
+            }
+            guard SSHLink.layered(configFile: file) != nil else {
+                throw JobError(
+                    .invalidArgument, "cannot use the ssh config file \(file): its path has a quote or a glob character")
+            }
+        }
         return try startParent(spec, name: name, type: .remoteJob, computers: computers, options: options)
     }
 
@@ -424,13 +438,10 @@ public actor JobManager {
         _ id: Int, link: SSHLink, plan: LaunchPlan, form: RemoteCommand.Form, throughMaster: Bool = false,
         collectLater: Bool = false
     ) -> [JobRecord] {
-        if !sshDirectoryReady {
-            do {
-                try SSHLink.prepare(home: home)
-                sshDirectoryReady = true
-            } catch {
-                return table.leafEnded(id, outcome: .failed(error.message), at: Date(), recorded: 0)
-            }
+        do {
+            try prepareSSH(link)
+        } catch {
+            return table.leafEnded(id, outcome: .failed(error.message), at: Date(), recorded: 0)
         }
         return spawnLeaf(
             id,
@@ -444,6 +455,15 @@ public actor JobManager {
             collectLater: collectLater)
     }
 
+    /// Makes the control sockets' directory and the ssh configuration `link` uses.
+    private func prepareSSH(_ link: SSHLink) throws(JobError) {
+        let key = link.configFile ?? ""
+        guard !sshConfigsWritten.contains(key) else { return }
+        if sshConfigsWritten.isEmpty { try SSHLink.prepare(home: home) }
+        try link.writeConfig()
+        sshConfigsWritten.insert(key)
+    }
+
     /// Asks a computer's login shell (through its master) whether the wrapper can run in it
     /// directly, then starts the child.
     private func connect(_ id: Int) async {
@@ -451,7 +471,10 @@ public actor JobManager {
             let plan = LaunchPlan.decode(table[parentId]?.launch)
         else { return }
         let link = SSHLink.make(host: child.location, configFile: plan.options.sshConfigFile, home: home)
-        let status = try? await runToEnd(link.probeArguments, environment: plan.spec.environment)
+        var status: Int32?
+        if (try? prepareSSH(link)) != nil {
+            status = try? await runToEnd(link.probeArguments, environment: plan.spec.environment)
+        }
         let form: RemoteCommand.Form = status == RemoteCommand.posixProbeAnswer ? .direct : .viaSh
         // 255: ssh could not ask; it is asked again next time.
         if let status, status != 255, let master = link.masterIdentity {

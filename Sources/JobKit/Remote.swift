@@ -129,41 +129,61 @@ enum RemoteCommand {
 /// session, so stopping the job leaves it alone), and runs the job through it, so that a
 /// cold start costs one ssh, as with pdsh. Later jobs go through the master's socket, with no
 /// handshake and no ssh process: their supervisors ask the master for the session themselves
-/// (`Supervisor.ThroughMaster`; the protocol is in jobkit-supervisor.c, `mux_open`). A master whose process died leaves a socket that ssh finds stale and replaces;
-/// one whose connection died exits (ServerAlive). ControlPersist ends masters idle for 10
-/// minutes.
+/// (`Supervisor.ThroughMaster`; the protocol is in jobkit-supervisor.c, `mux_open`). A master
+/// whose process died leaves a socket that ssh finds stale and replaces; one whose connection
+/// died exits (ServerAlive). ControlPersist ends masters idle for 10 minutes.
 struct SSHLink: Sendable, Equatable {
     let host: String
+    /// The user's ssh configuration file (`-F`); nil: ssh's own, `~/.ssh/config` then
+    /// `/etc/ssh/ssh_config`.
     let configFile: String?
     /// The master's control socket.
     let controlPath: String
+    /// What ssh reads (`-F`): the user's configuration, then the defaults below it
+    /// (`SSHLink.layered`).
+    let layeredConfig: String
 
     /// BatchMode: never a prompt (a job has no terminal); host keys are checked as the user's
-    /// configuration says. ssh takes the first value given, so the user's configuration can
-    /// set none of these.
+    /// configuration says. ssh takes the first value given, and these come first, so that the
+    /// user's configuration can set none of them; what it may set is in `defaults`.
     private var common: [String] {
-        (configFile.map { ["-F", $0] } ?? []) + [
-            "-o", "BatchMode=yes", "-o", "ControlPath=\(controlPath)", "-o", "ConnectTimeout=30", "-T",
-        ]
+        ["-F", layeredConfig, "-o", "BatchMode=yes", "-o", "ControlPath=\(controlPath)", "-T"]
     }
 
     /// Through the master, or becoming it (and replacing a socket left by a dead one).
     private var master: [String] {
-        [
-            "-o", "ControlMaster=auto", "-o", "ControlPersist=600", "-o", "ServerAliveInterval=10",
-            "-o", "ServerAliveCountMax=3",
-        ]
+        ["-o", "ControlMaster=auto", "-o", "ControlPersist=600"]
     }
+
+    /// What the engine wants unless the user's configuration says otherwise: a bound on
+    /// connecting, and a master that notices a dead connection within half a minute.
+    static let defaults = ["ConnectTimeout 30", "ServerAliveInterval 10", "ServerAliveCountMax 3"]
+
+    /// The configuration file given to ssh: the user's, included first (ssh takes the first
+    /// value it finds for an option, so whatever it sets wins), then `defaults` for every
+    /// host. Without a file of the user's, what ssh reads by itself: `~/.ssh/config`, then
+    /// `/etc/ssh/ssh_config` (`-F` makes ssh read neither). Nil when the path cannot be put
+    /// in an `Include` line (a double quote or a glob character in it).
+    static func layered(configFile: String?) -> String? {
+        let includes = configFile.map { [$0] } ?? ["~/.ssh/config", "/etc/ssh/ssh_config"]
+        guard !includes.contains(where: { $0.contains { "\"*?[\n".contains($0) } }) else { return nil }
+        return "# Written by job for its ssh: the configuration below first, then its defaults.\n"
+            + includes.map { "Include \"\($0)\"\n" }.joined()
+            + "Host *\n" + defaults.map { "  \($0)\n" }.joined()
+    }
+
+    /// Every ssh's options, before its destination.
+    var options: [String] { common + master }
 
     /// A job's ssh; ssh's own messages go to `log`, so that the job's stderr is the remote
     /// command's alone.
     func jobArguments(command: ProcessSpec.Command, form: RemoteCommand.Form, log: String) -> [String] {
-        ["ssh"] + common + master + ["-E", log, "--", host, RemoteCommand.line(for: command, form: form)]
+        ["ssh"] + options + ["-E", log, "--", host, RemoteCommand.line(for: command, form: form)]
     }
 
     /// Asks the login shell whether it is a POSIX shell.
     var probeArguments: [String] {
-        ["ssh"] + common + master + ["--", host, RemoteCommand.posixProbe]
+        ["ssh"] + options + ["--", host, RemoteCommand.posixProbe]
     }
 
     var masterAnswers: Bool { jobkit_unix_socket_answers(controlPath) == 1 }
@@ -185,7 +205,30 @@ struct SSHLink: Sendable, Equatable {
 
     static func make(host: String, configFile: String?, home: String) -> SSHLink {
         let key = fnv1a(host + "\u{0}" + (configFile ?? ""))
-        return SSHLink(host: host, configFile: configFile, controlPath: "\(directory(home: home))/\(key).sock")
+        let directory = directory(home: home)
+        return SSHLink(
+            host: host, configFile: configFile, controlPath: "\(directory)/\(key).sock",
+            layeredConfig: "\(directory)/\(fnv1a(configFile ?? "")).config")
+    }
+
+    /// Writes the configuration file ssh is given (see `layered`), replacing it whole.
+    func writeConfig() throws(JobError) {
+        guard let text = Self.layered(configFile: configFile) else {
+            throw JobError(
+                .invalidArgument,
+                "cannot use the ssh config file \(configFile ?? ""): its path has a quote or a glob character; use another path")
+        }
+        let temporary = layeredConfig + ".\(getpid()).tmp"
+        do {
+            try text.write(toFile: temporary, atomically: false, encoding: .utf8)
+        } catch {
+            throw JobError(.storage, "cannot write \(temporary): \(error.localizedDescription)")
+        }
+        guard rename(temporary, layeredConfig) == 0 else {
+            let message = errnoMessage()
+            unlink(temporary)
+            throw JobError(.storage, "cannot write \(layeredConfig): \(message)")
+        }
     }
 
     /// Creates the sockets' directory (0700: a control socket is a logged-in session). One
