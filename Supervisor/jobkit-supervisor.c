@@ -31,7 +31,9 @@
 // Signals: SIGTERM, SIGINT and SIGHUP are passed on to the job's process group (followed
 // by SIGCONT so that a stopped job can act on them); SIGUSR1 sends it SIGKILL, and then the
 // job ends as soon as its main process has, even if something outside the group still
-// holds its output.
+// holds its output. With --hold-stdin (a remote job), SIGTERM, SIGINT and SIGHUP write a
+// line to the job's stdin instead, which the host's wrapper takes as "stop" (see
+// RemoteCommand in JobKit), and SIGUSR1 cuts the connection.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -601,19 +603,25 @@ static _Noreturn void supervise(const char *dir, long long id, const char *cwd, 
                 int signo = (int)si.ssi_signo;
                 if (signo != SIGTERM && signo != SIGINT && signo != SIGHUP && signo != SIGUSR1) continue;
                 if (signo == SIGUSR1) killed = 1;
-                if (mux == NULL) {
+                if (hold_stdin && signo != SIGUSR1) {
+                    // A remote job: ssh forwards no signal, but it forwards what its stdin
+                    // says. A line asks the host's wrapper to send SIGTERM to the command's
+                    // process group; the job then ends when the command does, or, once the
+                    // stop's grace is over (SIGUSR1), when the session is cut and the wrapper
+                    // kills the group.
+                    if (in_pipe[1] >= 0) write_all(in_pipe[1], "\n", 1);
+                } else if (mux == NULL) {
                     kill(-pid, signo == SIGUSR1 ? SIGKILL : signo);
                     if (signo != SIGUSR1) kill(-pid, SIGCONT);
                 } else if (!exited) {
-                    // ssh forwards no signal, and neither can we: ending the session (the
-                    // master closes its channel) makes the remote wrapper end the command's
-                    // process group, as when a job's ssh is stopped.
+                    // Cutting the session (the master closes its channel) makes the host's
+                    // wrapper kill the command's process group, as when a job's ssh is killed.
                     close(mux->fd);
                     if (in_pipe[1] >= 0) close(in_pipe[1]);
                     in_pipe[1] = -1;
                     exited = 1;
                     exit_info.si_code = CLD_KILLED;
-                    exit_info.si_status = signo == SIGUSR1 ? SIGKILL : signo;
+                    exit_info.si_status = SIGKILL;
                     end_ns = now_ns();
                 }
             }

@@ -44,15 +44,17 @@ struct LaunchPlan: Sendable, Codable, Equatable {
 func isLocal(_ computer: String) -> Bool { computer.lowercased() == "localhost" }
 
 /// The command sent to a remote computer: a small POSIX `sh` wrapper that runs the job's
-/// command in the background and, when its stdin reaches end of file, ends the session's
-/// process group (SIGTERM; SIGKILL once the command has gone or after 5 s). The wrapper and
-/// its watcher ignore that SIGTERM (the command, started before, does not): the wrapper lives
-/// until it has reaped the command, so "the command has gone" is "the wrapper has gone", which
-/// holds even where nothing reaps orphans. ssh forwards no
-/// signals, but it does forward end of file, and the local ssh's stdin is a pipe its
-/// supervisor holds open: so the remote command ends when the job is stopped (ssh is
-/// killed), when its supervisor dies, and when the connection goes away, and at no other
-/// time. sshd makes every session its own process group, so the group is the job's.
+/// command in the background and watches its stdin, which is a pipe the job's supervisor holds
+/// open (ssh forwards no signals, but it forwards stdin). A line there means "stop": SIGTERM
+/// to the session's process group (sshd makes every session its own group, so the group is
+/// the job's); the job then ends when the command does, and the stop's grace is kept by the
+/// engine, which cuts the connection when it is over. End of file means the connection is
+/// gone: SIGKILL at once after a stop, otherwise SIGTERM and SIGKILL once the command has gone
+/// or after 5 s. End of file comes when the supervisor kills the job's ssh or closes its
+/// session, when the supervisor dies, and when the connection goes away, and at no other
+/// time. The wrapper and its watcher ignore SIGTERM (the command, started before, does not):
+/// the wrapper lives until it has reaped the command, so "the command has gone" is "the
+/// wrapper has gone", which holds even where nothing reaps orphans.
 enum RemoteCommand {
     /// How the wrapper gets to run.
     enum Form: Sendable, Equatable {
@@ -78,8 +80,10 @@ enum RemoteCommand {
         esac
         p=$!
         trap "" TERM
-        { while read -r _; do :; done <&3; kill -TERM 0; i=0
-          while [ $i -lt 50 ] && kill -0 $$; do sleep 0.1; i=$((i+1)); done
+        { s=; while read -r _; do kill -TERM 0; s=1; done <&3
+          if [ -z "$s" ]; then kill -TERM 0; i=0
+            while [ $i -lt 50 ] && kill -0 $$; do sleep 0.1; i=$((i+1)); done
+          fi
           kill -KILL 0; } >/dev/null 2>&1 &
         w=$!
         exec 3<&-

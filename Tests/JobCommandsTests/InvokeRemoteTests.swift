@@ -223,6 +223,29 @@ struct InvokeRemoteTests {
         }
     }
 
+    /// The host does not cut a stop short: a command that takes longer to clean up than the
+    /// host's own 5 s gets the whole grace period the stop gave it.
+    @Test(arguments: [false, true])
+    func aStopGivesTheRemoteCommandTheWholeGracePeriod(throughMaster: Bool) async throws {
+        try await withSSHHosts(["g1"]) { hosts in
+            try await withCLI { cli in
+                let (parent, child) = try await cli.warmUp("g1", hosts, if: throughMaster)
+                let marker = FileManager.default.temporaryDirectory.path + "/jobkit-grace-\(UUID().uuidString)"
+                defer { unlink(marker) }
+                let started = try await cli.invokeAsJob(
+                    "trap 'sleep 6; echo cleaned > \(marker); exit 0' TERM; echo ready; sleep 300 & wait", on: "g1", hosts)
+                #expect(started.status == 0, "\(started.stderr)")
+                #expect(try await cli.firstOutput(of: child) == "ready\n")
+                let stop = try await cli.run("stop", "\(parent)", "--grace", "30")
+                #expect(stop.status == 0, "\(stop.stderr)")
+                #expect(FileManager.default.fileExists(atPath: marker), "its clean-up ran to the end")
+                let job = try #require(try await cli.json("get", "\(child)").first)
+                #expect(job["state"] as? String == "Stopped")
+                #expect(job["exitCode"] as? Int == 0, "what the command exited with after the stop")
+            }
+        }
+    }
+
     @Test(arguments: [false, true])
     func aConnectionLostMidRunFailsTheChildWithThatReason(throughMaster: Bool) async throws {
         try await withSSHHosts(["b1"]) { hosts in
