@@ -447,7 +447,13 @@ static int mux_open(struct mux *m, const char *socket_path, const char *command,
     failed = mux_send(m->fd, &request) || mux_send_fd(m->fd, in_fd) || mux_send_fd(m->fd, out_fd) ||
              mux_send_fd(m->fd, err_fd);
     free(request.data);
-    got = failed ? 0 : mux_wait_packet(m, signal_fd, &payload, &length, stop);
+    if (failed) {
+        // The master takes the request only with its three descriptors: it ran nothing.
+        close(m->fd);
+        m->fd = -1;
+        return MUX_USE_SSH;
+    }
+    got = mux_wait_packet(m, signal_fd, &payload, &length, stop);
     if (got < 0) return MUX_STOPPED;
     if (got == 0 || length < 8) return MUX_LOST;
     uint32_t type = get_u32(payload);
