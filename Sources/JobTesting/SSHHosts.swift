@@ -55,10 +55,16 @@ public final class SSHHosts: Sendable {
 
     /// Adds a `Host` alias to the configuration, e.g. one whose port nothing listens on.
     public func addAlias(_ name: String, port: Int) throws {
+        try appendToConfig("Host \(name)\n  HostName 127.0.0.1\n  Port \(port)\n")
+    }
+
+    /// Adds lines at the end of the client configuration (ssh takes the first value of an
+    /// option it finds, so they set only what nothing before them did).
+    public func appendToConfig(_ text: String) throws {
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: configFile))
         defer { try? handle.close() }
         try handle.seekToEnd()
-        try handle.write(contentsOf: Data("Host \(name)\n  HostName 127.0.0.1\n  Port \(port)\n".utf8))
+        try handle.write(contentsOf: Data(text.utf8))
     }
 
     /// Gives a host a different key in known_hosts, as if its key had changed.

@@ -378,6 +378,28 @@ struct InvokeRemoteTests {
         }
     }
 
+    /// The environment reaches the host as ssh passes it: only the variables SendEnv names
+    /// (and the server accepts), through the job's own ssh or through a master alike.
+    @Test func theEnvironmentGoesAsSendEnvSays() async throws {
+        try await withSSHHosts(["e1"]) { hosts in
+            try await withCLI { cli in
+                try hosts.appendToConfig("Host *\n  SendEnv JOBTEST_SENT\n")
+                var environment = ProcessInfo.processInfo.environment
+                environment["JOBTEST_SENT"] = "sent"
+                environment["JOBTEST_KEPT"] = "kept"
+                let line = [
+                    "invoke", "--computer", "e1", "--ssh-config", hosts.configFile, "-c",
+                    "echo \"[$JOBTEST_SENT][$JOBTEST_KEPT]\"",
+                ]
+                for path in ["cold", "through the master"] {
+                    let run = try await cli.run(line, environment: environment)
+                    #expect(run.status == 0, "\(path): \(run.stderr)")
+                    #expect(run.stdout == "[sent][]\n", "\(path)")
+                }
+            }
+        }
+    }
+
     @Test func aDeadMasterIsReplaced() async throws {
         try await withSSHHosts(["r1"]) { hosts in
             try await withCLI { cli in
