@@ -268,7 +268,7 @@ public actor JobManager {
             }
             guard SSHLink.layered(configFile: file) != nil else {
                 throw JobError(
-                    .invalidArgument, "cannot use the ssh config file \(file): its path has a quote or a glob character")
+                    .invalidArgument, "cannot use the ssh config file \(file): ssh cannot include a path with a quote or a glob character; copy it to another path")
             }
         }
         return try startParent(spec, name: name, type: .remoteJob, computers: computers, options: options)

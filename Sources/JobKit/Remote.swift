@@ -220,7 +220,7 @@ struct SSHLink: Sendable, Equatable {
         guard let text = Self.layered(configFile: configFile) else {
             throw JobError(
                 .invalidArgument,
-                "cannot use the ssh config file \(configFile ?? ""): its path has a quote or a glob character; use another path")
+                "cannot use the ssh config file \(configFile ?? ""): ssh cannot include a path with a quote or a glob character; copy it to another path")
         }
         let temporary = layeredConfig + ".\(getpid()).tmp"
         do {
