@@ -266,10 +266,7 @@ public actor JobManager {
             guard access(file, R_OK) == 0 else {
                 throw JobError(.invalidArgument, "cannot read the ssh config file \(file): \(errnoMessage())")
             }
-            guard SSHLink.layered(configFile: file) != nil else {
-                throw JobError(
-                    .invalidArgument, "cannot use the ssh config file \(file): ssh cannot include a path with a quote or a glob character; copy it to another path")
-            }
+            guard SSHLink.layered(configFile: file) != nil else { throw SSHLink.unusable(file) }
         }
         return try startParent(spec, name: name, type: .remoteJob, computers: computers, options: options)
     }

@@ -176,6 +176,13 @@ struct SSHLink: Sendable, Equatable {
             + "Host *\n" + defaults.map { "  \($0)\n" }.joined()
     }
 
+    /// Why `layered` cannot take this path.
+    static func unusable(_ configFile: String) -> JobError {
+        JobError(
+            .invalidArgument,
+            "cannot use the ssh config file \(configFile): ssh cannot include a path with a quote or a glob character; copy it to another path")
+    }
+
     /// Every ssh's options, before its destination.
     var options: [String] { common + master }
 
@@ -217,11 +224,7 @@ struct SSHLink: Sendable, Equatable {
 
     /// Writes the configuration file ssh is given (see `layered`), replacing it whole.
     func writeConfig() throws(JobError) {
-        guard let text = Self.layered(configFile: configFile) else {
-            throw JobError(
-                .invalidArgument,
-                "cannot use the ssh config file \(configFile ?? ""): ssh cannot include a path with a quote or a glob character; copy it to another path")
-        }
+        guard let text = Self.layered(configFile: configFile) else { throw Self.unusable(configFile ?? "") }
         let temporary = layeredConfig + ".\(getpid()).tmp"
         do {
             try text.write(toFile: temporary, atomically: false, encoding: .utf8)
