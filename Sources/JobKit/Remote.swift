@@ -269,9 +269,14 @@ struct SSHLink: Sendable, Equatable {
 enum SSHLog {
     /// The line that says why ssh failed: the last one that is not routine. A changed host
     /// key is named as such, since ssh's last line ("Host key verification failed.") alone
-    /// does not say why.
+    /// does not say why; and in batch mode that line is all ssh says of a host whose key is
+    /// not known yet, so the Reason says what to do.
     static func reason(path: String) -> String? {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        return reason(log: text)
+    }
+
+    static func reason(log text: String) -> String? {
         let lines = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter {
             !$0.isEmpty && !$0.hasPrefix("Control socket connect(") && !$0.hasPrefix("Warning: Permanently added")
                 && !$0.allSatisfy { $0 == "@" }
@@ -280,6 +285,13 @@ enum SSHLog {
         if let changed = lines.first(where: { $0.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") }) {
             let warning = changed.trimmingCharacters(in: CharacterSet(charactersIn: "@ "))
             return warning == last ? last : "\(warning) \(last)"
+        }
+        // A key not known yet: with StrictHostKeyChecking yes ssh says so first, with ask
+        // (batch mode) it says nothing more.
+        let unknown = lines.first { $0.hasPrefix("No ") && $0.contains("host key is known for") }
+        if last == "Host key verification failed.", unknown != nil || lines.count == 1 {
+            return (unknown.map { "\($0) " } ?? "")
+                + "Host key verification failed: add the host's key to known_hosts (connect once with ssh, or use ssh-keyscan)"
         }
         return last
     }

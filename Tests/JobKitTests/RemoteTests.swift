@@ -121,6 +121,27 @@ import JobTesting
         #expect(SSHLink.layered(configFile: "/odd/*.conf") == nil, "a glob would be expanded by Include")
     }
 
+    /// What ssh logged, as a Reason (the lines are ssh 9.2's, in batch mode).
+    @Test func sshsLogBecomesAReasonThatSaysWhatToDo() {
+        #expect(SSHLog.reason(log: "ssh: connect to host 127.0.0.1 port 1: Connection refused\r\n")
+            == "ssh: connect to host 127.0.0.1 port 1: Connection refused")
+        let toDo = "Host key verification failed: add the host's key to known_hosts (connect once with ssh, or use ssh-keyscan)"
+        #expect(SSHLog.reason(log: "Host key verification failed.\r\n") == toDo, "an unknown key (ask): what to do")
+        let strict = "No ED25519 host key is known for [127.0.0.1]:2222 and you have requested strict checking."
+        #expect(SSHLog.reason(log: strict + "\r\nHost key verification failed.\r\n") == strict + " " + toDo, "(yes)")
+        let changed = """
+            @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
+            @    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @
+            @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
+            IT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!
+            Host key for [127.0.0.1]:2222 has changed and you have requested strict checking.
+            Host key verification failed.
+
+            """
+        #expect(SSHLog.reason(log: changed) == "WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! Host key verification failed.")
+        #expect(SSHLog.reason(log: "Control socket connect(/x): No such file or directory\n") == nil, "routine only")
+    }
+
     @Test func invokeRefusesWhatCannotBeAComputerOrAThrottle() async throws {
         let quoted = FileManager.default.temporaryDirectory.path + "/jobkit-\(UUID().uuidString)-a\"quote"
         touch(quoted)
