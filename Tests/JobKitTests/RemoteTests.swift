@@ -46,6 +46,38 @@ import JobTesting
         }
     }
 
+    /// The supervisor's own command line (the engine's way when it has no fork server): a
+    /// session through the master at a socket, and ssh when no master answers there.
+    @Test func aSupervisorOnItsOwnGoesThroughTheMasterOrElseSSH() async throws {
+        try await withSSHHosts(["d1"]) { hosts in
+            let home = try TemporaryHome("direct-mux")
+            let jobsDirectory = home.path + "/jobs"
+            try FileManager.default.createDirectory(atPath: jobsDirectory, withIntermediateDirectories: true)
+            let executable = try Supervisor.locate(explicit: nil)
+            let supervisor = try Supervisor(executable: executable, jobsDirectory: jobsDirectory)
+            defer { supervisor.shutdown() }
+            let socket = home.path + "/master.sock"
+            let ssh = ["-F", hosts.configFile, "-o", "ControlPath=\(socket)"]
+            let master = try await runProcessDetached("/usr/bin/ssh", ssh + ["-o", "ControlMaster=yes", "-o", "ControlPersist=60", "-N", "-f", "d1"])
+            #expect(master.status == 0, "\(master.stderr)")
+            defer { _ = try? runProcess("/usr/bin/ssh", ssh + ["-O", "exit", "d1"]) }
+            let output: (Int) -> String = { id in
+                (try? String(contentsOfFile: "\(jobsDirectory)/\(id).stdout", encoding: .utf8)) ?? ""
+            }
+
+            _ = try await runProcessDetached(
+                executable, ["--hold-stdin", "--mux", socket, "echo \"$(hostname)\"; exit 3", jobsDirectory, "1", "/", "/bin/false"])
+            #expect(output(1) == "d1\n", "run on the host, through the master")
+            #expect(supervisor.ending(1)?.0 == .exited(3))
+
+            _ = try await runProcessDetached(
+                executable,
+                ["--hold-stdin", "--mux", home.path + "/none.sock", "echo unused", jobsDirectory, "2", "/", "/bin/sh", "-c", "echo ssh"])
+            #expect(output(2) == "ssh\n", "no master there: the program given runs instead")
+            #expect(supervisor.ending(2)?.0 == .exited(0))
+        }
+    }
+
     @Test func removingJobsLeavesNoFileOfTheirs() async throws {
         try await withTemporaryEngine { jobs, home in
             // A refused port: ssh fails at once and leaves its log. Beside it a local child
