@@ -20,12 +20,14 @@ final class ExitMonitor: Sendable {
     private let epoll: Int32
     private let wake: Int32
     private let thread = Mutex<pthread_t?>(nil)
-    /// Ids of the jobs whose supervisor exited, for the engine's run loop.
-    let exits: AsyncStream<Int>
-    private let continuation: AsyncStream<Int>.Continuation
+    /// Ids of the jobs whose supervisors exited, for the engine's run loop: those of one
+    /// wake-up together, so that jobs ending at once cost the engine one turn, and whoever
+    /// waits on them one wake-up.
+    let exits: AsyncStream<[Int]>
+    private let continuation: AsyncStream<[Int]>.Continuation
 
     init() {
-        (exits, continuation) = AsyncStream.makeStream(of: Int.self)
+        (exits, continuation) = AsyncStream.makeStream(of: [Int].self)
         epoll = jobkit_epoll_create()
         wake = jobkit_eventfd()
         _ = jobkit_epoll_add(epoll, wake, UInt64.max)
@@ -51,10 +53,12 @@ final class ExitMonitor: Sendable {
                 if errno == EINTR { continue }
                 return
             }
+            var ended: [Int] = []
             for tag in tags.prefix(Int(n)) {
                 if tag == UInt64.max { return }
-                exited(Int(tag))
+                if exited(Int(tag)) { ended.append(Int(tag)) }
             }
+            if !ended.isEmpty { continuation.yield(ended) }
         }
     }
 
@@ -74,13 +78,14 @@ final class ExitMonitor: Sendable {
         return true
     }
 
-    private func exited(_ id: Int) {
-        guard let (fd, reap) = pidfds.withLock({ $0.removeValue(forKey: id) }) else { return }
+    /// Stops watching job `id`'s supervisor, which exited; false if it was not watched.
+    private func exited(_ id: Int) -> Bool {
+        guard let (fd, reap) = pidfds.withLock({ $0.removeValue(forKey: id) }) else { return false }
         _ = jobkit_epoll_del(epoll, fd)
         // Reaped if it may be this process's child (else ECHILD: whoever started it reaps it).
         if reap { _ = jobkit_pidfd_reap(fd) }
         close(fd)
-        continuation.yield(id)
+        return true
     }
 
     /// Sends `signal` to job `id`'s supervisor if it is still alive; false if it is not.

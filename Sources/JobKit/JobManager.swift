@@ -169,7 +169,7 @@ public actor JobManager {
         try? persist(startWaiting(table.parentsWithWaitingChildren))
         await withDiscardingTaskGroup { group in
             group.addTask {
-                for await id in exits { await self.supervisorExited(id) }
+                for await ids in exits { await self.supervisorsExited(ids) }
             }
             for await item in work {
                 switch item {
@@ -549,8 +549,8 @@ public actor JobManager {
 
     // MARK: - Jobs ending
 
-    private func supervisorExited(_ id: Int) {
-        let ended = endProcessLeaf(id)
+    private func supervisorsExited(_ ids: [Int]) {
+        let ended = ids.flatMap(endProcessLeaf)
         announceProcessEnds(ended)
         let started = schedule(after: ended)
         if !started.isEmpty { try? persist(started) }
