@@ -43,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -544,7 +545,8 @@ static _Noreturn void supervise(const char *dir, long long id, const char *cwd, 
     }
     close(out_pipe[1]);
     close(err_pipe[1]);
-    if (hold_stdin) close(in_pipe[0]);  // in_pipe[1] stays open until the job ends
+    // in_pipe[1] stays open until the job ends. in_pipe[0] too, only to see whether a stop's
+    // line has been read (below).
 
     // A session through a master has no process here: this one stands for it (its group is
     // this process alone, and it ends the session when signalled).
@@ -564,6 +566,13 @@ static _Noreturn void supervise(const char *dir, long long id, const char *cwd, 
     siginfo_t exit_info;
     memset(&exit_info, 0, sizeof exit_info);
     int64_t end_ns = 0;
+    // When a remote job's stop line was written (0: none pending). ssh reads its stdin only
+    // once the session is open: a line still unread a moment later went nowhere, because the
+    // job is still connecting, and then the connection attempt is what is stopped.
+    int64_t stop_line_ns = 0;
+    const int64_t stop_line_wait_ns = 250 * 1000000LL;
+    // Set to the signal to record when a session through a master is to be cut now.
+    int cut = 0;
 
     while (!exited || streams[0].pipe_fd >= 0 || streams[1].pipe_fd >= 0) {
         struct pollfd fds[4] = {
@@ -572,7 +581,12 @@ static _Noreturn void supervise(const char *dir, long long id, const char *cwd, 
             {.fd = signal_fd, .events = POLLIN},
             {.fd = mux && !exited ? mux->fd : -1, .events = POLLIN},
         };
-        if (poll(fds, 4, -1) < 0) {
+        int timeout = -1;
+        if (stop_line_ns != 0) {
+            int64_t left = stop_line_ns + stop_line_wait_ns - now_ns();
+            timeout = left > 0 ? (int)(left / 1000000) + 1 : 0;
+        }
+        if (poll(fds, 4, timeout) < 0) {
             if (errno == EINTR) continue;
             fail(STAGE_SUPERVISOR, errno);
         }
@@ -615,20 +629,14 @@ static _Noreturn void supervise(const char *dir, long long id, const char *cwd, 
                     // process group; the job then ends when the command does, or, once the
                     // stop's grace is over (SIGUSR1), when the session is cut and the wrapper
                     // kills the group.
-                    if (in_pipe[1] >= 0) write_all(in_pipe[1], "\n", 1);
+                    if (in_pipe[1] >= 0 && write_all(in_pipe[1], "\n", 1) == 0 && stop_line_ns == 0) {
+                        stop_line_ns = now_ns();
+                    }
                 } else if (mux == NULL) {
                     kill(-pid, signo == SIGUSR1 ? SIGKILL : signo);
                     if (signo != SIGUSR1) kill(-pid, SIGCONT);
-                } else if (!exited) {
-                    // Cutting the session (the master closes its channel) makes the host's
-                    // wrapper kill the command's process group, as when a job's ssh is killed.
-                    close(mux->fd);
-                    if (in_pipe[1] >= 0) close(in_pipe[1]);
-                    in_pipe[1] = -1;
-                    exited = 1;
-                    exit_info.si_code = CLD_KILLED;
-                    exit_info.si_status = SIGKILL;
-                    end_ns = now_ns();
+                } else {
+                    cut = SIGKILL;
                 }
             }
             if (!exited && mux == NULL) {
@@ -642,6 +650,29 @@ static _Noreturn void supervise(const char *dir, long long id, const char *cwd, 
                     end_ns = now_ns();
                 }
             }
+        }
+        if (stop_line_ns != 0 && now_ns() >= stop_line_ns + stop_line_wait_ns) {
+            stop_line_ns = 0;
+            int unread = 0;
+            if (ioctl(in_pipe[0], FIONREAD, &unread) == 0 && unread > 0) {
+                if (mux == NULL) {
+                    kill(-pid, SIGTERM);
+                    kill(-pid, SIGCONT);
+                } else {
+                    cut = SIGTERM;
+                }
+            }
+        }
+        if (cut != 0 && mux != NULL && !exited) {
+            // Cutting the session (the master closes its channel) makes the host's wrapper
+            // kill the command's process group, as when a job's ssh is killed.
+            close(mux->fd);
+            if (in_pipe[1] >= 0) close(in_pipe[1]);
+            in_pipe[1] = -1;
+            exited = 1;
+            exit_info.si_code = CLD_KILLED;
+            exit_info.si_status = cut;
+            end_ns = now_ns();
         }
         if (killed && exited) {
             // Killed, and its main process is gone: whatever still holds its output is outside

@@ -89,6 +89,10 @@ public final class SSHHosts: Sendable {
 public struct FixtureError: Error, CustomStringConvertible {
     public var message: String
     public var description: String { message }
+
+    public init(message: String) {
+        self.message = message
+    }
 }
 
 /// Runs `body` with sshd hosts up, tearing them down afterwards whatever happens.

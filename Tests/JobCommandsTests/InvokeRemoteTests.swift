@@ -246,6 +246,28 @@ struct InvokeRemoteTests {
         }
     }
 
+    /// A child whose ssh is still connecting has no host to ask yet: the stop ends the
+    /// connection attempt at once instead of waiting out the grace period.
+    @Test func stoppingAChildStillConnectingDoesNotWaitForTheGrace() async throws {
+        try await withSSHHosts(["c1"]) { hosts in
+            // Takes connections and never says a word: ssh waits for its banner.
+            let silent = try SilentListener()
+            defer { silent.close() }
+            try hosts.addAlias("silent", port: silent.port)
+            try await withCLI { cli in
+                let started = try await cli.invokeAsJob("sleep 300", on: "silent", hosts)
+                #expect(started.status == 0, "\(started.stderr)")
+                try await Task.sleep(for: .milliseconds(300))
+                #expect(try await cli.json("get", "2").first?["state"] as? String == "Running")
+                let start = ContinuousClock.now
+                let stop = try await cli.run("stop", "1", "--grace", "30")
+                #expect(stop.status == 0, "\(stop.stderr)")
+                #expect(ContinuousClock.now - start < .seconds(10), "not the 30 s grace")
+                #expect(try await cli.json("get", "2").first?["state"] as? String == "Stopped")
+            }
+        }
+    }
+
     @Test(arguments: [false, true])
     func aConnectionLostMidRunFailsTheChildWithThatReason(throughMaster: Bool) async throws {
         try await withSSHHosts(["b1"]) { hosts in
@@ -519,4 +541,30 @@ extension SSHHosts {
         }
         return left
     }
+}
+
+/// A TCP socket on 127.0.0.1 that takes connections (the kernel completes them) and never
+/// answers: a host whose sshd hangs before its banner.
+struct SilentListener {
+    let fd: Int32
+    let port: Int
+
+    init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
+                bind(fd, raw, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, raw, &length) == 0
+            }
+        }
+        guard fd >= 0, bound else { throw FixtureError(message: "cannot listen on 127.0.0.1: \(errno)") }
+        self.fd = fd
+        port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    func close() { _ = Glibc.close(fd) }
 }
