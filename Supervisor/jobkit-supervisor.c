@@ -4,9 +4,10 @@
 // a fraction of a millisecond and use no memory worth mentioning.
 //
 // Usage: jobkit-supervisor [--hold-stdin] [--mux SOCKET COMMAND] DIR ID CWD PROGRAM [ARG...]
-//   --hold-stdin: the job's stdin is a pipe that this process holds open, writing nothing,
-//   for as long as it lives (a remote job's ssh forwards its end of file to the remote
-//   command's watcher, which then ends the remote process group); otherwise /dev/null.
+//   --hold-stdin: the job's stdin is a pipe that this process holds open for as long as it
+//   lives, writing only a line when asked to stop (a remote job's ssh forwards both, and its
+//   end of file, to the remote command's watcher, which then ends the remote process group;
+//   see Signals); otherwise /dev/null.
 //   --mux: run COMMAND through the ssh master listening at SOCKET, as ssh would through it
 //   (see mux_open); PROGRAM (ssh) runs only if no master answers there.
 //   fd 3 (optional): holds a lock on byte ID of DIR/locks; held until this process exits,
