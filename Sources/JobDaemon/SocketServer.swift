@@ -56,8 +56,17 @@ struct SocketServer: Service {
             // A client may close its side once its request is sent; the answer must still go out.
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .bind(unixDomainSocketPath: socketPath) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                // On the connection's event loop: the peer's user and the request's deadline
+                // are had here, where they cost no trip from the handler's thread and back.
+                let deadline = RequestDeadline()
+                channel.eventLoop.scheduleTask(in: Self.requestTimeout) {
+                    guard deadline.expire() else { return }
+                    channel.close(mode: .input, promise: nil)
+                }
+                return Self.peerUID(channel).flatMapThrowing { uid in
+                    Connection(
+                        channel: try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel),
+                        uid: uid, deadline: deadline)
                 }
             }
         _ = chmod(socketPath, 0o600)
@@ -85,33 +94,63 @@ struct SocketServer: Service {
         return stat(path, &info) == 0 ? UInt(info.st_ino) : nil
     }
 
-    private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
+    /// A request must come whole within this, or the connection is answered with an error: a
+    /// client that sends half a request and holds the connection must not hold a handler.
+    static let requestTimeout = TimeAmount.seconds(10)
+
+    /// An accepted connection, with what was learnt of it on its event loop.
+    struct Connection: Sendable {
+        let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+        let uid: uid_t?
+        let deadline: RequestDeadline
+    }
+
+    /// Whether a connection's request came before its deadline, decided once by whichever is
+    /// first: the request read whole, or the timer, which then ends the connection's input.
+    final class RequestDeadline: Sendable {
+        /// 0: undecided; 1: the request came; 2: the time ran out.
+        private let state = Atomic<Int>(0)
+
+        /// True when the request came in time.
+        func arrived() -> Bool {
+            state.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing).original != 2
+        }
+
+        /// True when the time ran out first.
+        func expire() -> Bool {
+            state.compareExchange(expected: 0, desired: 2, ordering: .acquiringAndReleasing).exchanged
+        }
+    }
+
+    private func serve(_ connection: Connection) async {
         load.begin()
         let answered = Atomic<Int>(0)
         defer { load.end(answered: answered.load(ordering: .relaxed)) }
-        let uid = await peerUID(connection.channel)
-        try? await connection.executeThenClose { inbound, outbound in
+        try? await connection.channel.executeThenClose { inbound, outbound in
             let write: @Sendable ([UInt8]) async throws -> Void = { bytes in
                 answered.add(bytes.count, ordering: .relaxed)
                 try await outbound.write(ByteBuffer(bytes: bytes))
             }
-            try await answer(inbound, uid: uid, write: write)
+            try await answer(inbound, uid: connection.uid, deadline: connection.deadline, write: write)
             // A write returns once the bytes are queued, not sent, and closing the channel
             // drops what is still queued: the end of a large answer would be lost. Closing the
             // output first sends everything queued, then shuts the socket for writing.
-            try await connection.channel.close(mode: .output).get()
+            try await connection.channel.channel.close(mode: .output).get()
         }
     }
 
     /// Reads the request and writes the answer.
     private func answer(
-        _ inbound: NIOAsyncChannelInboundStream<ByteBuffer>, uid: uid_t?,
+        _ inbound: NIOAsyncChannelInboundStream<ByteBuffer>, uid: uid_t?, deadline: RequestDeadline,
         write: @escaping @Sendable ([UInt8]) async throws -> Void
     ) async throws {
         let send: Handlers.Send = { response in try await write(try Framing.encode(response)) }
         // Read before refusing: closing on unread data would reset the client's side and
         // lose the answer.
-        let read = await readRequest(inbound, within: .seconds(10))
+        var read = await readRequest(inbound)
+        if !deadline.arrived() {
+            read = .failure(JobError(.invalidArgument, "no whole request came within \(Self.requestTimeout.nanoseconds / 1_000_000_000) s"))
+        }
         guard uid == getuid() else {
             try await send(.done(.failed(JobError(.refused, "this daemon serves user \(getuid()) only"))))
             return
@@ -142,23 +181,6 @@ struct SocketServer: Service {
                 return
             }
             try await write(pending.withLock { $0 } + frame)
-        }
-    }
-
-    /// Reads the request, giving up after `deadline`: a client that sends half a request and
-    /// holds the connection must not hold a handler for ever.
-    private func readRequest(_ inbound: NIOAsyncChannelInboundStream<ByteBuffer>, within deadline: Duration) async
-        -> Result<Request, JobError>
-    {
-        await withTaskGroup(of: Result<Request, JobError>?.self) { group in
-            group.addTask { await readRequest(inbound) }
-            group.addTask {
-                try? await Task.sleep(for: deadline)
-                return Task.isCancelled ? nil : .failure(JobError(.invalidArgument, "no whole request came within \(deadline)"))
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first ?? .failure(JobError(.unavailable, "the daemon is shutting down"))
         }
     }
 
@@ -194,13 +216,13 @@ struct SocketServer: Service {
         var gid: UInt32 = 0
     }
 
-    /// The user at the other end of the socket, as the kernel says (SO_PEERCRED).
-    private func peerUID(_ channel: any Channel) async -> uid_t? {
-        guard let provider = channel as? any SocketOptionProvider else { return nil }
-        let credentials: PeerCredentials? = try? await provider.unsafeGetSocketOption(
-            level: .socket, name: NIOBSDSocket.Option(rawValue: SO_PEERCRED)
-        ).get()
-        return credentials?.uid
+    /// The user at the other end of the socket, as the kernel says (SO_PEERCRED). Called on
+    /// the channel's event loop, where the answer is there at once.
+    private static func peerUID(_ channel: any Channel) -> EventLoopFuture<uid_t?> {
+        guard let provider = channel as? any SocketOptionProvider else { return channel.eventLoop.makeSucceededFuture(nil) }
+        let credentials: EventLoopFuture<PeerCredentials> = provider.unsafeGetSocketOption(
+            level: .socket, name: NIOBSDSocket.Option(rawValue: SO_PEERCRED))
+        return credentials.map { Optional($0.uid) }.recover { _ in nil }
     }
 
     static func oneLine(_ error: any Error) -> String {

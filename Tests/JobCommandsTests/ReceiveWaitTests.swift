@@ -214,6 +214,34 @@ import Testing
             #expect(try await cli.json("get").count == 1, "the daemon still serves")
         }
     }
+
+    /// A client that sends half a request and holds the connection open gets an error once
+    /// the daemon's 10 s are up, and holds up no one meanwhile.
+    @Test func halfARequestHeldOpenGetsAnErrorAfterTenSeconds() async throws {
+        try await withCLI { cli in
+            try await cli.run("start", "-c", "true")
+            let script = """
+                import socket, struct, sys, json, time
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.connect(sys.argv[1])
+                s.sendall(struct.pack('>I', 100) + b'{"version":1')
+                start = time.time(); s.settimeout(30)
+                data = b''
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk: break
+                    data += chunk
+                n = struct.unpack('>I', data[:4])[0]
+                print(round(time.time() - start), json.dumps(json.loads(data[4:4+n])))
+                """
+            async let held = runProcessDetached("/usr/bin/env", ["python3", "-c", script, cli.home.path + "/jobd.sock"])
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(try await cli.json("get").count == 1, "others are served meanwhile")
+            let answer = try await held.stdout
+            #expect(answer.contains("no whole request came within 10 s"), "\(answer)")
+            let seconds = Int(answer.split(separator: " ").first ?? "") ?? 0
+            #expect(seconds >= 9 && seconds <= 20, "\(answer)")
+        }
+    }
 }
 
 @Suite("job wait on a terminal", .tags(.cli)) struct WaitProgressTests {
