@@ -186,23 +186,30 @@ import Testing
         }
     }
 
+    /// Python that speaks to the daemon's socket (argv[1]) byte by byte: `ask` sends bytes,
+    /// closes its side unless told not to, and returns the first answer frame, decoded.
+    static let rawClient = """
+        import socket, struct, sys, json, time
+        def ask(payload, close_write=True):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.connect(sys.argv[1])
+            s.settimeout(30)
+            s.sendall(payload)
+            if close_write: s.shutdown(socket.SHUT_WR)
+            data = b''
+            while True:
+                chunk = s.recv(65536)
+                if not chunk: break
+                data += chunk
+            n = struct.unpack('>I', data[:4])[0]
+            return json.loads(data[4:4+n])
+
+        """
+
     @Test func malformedTruncatedAndOversizedRequestsGetAnErrorAndTheDaemonGoesOn() async throws {
         try await withCLI { cli in
             try await cli.run("start", "-c", "true")
             let socket = cli.home.path + "/jobd.sock"
-            let script = """
-                import socket, struct, sys, json
-                def ask(payload, close_write=True):
-                    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.connect(sys.argv[1])
-                    s.sendall(payload)
-                    if close_write: s.shutdown(socket.SHUT_WR)
-                    data = b''
-                    while True:
-                        chunk = s.recv(65536)
-                        if not chunk: break
-                        data += chunk
-                    n = struct.unpack('>I', data[:4])[0]
-                    return json.loads(data[4:4+n])
+            let script = Self.rawClient + """
                 print(json.dumps(ask(struct.pack('>I', 5) + b'{oops')))
                 print(json.dumps(ask(struct.pack('>I', 100) + b'{"version":1')))
                 print(json.dumps(ask(struct.pack('>I', 1 << 30))))
@@ -220,18 +227,10 @@ import Testing
     @Test func halfARequestHeldOpenGetsAnErrorAfterTenSeconds() async throws {
         try await withCLI { cli in
             try await cli.run("start", "-c", "true")
-            let script = """
-                import socket, struct, sys, json, time
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.connect(sys.argv[1])
-                s.sendall(struct.pack('>I', 100) + b'{"version":1')
-                start = time.time(); s.settimeout(30)
-                data = b''
-                while True:
-                    chunk = s.recv(65536)
-                    if not chunk: break
-                    data += chunk
-                n = struct.unpack('>I', data[:4])[0]
-                print(round(time.time() - start), json.dumps(json.loads(data[4:4+n])))
+            let script = Self.rawClient + """
+                start = time.time()
+                answer = ask(struct.pack('>I', 100) + b'{"version":1', close_write=False)
+                print(round(time.time() - start), json.dumps(answer))
                 """
             async let held = runProcessDetached("/usr/bin/env", ["python3", "-c", script, cli.home.path + "/jobd.sock"])
             try await Task.sleep(for: .milliseconds(500))
