@@ -59,14 +59,16 @@ struct SocketServer: Service {
                 // On the connection's event loop: the peer's user and the request's deadline
                 // are had here, where they cost no trip from the handler's thread and back.
                 let deadline = RequestDeadline()
-                channel.eventLoop.scheduleTask(in: Self.requestTimeout) {
+                // Weak, and cancelled once the request is in: a burst of requests must not keep
+                // thousands of closed channels alive for 10 s.
+                let timer = channel.eventLoop.scheduleTask(in: Self.requestTimeout) { [weak channel] in
                     guard deadline.expire() else { return }
-                    channel.close(mode: .input, promise: nil)
+                    channel?.close(mode: .input, promise: nil)
                 }
                 return Self.peerUID(channel).flatMapThrowing { uid in
                     Connection(
                         channel: try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel),
-                        uid: uid, deadline: deadline)
+                        uid: uid, deadline: deadline, timer: timer)
                 }
             }
         _ = chmod(socketPath, 0o600)
@@ -103,6 +105,7 @@ struct SocketServer: Service {
         let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
         let uid: uid_t?
         let deadline: RequestDeadline
+        let timer: Scheduled<Void>
     }
 
     /// Whether a connection's request came before its deadline, decided once by whichever is
@@ -131,7 +134,9 @@ struct SocketServer: Service {
                 answered.add(bytes.count, ordering: .relaxed)
                 try await outbound.write(ByteBuffer(bytes: bytes))
             }
-            try await answer(inbound, uid: connection.uid, deadline: connection.deadline, write: write)
+            try await answer(inbound, uid: connection.uid, deadline: connection.deadline, write: write) {
+                connection.timer.cancel()
+            }
             // A write returns once the bytes are queued, not sent, and closing the channel
             // drops what is still queued: the end of a large answer would be lost. Closing the
             // output first sends everything queued, then shuts the socket for writing.
@@ -142,12 +147,13 @@ struct SocketServer: Service {
     /// Reads the request and writes the answer.
     private func answer(
         _ inbound: NIOAsyncChannelInboundStream<ByteBuffer>, uid: uid_t?, deadline: RequestDeadline,
-        write: @escaping @Sendable ([UInt8]) async throws -> Void
+        write: @escaping @Sendable ([UInt8]) async throws -> Void, whenRead: () -> Void
     ) async throws {
         let send: Handlers.Send = { response in try await write(try Framing.encode(response)) }
         // Read before refusing: closing on unread data would reset the client's side and
         // lose the answer.
         var read = await readRequest(inbound)
+        whenRead()
         if !deadline.arrived() {
             read = .failure(JobError(.invalidArgument, "no whole request came within \(Self.requestTimeout.nanoseconds / 1_000_000_000) s"))
         }
