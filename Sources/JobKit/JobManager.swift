@@ -440,15 +440,14 @@ public actor JobManager {
         } catch {
             return table.leafEnded(id, outcome: .failed(error.message), at: Date(), recorded: 0)
         }
+        // The same line either way: the master runs it, or ssh does when no master answers.
+        let line = RemoteCommand.line(for: plan.spec.command, form: form)
         return spawnLeaf(
             id,
             Supervisor.Job(
-                argv: link.jobArguments(command: plan.spec.command, form: form, log: sshLogPath(id)),
-                workingDirectory: "/", environment: plan.spec.environment, holdStdin: true,
-                throughMaster: throughMaster
-                    ? Supervisor.ThroughMaster(
-                        socket: link.controlPath, command: RemoteCommand.line(for: plan.spec.command, form: form))
-                    : nil),
+                argv: link.jobArguments(line: line, log: sshLogPath(id)), workingDirectory: "/",
+                environment: plan.spec.environment, holdStdin: true,
+                throughMaster: throughMaster ? Supervisor.ThroughMaster(socket: link.controlPath, command: line) : nil),
             collectLater: collectLater)
     }
 

@@ -186,10 +186,10 @@ struct SSHLink: Sendable, Equatable {
     /// Every ssh's options, before its destination.
     var options: [String] { common + master }
 
-    /// A job's ssh; ssh's own messages go to `log`, so that the job's stderr is the remote
-    /// command's alone.
-    func jobArguments(command: ProcessSpec.Command, form: RemoteCommand.Form, log: String) -> [String] {
-        ["ssh"] + options + ["-E", log, "--", host, RemoteCommand.line(for: command, form: form)]
+    /// A job's ssh, running `line` (`RemoteCommand.line`); ssh's own messages go to `log`, so
+    /// that the job's stderr is the remote command's alone.
+    func jobArguments(line: String, log: String) -> [String] {
+        ["ssh"] + options + ["-E", log, "--", host, line]
     }
 
     /// Asks the login shell whether it is a POSIX shell.
