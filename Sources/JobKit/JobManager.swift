@@ -266,7 +266,7 @@ public actor JobManager {
             guard access(file, R_OK) == 0 else {
                 throw JobError(.invalidArgument, "cannot read the ssh config file \(file): \(errnoMessage())")
             }
-            guard SSHLink.layered(configFile: file) != nil else { throw SSHLink.unusable(file) }
+            guard SSHLink.canInclude(file) else { throw SSHLink.unusable(file) }
         }
         return try startParent(spec, name: name, type: .remoteJob, computers: computers, options: options)
     }

@@ -167,13 +167,19 @@ struct SSHLink: Sendable, Equatable {
     /// value it finds for an option, so whatever it sets wins), then `defaults` for every
     /// host. Without a file of the user's, what ssh reads by itself: `~/.ssh/config`, then
     /// `/etc/ssh/ssh_config` (`-F` makes ssh read neither). Nil when the path cannot be put
-    /// in an `Include` line (a double quote or a glob character in it).
+    /// in an `Include` line.
     static func layered(configFile: String?) -> String? {
         let includes = configFile.map { [$0] } ?? ["~/.ssh/config", "/etc/ssh/ssh_config"]
-        guard !includes.contains(where: { $0.contains { "\"*?[\n".contains($0) } }) else { return nil }
+        guard includes.allSatisfy(canInclude) else { return nil }
         return "# Written by job for its ssh: the configuration below first, then its defaults.\n"
             + includes.map { "Include \"\($0)\"\n" }.joined()
             + "Host *\n" + defaults.map { "  \($0)\n" }.joined()
+    }
+
+    /// Whether an `Include` line can name `path` as it is: not with a double quote, nor with a
+    /// glob character (Include would expand it).
+    static func canInclude(_ path: String) -> Bool {
+        !path.contains { "\"*?[\n".contains($0) }
     }
 
     /// Why `layered` cannot take this path.
