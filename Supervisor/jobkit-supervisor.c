@@ -470,6 +470,13 @@ static int mux_open(struct mux *m, const char *socket_path, const char *command,
     return MUX_USE_SSH;
 }
 
+// Sends `signo` to the job's process group, and SIGCONT after it unless it is SIGKILL, so
+// that a stopped job can act on it.
+static void signal_group(pid_t pid, int signo) {
+    kill(-pid, signo);
+    if (signo != SIGKILL) kill(-pid, SIGCONT);
+}
+
 // drain_once, and at end of file the pipe is closed (pipe_fd -1). Returns what drain_once did.
 static ssize_t take(struct stream *s) {
     ssize_t n = drain_once(s);
@@ -634,8 +641,7 @@ static _Noreturn void supervise(const char *dir, long long id, const char *cwd, 
                         stop_line_ns = now_ns();
                     }
                 } else if (mux == NULL) {
-                    kill(-pid, signo == SIGUSR1 ? SIGKILL : signo);
-                    if (signo != SIGUSR1) kill(-pid, SIGCONT);
+                    signal_group(pid, signo == SIGUSR1 ? SIGKILL : signo);
                 } else {
                     cut = SIGKILL;
                 }
@@ -657,8 +663,7 @@ static _Noreturn void supervise(const char *dir, long long id, const char *cwd, 
             int unread = 0;
             if (ioctl(in_pipe[0], FIONREAD, &unread) == 0 && unread > 0) {
                 if (mux == NULL) {
-                    kill(-pid, SIGTERM);
-                    kill(-pid, SIGCONT);
+                    signal_group(pid, SIGTERM);
                 } else {
                     cut = SIGTERM;
                 }
