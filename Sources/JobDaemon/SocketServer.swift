@@ -106,6 +106,13 @@ struct SocketServer: Service {
         let uid: uid_t?
         let deadline: RequestDeadline
         let timer: Scheduled<Void>
+
+        /// Once the request has been read (or its reading failed): whether it came in time.
+        /// The timer is no longer needed either way.
+        func requestCameInTime() -> Bool {
+            timer.cancel()
+            return deadline.arrived()
+        }
     }
 
     /// Whether a connection's request came before its deadline, decided once by whichever is
@@ -134,9 +141,7 @@ struct SocketServer: Service {
                 answered.add(bytes.count, ordering: .relaxed)
                 try await outbound.write(ByteBuffer(bytes: bytes))
             }
-            try await answer(inbound, uid: connection.uid, deadline: connection.deadline, write: write) {
-                connection.timer.cancel()
-            }
+            try await answer(inbound, of: connection, write: write)
             // A write returns once the bytes are queued, not sent, and closing the channel
             // drops what is still queued: the end of a large answer would be lost. Closing the
             // output first sends everything queued, then shuts the socket for writing.
@@ -146,18 +151,17 @@ struct SocketServer: Service {
 
     /// Reads the request and writes the answer.
     private func answer(
-        _ inbound: NIOAsyncChannelInboundStream<ByteBuffer>, uid: uid_t?, deadline: RequestDeadline,
-        write: @escaping @Sendable ([UInt8]) async throws -> Void, whenRead: () -> Void
+        _ inbound: NIOAsyncChannelInboundStream<ByteBuffer>, of connection: Connection,
+        write: @escaping @Sendable ([UInt8]) async throws -> Void
     ) async throws {
         let send: Handlers.Send = { response in try await write(try Framing.encode(response)) }
         // Read before refusing: closing on unread data would reset the client's side and
         // lose the answer.
         var read = await readRequest(inbound)
-        whenRead()
-        if !deadline.arrived() {
+        if !connection.requestCameInTime() {
             read = .failure(JobError(.invalidArgument, "no whole request came within \(Self.requestTimeout.nanoseconds / 1_000_000_000) s"))
         }
-        guard uid == getuid() else {
+        guard connection.uid == getuid() else {
             try await send(.done(.failed(JobError(.refused, "this daemon serves user \(getuid()) only"))))
             return
         }
