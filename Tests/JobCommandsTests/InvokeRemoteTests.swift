@@ -55,14 +55,22 @@ struct InvokeRemoteTests {
             let notes = hosts.directory + "/notes"
             try FileManager.default.createDirectory(atPath: notes, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o777])
             try await withCLI { cli in
-                let line = "h=$(hostname); echo begin $(date +%s%N) >>\(notes)/$h; sleep 0.4; echo end $(date +%s%N) >>\(notes)/$h"
+                // Each command holds its slot until the go-file exists, so that what waits can be
+                // counted however slow the machine is; the later ones pass it at once.
+                let go = notes + "/go"
+                let line = "h=$(hostname); echo begin $(date +%s%N) >>\(notes)/$h; while [ ! -e \(go) ]; do sleep 0.05; done; sleep 0.2; echo end $(date +%s%N) >>\(notes)/$h"
                 let started = try await cli.run([
                     "invoke", "--computer", names.joined(separator: ","), "--throttle", "2", "--as-job",
                     "--ssh-config", hosts.configFile, "-c", line,
                 ])
                 #expect(started.status == 0, "\(started.stderr)")
+                let begun: () -> Int = { names.filter { FileManager.default.fileExists(atPath: "\(notes)/\($0)") }.count }
+                for _ in 0..<1200 where begun() < 2 { try await Task.sleep(for: .milliseconds(50)) }
+                #expect(begun() == 2, "two hosts run")
                 let early = try await cli.json("get", "--include-children")
-                #expect(early.filter { $0["state"] as? String == "NotStarted" }.count >= 1, "children beyond the throttle wait")
+                #expect(early.filter { $0["state"] as? String == "NotStarted" }.count == 3, "children beyond the throttle wait")
+                #expect(begun() == 2, "and no third began meanwhile")
+                FileManager.default.createFile(atPath: go, contents: nil)
                 #expect(try await cli.run("wait", "1").status == 0)
                 let children = try await cli.json("get", "2", "3", "4", "5", "6")
                 #expect(children.allSatisfy { $0["state"] as? String == "Completed" }, "\(children)")
@@ -146,7 +154,7 @@ struct InvokeRemoteTests {
                 try await checkLine("line, warm")
                 // Stopped politely, the master goes; the next job starts cold again.
                 _ = try runProcess("/usr/bin/pkill", ["-TERM", "-f", "\(cli.home.path)/ssh/"])
-                try await Task.sleep(for: .milliseconds(200))
+                try await waitUntilNoProcess(matching: "\(cli.home.path)/ssh/")
                 try await checkLine("line, cold")
                 try await checkProgram("program, warm")
                 let prefixed = try await cli.run(
@@ -430,15 +438,10 @@ struct InvokeRemoteTests {
                 let master = ["-f", "\(cli.home.path)/ssh/"]
                 // Stopped politely, a master removes its socket; killed, it leaves it behind.
                 #expect(try runProcess("/usr/bin/pkill", ["-TERM"] + master).status == 0)
-                var gone = false
-                for _ in 0..<100 where !gone {
-                    gone = try runProcess("/usr/bin/pgrep", master).status == 1
-                    if !gone { try await Task.sleep(for: .milliseconds(50)) }
-                }
-                #expect(gone, "a master ends on SIGTERM")
+                try await waitUntilNoProcess(matching: "\(cli.home.path)/ssh/")
                 #expect(try await cli.run(invoke).stdout == "r1\n")
                 #expect(try runProcess("/usr/bin/pkill", ["-KILL"] + master).status == 0)
-                try await Task.sleep(for: .milliseconds(100))
+                try await waitUntilNoProcess(matching: "\(cli.home.path)/ssh/")
                 let third = try await cli.run(invoke)
                 #expect(third.status == 0, "\(third.stderr)")
                 #expect(third.stdout == "r1\n")
@@ -567,4 +570,15 @@ struct SilentListener {
     }
 
     func close() { _ = Glibc.close(fd) }
+}
+
+/// Waits (60 s at most) until no process's command line contains `pattern`: a master sent a
+/// signal is gone only once pgrep no longer finds it.
+func waitUntilNoProcess(matching pattern: String, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+    var gone = false
+    for _ in 0..<1200 where !gone {
+        gone = try runProcess("/usr/bin/pgrep", ["-f", pattern]).status == 1
+        if !gone { try await Task.sleep(for: .milliseconds(50)) }
+    }
+    #expect(gone, "no process matches \(pattern)", sourceLocation: sourceLocation)
 }

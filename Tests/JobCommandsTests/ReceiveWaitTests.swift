@@ -249,9 +249,8 @@ import Testing
             let go = cli.home.path + "/go"
             try await cli.run("start", "-c", "while [ ! -e \(go) ]; do sleep 0.05; done")
             try await cli.run("start", "-c", "while [ ! -e \(go) ]; do sleep 0.05; done; sleep 0.3")
-            // `script` gives the command a terminal; the jobs end only once the wait has begun.
-            let tty = try await runProcessDetached(
-                "/bin/sh", ["-c", "(sleep 0.5; touch \(go)) & exec /usr/bin/script -qc '\(cli.job) --home \(cli.home.path) wait' /dev/null"])
+            // `script` gives the command a terminal; the jobs end only once the wait shows them.
+            let tty = try await onTerminal(cli, "wait", touching: go, once: "/2 finished")
             #expect(tty.stdout.contains("/2 finished"), "\(tty.stdout)")
             #expect(tty.stdout.contains("Completed"))
             let piped = try await cli.run("wait")
@@ -263,14 +262,22 @@ import Testing
         try await withCLI { cli in
             let go = cli.home.path + "/go"
             try await cli.run("start", "-c", "while [ ! -e \(go) ]; do sleep 0.05; done")
-            // The job ends 2.5 s after the wait begins, however late that is.
-            let tty = try await runProcessDetached(
-                "/bin/sh", ["-c", "(sleep 2.5; touch \(go)) & exec /usr/bin/script -qc '\(cli.job) --home \(cli.home.path) wait' /dev/null"])
+            // The job ends only once the wait has shown a second go by.
+            let tty = try await onTerminal(cli, "wait", touching: go, once: "0/1 finished, 1 s")
             #expect(tty.stdout.contains("0/1 finished, 0 s"), "\(tty.stdout)")
             #expect(tty.stdout.contains("0/1 finished, 1 s"), "redrawn with no event in between: \(tty.stdout)")
             #expect(tty.stdout.contains("Completed"))
         }
     }
+}
+
+/// Runs `job ARGS` on a terminal (`script`) and, once what it shows contains `text`, creates
+/// `go` (the go-ahead its jobs wait for); gives up waiting after 60 s. Returns what it showed.
+private func onTerminal(_ cli: CLI, _ args: String, touching go: String, once text: String) async throws -> ProcessResult {
+    let screen = cli.home.path + "/screen"
+    let watch = "n=0; while ! grep -qF '\(text)' \(screen) 2>/dev/null && [ $n -lt 1200 ]; do n=$((n+1)); sleep 0.05; done; touch \(go)"
+    let run = "/usr/bin/script -qc '\(cli.job) --home \(cli.home.path) \(args)' /dev/null > \(screen)"
+    return try await runProcessDetached("/bin/sh", ["-c", "(\(watch)) & \(run); status=$?; wait; cat \(screen); exit $status"])
 }
 
 @Suite("jobd serves its user only", .tags(.cli)) struct PeerCredentialTests {

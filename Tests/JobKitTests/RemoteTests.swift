@@ -10,13 +10,16 @@ import JobTesting
         try await withSSHHosts(["e1", "e2"]) { hosts in
             try await withTemporaryEngine { jobs, _ in
                 let options = InvokeOptions(throttle: 1, sshConfigFile: hosts.configFile)
+                // The first child holds the one slot until the go-file exists.
+                let go = hosts.directory + "/go"
                 let job = try await jobs.invoke(
-                    .shell("echo out $(hostname); echo err $(hostname) >&2"), on: ["localhost", "e1", "e2"],
+                    .shell("\(waitForFile(go)); echo out $(hostname); echo err $(hostname) >&2"), on: ["localhost", "e1", "e2"],
                     options: options)
                 #expect(job.type == .remoteJob)
                 #expect(job.location == "localhost,e1,e2")
                 let children = try await job.childJobs.asyncMap { try #require(await jobs.job($0)) }
-                #expect(children.map(\.state).filter { $0 == .notStarted }.count >= 1, "throttle 1: the rest wait")
+                #expect(children.map(\.state) == [.running, .notStarted, .notStarted], "throttle 1: the rest wait")
+                touch(go)
                 let done = try #require(try await jobs.wait([.id(job.id)], timeout: .seconds(60)))
                 #expect(done.first?.state == .completed)
 
@@ -113,7 +116,8 @@ import JobTesting
         try? FileManager.default.removeItem(atPath: directory)
         #expect(mkdir(directory, 0o755) == 0)
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        #expect(throws: JobError.self) { try SSHLink.prepare(home: long) }
+        let refused = #expect(throws: JobError.self) { try SSHLink.prepare(home: long) }
+        #expect(refused?.code == .storage)
         #expect(chmod(directory, 0o700) == 0)
         try SSHLink.prepare(home: long)
     }
@@ -180,16 +184,21 @@ import JobTesting
         defer { unlink(quoted) }
         try await withTemporaryEngine { jobs, _ in
             for file in ["relative/config", "/nonexistent/config", quoted] {
-                await #expect(throws: JobError.self, "\(file)") {
+                let error = await #expect(throws: JobError.self, "\(file)") {
                     try await jobs.invoke(.argv(["true"]), on: ["web1"], options: InvokeOptions(sshConfigFile: file))
                 }
+                #expect(error?.code == .invalidArgument, "\(file)")
             }
-            await #expect(throws: JobError.self) { try await jobs.invoke(.argv(["true"]), on: ["-oProxyCommand=x"]) }
-            await #expect(throws: JobError.self) { try await jobs.invoke(.argv(["true"]), on: ["a b"]) }
-            await #expect(throws: JobError.self) { try await jobs.invoke(.argv(["true"]), on: []) }
-            await #expect(throws: JobError.self) {
+            for computers in [["-oProxyCommand=x"], ["a b"], []] {
+                let error = await #expect(throws: JobError.self, "\(computers)") {
+                    try await jobs.invoke(.argv(["true"]), on: computers)
+                }
+                #expect(error?.code == .invalidArgument, "\(computers)")
+            }
+            let throttle = await #expect(throws: JobError.self) {
                 try await jobs.invoke(.argv(["true"]), on: ["localhost"], options: InvokeOptions(throttle: 0))
             }
+            #expect(throttle?.code == .invalidArgument)
             #expect(await jobs.all().isEmpty)
         }
     }

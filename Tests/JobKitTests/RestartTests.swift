@@ -106,33 +106,40 @@ final class EngineProcess: @unchecked Sendable {
 
     static let numbers = (1...20000).map { "\($0)\n" }.joined()
 
-    // Some end while the engine is down, some after it is back, some fail; outputs are large
-    // enough to span many records.
-    static let cases: [Expected] = [
-        Expected(line: "sleep 0.3; echo quick", state: .completed, exitCode: 0, output: "quick\n", error: ""),
-        Expected(line: "sleep 0.4; echo bad >&2; exit 3", state: .failed, exitCode: 3, output: "", error: "bad\n"),
-        Expected(line: "seq 1 10000; sleep 0.5; seq 10001 20000", state: .completed, exitCode: 0, output: numbers, error: ""),
-        Expected(line: "sleep 0.5; kill -KILL $$", state: .failed, exitCode: 137, output: "", error: ""),
-        Expected(line: "echo early; sleep 5; echo late", state: .completed, exitCode: 0, output: "early\nlate\n", error: ""),
-        Expected(line: "sleep 5; seq 1 20000 >&2; exit 7", state: .failed, exitCode: 7, output: "", error: numbers),
-        Expected(line: "sleep 5.5; echo after", state: .completed, exitCode: 0, output: "after\n", error: ""),
-        Expected(line: "for i in 1 2 3 4 5 6; do echo $i; sleep 0.8; done", state: .completed, exitCode: 0, output: "1\n2\n3\n4\n5\n6\n", error: ""),
-        Expected(line: "true", state: .completed, exitCode: 0, output: "", error: ""),
-        Expected(line: "frobnicate-not-here", state: .failed, exitCode: 127, output: "", error: "/bin/sh: 1: frobnicate-not-here: not found\n"),
-    ]
+    /// Some end while the engine is down (once `down` exists, which the test makes after the
+    /// kill), some after the next engine is open (once `back` exists), some fail; outputs are
+    /// large enough to span many records. Gated on files, not on time: on a loaded machine a
+    /// sleep says nothing of where the other side has got to.
+    static func cases(down: String, back: String) -> [Expected] {
+        let (down, back) = (waitForFile(down), waitForFile(back))
+        return [
+            Expected(line: "\(down); echo quick", state: .completed, exitCode: 0, output: "quick\n", error: ""),
+            Expected(line: "\(down); echo bad >&2; exit 3", state: .failed, exitCode: 3, output: "", error: "bad\n"),
+            Expected(line: "seq 1 10000; \(down); seq 10001 20000", state: .completed, exitCode: 0, output: numbers, error: ""),
+            Expected(line: "\(down); kill -KILL $$", state: .failed, exitCode: 137, output: "", error: ""),
+            Expected(line: "echo early; \(back); echo late", state: .completed, exitCode: 0, output: "early\nlate\n", error: ""),
+            Expected(line: "\(back); seq 1 20000 >&2; exit 7", state: .failed, exitCode: 7, output: "", error: numbers),
+            Expected(line: "\(back); echo after", state: .completed, exitCode: 0, output: "after\n", error: ""),
+            Expected(line: "for i in 1 2 3; do echo $i; done; \(back); for i in 4 5 6; do echo $i; done", state: .completed, exitCode: 0, output: "1\n2\n3\n4\n5\n6\n", error: ""),
+            Expected(line: "true", state: .completed, exitCode: 0, output: "", error: ""),
+            Expected(line: "frobnicate-not-here", state: .failed, exitCode: 127, output: "", error: "/bin/sh: 1: frobnicate-not-here: not found\n"),
+        ]
+    }
 
     @Test func aKilledEngineLosesNothing() async throws {
         let home = try TemporaryHome("restart")
+        let (down, back) = (home.path + "/down", home.path + "/back")
+        let cases = Self.cases(down: down, back: back)
         let engine = try await EngineProcess(home: home.path)
         var ids: [Int] = []
-        for expected in Self.cases {
+        for expected in cases {
             let answer = try await engine.send("start " + expected.line)
             ids.append(try #require(Int(answer.dropFirst("started ".count))))
         }
         // Receive part of one job's output before the kill: it must not come back.
         let early = ids[4]
         var received = ""
-        for _ in 0..<200 where received.isEmpty {
+        for _ in 0..<3000 where received.isEmpty {
             let answer = try await engine.send("receive \(early)")
             received = String(decoding: hexBytes(String(answer.dropFirst("received ".count))), as: UTF8.self)
             if received.isEmpty { try await Task.sleep(for: .milliseconds(10)) }
@@ -140,14 +147,16 @@ final class EngineProcess: @unchecked Sendable {
         #expect(received == "early\n")
         try await engine.kill9()
         // Jobs go on, and some end, while no engine is there.
-        try await Task.sleep(for: .seconds(1))
+        touch(down)
 
         try await JobManager.withManager(home: home.path) { jobs in
             let running = try await jobs.get().filter { $0.state == .running }
             #expect(running.count >= 3, "the long jobs should still be running: \(running.map(\.id))")
+            #expect(Set(ids[4...7]).isSubset(of: running.map(\.id)), "those waiting for the engine to be back run")
+            touch(back)
             let done = try #require(try await jobs.wait(ids.map { .id($0) }, timeout: .seconds(60)))
-            #expect(done.count == Self.cases.count)
-            for (job, expected) in zip(done, Self.cases) {
+            #expect(done.count == cases.count)
+            for (job, expected) in zip(done, cases) {
                 #expect(job.state == expected.state, "\(expected.line)")
                 #expect(job.exitCode == expected.exitCode, "\(expected.line)")
                 let output = try await jobs.receive([.id(job.id)])
@@ -160,18 +169,25 @@ final class EngineProcess: @unchecked Sendable {
 
     @Test func aStopInterruptedByTheEngineDyingStillEnds() async throws {
         let home = try TemporaryHome("restart-stop")
+        let termed = home.path + "/termed"
         let engine = try await EngineProcess(home: home.path)
-        let answer = try await engine.send("start trap '' TERM; sleep 300 & echo ready; wait; wait")
+        // The shell notes the SIGTERM and goes on; its sleep ignores it.
+        let answer = try await engine.send(
+            "start trap 'touch \(termed)' TERM; (trap '' TERM; exec sleep 300) & echo ready; wait; wait; wait")
         let id = try #require(Int(answer.dropFirst("started ".count)))
         var ready = false
-        for _ in 0..<1000 where !ready {
+        for _ in 0..<3000 where !ready {
             ready = try await engine.send("receive \(id)") != "received "
             if !ready { try await Task.sleep(for: .milliseconds(10)) }
         }
         #expect(ready, "the job never got past its trap")
-        // The job ignores SIGTERM, so the stop sits in its grace period when the engine dies.
+        // The job ignores SIGTERM, so the stop sits in its grace period when the engine dies:
+        // the note says the SIGTERM came, which the engine sends once the stop is committed.
         engine.sendWithoutAnswer("stop \(id) 300")
-        try await Task.sleep(for: .milliseconds(500))
+        for _ in 0..<3000 where !FileManager.default.fileExists(atPath: termed) {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(FileManager.default.fileExists(atPath: termed), "the stop's SIGTERM came")
         try await engine.kill9()
         try await JobManager.withManager(home: home.path) { jobs in
             let pgid = try await jobPid(jobs, child: id + 1)

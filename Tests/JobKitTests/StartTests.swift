@@ -105,7 +105,8 @@ import JobTesting
         let home = try TemporaryHome()
         let jobs = try JobManager(home: home.path)
         await jobs.shutdown()
-        await #expect(throws: JobError.self) { try await jobs.sh("true") }
+        let error = await #expect(throws: JobError.self) { try await jobs.sh("true") }
+        #expect(error?.code == .unavailable)
     }
 
     @Test func aSecondEngineOnTheSameHomeIsRefused() async throws {
