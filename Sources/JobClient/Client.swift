@@ -23,31 +23,35 @@ public struct DaemonClient: Sendable {
         self.home = home
     }
 
-    /// Sends `request`, calls `onFrame` for each data frame of the answer, and returns how it
-    /// ended. Starts the daemon first if none answers and `autoStart` is set.
+    /// Sends `request`, calls `onFrame` for each data frame of the answer (frames of types this
+    /// side does not know, a newer daemon's, are skipped), and returns how it ended. Starts the
+    /// daemon first if none answers and `autoStart` is set.
     public func call(_ request: Request, autoStart: Bool = true, onFrame: (Response) throws -> Void) throws -> Outcome {
         var outcome = Outcome.ok
         try exchange(Framing.encode(request), autoStart: autoStart) { body in
             let response: Response
-            do {
-                response = try Framing.decode(Response.self, from: body)
+            do throws(JobError) {
+                response = try Wire.decodeResponse(body)
             } catch {
-                throw ClientError("cannot read the daemon's answer (\(error)); is it the same release as job?")
+                throw ClientError("cannot read the daemon's answer (\(error.message)); is it the same release as job?")
             }
-            if case .done(let done) = response {
+            switch response {
+            case .done(let done):
                 outcome = done
                 return true
+            case .unknown:
+                return false
+            default:
+                try onFrame(response)
+                return false
             }
-            try onFrame(response)
-            return false
         }
         return outcome
     }
 
     /// Sends an already-framed request and hands each answer frame's body to `onBody` as it
-    /// arrives, until `onBody` says it was the last (the `done` frame). For callers that encode
-    /// and decode by hand, sparing the Codable machinery at start-up, and for `call`.
-    public func exchange(_ frame: [UInt8], autoStart: Bool = true, onBody: ([UInt8]) throws -> Bool) throws {
+    /// arrives, until `onBody` says it was the last (the `done` frame).
+    private func exchange(_ frame: [UInt8], autoStart: Bool, onBody: ([UInt8]) throws -> Bool) throws {
         let fd = try connect(autoStart: autoStart)
         defer { close(fd) }
         try writeAll(fd, frame)

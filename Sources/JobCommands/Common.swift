@@ -28,15 +28,46 @@ struct GlobalOptions: ParsableArguments {
     var home: String?
 
     var jobHome: JobHome { JobHome(explicit: home) }
-    var client: DaemonClient { DaemonClient(home: jobHome) }
 
-    var properties: [String]? {
-        property.map { $0.split(separator: ",").map { String($0).trimmed }.filter { !$0.isEmpty } }
-    }
+    var properties: [String]? { property.map(propertyList) }
+
+    /// What the verbs' shared code takes, however the command line was parsed.
+    var common: CommonOptions { CommonOptions(home: home, format: output, properties: properties) }
+    var client: DaemonClient { common.client }
 
     func validateJobFormat() throws {
         if output == .raw { throw ValidationError("-o raw is for 'job receive'; use table, list or json") }
     }
+}
+
+/// The options every command takes, as the ArgumentParser commands and the fast path both
+/// hand them to the verbs.
+struct CommonOptions: Equatable {
+    var home: String?
+    var format: OutputFormatOption = .table
+    var properties: [String]?
+
+    var client: DaemonClient { DaemonClient(home: JobHome(explicit: home)) }
+}
+
+/// `--property A,B` as a list of names.
+func propertyList(_ text: String) -> [String] {
+    text.split(separator: ",").map { String($0).trimmed }.filter { !$0.isEmpty }
+}
+
+/// The command of `start`, `invoke` (and later verbs): `-c LINE` or `-- PROGRAM [ARG…]`,
+/// exactly one of them.
+struct CommandInput: Equatable {
+    var line: String?
+    var program: [String] = []
+
+    func validate() throws(UsageError) {
+        if (line == nil) == program.isEmpty {
+            throw UsageError("give either -c 'LINE' or -- PROGRAM [ARG…], not both and not neither")
+        }
+    }
+
+    var parameter: CommandParameter { line.map(CommandParameter.shell) ?? .argv(program) }
 }
 
 /// A command's end: an exit status, after its errors were written.
@@ -70,6 +101,10 @@ func writeOut(_ text: String) {
 /// Runs one request: frames go to `onFrame`; unknown words and errors are reported; returns
 /// the exit status the outcome calls for (throws `Exit` for the daemon being unreachable).
 func perform(_ request: Request, with options: GlobalOptions, onFrame: (Response) throws -> Void) throws -> (Outcome, Int32) {
+    try perform(request, with: options.common, onFrame: onFrame)
+}
+
+func perform(_ request: Request, with options: CommonOptions, onFrame: (Response) throws -> Void) throws -> (Outcome, Int32) {
     let outcome: Outcome
     do {
         outcome = try options.client.call(request, onFrame: onFrame)

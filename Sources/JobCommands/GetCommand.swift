@@ -39,12 +39,40 @@ struct GetCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Only jobs that ended after this time (ISO 8601).", valueName: "TIME"))
     var after: String?
 
+    var input: GetInput {
+        GetInput(
+            jobs: jobs, state: state, includeChildren: includeChildren, childState: childState, hasMoreData: hasMoreData,
+            newest: newest, before: before, after: after)
+    }
+
     func validate() throws {
         try options.validateJobFormat()
-        if let newest, newest < 0 { throw ValidationError("--newest takes 0 or more, not \(newest)") }
+        try validating { () throws(UsageError) in try input.validate() }
     }
 
     func run() throws {
+        let status = try input.run(options.common)
+        if status != ExitStatus.ok { throw Exit(status: status) }
+    }
+}
+
+/// What `job get` takes, from ArgumentParser or the fast path alike.
+struct GetInput: Equatable {
+    var jobs: [String] = []
+    var state: String?
+    var includeChildren = false
+    var childState: String?
+    var hasMoreData: Bool?
+    var newest: Int?
+    var before: String?
+    var after: String?
+
+    func validate() throws(UsageError) {
+        if let newest, newest < 0 { throw UsageError("--newest takes 0 or more, not \(newest)") }
+    }
+
+    /// Lists the jobs; returns the exit status.
+    func run(_ options: CommonOptions) throws -> Int32 {
         let query = JobQuery(
             selectors: selectors(jobs), state: try state.map(parseState), includeChildren: includeChildren,
             childState: try childState.map(parseState), hasMoreData: hasMoreData, before: try before.map(parseTime),
@@ -53,7 +81,7 @@ struct GetCommand: ParsableCommand {
         let (_, status) = try perform(Request(.get(query)), with: options) { frame in
             if case .jobs(let jobs) = frame { found = jobs }
         }
-        if !found.isEmpty || options.output == .json { try show(found, options) }
-        if status != ExitStatus.ok { throw Exit(status: status) }
+        if !found.isEmpty || options.format == .json { try show(found, options) }
+        return status
     }
 }

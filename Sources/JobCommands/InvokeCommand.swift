@@ -33,7 +33,7 @@ struct InvokeCommand: ParsableCommand {
     var name: String?
 
     @Option(help: "At most this many computers at once.")
-    var throttle = 32
+    var throttle = InvokeParameters.defaultThrottle
 
     @Option(
         help: ArgumentHelp(
@@ -50,38 +50,64 @@ struct InvokeCommand: ParsableCommand {
     @Argument(parsing: .postTerminator, help: ArgumentHelp("The program and its arguments, after --.", valueName: "PROGRAM"))
     var program: [String] = []
 
-    var computers: [String] { computer.split(separator: ",").map { String($0).trimmed }.filter { !$0.isEmpty } }
+    var input: InvokeInput {
+        InvokeInput(
+            computer: computer, asJob: asJob, name: name, throttle: throttle, sshConfig: sshConfig,
+            hideComputerName: hideComputerName, command: CommandInput(line: line, program: program))
+    }
 
     func validate() throws {
         try options.validateJobFormat()
-        if (line == nil) == program.isEmpty {
-            throw ValidationError("give either -c 'LINE' or -- PROGRAM [ARG…], not both and not neither")
-        }
-        if computers.isEmpty { throw ValidationError("--computer needs at least one host") }
-        if throttle < 1 { throw ValidationError("--throttle takes 1 or more, not \(throttle)") }
+        try validating { () throws(UsageError) in try input.validate() }
+    }
+
+    func run() throws {
+        let status = try input.run(options.common)
+        if status != ExitStatus.ok { throw Exit(status: status) }
+    }
+}
+
+/// What `job invoke` takes, from ArgumentParser or the fast path alike.
+struct InvokeInput: Equatable {
+    var computer = ""
+    var asJob = false
+    var name: String?
+    var throttle = InvokeParameters.defaultThrottle
+    var sshConfig: String?
+    var hideComputerName = false
+    var command = CommandInput()
+
+    var computers: [String] { computer.split(separator: ",").map { String($0).trimmed }.filter { !$0.isEmpty } }
+
+    func validate() throws(UsageError) {
+        try command.validate()
+        if computers.isEmpty { throw UsageError("--computer needs at least one host") }
+        if throttle < 1 { throw UsageError("--throttle takes 1 or more, not \(throttle)") }
         if let file = sshConfigFile, access(file, R_OK) != 0 {
-            throw ValidationError("cannot read the ssh config file \(file); check --ssh-config or JOB_SSH_CONFIG")
+            throw UsageError("cannot read the ssh config file \(file); check --ssh-config or JOB_SSH_CONFIG")
         }
     }
 
     /// The configuration file as an absolute path: the daemon's ssh does not run here.
     var sshConfigFile: String? {
-        let given = sshConfig ?? ProcessInfo.processInfo.environment["JOB_SSH_CONFIG"].flatMap { $0.isEmpty ? nil : $0 }
+        let given = sshConfig ?? getenv("JOB_SSH_CONFIG").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
         guard let given else { return nil }
-        return given.hasPrefix("/") ? given : FileManager.default.currentDirectoryPath + "/" + given
+        return given.hasPrefix("/") ? given : currentDirectory() + "/" + given
     }
 
-    func run() throws {
-        let command = try startParameters(line: line, program: program, name: name, cwd: nil, env: [])
-        var started: [JobInfo] = []
-        let request = Request(.invoke(InvokeParameters(computers: computers, command: command, throttle: throttle, sshConfig: sshConfigFile)))
+    /// Runs the invoke: with `asJob` prints the parent; else follows it to its end, writing
+    /// its output, and removes it. Returns the exit status.
+    func run(_ options: CommonOptions) throws -> Int32 {
+        let start = try startParameters(command: command.parameter, name: name, cwd: nil, env: [])
+        var started: JobInfo?
+        let request = Request(.invoke(InvokeParameters(computers: computers, start: start, throttle: throttle, sshConfig: sshConfigFile)))
         let (_, status) = try perform(request, with: options) { frame in
-            if case .jobs(let jobs) = frame { started = jobs }
+            if case .job(let job) = frame { started = job }
         }
-        guard status == ExitStatus.ok, let parent = started.first else { throw Exit(status: status) }
+        guard status == ExitStatus.ok, let parent = started else { return status }
         if asJob {
-            try show(started, options)
-            return
+            try show([parent], options)
+            return ExitStatus.ok
         }
         // Without --as-job the job is this command's own: interrupted, it goes with it.
         let interruption = onInterrupt { signal in
@@ -90,14 +116,14 @@ struct InvokeCommand: ParsableCommand {
             _ = try? perform(Request(.remove(RemoveParameters(selectors: selectors, force: true))), with: options) { _ in }
             Glibc.exit(128 + signal)
         }
-        let writer = try OutputPrinter(format: .raw, properties: nil, prefix: computers.count > 1 && !hideComputerName, live: true)
+        let writer = OutputPrinter(format: .raw, properties: nil, prefix: computers.count > 1 && !hideComputerName, live: true)
         // The stream ends with the job as it finished, then removes it: two requests in all.
         let receive = ReceiveParameters(selectors: [.id(parent.id)], autoRemove: true)
         var failed = false
         var final: [JobInfo] = []
         _ = try perform(Request(.receiveWait(receive)), with: options) { frame in
             switch frame {
-            case .chunk(let chunk): writer.write(chunk)
+            case .output(let chunk): writer.write(chunk)
             case .failure(let failure):
                 failed = true
                 complainOfFailure(at: failure.location, failure.reason)
@@ -108,7 +134,7 @@ struct InvokeCommand: ParsableCommand {
         writer.finish()
         // Stopped by the interruption: its handler says how this ends.
         interruption.waitIfInterrupted()
-        if failed || final.first?.state != .completed { throw Exit(status: ExitStatus.failed) }
+        return failed || final.first?.state != .completed ? ExitStatus.failed : ExitStatus.ok
     }
 }
 

@@ -16,6 +16,7 @@ public struct JobCommand: ParsableCommand {
             Jobs belong to you, not to your terminal: a per-user daemon (jobd, started when \
             needed) keeps them, with their output on disk.
             """,
+        version: Release.version,
         subcommands: [
             StartCommand.self, InvokeCommand.self, GetCommand.self, ReceiveCommand.self, WaitCommand.self, StopCommand.self,
             RemoveCommand.self, DaemonCommand.self,
@@ -76,5 +77,9 @@ func hoistingGlobalOptions(_ args: [String]) -> [String] {
 
 /// Prints jobs in the chosen format.
 func show(_ jobs: [JobInfo], _ options: GlobalOptions) throws {
-    writeOut(try JobRender.render(jobs, format: options.output, properties: options.properties))
+    try show(jobs, options.common)
+}
+
+func show(_ jobs: [JobInfo], _ options: CommonOptions) throws {
+    writeOut(try JobRender.render(jobs, format: options.format, properties: options.properties))
 }

@@ -53,7 +53,7 @@ struct ReceiveCommand: ParsableCommand {
         let parameters = ReceiveParameters(
             selectors: selectors(jobs), keep: keep, recurse: !noRecurse, locations: locations, autoRemove: autoRemove)
         let format = options.outputOption ?? .raw
-        let writer = try OutputPrinter(format: format, properties: options.properties, prefix: prefix, live: follow)
+        let writer = OutputPrinter(format: format, properties: options.properties, prefix: prefix, live: follow)
         var failed = false
         var readError: String?
         let request = Request(follow ? .receiveWait(parameters) : .receive(parameters))
@@ -69,7 +69,7 @@ struct ReceiveCommand: ParsableCommand {
                         readError = (error as? JobError)?.message ?? "\(error)"
                     }
                 }
-            case .chunk(let chunk):
+            case .output(let chunk):
                 writer.write(chunk)
             case .failure(let failure):
                 failed = true
@@ -101,7 +101,7 @@ final class OutputPrinter {
     private var pending: [String: (chunk: OutputChunk, bytes: [UInt8])] = [:]
     private var order: [String] = []
 
-    init(format: OutputFormatOption, properties: [String]?, prefix: Bool, live: Bool) throws {
+    init(format: OutputFormatOption, properties: [String]?, prefix: Bool, live: Bool) {
         self.format = format
         self.properties = properties
         self.prefix = prefix

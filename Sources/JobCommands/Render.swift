@@ -4,6 +4,7 @@ import FoundationEssentials
 import Glibc
 #endif
 import JobModel
+import JobProtocol
 
 /// Shows jobs as a table (the seed document's columns), a list (Format-List's
 /// `Property : value`), or JSON (the contract's keys).

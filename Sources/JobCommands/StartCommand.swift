@@ -34,31 +34,60 @@ struct StartCommand: ParsableCommand {
     @Argument(parsing: .postTerminator, help: ArgumentHelp("The program and its arguments, after --.", valueName: "PROGRAM"))
     var program: [String] = []
 
+    var input: StartInput {
+        StartInput(name: name, cwd: cwd, env: env, command: CommandInput(line: line, program: program))
+    }
+
     func validate() throws {
         try options.validateJobFormat()
-        if (line == nil) == program.isEmpty {
-            throw ValidationError("give either -c 'LINE' or -- PROGRAM [ARG…], not both and not neither")
-        }
-        for pair in env where !pair.contains("=") || pair.hasPrefix("=") {
-            throw ValidationError("--env takes KEY=VALUE, not '\(pair)'")
-        }
+        try validating { () throws(UsageError) in try input.validate() }
     }
 
     func run() throws {
-        let parameters = try startParameters(line: line, program: program, name: name, cwd: cwd, env: env)
+        let status = try input.run(options.common)
+        if status != ExitStatus.ok { throw Exit(status: status) }
+    }
+}
+
+/// What `job start` takes, from ArgumentParser or the fast path alike.
+struct StartInput: Equatable {
+    var name: String?
+    var cwd: String?
+    var env: [String] = []
+    var command = CommandInput()
+
+    func validate() throws(UsageError) {
+        try command.validate()
+        for pair in env where !pair.contains("=") || pair.hasPrefix("=") {
+            throw UsageError("--env takes KEY=VALUE, not '\(pair)'")
+        }
+    }
+
+    /// Starts the job and prints it; returns the exit status.
+    func run(_ options: CommonOptions) throws -> Int32 {
+        let parameters = try startParameters(command: command.parameter, name: name, cwd: cwd, env: env)
         var started: [JobInfo] = []
         let (_, status) = try perform(Request(.start(parameters)), with: options) { frame in
-            if case .jobs(let jobs) = frame { started = jobs }
+            if case .job(let job) = frame { started = [job] }
         }
         if !started.isEmpty { try show(started, options) }
-        if status != ExitStatus.ok { throw Exit(status: status) }
+        return status
+    }
+}
+
+/// Runs an input's checks inside ArgumentParser's `validate()`, whose errors show the usage.
+func validating(_ check: () throws(UsageError) -> Void) throws {
+    do throws(UsageError) {
+        try check()
+    } catch {
+        throw ValidationError(error.message)
     }
 }
 
 /// What `start` (and `invoke` on localhost) sends: the command, and the caller's directory and
 /// environment as they are now. A directory that does not exist is an error here, before
 /// anything starts.
-func startParameters(line: String?, program: [String], name: String?, cwd: String?, env: [String]) throws -> StartParameters {
+func startParameters(command: CommandParameter, name: String?, cwd: String?, env: [String]) throws -> StartParameters {
     let current = currentDirectory()
     var directory = current
     if let cwd {
@@ -75,8 +104,7 @@ func startParameters(line: String?, program: [String], name: String?, cwd: Strin
         let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
         environment[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
     }
-    return StartParameters(
-        shell: line, argv: line == nil ? program : nil, name: name, workingDirectory: directory, environment: environment)
+    return StartParameters(command: command, name: name, workingDirectory: directory, environment: environment)
 }
 
 /// The current directory, as getcwd(3) says (FileManager's costs a start-up).

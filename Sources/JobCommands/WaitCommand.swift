@@ -41,7 +41,7 @@ struct WaitCommand: ParsableCommand {
     func run() throws {
         // Progress only for a person watching: stderr is a terminal.
         let live = isatty(2) == 1
-        let parameters = WaitParameters(selectors: selectors(jobs), any: any, timeout: timeout, force: force, progress: live)
+        let parameters = WaitParameters(selectors: selectors(jobs), any: any, timeoutSeconds: timeout, force: force, progress: live)
         var done: [JobInfo] = []
         let progress = ProgressLine(ticking: live)
         let (outcome, status) = try perform(Request(.wait(parameters)), with: options) { frame in

@@ -13,7 +13,7 @@ import ServiceLifecycle
 /// `shutdown` request) shuts it down gracefully, and running jobs keep running for the next
 /// daemon.
 public enum Daemon {
-    public static let version = "0.1.0"
+    public static let version = Release.version
 
     /// Opens the home (refusing one another daemon holds), binds the socket, and serves until
     /// shut down.

@@ -54,13 +54,13 @@ struct Handlers: Sendable {
     }
 
     private func start(_ p: StartParameters, send: Send) async throws -> Outcome {
-        try await send(.jobs([try await engine.start(try spec(p), name: p.name)]))
+        try await send(.job(try await engine.start(try spec(p), name: p.name)))
         return .ok
     }
 
     private func invoke(_ p: InvokeParameters, send: Send) async throws -> Outcome {
         let options = InvokeOptions(throttle: p.throttle, sshConfigFile: p.sshConfig)
-        try await send(.jobs([try await engine.invoke(try spec(p.command), on: p.computers, name: p.command.name, options: options)]))
+        try await send(.job(try await engine.invoke(try spec(p.start), on: p.computers, name: p.start.name, options: options)))
         return .ok
     }
 
@@ -70,14 +70,11 @@ struct Handlers: Sendable {
         else {
             throw JobError(.invalidArgument, "no such directory: \(p.workingDirectory)")
         }
-        let command: ProcessSpec.Command
-        if let line = p.shell {
-            command = .shell(line)
-        } else if let argv = p.argv, !argv.isEmpty {
-            command = .argv(argv)
-        } else {
-            throw JobError(.invalidArgument, "nothing to run: give -c 'LINE' or -- PROGRAM [ARG…]")
-        }
+        let command: ProcessSpec.Command =
+            switch p.command {
+            case .shell(let line): .shell(line)
+            case .argv(let argv): .argv(argv)
+            }
         return ProcessSpec(command, workingDirectory: p.workingDirectory, environment: p.environment)
     }
 
@@ -114,7 +111,7 @@ struct Handlers: Sendable {
         for try await event in engine.receiveStream(selectors, recurse: p.recurse, locations: p.locations, autoRemove: p.autoRemove) {
             switch event {
             case .output(let chunk):
-                try await send(.chunk(chunk))
+                try await send(.output(chunk))
             case .failed(let failure):
                 try await send(.failure(failure))
             case .finished(let jobs):
@@ -131,7 +128,7 @@ struct Handlers: Sendable {
             (selectors, notFound) = await resolve(p.selectors)
             guard !selectors.isEmpty else { return Outcome(notFound: notFound) }
         }
-        let timeout = p.timeout.map { Duration.milliseconds(Int64(($0 * 1000).rounded())) }
+        let timeout = p.timeoutSeconds.map { Duration.milliseconds(Int64(($0 * 1000).rounded())) }
         let waited: [JobInfo]?
         if p.progress {
             let chosen = selectors
@@ -178,7 +175,7 @@ struct Handlers: Sendable {
     private func stop(_ p: StopParameters, send: Send) async throws -> Outcome {
         let (selectors, notFound) = await resolve(p.selectors)
         guard !selectors.isEmpty else { return Outcome(notFound: notFound) }
-        let grace = Duration.milliseconds(Int64((max(0, p.grace) * 1000).rounded()))
+        let grace = Duration.milliseconds(Int64((p.graceSeconds * 1000).rounded()))
         try await send(.jobs(try await engine.stop(selectors, grace: grace)))
         return Outcome(notFound: notFound)
     }
@@ -203,17 +200,5 @@ struct Handlers: Sendable {
             }
         }
         return Outcome(notFound: notFound, error: refused)
-    }
-}
-
-extension Verb {
-    /// Whether the answer streams (output as it arrives, progress as jobs end) rather than
-    /// coming all at once at the end.
-    var streams: Bool {
-        switch self {
-        case .receiveWait: true
-        case .wait(let parameters): parameters.progress
-        default: false
-        }
     }
 }

@@ -172,11 +172,6 @@ struct SocketServer: Service {
             try await send(.done(.failed(error)))
             return
         }
-        guard request.version == ProtocolVersion.current else {
-            try await send(
-                .done(.failed(JobError(.invalidArgument, "protocol version \(request.version) is not \(ProtocolVersion.current): use a job and a jobd of the same release"))))
-            return
-        }
         guard !request.verb.streams else {
             await handlers.handle(request.verb, send: send)
             return
@@ -207,11 +202,7 @@ struct SocketServer: Service {
                 }
                 guard buffer.readableBytes >= 4 + Int(length) else { continue }
                 let body = buffer.getBytes(at: buffer.readerIndex + 4, length: Int(length)) ?? []
-                do {
-                    return .success(try Framing.decode(Request.self, from: body))
-                } catch {
-                    return .failure(JobError(.invalidArgument, "malformed request: \(Self.oneLine(error))"))
-                }
+                return Result { () throws(JobError) in try Wire.decodeRequest(body) }
             }
         } catch {
             return .failure(JobError(.invalidArgument, "the request could not be read: \(error)"))

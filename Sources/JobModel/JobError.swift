@@ -2,23 +2,35 @@
 ///
 /// A job that exits non-zero is not an error: that is its result (`Failed`, with a reason).
 public struct JobError: Error, Sendable, Equatable, CustomStringConvertible {
-    public enum Code: String, Sendable, Codable {
+    /// What kind of error it is. An open set, as NIO's error codes are: a newer daemon may
+    /// send a code this side has no name for, and it is kept as it came, not refused.
+    public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        public var rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public init(_ rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
         /// A selector matched no job.
-        case notFound
+        public static let notFound = Code("notFound")
         /// The operation is not allowed on this job as it is (unfinished, or a child).
-        case refused
-        /// An argument was wrong: bad selector, pattern, directory, option combination.
-        case invalidArgument
+        public static let refused = Code("refused")
+        /// An argument was wrong: bad selector, pattern, directory, option combination; a
+        /// request that could not be read.
+        public static let invalidArgument = Code("invalidArgument")
+        /// A request named a verb this daemon does not know (it is older than the client).
+        public static let unknownVerb = Code("unknownVerb")
+        /// A request of a protocol version this daemon does not speak.
+        public static let unsupportedVersion = Code("unsupportedVersion")
         /// Another engine holds this home.
-        case homeInUse
+        public static let homeInUse = Code("homeInUse")
         /// The database or the output files could not be read or written.
-        case storage
+        public static let storage = Code("storage")
         /// The supervisor program could not be found or started.
-        case supervisor
+        public static let supervisor = Code("supervisor")
         /// The engine is shutting down or not running.
-        case unavailable
+        public static let unavailable = Code("unavailable")
         /// A computer could not be reached (ssh could not connect or authenticate).
-        case unreachable
+        public static let unreachable = Code("unreachable")
     }
 
     public var code: Code

@@ -2,9 +2,9 @@ import FoundationEssentials
 
 /// Everything a user can see of one job: the job object of `job get`.
 ///
-/// The coding keys are the JSON keys of the command-line contract (`id`, `name`,
-/// `instanceId`, …, `reason`) and are fixed.
-public struct JobInfo: Codable, Sendable, Equatable, Identifiable {
+/// On the wire (`JobProtocol.Wire`) and in `job get -o json` its keys are the contract's
+/// (`id`, `name`, `instanceId`, …, `reason`), and fixed.
+public struct JobInfo: Sendable, Equatable, Identifiable {
     /// A positive integer from a per-home counter that is never reused.
     public var id: Int
     /// Unique across all homes and time.
@@ -55,46 +55,4 @@ public struct JobInfo: Codable, Sendable, Equatable, Identifiable {
     public var isTopLevel: Bool { parentId == nil }
     /// A job with children runs nothing itself and has no output of its own.
     public var isParent: Bool { !childJobs.isEmpty }
-
-    private enum CodingKeys: String, CodingKey {
-        case id, name, instanceId, type, state, hasMoreData, location, command, childJobs, parentId
-        case beginTime, endTime, exitCode, reason
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        id = try c.decode(Int.self, forKey: .id)
-        instanceId = try c.decode(UUID.self, forKey: .instanceId)
-        name = try c.decode(String.self, forKey: .name)
-        type = try c.decode(JobType.self, forKey: .type)
-        state = try c.decode(JobState.self, forKey: .state)
-        hasMoreData = try c.decode(Bool.self, forKey: .hasMoreData)
-        location = try c.decode(String.self, forKey: .location)
-        command = try c.decode(String.self, forKey: .command)
-        childJobs = try c.decode([Int].self, forKey: .childJobs)
-        parentId = try c.decodeIfPresent(Int.self, forKey: .parentId)
-        beginTime = try c.decodeIfPresent(Date.self, forKey: .beginTime)
-        endTime = try c.decodeIfPresent(Date.self, forKey: .endTime)
-        exitCode = try c.decodeIfPresent(Int.self, forKey: .exitCode)
-        reason = try c.decodeIfPresent(String.self, forKey: .reason)
-    }
-
-    // Absent values are written as `null`, not left out: scripts read every key.
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(id, forKey: .id)
-        try c.encode(name, forKey: .name)
-        try c.encode(instanceId, forKey: .instanceId)
-        try c.encode(type, forKey: .type)
-        try c.encode(state, forKey: .state)
-        try c.encode(hasMoreData, forKey: .hasMoreData)
-        try c.encode(location, forKey: .location)
-        try c.encode(command, forKey: .command)
-        try c.encode(childJobs, forKey: .childJobs)
-        try c.encode(parentId, forKey: .parentId)
-        try c.encode(beginTime, forKey: .beginTime)
-        try c.encode(endTime, forKey: .endTime)
-        try c.encode(exitCode, forKey: .exitCode)
-        try c.encode(reason, forKey: .reason)
-    }
 }

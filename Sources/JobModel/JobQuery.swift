@@ -2,7 +2,7 @@ import FoundationEssentials
 
 /// The filters of `job get`, applied in PowerShell's order: selection, children, has-more-data,
 /// end-time bounds, newest, then a final sort by id.
-public struct JobQuery: Sendable, Codable, Equatable {
+public struct JobQuery: Sendable, Equatable {
     /// Jobs to start from; empty means every top-level job.
     public var selectors: [JobSelector]
     /// Only jobs in this state (applies to the starting list).

@@ -1,7 +1,7 @@
 import FoundationEssentials
 
 /// One word naming jobs: an Id, an InstanceId or a Name pattern.
-public enum JobSelector: Sendable, Hashable, Codable, CustomStringConvertible {
+public enum JobSelector: Sendable, Hashable, CustomStringConvertible {
     case id(Int)
     case instanceId(UUID)
     case name(String)

@@ -1,5 +1,5 @@
 /// Where a job is in its life. The raw values are the names users see and type.
-public enum JobState: String, Codable, Sendable, CaseIterable {
+public enum JobState: String, Sendable, CaseIterable {
     case notStarted = "NotStarted"
     case running = "Running"
     case stopping = "Stopping"
@@ -29,7 +29,7 @@ public enum JobState: String, Codable, Sendable, CaseIterable {
 }
 
 /// What made a job: the names PowerShell users know from `PSJobTypeName`.
-public enum JobType: String, Codable, Sendable, CaseIterable {
+public enum JobType: String, Sendable, CaseIterable {
     /// `job start`: a parent and one local child.
     case backgroundJob = "BackgroundJob"
     /// `job invoke --as-job`: a parent and one child per computer.
@@ -39,7 +39,7 @@ public enum JobType: String, Codable, Sendable, CaseIterable {
 }
 
 /// Which of a job's two streams a piece of output came from.
-public enum OutputStreamKind: UInt8, Codable, Sendable {
+public enum OutputStreamKind: UInt8, Sendable {
     /// The job's standard output.
     case output = 1
     /// The job's standard error.

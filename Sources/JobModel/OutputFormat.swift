@@ -71,7 +71,7 @@ public struct OutputRecord: Sendable, Equatable {
 
 /// A range of one job's output records: what a receive hands out. It names files, not bytes,
 /// so that handing out 10 GB costs nothing until someone reads it.
-public struct OutputSlice: Sendable, Codable, Equatable {
+public struct OutputSlice: Sendable, Equatable {
     public var jobId: Int
     public var jobName: String
     /// The job's computer, for `--prefix` and `ComputerName`.
@@ -96,7 +96,7 @@ public struct OutputSlice: Sendable, Codable, Equatable {
 }
 
 /// A failed job met by a receive: its Reason goes to the error stream, every time.
-public struct JobFailure: Sendable, Equatable, Codable {
+public struct JobFailure: Sendable, Equatable {
     public var jobId: Int
     public var jobName: String
     public var location: String
@@ -110,8 +110,8 @@ public struct JobFailure: Sendable, Equatable, Codable {
     }
 }
 
-/// Bytes of one stream of one job, with when they were read. In JSON the bytes are base64.
-public struct OutputChunk: Sendable, Equatable, Codable {
+/// Bytes of one stream of one job, with when they were read.
+public struct OutputChunk: Sendable, Equatable {
     public var jobId: Int
     public var jobName: String
     public var location: String
@@ -126,28 +126,6 @@ public struct OutputChunk: Sendable, Equatable, Codable {
         self.stream = stream
         self.time = time
         self.data = data
-    }
-
-    private enum CodingKeys: String, CodingKey { case jobId, jobName, location, stream, time, data }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        jobId = try c.decode(Int.self, forKey: .jobId)
-        jobName = try c.decode(String.self, forKey: .jobName)
-        location = try c.decode(String.self, forKey: .location)
-        stream = try c.decode(OutputStreamKind.self, forKey: .stream)
-        time = try c.decode(Date.self, forKey: .time)
-        data = Array(try c.decode(Data.self, forKey: .data))
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(jobId, forKey: .jobId)
-        try c.encode(jobName, forKey: .jobName)
-        try c.encode(location, forKey: .location)
-        try c.encode(stream, forKey: .stream)
-        try c.encode(time, forKey: .time)
-        try c.encode(Data(data), forKey: .data)
     }
 }
 

@@ -1,15 +1,21 @@
 import FoundationEssentials
 import JobModel
 
-/// The version of the request/response protocol between `job` and `jobd`. A daemon answers a
-/// request of another major version with `versionMismatch` and nothing else; changes within a
-/// version are additive only (new optional fields, new verbs).
+/// The version of the request/response protocol between `job` and `jobd` (`v` in every
+/// request). A daemon answers a request of another version with `unsupportedVersion` and
+/// nothing else; changes within a version are additive only (new optional fields, new verbs,
+/// new frame types, new error codes), so a client and a daemon of one version always agree.
 public enum ProtocolVersion {
     public static let current = 1
 }
 
+/// The release of `job` and `jobd`, which `job --version` and `job daemon status` print.
+public enum Release {
+    public static let version = "0.2.0"
+}
+
 /// One request from a client. Each connection carries one request and its answers.
-public struct Request: Codable, Sendable, Equatable {
+public struct Request: Sendable, Equatable {
     public var version: Int
     public var verb: Verb
 
@@ -19,7 +25,8 @@ public struct Request: Codable, Sendable, Equatable {
     }
 }
 
-public enum Verb: Codable, Sendable, Equatable {
+/// What a request asks for, with its parameters. On the wire: `"verb"`, and `"params"`.
+public enum Verb: Sendable, Equatable, CaseIterable {
     /// `job start`.
     case start(StartParameters)
     /// `job invoke`: one child per computer.
@@ -40,41 +47,84 @@ public enum Verb: Codable, Sendable, Equatable {
     case status
     /// `job daemon stop`: the daemon exits; jobs keep running.
     case shutdown
+
+    /// One request of each verb, with its parameters' defaults: what the golden frames and
+    /// the documentation go through.
+    public static let allCases: [Verb] = [
+        .start(StartParameters(command: .shell("true"), workingDirectory: "/", environment: [:])),
+        .invoke(InvokeParameters(computers: ["localhost"], start: StartParameters(command: .shell("true"), workingDirectory: "/", environment: [:]))),
+        .get(JobQuery()), .receive(ReceiveParameters(selectors: [])), .receiveWait(ReceiveParameters(selectors: [])),
+        .wait(WaitParameters(selectors: [])), .stop(StopParameters(selectors: [])), .remove(RemoveParameters()),
+        .status, .shutdown,
+    ]
+
+    /// The verb's name on the wire.
+    public var name: String {
+        switch self {
+        case .start: "start"
+        case .invoke: "invoke"
+        case .get: "get"
+        case .receive: "receive"
+        case .receiveWait: "receiveWait"
+        case .wait: "wait"
+        case .stop: "stop"
+        case .remove: "remove"
+        case .status: "status"
+        case .shutdown: "shutdown"
+        }
+    }
+
+    /// Whether the answer streams (output as it arrives, progress as jobs end) rather than
+    /// coming all at once at the end.
+    public var streams: Bool {
+        switch self {
+        case .receiveWait: true
+        case .wait(let parameters): parameters.progress
+        default: false
+        }
+    }
 }
 
-public struct StartParameters: Codable, Sendable, Equatable {
-    /// `/bin/sh -c` this line, or nil to run `argv`.
-    public var shell: String?
-    public var argv: [String]?
+/// What a job runs: a line for `/bin/sh -c`, or a program and its arguments.
+public enum CommandParameter: Sendable, Equatable {
+    case shell(String)
+    case argv([String])
+}
+
+public struct StartParameters: Sendable, Equatable {
+    public var command: CommandParameter
     public var name: String?
     public var workingDirectory: String
     public var environment: [String: String]
 
-    public init(shell: String?, argv: [String]?, name: String?, workingDirectory: String, environment: [String: String]) {
-        self.shell = shell
-        self.argv = argv
+    public init(command: CommandParameter, name: String? = nil, workingDirectory: String, environment: [String: String]) {
+        self.command = command
         self.name = name
         self.workingDirectory = workingDirectory
         self.environment = environment
     }
 }
 
-public struct InvokeParameters: Codable, Sendable, Equatable {
+public struct InvokeParameters: Sendable, Equatable {
+    /// The default of `--throttle`: how many computers are worked on at once.
+    public static let defaultThrottle = 32
+
     public var computers: [String]
-    public var command: StartParameters
+    /// The command, its name, working directory and environment, as `start` takes them.
+    public var start: StartParameters
     public var throttle: Int
     /// `ssh -F FILE` for the remote computers (absolute); the user's own configuration when nil.
     public var sshConfig: String?
 
-    public init(computers: [String], command: StartParameters, throttle: Int = 32, sshConfig: String? = nil) {
+    public init(computers: [String], start: StartParameters, throttle: Int = defaultThrottle, sshConfig: String? = nil) {
         self.computers = computers
-        self.command = command
+        self.start = start
         self.throttle = throttle
         self.sshConfig = sshConfig
     }
 }
 
-public struct ReceiveParameters: Codable, Sendable, Equatable {
+public struct ReceiveParameters: Sendable, Equatable {
     public var selectors: [JobSelector]
     public var keep: Bool
     public var recurse: Bool
@@ -90,35 +140,38 @@ public struct ReceiveParameters: Codable, Sendable, Equatable {
     }
 }
 
-public struct WaitParameters: Codable, Sendable, Equatable {
+public struct WaitParameters: Sendable, Equatable {
     public var selectors: [JobSelector]
     public var any: Bool
-    /// Seconds; nil waits for ever.
-    public var timeout: Double?
+    /// Nil waits for ever.
+    public var timeoutSeconds: Double?
     public var force: Bool
     /// Send `progress` frames as jobs finish.
     public var progress: Bool
 
-    public init(selectors: [JobSelector], any: Bool = false, timeout: Double? = nil, force: Bool = false, progress: Bool = false) {
+    public init(selectors: [JobSelector], any: Bool = false, timeoutSeconds: Double? = nil, force: Bool = false, progress: Bool = false) {
         self.selectors = selectors
         self.any = any
-        self.timeout = timeout
+        self.timeoutSeconds = timeoutSeconds
         self.force = force
         self.progress = progress
     }
 }
 
-public struct StopParameters: Codable, Sendable, Equatable {
-    public var selectors: [JobSelector]
-    public var grace: Double
+public struct StopParameters: Sendable, Equatable {
+    /// The default of `--grace`.
+    public static let defaultGraceSeconds: Double = 5
 
-    public init(selectors: [JobSelector], grace: Double = 5) {
+    public var selectors: [JobSelector]
+    public var graceSeconds: Double
+
+    public init(selectors: [JobSelector], graceSeconds: Double = defaultGraceSeconds) {
         self.selectors = selectors
-        self.grace = grace
+        self.graceSeconds = graceSeconds
     }
 }
 
-public struct RemoveParameters: Codable, Sendable, Equatable {
+public struct RemoveParameters: Sendable, Equatable {
     public var selectors: [JobSelector]
     public var force: Bool
     public var state: JobState?
@@ -133,7 +186,7 @@ public struct RemoveParameters: Codable, Sendable, Equatable {
 }
 
 /// What a daemon says of itself: `job daemon status`.
-public struct DaemonStatus: Codable, Sendable, Equatable {
+public struct DaemonStatus: Sendable, Equatable {
     public var pid: Int
     public var home: String
     public var socket: String
@@ -152,20 +205,41 @@ public struct DaemonStatus: Codable, Sendable, Equatable {
 }
 
 /// One frame of an answer. An answer is zero or more data frames, then exactly one `done`.
-public enum Response: Codable, Sendable, Equatable {
+/// On the wire each is an object whose `"type"` says which.
+public enum Response: Sendable, Equatable {
+    /// The job `start` or `invoke` made.
+    case job(JobInfo)
     case jobs([JobInfo])
     /// Output to read from the files named (non-streaming receive).
     case slices([OutputSlice])
-    case chunk(OutputChunk)
+    /// Output as it arrives (`receiveWait`).
+    case output(OutputChunk)
     case failure(JobFailure)
     case progress(finished: Int, total: Int)
     case status(DaemonStatus)
     /// The end of the answer: the words that matched no job (the rest was acted on), whether a
     /// wait timed out, or the error that stopped the request.
     case done(Outcome)
+    /// A frame of a type this side does not know (a newer daemon's): skipped.
+    case unknown(type: String)
+
+    /// The frame's `type` on the wire.
+    public var type: String {
+        switch self {
+        case .job: "job"
+        case .jobs: "jobs"
+        case .slices: "slices"
+        case .output: "output"
+        case .failure: "failure"
+        case .progress: "progress"
+        case .status: "status"
+        case .done: "done"
+        case .unknown(let type): type
+        }
+    }
 }
 
-public struct Outcome: Codable, Sendable, Equatable {
+public struct Outcome: Sendable, Equatable {
     public var notFound: [JobError]
     public var timedOut: Bool
     public var error: JobError?
@@ -178,19 +252,4 @@ public struct Outcome: Codable, Sendable, Equatable {
 
     public static let ok = Outcome()
     public static func failed(_ error: JobError) -> Outcome { Outcome(error: error) }
-}
-
-extension JobError: Codable {
-    private enum CodingKeys: String, CodingKey { case code, message }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        self.init(try c.decode(Code.self, forKey: .code), try c.decode(String.self, forKey: .message))
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(code, forKey: .code)
-        try c.encode(message, forKey: .message)
-    }
 }

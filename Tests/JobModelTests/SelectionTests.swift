@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import JobModel
+import JobProtocol
 
 @Suite("Selecting jobs") struct SelectionTests {
     let uuid = UUID()
@@ -104,7 +105,7 @@ import JobModel
 
     @Test func jobInfoEncodesEveryKeyWithNulls() throws {
         let info = JobInfo(id: 1, name: "Job1", type: .backgroundJob, state: .running, hasMoreData: true, location: "localhost", command: "true", childJobs: [2])
-        let json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(info)) as? [String: Any]
+        let json = try JSONSerialization.jsonObject(with: Data(Wire.json(info).bytes())) as? [String: Any]
         let keys = Set(json?.keys.map { $0 } ?? [])
         #expect(keys == ["id", "name", "instanceId", "type", "state", "hasMoreData", "location", "command", "childJobs", "parentId", "beginTime", "endTime", "exitCode", "reason"])
         #expect(json?["parentId"] is NSNull)

@@ -1,10 +1,15 @@
-/// A small JSON reader for the daemon's answers on the fast path (see `FastPath`), which
-/// must not wake the Codable machinery: its first use costs milliseconds at start-up.
-struct JSONParser {
+/// The one JSON reader of the project: the wire's frames (see `Wire`) and the JSON objects
+/// jobs print (`receive -o json`), keys kept in the order they came.
+public struct JSONParser {
     private let bytes: [UInt8]
     private var index = 0
+    /// How deep arrays and objects nest here: a request of 16 MiB of `[` must not take the
+    /// daemon's stack.
+    private var depth = 0
+    static let maximumDepth = 64
 
-    static func parse(_ bytes: [UInt8]) -> JSON? {
+    /// The value `bytes` hold, whole; nil if they are not one JSON value.
+    public static func parse(_ bytes: [UInt8]) -> JSON? {
         var parser = JSONParser(bytes: bytes)
         let value = parser.value()
         parser.skipSpace()
@@ -96,6 +101,9 @@ struct JSONParser {
 
     private mutating func array() -> JSON? {
         index += 1
+        depth += 1
+        defer { depth -= 1 }
+        guard depth <= Self.maximumDepth else { return nil }
         var items: [JSON] = []
         skipSpace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
@@ -115,6 +123,9 @@ struct JSONParser {
 
     private mutating func object() -> JSON? {
         index += 1
+        depth += 1
+        defer { depth -= 1 }
+        guard depth <= Self.maximumDepth else { return nil }
         var fields: [(String, JSON)] = []
         skipSpace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
@@ -136,23 +147,4 @@ struct JSONParser {
             return nil
         }
     }
-}
-
-extension JSON {
-    subscript(key: String) -> JSON? {
-        if case .object(let fields) = self { return fields.first { $0.0 == key }?.1 }
-        return nil
-    }
-
-    var int: Int? { if case .int(let i) = self { return i }; return nil }
-    var double: Double? {
-        switch self {
-        case .int(let i): Double(i)
-        case .double(let d): d
-        default: nil
-        }
-    }
-    var string: String? { if case .string(let s) = self { return s }; return nil }
-    var bool: Bool? { if case .bool(let b) = self { return b }; return nil }
-    var items: [JSON] { if case .array(let a) = self { return a }; return [] }
 }

@@ -1,0 +1,404 @@
+import FoundationEssentials
+import JobModel
+
+/// The wire format, written once: every request and answer frame to and from JSON, for the
+/// CLI (all of its commands), the daemon and any other client. `Documentation/Protocol.md`
+/// describes it; the golden frames under `Tests/JobProtocolTests/Golden/` pin it.
+///
+/// A request is `{"v":1,"verb":"start","params":{…}}`; `v` and `verb` are read first, so that
+/// a request of another version is told `unsupportedVersion` and an unknown verb
+/// `unknownVerb`, whatever its parameters. An answer frame is an object with a `type`.
+/// Absent optional fields take their defaults and unknown fields are ignored: a field added
+/// later does not break an older reader.
+public enum Wire {
+    // MARK: Requests
+
+    public static func encode(_ request: Request) -> [UInt8] { json(request).bytes() }
+
+    public static func json(_ request: Request) -> JSON {
+        .object([("v", .int(request.version)), ("verb", .string(request.verb.name)), ("params", .object(params(request.verb)))])
+    }
+
+    /// Reads a request, checking its version and verb before anything else.
+    public static func decodeRequest(_ body: [UInt8]) throws(JobError) -> Request {
+        guard let json = JSONParser.parse(body), let fields = json.fields else {
+            throw JobError(.invalidArgument, "malformed request: not a JSON object")
+        }
+        let request = Fields(fields, path: "request")
+        let version = try request.int("v")
+        guard version == ProtocolVersion.current else {
+            throw JobError(
+                .unsupportedVersion,
+                "protocol version \(version) is not \(ProtocolVersion.current): use a job and a jobd of the same release")
+        }
+        let name = try request.string("verb")
+        let params = try request.object("params", orEmpty: true)
+        return Request(try verb(name, params), version: version)
+    }
+
+    private static func params(_ verb: Verb) -> [(String, JSON)] {
+        switch verb {
+        case .start(let p): start(p)
+        case .invoke(let p):
+            [("computers", .array(p.computers.map(JSON.string)))] + start(p.start)
+                + [("throttle", .int(p.throttle)), ("sshConfig", optional(p.sshConfig, JSON.string))]
+        case .get(let q):
+            [
+                ("selectors", selectors(q.selectors)), ("state", optional(q.state) { .string($0.rawValue) }),
+                ("includeChildren", .bool(q.includeChildren)), ("childState", optional(q.childState) { .string($0.rawValue) }),
+                ("hasMoreData", optional(q.hasMoreData, JSON.bool)), ("before", time(q.before)), ("after", time(q.after)),
+                ("newest", optional(q.newest, JSON.int)),
+            ]
+        case .receive(let p), .receiveWait(let p):
+            [
+                ("selectors", selectors(p.selectors)), ("keep", .bool(p.keep)), ("recurse", .bool(p.recurse)),
+                ("locations", optional(p.locations) { .array($0.map(JSON.string)) }), ("autoRemove", .bool(p.autoRemove)),
+            ]
+        case .wait(let p):
+            [
+                ("selectors", selectors(p.selectors)), ("any", .bool(p.any)),
+                ("timeoutSeconds", optional(p.timeoutSeconds, JSON.double)), ("force", .bool(p.force)),
+                ("progress", .bool(p.progress)),
+            ]
+        case .stop(let p): [("selectors", selectors(p.selectors)), ("graceSeconds", .double(p.graceSeconds))]
+        case .remove(let p):
+            [
+                ("selectors", selectors(p.selectors)), ("force", .bool(p.force)),
+                ("state", optional(p.state) { .string($0.rawValue) }), ("command", optional(p.command, JSON.string)),
+            ]
+        case .status, .shutdown: []
+        }
+    }
+
+    private static func verb(_ name: String, _ p: Fields) throws(JobError) -> Verb {
+        switch name {
+        case "start": return .start(try start(p))
+        case "invoke":
+            return .invoke(
+                InvokeParameters(
+                    computers: try p.strings("computers"), start: try start(p),
+                    throttle: try p.optionalInt("throttle") ?? InvokeParameters.defaultThrottle,
+                    sshConfig: try p.optionalString("sshConfig")))
+        case "get":
+            return .get(
+                JobQuery(
+                    selectors: try selectors(p), state: try p.optionalState("state"),
+                    includeChildren: try p.bool("includeChildren", default: false), childState: try p.optionalState("childState"),
+                    hasMoreData: try p.optionalBool("hasMoreData"), before: try p.optionalTime("before"),
+                    after: try p.optionalTime("after"), newest: try p.optionalInt("newest")))
+        case "receive", "receiveWait":
+            let parameters = ReceiveParameters(
+                selectors: try selectors(p), keep: try p.bool("keep", default: false),
+                recurse: try p.bool("recurse", default: true), locations: try p.optionalStrings("locations"),
+                autoRemove: try p.bool("autoRemove", default: false))
+            return name == "receive" ? .receive(parameters) : .receiveWait(parameters)
+        case "wait":
+            return .wait(
+                WaitParameters(
+                    selectors: try selectors(p), any: try p.bool("any", default: false),
+                    timeoutSeconds: try p.optionalSeconds("timeoutSeconds"), force: try p.bool("force", default: false),
+                    progress: try p.bool("progress", default: false)))
+        case "stop":
+            return .stop(
+                StopParameters(
+                    selectors: try selectors(p),
+                    graceSeconds: try p.optionalSeconds("graceSeconds") ?? StopParameters.defaultGraceSeconds))
+        case "remove":
+            return .remove(
+                RemoveParameters(
+                    selectors: try selectors(p), force: try p.bool("force", default: false),
+                    state: try p.optionalState("state"), command: try p.optionalString("command")))
+        case "status": return .status
+        case "shutdown": return .shutdown
+        default:
+            throw JobError(.unknownVerb, "this daemon does not know '\(name)': use a job and a jobd of the same release")
+        }
+    }
+
+    private static func start(_ p: StartParameters) -> [(String, JSON)] {
+        let command: JSON =
+            switch p.command {
+            case .shell(let line): .object([("shell", .string(line))])
+            case .argv(let argv): .object([("argv", .array(argv.map(JSON.string)))])
+            }
+        return [
+            ("command", command), ("name", optional(p.name, JSON.string)), ("workingDirectory", .string(p.workingDirectory)),
+            ("environment", .object(p.environment.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })),
+        ]
+    }
+
+    private static func start(_ p: Fields) throws(JobError) -> StartParameters {
+        let command = try p.object("command")
+        let parsed: CommandParameter
+        switch (try command.optionalString("shell"), try command.optionalStrings("argv")) {
+        case (let line?, nil): parsed = .shell(line)
+        case (nil, let argv?) where !argv.isEmpty: parsed = .argv(argv)
+        default: throw command.invalid("holds either \"shell\" (a line) or \"argv\" (a program and its arguments)")
+        }
+        var environment: [String: String] = [:]
+        for (key, value) in try p.object("environment", orEmpty: true).fields {
+            guard let text = value.string else { throw p.invalid("environment.\(key) must be a string") }
+            environment[key] = text
+        }
+        return StartParameters(
+            command: parsed, name: try p.optionalString("name"), workingDirectory: try p.string("workingDirectory"),
+            environment: environment)
+    }
+
+    private static func selectors(_ selectors: [JobSelector]) -> JSON {
+        .array(selectors.map { selector in
+            switch selector {
+            case .id(let id): .object([("id", .int(id))])
+            case .instanceId(let uuid): .object([("instanceId", .string(uuid.uuidString.lowercased()))])
+            case .name(let name): .object([("name", .string(name))])
+            }
+        })
+    }
+
+    private static func selectors(_ p: Fields) throws(JobError) -> [JobSelector] {
+        var result: [JobSelector] = []
+        for (index, item) in try p.array("selectors", orEmpty: true).enumerated() {
+            let selector = Fields(item.fields ?? [], path: "\(p.path).selectors[\(index)]")
+            if let id = try selector.optionalInt("id") {
+                result.append(.id(id))
+            } else if let text = try selector.optionalString("instanceId") {
+                guard let uuid = UUID(uuidString: text) else { throw selector.invalid("instanceId is not a UUID") }
+                result.append(.instanceId(uuid))
+            } else if let name = try selector.optionalString("name") {
+                result.append(.name(name))
+            } else {
+                throw selector.invalid("holds one of \"id\", \"instanceId\" or \"name\"")
+            }
+        }
+        return result
+    }
+
+    // MARK: Answers
+
+    public static func encode(_ response: Response) -> [UInt8] { json(response).bytes() }
+
+    public static func json(_ response: Response) -> JSON {
+        let fields: [(String, JSON)] =
+            switch response {
+            case .job(let job): [("job", json(job))]
+            case .jobs(let jobs): [("jobs", .array(jobs.map(json)))]
+            case .slices(let slices):
+                [
+                    ("slices", .array(slices.map { s in
+                        .object([
+                            ("jobId", .int(s.jobId)), ("jobName", .string(s.jobName)), ("location", .string(s.location)),
+                            ("prefix", .string(s.prefix)), ("start", .int(s.start)), ("end", .int(s.end)),
+                        ])
+                    }))
+                ]
+            case .output(let c):
+                [
+                    ("jobId", .int(c.jobId)), ("jobName", .string(c.jobName)), ("location", .string(c.location)),
+                    ("stream", .string(c.stream.name)), ("time", .double(c.time.timeIntervalSince1970)),
+                    ("data", .string(Data(c.data).base64EncodedString())),
+                ]
+            case .failure(let f):
+                [("jobId", .int(f.jobId)), ("jobName", .string(f.jobName)), ("location", .string(f.location)), ("reason", .string(f.reason))]
+            case .progress(let finished, let total): [("finished", .int(finished)), ("total", .int(total))]
+            case .status(let s):
+                [
+                    ("pid", .int(s.pid)), ("home", .string(s.home)), ("socket", .string(s.socket)), ("version", .string(s.version)),
+                    ("uptimeSeconds", .double(s.uptimeSeconds)), ("jobs", .int(s.jobs)),
+                ]
+            case .done(let o):
+                [("notFound", .array(o.notFound.map(json))), ("timedOut", .bool(o.timedOut)), ("error", optional(o.error, json))]
+            case .unknown: []
+            }
+        return .object([("type", .string(response.type))] + fields)
+    }
+
+    /// Reads an answer frame; one of a type this side does not know is `.unknown`, to skip.
+    public static func decodeResponse(_ body: [UInt8]) throws(JobError) -> Response {
+        guard let json = JSONParser.parse(body), let fields = json.fields else {
+            throw JobError(.invalidArgument, "malformed answer: not a JSON object")
+        }
+        let f = Fields(fields, path: "answer")
+        let type = try f.string("type")
+        switch type {
+        case "job": return .job(try jobInfo(try f.object("job")))
+        case "jobs": return .jobs(try f.array("jobs").enumerated().map { (i, item) throws(JobError) in try jobInfo(f.element(item, "jobs[\(i)]")) })
+        case "slices":
+            return .slices(try f.array("slices").enumerated().map { (i, item) throws(JobError) in
+                let s = try f.element(item, "slices[\(i)]")
+                return OutputSlice(
+                    jobId: try s.int("jobId"), jobName: try s.string("jobName"), location: try s.string("location"),
+                    prefix: try s.string("prefix"), start: try s.int("start"), end: try s.int("end"))
+            })
+        case "output":
+            guard let stream = [OutputStreamKind.output, .error].first(where: { $0.name == (try? f.string("stream")) }) else {
+                throw f.invalid("stream is \"output\" or \"error\"")
+            }
+            guard let data = Data(base64Encoded: try f.string("data")) else { throw f.invalid("data is not base64") }
+            return .output(
+                OutputChunk(
+                    jobId: try f.int("jobId"), jobName: try f.string("jobName"), location: try f.string("location"),
+                    stream: stream, time: Date(timeIntervalSince1970: try f.double("time")), data: Array(data)))
+        case "failure":
+            return .failure(
+                JobFailure(
+                    jobId: try f.int("jobId"), jobName: try f.string("jobName"), location: try f.string("location"),
+                    reason: try f.string("reason")))
+        case "progress": return .progress(finished: try f.int("finished"), total: try f.int("total"))
+        case "status":
+            return .status(
+                DaemonStatus(
+                    pid: try f.int("pid"), home: try f.string("home"), socket: try f.string("socket"),
+                    version: try f.string("version"), uptimeSeconds: try f.double("uptimeSeconds"), jobs: try f.int("jobs")))
+        case "done":
+            var notFound: [JobError] = []
+            for (i, item) in try f.array("notFound", orEmpty: true).enumerated() {
+                notFound.append(try error(try f.element(item, "notFound[\(i)]")))
+            }
+            let failure = try f.optionalObject("error").map { (e: Fields) throws(JobError) in try error(e) }
+            return .done(Outcome(notFound: notFound, timedOut: try f.bool("timedOut", default: false), error: failure))
+        default: return .unknown(type: type)
+        }
+    }
+
+    /// A job object on the wire: the contract's keys, in its order; times in seconds since
+    /// 1970 (UTC), null when absent.
+    public static func json(_ job: JobInfo) -> JSON {
+        .object([
+            ("id", .int(job.id)), ("name", .string(job.name)), ("instanceId", .string(job.instanceId.uuidString.lowercased())),
+            ("type", .string(job.type.rawValue)), ("state", .string(job.state.rawValue)), ("hasMoreData", .bool(job.hasMoreData)),
+            ("location", .string(job.location)), ("command", .string(job.command)),
+            ("childJobs", .array(job.childJobs.map(JSON.int))), ("parentId", optional(job.parentId, JSON.int)),
+            ("beginTime", time(job.beginTime)), ("endTime", time(job.endTime)), ("exitCode", optional(job.exitCode, JSON.int)),
+            ("reason", optional(job.reason, JSON.string)),
+        ])
+    }
+
+    private static func jobInfo(_ f: Fields) throws(JobError) -> JobInfo {
+        guard let instanceId = UUID(uuidString: try f.string("instanceId")) else { throw f.invalid("instanceId is not a UUID") }
+        guard let type = JobType(rawValue: try f.string("type")) else { throw f.invalid("type is not a job type") }
+        guard let state = JobState(rawValue: try f.string("state")) else { throw f.invalid("state is not a job state") }
+        var childJobs: [Int] = []
+        for item in try f.array("childJobs", orEmpty: true) {
+            guard let id = item.int else { throw f.invalid("childJobs holds ids") }
+            childJobs.append(id)
+        }
+        return JobInfo(
+            id: try f.int("id"), instanceId: instanceId, name: try f.string("name"), type: type, state: state,
+            hasMoreData: try f.bool("hasMoreData", default: false), location: try f.string("location"),
+            command: try f.string("command"), childJobs: childJobs, parentId: try f.optionalInt("parentId"),
+            beginTime: try f.optionalTime("beginTime"), endTime: try f.optionalTime("endTime"),
+            exitCode: try f.optionalInt("exitCode"), reason: try f.optionalString("reason"))
+    }
+
+    private static func json(_ error: JobError) -> JSON {
+        .object([("code", .string(error.code.rawValue)), ("message", .string(error.message))])
+    }
+
+    private static func error(_ f: Fields) throws(JobError) -> JobError {
+        JobError(JobError.Code(try f.string("code")), try f.string("message"))
+    }
+
+    // MARK: Values
+
+    private static func optional<T>(_ value: T?, _ make: (T) -> JSON) -> JSON { value.map(make) ?? .null }
+    private static func time(_ date: Date?) -> JSON { optional(date) { .double($0.timeIntervalSince1970) } }
+
+    /// The largest number of seconds a duration may be (about 31 years): more is a mistake,
+    /// and would overflow the engine's clock.
+    public static let maximumSeconds: Double = 1e9
+
+    /// An object's fields being read, with where they are for the error message.
+    struct Fields {
+        let fields: [(String, JSON)]
+        let path: String
+
+        init(_ fields: [(String, JSON)], path: String) {
+            self.fields = fields
+            self.path = path
+        }
+
+        /// The value of `key`, nil when absent or null.
+        private func value(_ key: String) -> JSON? {
+            guard let found = fields.first(where: { $0.0 == key })?.1, !found.isNull else { return nil }
+            return found
+        }
+
+        func invalid(_ what: String) -> JobError {
+            JobError(.invalidArgument, "malformed request: \(path): \(what)")
+        }
+
+        private func required<T>(_ key: String, _ kind: String, _ read: (JSON) -> T?) throws(JobError) -> T {
+            guard let found = try optional(key, kind, read) else { throw invalid("\(key) is missing") }
+            return found
+        }
+
+        private func optional<T>(_ key: String, _ kind: String, _ read: (JSON) -> T?) throws(JobError) -> T? {
+            guard let found = value(key) else { return nil }
+            guard let typed = read(found) else { throw invalid("\(key) must be \(kind)") }
+            return typed
+        }
+
+        func string(_ key: String) throws(JobError) -> String { try required(key, "a string", \.string) }
+        func optionalString(_ key: String) throws(JobError) -> String? { try optional(key, "a string", \.string) }
+        func int(_ key: String) throws(JobError) -> Int { try required(key, "an integer", \.int) }
+        func optionalInt(_ key: String) throws(JobError) -> Int? { try optional(key, "an integer", \.int) }
+        func double(_ key: String) throws(JobError) -> Double { try required(key, "a number", \.double) }
+        func bool(_ key: String, default fallback: Bool) throws(JobError) -> Bool {
+            try optional(key, "true or false", \.bool) ?? fallback
+        }
+        func optionalBool(_ key: String) throws(JobError) -> Bool? { try optional(key, "true or false", \.bool) }
+
+        func array(_ key: String, orEmpty: Bool = false) throws(JobError) -> [JSON] {
+            if orEmpty, value(key) == nil { return [] }
+            return try required(key, "an array", \.array)
+        }
+
+        func strings(_ key: String) throws(JobError) -> [String] {
+            guard let found = try optionalStrings(key) else { throw invalid("\(key) is missing") }
+            return found
+        }
+
+        func optionalStrings(_ key: String) throws(JobError) -> [String]? {
+            try optional(key, "an array of strings") { json -> [String]? in
+                guard let items = json.array else { return nil }
+                let strings = items.compactMap(\.string)
+                return strings.count == items.count ? strings : nil
+            }
+        }
+
+        func object(_ key: String, orEmpty: Bool = false) throws(JobError) -> Fields {
+            if orEmpty, value(key) == nil { return Fields([], path: path + "." + key) }
+            return Fields(try required(key, "an object", \.fields), path: path + "." + key)
+        }
+
+        func optionalObject(_ key: String) throws(JobError) -> Fields? {
+            try optional(key, "an object", \.fields).map { Fields($0, path: path + "." + key) }
+        }
+
+        func element(_ item: JSON, _ name: String) throws(JobError) -> Fields {
+            guard let fields = item.fields else { throw invalid("\(name) must be an object") }
+            return Fields(fields, path: path + "." + name)
+        }
+
+        func optionalTime(_ key: String) throws(JobError) -> Date? {
+            try optional(key, "seconds since 1970", \.double).map(Date.init(timeIntervalSince1970:))
+        }
+
+        func optionalState(_ key: String) throws(JobError) -> JobState? {
+            try optional(key, "a job state", \.string).map { (name: String) throws(JobError) -> JobState in
+                guard let state = JobState(rawValue: name) else { throw invalid("\(key) is not a job state: \(name)") }
+                return state
+            }
+        }
+
+        /// A duration in seconds: finite, from 0 to `maximumSeconds`.
+        func optionalSeconds(_ key: String) throws(JobError) -> Double? {
+            guard let seconds = try optional(key, "a number of seconds", \.double) else { return nil }
+            guard seconds.isFinite, seconds >= 0, seconds <= Wire.maximumSeconds else {
+                throw JobError(
+                    .invalidArgument, "\(key) must be from 0 to \(Int(Wire.maximumSeconds)) seconds, not \(JSON.number(seconds))")
+            }
+            return seconds
+        }
+    }
+}
