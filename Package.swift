@@ -74,6 +74,9 @@ let package = Package(
             path: "Benchmarks/JobKitBenchmarks"
         ),
         .testTarget(name: "JobModelTests", dependencies: ["JobModel", "JobProtocol"]),
+        .testTarget(name: "JobProtocolTests", dependencies: ["JobModel", "JobProtocol", "JobTesting"], exclude: ["Golden", "wire_client.py"]),
+        .testTarget(name: "JobClientTests", dependencies: ["JobClient", "JobProtocol", "JobModel", "JobTesting"]),
+        .testTarget(name: "JobDaemonTests", dependencies: ["JobDaemon", "JobClient", "JobProtocol", "JobModel", "JobTesting"]),
         .testTarget(name: "JobCommandsTests", dependencies: ["JobTesting", "JobProtocol", "job", "jobd"]),
         .testTarget(
             name: "JobKitTests",

@@ -223,6 +223,9 @@ public enum Response: Sendable, Equatable {
     /// A frame of a type this side does not know (a newer daemon's): skipped.
     case unknown(type: String)
 
+    /// The frame types of this version.
+    public static let types = ["job", "jobs", "slices", "output", "failure", "progress", "status", "done"]
+
     /// The frame's `type` on the wire.
     public var type: String {
         switch self {

@@ -1,4 +1,5 @@
 import Foundation
+import JobProtocol
 import JobTesting
 import Testing
 
@@ -13,6 +14,17 @@ import Testing
             #expect(removed.status == 0, "\(removed.stderr)")
             #expect(removed.stdout.isEmpty, "prints nothing on success")
             #expect(try await cli.json("get").map { $0["command"] as? String } == ["true"])
+        }
+    }
+
+    @Test func versionPrintsTheRelease() async throws {
+        try await withCLI { cli in
+            let version = try await cli.run("--version")
+            #expect(version.status == 0)
+            #expect(version.stdout == Release.version + "\n")
+            try await cli.run("get")
+            let status = try await cli.run("daemon", "status", "-o", "json")
+            #expect(status.stdout.contains("\"version\": \"\(Release.version)\""), "the daemon's is the same: \(status.stdout)")
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import JobProtocol
 import JobTesting
 import Testing
 
@@ -186,22 +187,13 @@ import Testing
         }
     }
 
-    /// Python that speaks to the daemon's socket (argv[1]) byte by byte: `ask` sends bytes,
-    /// closes its side unless told not to, and returns the first answer frame, decoded.
+    /// Python that speaks to the daemon's socket (argv[1]) with the tests' wire client
+    /// (`Tests/JobProtocolTests/wire_client.py`, the one the golden frames check).
     static let rawClient = """
-        import socket, struct, sys, json, time
-        def ask(payload, close_write=True):
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.connect(sys.argv[1])
-            s.settimeout(30)
-            s.sendall(payload)
-            if close_write: s.shutdown(socket.SHUT_WR)
-            data = b''
-            while True:
-                chunk = s.recv(65536)
-                if not chunk: break
-                data += chunk
-            n = struct.unpack('>I', data[:4])[0]
-            return json.loads(data[4:4+n])
+        import sys, json, struct, time
+        sys.path.insert(0, '\(URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().path)/JobProtocolTests')
+        from wire_client import ask, frame, request
+        def done(frames): return frames[-1][1]
 
         """
 
@@ -210,14 +202,22 @@ import Testing
             try await cli.run("start", "-c", "true")
             let socket = cli.home.path + "/jobd.sock"
             let script = Self.rawClient + """
-                print(json.dumps(ask(struct.pack('>I', 5) + b'{oops')))
-                print(json.dumps(ask(struct.pack('>I', 100) + b'{"version":1')))
-                print(json.dumps(ask(struct.pack('>I', 1 << 30))))
+                path = sys.argv[1]
+                print(json.dumps(done(ask(path, struct.pack('>I', 5) + b'{oops'))))
+                print(json.dumps(done(ask(path, struct.pack('>I', 100) + b'{"v":1'))))
+                print(json.dumps(done(ask(path, struct.pack('>I', 1 << 30)))))
+                print(json.dumps(done(ask(path, frame(request('frobnicate', {'x': 1}))))))
+                print(json.dumps(done(ask(path, frame(request('get', {}, version=2))))))
+                kind, status = ask(path, frame(request('status')))[0]
+                print(kind, status['jobs'], status['version'])
                 """
             let result = try await runProcessDetached("/usr/bin/env", ["python3", "-c", script, socket])
             let lines = result.stdout.split(separator: "\n")
-            #expect(lines.count == 3, "\(result.stderr)")
-            #expect(lines.allSatisfy { $0.contains("invalidArgument") })
+            #expect(lines.count == 6, "\(result.stderr)")
+            #expect(lines.prefix(3).allSatisfy { $0.contains("invalidArgument") })
+            #expect(lines.dropFirst(3).first?.contains("\"unknownVerb\"") == true, "\(lines)")
+            #expect(lines.dropFirst(4).first?.contains("\"unsupportedVersion\"") == true, "\(lines)")
+            #expect(lines.last == "status 2 \(Release.version)", "the daemon's own frames read by the Python client")
             #expect(try await cli.json("get").count == 1, "the daemon still serves")
         }
     }
@@ -227,13 +227,15 @@ import Testing
     @Test func halfARequestHeldOpenGetsAnErrorAfterTenSeconds() async throws {
         try await withCLI { cli in
             try await cli.run("start", "-c", "true")
+            let sent = cli.home.path + "/sent"
             let script = Self.rawClient + """
                 start = time.time()
-                answer = ask(struct.pack('>I', 100) + b'{"version":1', close_write=False)
+                answer = done(ask(sys.argv[1], struct.pack('>I', 100) + b'{"v":1', close_write=False, on_sent=sys.argv[2]))
                 print(round(time.time() - start), json.dumps(answer))
                 """
-            async let held = runProcessDetached("/usr/bin/env", ["python3", "-c", script, cli.home.path + "/jobd.sock"])
-            try await Task.sleep(for: .milliseconds(500))
+            async let held = runProcessDetached("/usr/bin/env", ["python3", "-c", script, cli.home.path + "/jobd.sock", sent])
+            for _ in 0..<1200 where !FileManager.default.fileExists(atPath: sent) { try await Task.sleep(for: .milliseconds(25)) }
+            #expect(FileManager.default.fileExists(atPath: sent), "the half request went out")
             #expect(try await cli.json("get").count == 1, "others are served meanwhile")
             let answer = try await held.stdout
             #expect(answer.contains("no whole request came within 10 s"), "\(answer)")

@@ -1,0 +1,85 @@
+import Foundation
+import JobModel
+import JobProtocol
+
+/// One value of every request verb and every answer frame type, with the values that make a
+/// coder work: text that needs escaping, unicode, nulls and non-defaults. Each has a golden
+/// file, `Golden/<name>.json`, holding exactly the bytes the wire carries.
+enum Samples {
+    static let uuid = UUID(uuidString: "6f1c2d3e-4a5b-4c6d-8e7f-901a2b3c4d5e")!
+    static let begin = Date(timeIntervalSince1970: 1_764_633_600.25)
+    static let end = Date(timeIntervalSince1970: 1_764_633_612.5)
+
+    static let start = StartParameters(
+        command: .shell("make -j4 test && echo \"done\"\n"), name: "build", workingDirectory: "/home/ana/src",
+        environment: ["LANG": "C.UTF-8", "PATH": "/usr/bin:/bin", "TAB": "a\tb"])
+
+    static let requests: [(name: String, request: Request)] = [
+        ("request-start", Request(.start(start))),
+        (
+            "request-invoke",
+            Request(
+                .invoke(
+                    InvokeParameters(
+                        computers: ["web1", "db1"],
+                        start: StartParameters(
+                            command: .argv(["printf", "[%s]", "a b", "é ü 日本", "-n"]), workingDirectory: "/",
+                            environment: [:]),
+                        throttle: 2, sshConfig: "/home/ana/.ssh/lab_config")))
+        ),
+        (
+            "request-get",
+            Request(
+                .get(
+                    JobQuery(
+                        selectors: [.id(3), .name("build*"), .instanceId(uuid)], state: .completed, includeChildren: true,
+                        childState: .failed, hasMoreData: true, before: end, after: begin, newest: 5)))
+        ),
+        ("request-receive", Request(.receive(ReceiveParameters(selectors: [.id(1)], keep: true, recurse: false, locations: ["db1"])))),
+        ("request-receiveWait", Request(.receiveWait(ReceiveParameters(selectors: [.name("Job1")], autoRemove: true)))),
+        ("request-wait", Request(.wait(WaitParameters(selectors: [], any: true, timeoutSeconds: 2.5, force: true, progress: true)))),
+        ("request-stop", Request(.stop(StopParameters(selectors: [.id(7)], graceSeconds: 0.5)))),
+        ("request-remove", Request(.remove(RemoveParameters(selectors: [.id(1), .id(3)], force: true)))),
+        ("request-status", Request(.status)),
+        ("request-shutdown", Request(.shutdown)),
+    ]
+
+    static let parent = JobInfo(
+        id: 3, instanceId: uuid, name: "build", type: .remoteJob, state: .failed, hasMoreData: true,
+        location: "web1,db1", command: "printf '[%s]' 'a b'", childJobs: [4, 5], parentId: nil, beginTime: begin,
+        endTime: end, exitCode: nil, reason: nil)
+    static let child = JobInfo(
+        id: 5, instanceId: uuid, name: "Job5", type: .remoteJob, state: .failed, hasMoreData: false, location: "db1",
+        command: "printf '[%s]' 'a b'", childJobs: [], parentId: 3, beginTime: begin, endTime: end, exitCode: 255,
+        reason: "db1: ssh: connect to host 127.0.0.1 port 1: Connection refused")
+
+    static let responses: [(name: String, response: Response)] = [
+        ("response-job", .job(parent)),
+        ("response-jobs", .jobs([parent, child])),
+        ("response-slices", .slices([OutputSlice(jobId: 4, jobName: "Job4", location: "web1", prefix: "/home/ana/.local/state/job/jobs/4", start: 0, end: 12)])),
+        (
+            "response-output",
+            .output(OutputChunk(jobId: 4, jobName: "Job4", location: "web1", stream: .error, time: end, data: Array("binary \u{0}\u{1}\n".utf8)))
+        ),
+        ("response-failure", .failure(JobFailure(jobId: 5, jobName: "Job5", location: "db1", reason: "exited with status 3"))),
+        ("response-progress", .progress(finished: 3, total: 5)),
+        (
+            "response-status",
+            .status(DaemonStatus(pid: 4242, home: "/home/ana/.local/state/job", socket: "/home/ana/.local/state/job/jobd.sock", version: "0.2.0", uptimeSeconds: 12.75, jobs: 9))
+        ),
+        (
+            "response-done",
+            .done(Outcome(notFound: [.noJob(id: 42), .noJob(named: "nightly")], timedOut: true, error: JobError(.refused, "job 3 is Running; stop it first or use --force")))
+        ),
+    ]
+
+    /// Where the golden files are, beside this source file.
+    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden").path
+
+    static func golden(_ name: String) throws -> [UInt8] {
+        var bytes = Array(try Data(contentsOf: URL(fileURLWithPath: directory + "/" + name + ".json")))
+        // The files end with a newline for people and editors; the wire has none.
+        if bytes.last == 0x0A { bytes.removeLast() }
+        return bytes
+    }
+}
