@@ -22,7 +22,7 @@ struct StopCommand: ParsableCommand {
     var passthru = false
 
     @Option(help: ArgumentHelp("Seconds between SIGTERM and SIGKILL.", valueName: "SECONDS"))
-    var grace: Double = 5
+    var grace: Double = Defaults.graceSeconds
 
     func validate() throws {
         try options.validateJobFormat()

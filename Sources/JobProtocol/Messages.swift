@@ -107,7 +107,7 @@ public struct StartParameters: Sendable, Equatable {
 
 public struct InvokeParameters: Sendable, Equatable {
     /// The default of `--throttle`: how many computers are worked on at once.
-    public static let defaultThrottle = 32
+    public static let defaultThrottle = Defaults.throttle
 
     public var computers: [String]
     /// The command, its name, working directory and environment, as `start` takes them.
@@ -160,7 +160,7 @@ public struct WaitParameters: Sendable, Equatable {
 
 public struct StopParameters: Sendable, Equatable {
     /// The default of `--grace`.
-    public static let defaultGraceSeconds: Double = 5
+    public static let defaultGraceSeconds = Defaults.graceSeconds
 
     public var selectors: [JobSelector]
     public var graceSeconds: Double

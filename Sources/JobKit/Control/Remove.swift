@@ -1,0 +1,67 @@
+import CJobKitSystem
+import Foundation
+import JobModel
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `job remove`: a job's records, then its files.
+extension JobManager {
+    /// `job remove`: deletes jobs and their stored output. A job that is not finished is
+    /// refused unless `force`, which stops it first. Child jobs cannot be removed on their own.
+    public func remove(_ selectors: [JobSelector], force: Bool = false) async throws(JobError) {
+        let jobs = try resolveStrict(selectors)
+        for job in jobs {
+            if let parentId = job.parentId {
+                let parent = table[parentId]?.name ?? "job \(parentId)"
+                throw JobError(.refused, "job \(job.id) is a child of job \(parentId); remove \(parent == "Job\(parentId)" ? "job \(parentId)" : parent)")
+            }
+            if !job.state.isFinished && !force {
+                throw JobError(.refused, "job \(job.id) is \(job.state.rawValue); stop it first or use --force")
+            }
+        }
+        try await removeJobs(jobs.map(\.id))
+    }
+
+    /// `job remove --state`: removes the top-level jobs in that state, stopping them first if
+    /// they run (as PowerShell's `Remove-Job -State` does). Returns the ids removed.
+    @discardableResult
+    public func remove(state: JobState) async throws(JobError) -> [Int] {
+        let ids = table.allInfo.filter { $0.isTopLevel && $0.state == state }.map(\.id)
+        try await removeJobs(ids)
+        return ids
+    }
+
+    /// `job remove --command`: removes the top-level jobs whose command equals the pattern
+    /// (ignoring surrounding blanks and case) or matches it as a wildcard, stopping them first
+    /// if they run. Returns the ids removed.
+    @discardableResult
+    public func remove(commandMatching pattern: String) async throws(JobError) -> [Int] {
+        let trimmed = pattern.trimmingCharacters(in: .whitespaces)
+        let wildcard = Wildcard(trimmed)
+        let ids = table.allInfo.filter { job in
+            let command = job.command.trimmingCharacters(in: .whitespaces)
+            return job.isTopLevel && (command.lowercased() == trimmed.lowercased() || wildcard.matches(command))
+        }.map(\.id)
+        try await removeJobs(ids)
+        return ids
+    }
+
+    func removeJobs(_ ids: [Int]) async throws(JobError) {
+        let running = ids.filter { table[$0]?.state.isFinished == false }
+        if !running.isEmpty { try await stopJobs(running, grace: Defaults.grace) }
+        var events: [JobEvent] = []
+        for id in ids { if let info = table.info(id) { events.append(JobEvent(job: info, removed: true)) } }
+        // A finished leaf that recorded nothing has no output files (data comes with its
+        // records); only a remote one has an ssh log. No unlink for what cannot be there.
+        let leaves = table.leaves(of: ids).compactMap { table[$0] }
+        let dropped = table.remove(ids)
+        for id in dropped { unsaved.removeValue(forKey: id) }
+        try store.delete(dropped)
+        for leaf in leaves {
+            supervisor.removeFiles(leaf.id, output: leaf.recorded > 0, sshLog: !isLocal(leaf.location))
+        }
+        hub.publish(events)
+    }
+}

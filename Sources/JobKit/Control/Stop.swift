@@ -1,0 +1,43 @@
+import CJobKitSystem
+import Foundation
+import JobModel
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `job stop`: SIGTERM to the process group, SIGKILL after the grace period.
+extension JobManager {
+    /// `job stop`: stops the jobs and returns them once they are `Stopped` (or ended some
+    /// other way meanwhile). Stopping a parent stops its children. A process job's whole
+    /// process group gets SIGTERM, then SIGKILL if it is still there after `grace`; a thread
+    /// job is cancelled. Finished jobs are left as they are.
+    public func stop(_ selectors: [JobSelector], grace: Duration = Defaults.grace) async throws(JobError) -> [JobInfo] {
+        let jobs = try resolveStrict(selectors)
+        try await stopJobs(jobs.map(\.id), grace: grace)
+        return jobs.compactMap { table.info($0.id) }
+    }
+
+    func stopJobs(_ ids: [Int], grace: Duration) async throws(JobError) {
+        let (changed, toSignal) = table.requestStop(ids, at: Date())
+        try persist(changed)
+        guard !toSignal.isEmpty else { return }
+        let finished: @Sendable (JobInfo?) -> Bool = { $0?.state.isFinished ?? true }
+        for id in toSignal { signal(id, kill: false) }
+        if await waitUntil(toSignal, any: false, timeout: grace, done: finished) != nil { return }
+        // Every path ends in SIGKILL: what ignored SIGTERM does not outlive the grace period.
+        for id in toSignal where table[id]?.state.isFinished == false { signal(id, kill: true) }
+        _ = await waitUntil(toSignal, any: false, timeout: nil, done: finished)
+    }
+
+    func signal(_ id: Int, kill: Bool) {
+        guard let record = table[id], !record.state.isFinished else { return }
+        if record.type == .threadJob {
+            threadStops[id]?.finish()
+            return
+        }
+        if !monitor.signal(id: id, kill ? SIGUSR1 : SIGTERM) {
+            // The supervisor is already gone; its exit is on its way to the run loop.
+        }
+    }
+}

@@ -1,0 +1,253 @@
+import CJobKitSystem
+import Foundation
+import JobModel
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The job engine: PowerShell's background jobs for Swift programs and for `jobd`.
+///
+/// One engine owns one home directory (a lock file keeps a second one out). It keeps the
+/// jobs in a SQLite database and their output in files, so that process jobs outlive it: an
+/// engine opened later on the same home finds them running, or finished with their true
+/// state, exit code and output.
+///
+/// The engine needs its `run()` loop running to notice jobs ending and to run thread jobs;
+/// `withManager(home:_:)` runs it for the duration of a closure:
+///
+/// ```swift
+/// try await JobManager.withManager(home: "/tmp/jobs") { jobs in
+///     let job = try await jobs.start(.shell("make test"))
+///     _ = try await jobs.wait([.id(job.id)])
+///     let output = try await jobs.receive([.id(job.id)])
+///     print(String(decoding: try output.data(), as: UTF8.self))
+/// }
+/// ```
+public actor JobManager {
+    public struct Configuration: Sendable {
+        /// Where `jobkit-supervisor` is; found automatically when nil (see `Supervisor.locate`).
+        public var supervisorPath: String?
+
+        public init(supervisorPath: String? = nil) {
+            self.supervisorPath = supervisorPath
+        }
+    }
+
+    /// The home directory: the database, the engine lock, the job slots, and `jobs/` (output files, locks).
+    public nonisolated let home: String
+    let store: JobStore
+    var table: JobTable
+    let supervisor: Supervisor
+    let monitor = ExitMonitor()
+    /// Job events, for waiters here and for `ReceiveStream`.
+    let hub = EventHub()
+    /// Which jobs write, for `ReceiveStream`.
+    let outputWatcher: OutputWatcher
+    /// The home's lock; -1 once released by `shutdown`.
+    var homeLock: Int32
+    /// How each computer's login shell takes the remote wrapper, learnt once per master
+    /// (keyed by control socket, with the master's identity).
+    var shellForms: [String: (master: String, form: RemoteCommand.Form)] = [:]
+    /// The ssh configurations written (see `SSHLink.layered`), by the user's file ("" for
+    /// ssh's own), in a directory made and checked: once per engine, not per job.
+    var sshConfigsWritten = Set<String>()
+    /// What `run()` runs as tasks of its own: thread jobs, and remote children connecting.
+    let work: AsyncStream<Work>
+    let workContinuation: AsyncStream<Work>.Continuation
+    var threadStops: [Int: AsyncStream<Void>.Continuation] = [:]
+    var isShutDown = false
+    /// Ends of process jobs announced but not yet committed; they go with the next
+    /// transaction (see `announceProcessEnds`).
+    var unsaved: [Int: JobRecord] = [:]
+    /// Children made by `start` or `invoke` and not started yet: they start once the call has
+    /// answered, so that the caller does not wait for the process to be made (a fork server
+    /// round trip), and at the latest when the engine shuts down.
+    var toLaunch: [(ids: [Int], plan: LaunchPlan)] = []
+    /// Children whose supervisor was asked of the fork server and whose answer is still to
+    /// be read (by `collectAsked`): `start`'s child, asked before its commit, and the
+    /// children `launchNew` starts, asked all at once.
+    var asked: [(id: Int, job: Supervisor.Job)] = []
+
+    enum Work: Sendable {
+        case thread(ThreadWork)
+        /// Children in `toLaunch` wait to start.
+        case launch
+        case connect(Int)
+    }
+
+    struct ThreadWork: Sendable {
+        let id: Int
+        let context: JobContext
+        let body: JobBody
+        let stop: AsyncStream<Void>
+    }
+
+    /// Opens the engine on `home` (created if missing), and re-attaches to the jobs it holds.
+    ///
+    /// Throws `homeInUse` when another engine has the home, `supervisor` when
+    /// `jobkit-supervisor` cannot be found, `storage` when the database cannot be opened.
+    public init(home: String, configuration: Configuration = Configuration()) throws(JobError) {
+        self.home = home
+        let executable = try Supervisor.locate(explicit: configuration.supervisorPath)
+        let jobsDirectory = home + "/jobs"
+        outputWatcher = OutputWatcher(jobsDirectory: jobsDirectory)
+        do {
+            try FileManager.default.createDirectory(
+                atPath: jobsDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw JobError(.storage, "cannot create the job home \(home): \(error.localizedDescription)")
+        }
+        homeLock = try HomeLock.acquire(home)
+        do {
+            let databasePath = home + "/jobs.sqlite"
+            if !FileManager.default.fileExists(atPath: databasePath) {
+                // Files left without their database belong to no job; ids start again at 1.
+                for name in (try? FileManager.default.contentsOfDirectory(atPath: jobsDirectory)) ?? [] {
+                    try? FileManager.default.removeItem(atPath: jobsDirectory + "/" + name)
+                }
+                try? FileManager.default.removeItem(atPath: home + "/slots")
+            }
+            supervisor = try Supervisor(executable: executable, jobsDirectory: jobsDirectory)
+            store = try JobStore(path: databasePath)
+            table = JobTable(try store.loadAll())
+        } catch {
+            close(homeLock)
+            throw error
+        }
+        (work, workContinuation) = AsyncStream.makeStream(of: Work.self)
+        do {
+            try Self.stopOrphans(store: store, supervisor: supervisor)
+        } catch {
+            close(homeLock)
+            throw error
+        }
+        let recovered = Self.recover(&table, monitor: monitor, supervisor: supervisor, at: Date())
+        try? store.save(recovered)
+    }
+
+    deinit {
+        workContinuation.finish()
+        monitor.shutdown()
+        if homeLock >= 0 { close(homeLock) }
+    }
+
+    /// Notices jobs ending and runs thread jobs until the engine shuts down or the calling task
+    /// is cancelled. Run it once, in a task that lives as long as the engine is used (a
+    /// `ServiceGroup` service, a task group child, or `withManager`).
+    public func run() async {
+        let exits = monitor.exits
+        let work = self.work
+        // Children that waited for a throttle slot (or were connecting) when the last engine
+        // went away.
+        try? persist(startWaiting(table.parentsWithWaitingChildren))
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                for await ids in exits { await self.supervisorsExited(ids) }
+            }
+            for await item in work {
+                switch item {
+                case .thread(let thread): group.addTask { await self.runThreadJob(thread) }
+                case .launch: group.addTask { await self.launchNew() }
+                case .connect(let id): group.addTask { await self.connect(id) }
+                }
+            }
+        }
+    }
+
+    /// Opens an engine, runs its loop while `body` runs, then shuts it down. Process jobs
+    /// still running are left running, for a later engine to pick up.
+    public static func withManager<R: Sendable>(
+        home: String, configuration: Configuration = Configuration(),
+        isolation: isolated (any Actor)? = #isolation,
+        _ body: (JobManager) async throws -> R
+    ) async throws -> R {
+        let manager = try JobManager(home: home, configuration: configuration)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await manager.run() }
+            defer { group.cancelAll() }
+            do {
+                let result = try await body(manager)
+                await manager.shutdown()
+                return result
+            } catch {
+                await manager.shutdown()
+                throw error
+            }
+        }
+    }
+
+    /// Stops watching jobs and ends `run()`. Process jobs keep running; thread jobs are
+    /// cancelled and end `Failed` (their process is going away). The engine takes no more
+    /// requests.
+    public func shutdown() {
+        guard !isShutDown else { return }
+        // Started jobs start, even now: they outlive the engine like the others.
+        launchNew()
+        isShutDown = true
+        try? persist([])
+        workContinuation.finish()
+        for stop in threadStops.values { stop.finish() }
+        monitor.shutdown()
+        outputWatcher.shutdown()
+        supervisor.shutdown()
+        // Here, not in deinit: the last reference may go a moment after the caller is done,
+        // and a new engine on the home must not find it still taken.
+        close(homeLock)
+        homeLock = -1
+    }
+
+    func checkOpen() throws(JobError) {
+        if isShutDown { throw JobError(.unavailable, "the job engine has shut down") }
+    }
+
+
+
+    /// Every job, parents and children, sorted by id.
+    public func all() -> [JobInfo] { table.allInfo }
+
+    /// One job by id, child or parent.
+    public func job(_ id: Int) -> JobInfo? { table.info(id) }
+
+    /// `job get`: the jobs the query selects, sorted by id.
+    public func get(_ query: JobQuery = JobQuery()) throws(JobError) -> [JobInfo] {
+        try query.apply(to: table)
+    }
+
+    /// The jobs the selectors name (in order, each once), and an error for each word that
+    /// matched nothing: for callers that act on what matched and report the rest.
+    public func resolve(_ selectors: [JobSelector]) -> (jobs: [JobInfo], errors: [JobError]) {
+        JobSelection.resolvePartially(selectors, in: table)
+    }
+
+    func resolveStrict(_ selectors: [JobSelector]) throws(JobError) -> [JobInfo] {
+        try JobSelection.resolve(selectors, in: table)
+    }
+
+
+    /// Commits changed records (with any announced but uncommitted ends), then tells waiters:
+    /// nobody hears of a change that a crash could still undo.
+    func persist(_ changed: [JobRecord]) throws(JobError) {
+        let pending = takeUnsaved()
+        guard !changed.isEmpty || !pending.isEmpty else { return }
+        try store.save(pending + changed)
+        announce(changed)
+    }
+
+    func announce(_ changed: [JobRecord]) {
+        var ids = Set<Int>()
+        var events: [JobEvent] = []
+        for record in changed {
+            for id in [record.id] + (record.parentId.map { [$0] } ?? []) where ids.insert(id).inserted {
+                if let info = table.info(id) { events.append(JobEvent(job: info, removed: false)) }
+            }
+        }
+        hub.publish(events)
+    }
+
+    /// The ends announced but not committed yet, to go with the transaction being made.
+    func takeUnsaved() -> [JobRecord] {
+        defer { unsaved.removeAll() }
+        return unsaved.values.compactMap { table[$0.id] }
+    }
+}

@@ -1,0 +1,56 @@
+import CJobKitSystem
+import Foundation
+import JobModel
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Process jobs ending: read from what their supervisors left.
+extension JobManager {
+    func supervisorsExited(_ ids: [Int]) {
+        let ended = ids.flatMap(endProcessLeaf)
+        announceProcessEnds(ended)
+        let started = schedule(after: ended)
+        if !started.isEmpty { try? persist(started) }
+    }
+
+    /// Tells waiters that process jobs ended, and leaves the commit to the engine's next
+    /// transaction. Safe because the end is already on disk in the supervisor's slot: an
+    /// engine that crashes before committing re-reads it at recovery and comes to the same
+    /// state, exit code, time and output count. It takes a commit off every job's path.
+    func announceProcessEnds(_ changed: [JobRecord]) {
+        for record in changed { unsaved[record.id] = record }
+        announce(changed)
+    }
+
+    func endProcessLeaf(_ id: Int) -> [JobRecord] {
+        Self.endProcessLeaf(id, table: &table, supervisor: supervisor)
+    }
+
+    /// Reads how a process leaf ended from what its supervisor left.
+    static func endProcessLeaf(_ id: Int, table: inout JobTable, supervisor: Supervisor) -> [JobRecord] {
+        let recorded = OutputFormat.recordCount(prefix: supervisor.prefix(id))
+        if let (outcome, time) = supervisor.ending(id) {
+            let seen = remoteOutcome(outcome, of: id, table: table, supervisor: supervisor)
+            return table.leafEnded(id, outcome: seen, at: time, recorded: recorded)
+        }
+        let reason = "its supervisor ended without recording how the job ended (was it killed?)"
+        return table.leafEnded(id, outcome: .failed(reason), at: Date(), recorded: recorded)
+    }
+
+    /// ssh exits 255 both when the connection failed or broke and when the remote command
+    /// exited 255: what ssh logged, and whether the master still answers, tell them apart.
+    static func remoteOutcome(_ outcome: LeafOutcome, of id: Int, table: JobTable, supervisor: Supervisor)
+        -> LeafOutcome
+    {
+        guard outcome == .exited(255), let leaf = table[id], !leaf.stopRequested, !isLocal(leaf.location),
+            let parentId = leaf.parentId, let plan = LaunchPlan.decode(table[parentId]?.launch)
+        else { return outcome }
+        if let line = SSHLog.reason(path: supervisor.prefix(id) + ".ssh") { return .failed("\(leaf.location): \(line)") }
+        let home = (supervisor.jobsDirectory as NSString).deletingLastPathComponent
+        let link = SSHLink.make(host: leaf.location, configFile: plan.options.sshConfigFile, home: home)
+        if link.masterAnswers { return outcome }
+        return .failed("\(leaf.location): the connection was lost while the command ran")
+    }
+}

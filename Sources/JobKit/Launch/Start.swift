@@ -1,0 +1,228 @@
+import CJobKitSystem
+import Foundation
+import JobModel
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Starting jobs: the records first, committed, then the processes, made once the call has
+/// answered (see `launchNew`), a throttle's worth at a time.
+extension JobManager {
+    /// Starts a local process job: a parent (`BackgroundJob`, Location `localhost`) with one
+    /// child that runs the process, and returns the parent at once, `Running`.
+    ///
+    /// A program or directory that does not exist is not an error here: the child ends
+    /// `Failed` with a reason that says so.
+    public func start(_ spec: ProcessSpec, name: String? = nil) throws(JobError) -> JobInfo {
+        try startParent(spec, name: name, type: .backgroundJob, computers: ["localhost"])
+    }
+
+    /// `invoke --as-job`: a parent (`RemoteJob`) with one child per computer, in the order
+    /// given, each running the command there; returns the parent at once. `localhost` runs
+    /// locally; any other computer is reached with the system's OpenSSH client, through a
+    /// ControlMaster per computer that the engine keeps (see `InvokeOptions`). At most
+    /// `options.throttle` children connect or run at once; the rest wait `NotStarted`.
+    ///
+    /// A computer that cannot be reached is not an error here: its child ends `Failed`, with
+    /// ssh's message as Reason, and the others go on.
+    public func invoke(
+        _ spec: ProcessSpec, on computers: [String], name: String? = nil, options: InvokeOptions = InvokeOptions()
+    ) throws(JobError) -> JobInfo {
+        guard !computers.isEmpty else { throw JobError(.invalidArgument, "name at least one computer") }
+        guard options.throttle >= 1 else {
+            throw JobError(.invalidArgument, "the throttle must be 1 or more, not \(options.throttle)")
+        }
+        // ssh would read a leading '-' as an option, and blanks or commas would not survive
+        // being listed in Location.
+        if let bad = computers.first(where: { $0.isEmpty || $0.hasPrefix("-") || $0.contains { $0.isWhitespace || $0 == "," } }) {
+            throw JobError(.invalidArgument, "not a computer name: '\(bad)'")
+        }
+        if let file = options.sshConfigFile {
+            // ssh runs elsewhere (in "/"), and reads the file through an Include line.
+            guard file.hasPrefix("/") else {
+                throw JobError(.invalidArgument, "the ssh config file must be given by its absolute path, not \(file)")
+            }
+            guard access(file, R_OK) == 0 else {
+                throw JobError(.invalidArgument, "cannot read the ssh config file \(file): \(errnoMessage())")
+            }
+            guard SSHLink.canInclude(file) else { throw SSHLink.unusable(file) }
+        }
+        return try startParent(spec, name: name, type: .remoteJob, computers: computers, options: options)
+    }
+
+    func startParent(
+        _ spec: ProcessSpec, name: String?, type: JobType, computers: [String], options: InvokeOptions? = nil
+    ) throws(JobError) -> JobInfo {
+        try checkOpen()
+        let now = Date()
+        let command = spec.commandText
+        let throttle = options?.throttle ?? computers.count
+        var parent = JobRecord(
+            id: 0, instanceId: .random(), name: name ?? "", type: type, state: .running,
+            location: computers.joined(separator: ","), command: command, beginTime: now)
+        let plan = LaunchPlan(spec: spec, options: options ?? InvokeOptions(throttle: throttle))
+        if options != nil, computers.count > throttle || computers.contains(where: { !isLocal($0) }) {
+            parent.launch = try plan.encoded()
+        }
+        let children = computers.enumerated().map { index, computer in
+            let starts = index < throttle
+            return JobRecord(
+                id: 0, instanceId: .random(), name: "", type: type, state: starts ? .running : .notStarted,
+                location: computer, command: command, parentId: 0, beginTime: starts ? now : nil,
+                program: isLocal(computer) ? spec.argv.first : "ssh", workingDirectory: spec.workingDirectory)
+        }
+        // `start`'s one child is asked of the fork server before the commit, so that its
+        // supervisor is made while the database writes: both are on every job's path, and
+        // neither needs the other. An engine that dies in between leaves a job no database
+        // knows: the next one stops it and skips its ids (`stopOrphans`).
+        var early: Int?
+        let job = Supervisor.Job(argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment)
+        let inserted: [JobRecord]
+        do {
+            inserted = try store.insert([parent] + children, alsoSaving: takeUnsaved()) { records in
+                guard options == nil, records.count == 2, let child = records.last, isLocal(child.location),
+                    (try? supervisor.ask(child.id, job)) == true
+                else { return false }
+                early = child.id
+                return true
+            }
+        } catch {
+            if let early { abandon(early, job) }
+            throw error
+        }
+        table.add(inserted)
+        if let early { asked.append((early, job)) }
+        toLaunch.append((inserted.dropFirst().filter { $0.state == .running && $0.id != early }.map(\.id), plan))
+        workContinuation.yield(.launch)
+        return table.info(inserted[0].id)!
+    }
+
+    /// A child asked for before a commit that failed: it must not run.
+    func abandon(_ id: Int, _ job: Supervisor.Job) {
+        guard let spawned = try? supervisor.answer(id, job) else { return }
+        // SIGUSR1: the supervisor kills the job's group at once, then ends.
+        kill(spawned.pid, SIGUSR1)
+        if let pidfd = spawned.pidfd { close(pidfd) }
+    }
+
+    /// Starts the children `start` and `invoke` made, unless they were stopped meanwhile.
+    func launchNew() {
+        var changed: [JobRecord] = []
+        let batches = toLaunch
+        toLaunch.removeAll()
+        for (ids, plan) in batches {
+            for id in ids {
+                guard let child = table[id], !child.state.isFinished else { continue }
+                if child.stopRequested {
+                    changed += table.leafEnded(id, outcome: .cancelled, at: Date(), recorded: 0)
+                } else {
+                    changed += launch(id, plan: plan, collectLater: true)
+                }
+            }
+        }
+        // All asked before any answer is read: the fork server forks them one after another
+        // instead of waiting for this side between each.
+        changed += collectAsked()
+        changed += schedule(after: changed)
+        try? persist(changed)
+    }
+
+    /// Starts a child that has its slot. A remote one whose computer's login shell is not
+    /// known yet, but whose master answers, first asks it (in `run()`, holding up nobody).
+    /// With `collectLater`, a supervisor asked of the fork server is left to `collectAsked`.
+    func launch(_ id: Int, plan: LaunchPlan, collectLater: Bool = false) -> [JobRecord] {
+        guard let child = table[id] else { return [] }
+        let spec = plan.spec
+        if isLocal(child.location) {
+            return spawnLeaf(
+                id, Supervisor.Job(argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment),
+                collectLater: collectLater)
+        }
+        let link = SSHLink.make(host: child.location, configFile: plan.options.sshConfigFile, home: home)
+        // The socket file, not a connection to it: that would cost the master work per job. A
+        // socket left by a dead master is ssh's to replace; the shell asked of it still holds.
+        guard let master = link.masterIdentity else {
+            // No master: this job's ssh becomes it. The shell is not known yet: the form any
+            // shell takes.
+            return spawnRemote(id, link: link, plan: plan, form: .viaSh, collectLater: collectLater)
+        }
+        if let known = shellForms[link.controlPath], known.master == master {
+            return spawnRemote(id, link: link, plan: plan, form: known.form, throughMaster: true, collectLater: collectLater)
+        }
+        workContinuation.yield(.connect(id))
+        return []
+    }
+
+    func spawnLeaf(_ id: Int, _ job: Supervisor.Job, collectLater: Bool = false) -> [JobRecord] {
+        do {
+            if collectLater, try supervisor.ask(id, job) {
+                asked.append((id, job))
+                return []
+            }
+            let (pid, pidfd) = try supervisor.spawn(id, job)
+            return monitor.watch(id: id, pid: pid, pidfd: pidfd) ? [] : endProcessLeaf(id)
+        } catch {
+            return table.leafEnded(id, outcome: .failed(error.message), at: Date(), recorded: 0)
+        }
+    }
+
+    /// The supervisors asked for and not collected yet.
+    func collectAsked() -> [JobRecord] {
+        var changed: [JobRecord] = []
+        let all = asked
+        asked.removeAll()
+        for (id, job) in all {
+            do {
+                let (pid, pidfd) = try supervisor.answer(id, job)
+                guard monitor.watch(id: id, pid: pid, pidfd: pidfd) else {
+                    changed += endProcessLeaf(id)
+                    continue
+                }
+                // Stopped before now: the stop's signal found no process to reach.
+                if table[id]?.stopRequested == true { monitor.signal(id: id, SIGTERM) }
+            } catch {
+                changed += table.leafEnded(id, outcome: .failed(error.message), at: Date(), recorded: 0)
+            }
+        }
+        return changed
+    }
+
+    /// Children of the parents of the leaves that just ended take the slots they freed.
+    func schedule(after changed: [JobRecord]) -> [JobRecord] {
+        let parents = Set(changed.filter { $0.state.isFinished && $0.childIds.isEmpty }.compactMap(\.parentId))
+        return parents.isEmpty ? [] : startWaiting(parents.sorted())
+    }
+
+    /// Starts the waiting children of these parents, in order, while their throttle allows.
+    func startWaiting(_ parentIds: [Int]) -> [JobRecord] {
+        var changed: [JobRecord] = []
+        for parentId in parentIds {
+            // Decoding the plan (its environment) costs more than looking: only for a parent
+            // with children still waiting.
+            guard let parent = table[parentId], !parent.state.isFinished, parent.launch != nil,
+                parent.childIds.contains(where: { table[$0]?.state == .notStarted }),
+                let plan = LaunchPlan.decode(parent.launch)
+            else { continue }
+            var active = parent.childIds.filter { [.running, .stopping].contains(table[$0]?.state) }.count
+            for childId in parent.childIds where active < plan.options.throttle && table[childId]?.state == .notStarted {
+                changed += table.begin(childId, at: Date())
+                let ended = launch(childId, plan: plan)
+                changed += ended
+                if table[childId]?.state.isFinished == false { active += 1 }
+            }
+        }
+        return changed
+    }
+
+    /// Starts a thread job: `body` runs in this process, as a task of `run()`. It has no
+    /// children; its Type is `ThreadJob`. Output written through the context is stored like a
+    /// process's. A thrown error makes it `Failed` with the error as Reason; `stop` cancels it
+    /// (`Stopped`). It cannot outlive this process: an engine opened later shows it `Failed`,
+
+    /// Where a job's output files are: `<prefix>.stdout`, `<prefix>.stderr`, `<prefix>.index`.
+    nonisolated func outputPrefix(_ id: Int) -> String { supervisor.prefix(id) }
+
+    /// A process job's main process id, which is also its process group's, once it started.
+    public nonisolated func processId(ofJob id: Int) -> Int32? { supervisor.pids(id)?.job }
+}

@@ -1,0 +1,127 @@
+import CJobKitSystem
+import Foundation
+import JobModel
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `job receive`: handing out what jobs wrote, and moving their receive cursors.
+extension JobManager {
+    /// `job receive`: the output not yet received of the selected jobs, as slices to read.
+    ///
+    /// For a parent, its children's output in ChildJobs order (then its own, which is
+    /// empty); `recurse: false` reads only the named job's own output; `locations` keeps
+    /// only children at those computers. Without `keep` what is returned counts as received
+    /// and is not returned again; with `keep` nothing is consumed. The slices name files, so
+    /// the size of the output costs nothing here.
+    public func receive(
+        _ selectors: [JobSelector], keep: Bool = false, recurse: Bool = true, locations: [String]? = nil
+    ) throws(JobError) -> ReceivedOutput {
+        let targets = readTargets(try resolveStrict(selectors).map(\.id), recurse: recurse, locations: locations)
+        var output = ReceivedOutput()
+        var changed: [JobRecord] = []
+        for id in targets {
+            guard let record = table[id] else { continue }
+            if record.childIds.isEmpty {
+                let slice = unreceived(record)
+                if !slice.isEmpty { output.slices.append(slice) }
+                if !keep, let updated = table.markReceived(id, upTo: slice.end) { changed.append(updated) }
+            }
+            if let failure = failure(of: record) { output.failures.append(failure) }
+        }
+        try persist(changed)
+        return output
+    }
+
+    /// A leaf's output from its receive cursor to what is written now (at its end, to what it
+    /// wrote in all).
+    func unreceived(_ record: JobRecord) -> OutputSlice {
+        let prefix = outputPrefix(record.id)
+        let count = record.state.isFinished ? record.recorded : OutputFormat.recordCount(prefix: prefix)
+        return OutputSlice(
+            jobId: record.id, jobName: record.name, location: record.location, prefix: prefix,
+            start: record.received, end: count)
+    }
+
+    func failure(of record: JobRecord) -> JobFailure? {
+        guard record.state == .failed, let reason = record.reason else { return nil }
+        return JobFailure(jobId: record.id, jobName: record.name, location: record.location, reason: reason)
+    }
+
+    /// The jobs whose own output a receive reads, in order: for each selected job, its
+    /// children (at `locations`) and then itself, each once.
+    func readTargets(_ ids: [Int], recurse: Bool, locations: [String]?) -> [Int] {
+        let wanted = locations.map { Set($0.map { $0.lowercased() }) }
+        var result: [Int] = []
+        var seen = Set<Int>()
+        for id in ids {
+            guard let job = table[id] else { continue }
+            let candidates = recurse ? job.childIds + [id] : [id]
+            for candidate in candidates where seen.insert(candidate).inserted {
+                guard let record = table[candidate] else { continue }
+                let isLeaf = record.childIds.isEmpty
+                if let wanted, isLeaf, !wanted.contains(record.location.lowercased()) { continue }
+                // A parent's own output is empty, but its Reason counts when read on its own.
+                if !isLeaf && recurse { continue }
+                result.append(candidate)
+            }
+        }
+        return result
+    }
+
+    /// `job receive --wait`: the output of the selected jobs as it arrives, consumed, until
+    /// every one of them has finished and all its output was read. Failed jobs' reasons come
+    /// after their output. With `autoRemove`, the selected top-level jobs are removed at the end.
+    public nonisolated func receiveStream(
+        _ selectors: [JobSelector], recurse: Bool = true, locations: [String]? = nil, autoRemove: Bool = false
+    ) -> ReceiveStream {
+        ReceiveStream(manager: self, selectors: selectors, recurse: recurse, locations: locations, autoRemove: autoRemove)
+    }
+
+    /// For `ReceiveStream`: the leaves it reads and the top-level jobs it may remove.
+    func streamTargets(_ selectors: [JobSelector], recurse: Bool, locations: [String]?) throws(JobError)
+        -> (leaves: [Int], topLevel: [Int])
+    {
+        let jobs = try resolveStrict(selectors)
+        let targets = readTargets(jobs.map(\.id), recurse: recurse, locations: locations)
+        return (targets, jobs.filter(\.isTopLevel).map(\.id))
+    }
+
+    /// For `ReceiveStream`: takes (consumes) what the leaves wrote since the last call — of
+    /// those `changed` only, all when nil — and says which of them ended, for their failure
+    /// reasons, and whether all have.
+    func takeStreamBatch(_ leaves: [Int], changed: Set<Int>?, reported: Set<Int>) throws(JobError)
+        -> (slices: [OutputSlice], ended: [Int], failures: [JobFailure], done: Bool)
+    {
+        var slices: [OutputSlice] = []
+        var received: [JobRecord] = []
+        var ended: [Int] = []
+        var failures: [JobFailure] = []
+        var done = true
+        for id in leaves {
+            guard let record = table[id] else { continue }
+            let finished = record.state.isFinished
+            if !finished { done = false }
+            if record.childIds.isEmpty, changed?.contains(id) ?? true {
+                let slice = unreceived(record)
+                if !slice.isEmpty {
+                    slices.append(slice)
+                    if let updated = table.markReceived(id, upTo: slice.end) { received.append(updated) }
+                }
+            }
+            if finished, !reported.contains(id) {
+                ended.append(id)
+                if let failure = failure(of: record) { failures.append(failure) }
+            }
+        }
+        try persist(received)
+        return (slices, ended, failures, done)
+    }
+
+    /// Every change of the jobs with these ids (all jobs when nil) from now on, pushed as it
+    /// is committed; the stream ends when dropped.
+    public nonisolated func changes(of ids: Set<Int>? = nil) -> AsyncStream<JobEvent> {
+        hub.stream(for: ids)
+    }
+}
