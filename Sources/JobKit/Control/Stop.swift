@@ -36,8 +36,7 @@ extension JobManager {
             threadStops[id]?.finish()
             return
         }
-        if !monitor.signal(id: id, kill ? SIGUSR1 : SIGTERM) {
-            // The supervisor is already gone; its exit is on its way to the run loop.
-        }
+        // False when the supervisor is already gone: its exit is on its way to the run loop.
+        _ = monitor.signal(id: id, kill ? SIGUSR1 : SIGTERM)
     }
 }

@@ -1,10 +1,6 @@
 import FoundationEssentials
 import JobProtocol
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 extension JSON {
     /// Parses a line that holds one JSON object, keys in their order; nil for anything else.
     static func object(parsing bytes: [UInt8]) -> [(String, JSON)]? {
@@ -26,17 +22,6 @@ extension String {
             let last = scalars.lastIndex(where: { !$0.properties.isWhitespace })
         else { return "" }
         return String(scalars[first...last])
-    }
-}
-
-/// Writes all of `bytes` to a descriptor (stdout 1, stderr 2).
-func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
-    var done = 0
-    while done < bytes.count {
-        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + done, $0.count - done) }
-        if n < 0 && errno == EINTR { continue }
-        if n <= 0 { return }
-        done += n
     }
 }
 

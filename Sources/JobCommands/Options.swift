@@ -1,0 +1,71 @@
+import ArgumentParser
+import FoundationEssentials
+import JobClient
+import JobModel
+import JobProtocol
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How a command's answer is shown.
+enum OutputFormatOption: String, ExpressibleByArgument, CaseIterable {
+    case table, list, json, raw
+}
+
+/// Options every command takes.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: [.short, .customLong("output")], help: "table (the default), list or json; receive also raw (its default).")
+    var outputOption: OutputFormatOption?
+
+    /// The format asked for, or table.
+    var output: OutputFormatOption { outputOption ?? .table }
+
+    @Option(help: ArgumentHelp("Which columns or fields to show (case-insensitive).", valueName: "NAME[,NAME…]"))
+    var property: String?
+
+    @Option(help: ArgumentHelp("The job home (default: $JOB_HOME, $XDG_STATE_HOME/job, ~/.local/state/job).", valueName: "DIR"))
+    var home: String?
+
+    var jobHome: JobHome { JobHome(explicit: home) }
+
+    var properties: [String]? { property.map(propertyList) }
+
+    /// What the verbs' shared code takes, however the command line was parsed.
+    var common: CommonOptions { CommonOptions(home: home, format: output, properties: properties) }
+    var client: DaemonClient { common.client }
+
+    func validateJobFormat() throws {
+        if output == .raw { throw ValidationError("-o raw is for 'job receive'; use table, list or json") }
+    }
+}
+
+/// The options every command takes, as the ArgumentParser commands and the fast path both
+/// hand them to the verbs.
+struct CommonOptions: Equatable {
+    var home: String?
+    var format: OutputFormatOption = .table
+    var properties: [String]?
+
+    var client: DaemonClient { DaemonClient(home: JobHome(explicit: home)) }
+}
+
+/// `--property A,B` as a list of names.
+func propertyList(_ text: String) -> [String] {
+    text.split(separator: ",").map { String($0).trimmed }.filter { !$0.isEmpty }
+}
+
+/// The command of `start`, `invoke` (and later verbs): `-c LINE` or `-- PROGRAM [ARG…]`,
+/// exactly one of them.
+struct CommandInput: Equatable {
+    var line: String?
+    var program: [String] = []
+
+    func validate() throws(UsageError) {
+        if (line == nil) == program.isEmpty {
+            throw UsageError("give either -c 'LINE' or -- PROGRAM [ARG…], not both and not neither")
+        }
+    }
+
+    var parameter: CommandParameter { line.map(CommandParameter.shell) ?? .argv(program) }
+}

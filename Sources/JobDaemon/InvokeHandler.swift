@@ -1,0 +1,13 @@
+import Foundation
+import JobKit
+import JobModel
+import JobProtocol
+
+/// `job invoke`: a parent with a child per computer.
+extension Handlers {
+    func invoke(_ p: InvokeParameters, send: Send) async throws -> Outcome {
+        let options = InvokeOptions(throttle: p.throttle, sshConfigFile: p.sshConfig)
+        try await send(.job(try await engine.invoke(try spec(p.start), on: p.computers, name: p.start.name, options: options)))
+        return .ok
+    }
+}
