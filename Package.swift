@@ -18,14 +18,17 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", exact: "2.13.0"),
     ],
     targets: [
-        // Value types shared by every side: ids, states, job info, selectors, errors, the output file format.
+        // Value types shared by every side: ids, states, job info, selectors, errors, defaults.
         .target(name: "JobModel"),
+        // A job's output files: their layout, and reading a range of them (the engine, and the
+        // CLI, which reads what the daemon hands it itself).
+        .target(name: "JobOutput", dependencies: ["JobModel"]),
         // Thin C shims over Linux calls Swift cannot make directly (posix_spawn attributes, pidfd, inotify).
         .target(name: "CJobKitSystem"),
         // The job engine: JobManager actor, state machine, SQLite store, process and closure runners.
         .target(
             name: "JobKit",
-            dependencies: ["JobModel", "CJobKitSystem", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["JobModel", "JobOutput", "CJobKitSystem", .product(name: "GRDB", package: "GRDB.swift")],
             plugins: ["SupervisorBuilder"]
         ),
         // Compiles the supervisor (Supervisor/jobkit-supervisor.c: the tiny process that runs one
@@ -49,7 +52,7 @@ let package = Package(
         // The `job` command tree and its rendering (table, list, json).
         .target(
             name: "JobCommands",
-            dependencies: ["JobClient", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["JobClient", "JobOutput", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // `job`: the command line.
         .executableTarget(
@@ -70,17 +73,17 @@ let package = Package(
         // Throughput benchmarks against raw posix_spawn and cat; run by Benchmarks/run, never by the tests.
         .executableTarget(
             name: "JobKitBenchmarks",
-            dependencies: ["JobKit", "CJobKitSystem"],
+            dependencies: ["JobKit", "JobOutput", "CJobKitSystem"],
             path: "Benchmarks/JobKitBenchmarks"
         ),
-        .testTarget(name: "JobModelTests", dependencies: ["JobModel", "JobProtocol"]),
+        .testTarget(name: "JobModelTests", dependencies: ["JobModel", "JobOutput", "JobProtocol"]),
         .testTarget(name: "JobProtocolTests", dependencies: ["JobModel", "JobProtocol", "JobTesting"], exclude: ["Golden", "wire_client.py"]),
         .testTarget(name: "JobClientTests", dependencies: ["JobClient", "JobProtocol", "JobModel", "JobTesting"]),
         .testTarget(name: "JobDaemonTests", dependencies: ["JobDaemon", "JobClient", "JobProtocol", "JobModel", "JobTesting"]),
         .testTarget(name: "JobCommandsTests", dependencies: ["JobTesting", "JobProtocol", "job", "jobd"]),
         .testTarget(
             name: "JobKitTests",
-            dependencies: ["JobKit", "JobModel", "JobTesting", "jobkit-test-engine"]
+            dependencies: ["JobKit", "JobModel", "JobOutput", "JobTesting", "jobkit-test-engine"]
         ),
     ],
     swiftLanguageModes: [.v6]

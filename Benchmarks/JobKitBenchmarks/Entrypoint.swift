@@ -2,6 +2,7 @@ import CJobKitSystem
 import Foundation
 import JobKit
 import JobModel
+import JobOutput
 
 #if canImport(Glibc)
 import Glibc

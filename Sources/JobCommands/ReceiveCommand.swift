@@ -1,6 +1,7 @@
 import ArgumentParser
 import FoundationEssentials
 import JobModel
+import JobOutput
 import JobProtocol
 
 #if canImport(Glibc)

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import JobModel
+import JobOutput
 import JobProtocol
 
 @Suite("Selecting jobs") struct SelectionTests {

@@ -2,6 +2,7 @@ import CJobKitSystem
 import Dispatch
 import Foundation
 import JobModel
+import JobOutput
 import Synchronization
 
 #if canImport(Glibc)

@@ -1,6 +1,7 @@
 import CJobKitSystem
 import Foundation
 import JobModel
+import JobOutput
 
 #if canImport(Glibc)
 import Glibc

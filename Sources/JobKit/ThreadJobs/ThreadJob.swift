@@ -1,5 +1,6 @@
 import Foundation
 import JobModel
+import JobOutput
 import Synchronization
 
 #if canImport(Glibc)

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import JobKit
 import JobModel
+import JobOutput
 import JobTesting
 
 @Suite("Waiting", .tags(.medium)) struct WaitTests {
