@@ -22,8 +22,9 @@ let package = Package(
         .target(name: "JobModel"),
         // A job's output files: their layout, and reading a range of them (the engine, and the
         // CLI, which reads what the daemon hands it itself).
-        .target(name: "JobOutput", dependencies: ["JobModel"]),
-        // Thin C shims over Linux calls Swift cannot make directly (posix_spawn attributes, pidfd, inotify).
+        .target(name: "JobOutput", dependencies: ["JobModel", "CJobKitSystem"]),
+        // Thin C shims over Linux calls Swift cannot make directly (posix_spawn attributes, pidfd,
+        // inotify), and jobkit_abi.h: the layouts the supervisor writes, for Swift to read.
         .target(name: "CJobKitSystem"),
         // The job engine: JobManager actor, state machine, SQLite store, process and closure runners.
         .target(

@@ -127,21 +127,6 @@ int jobkit_byte_is_locked(int fd, long long offset) {
     return lock.l_type != F_UNLCK;
 }
 
-struct zygote_request {
-    uint32_t magic;
-    uint32_t length;
-    int64_t job_id;
-    uint32_t argc;
-    uint32_t envc;
-    uint32_t flags;
-    uint32_t reserved;
-};
-struct zygote_answer {
-    int64_t job_id;
-    int32_t pid;
-    int32_t error;
-};
-
 void jobkit_release_free_memory(void) {
     malloc_trim(0);
 }
@@ -156,8 +141,8 @@ int jobkit_socketpair(int fds[2]) {
 
 int jobkit_zygote_send(int control, int64_t id, const char *strings, uint32_t length, uint32_t argc, uint32_t envc,
                        uint32_t flags, int lock_fd) {
-    struct zygote_request req = {
-        .magic = 0x5A594732u, .length = length, .job_id = id, .argc = argc, .envc = envc, .flags = flags};
+    struct jobkit_zygote_request req = {
+        .magic = JOBKIT_ZYGOTE_MAGIC, .length = length, .job_id = id, .argc = argc, .envc = envc, .flags = flags};
     struct iovec iov[2] = {{.iov_base = &req, .iov_len = sizeof req}, {.iov_base = (void *)strings, .iov_len = length}};
     union {
         struct cmsghdr align;
@@ -186,7 +171,7 @@ int jobkit_zygote_send(int control, int64_t id, const char *strings, uint32_t le
 }
 
 int jobkit_zygote_receive(int control, int64_t *id, pid_t *pid, int *error, int *pidfd) {
-    struct zygote_answer a;
+    struct jobkit_zygote_answer a;
     union {
         struct cmsghdr align;
         char buf[CMSG_SPACE(sizeof(int))];

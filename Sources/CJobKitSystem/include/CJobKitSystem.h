@@ -4,6 +4,8 @@
 #include <sys/types.h>
 #include <stdint.h>
 
+#include "jobkit_abi.h"
+
 /// Spawns `path` in a new session with every signal at its default and SIGTERM, SIGINT,
 /// SIGHUP, SIGUSR1 and SIGCHLD blocked (the supervisor reads them from a signalfd), stdin,
 /// stdout and stderr on /dev/null, `lock_fd` (if >= 0) as fd 3, and no other descriptor.
@@ -12,8 +14,8 @@ int jobkit_spawn_supervisor(const char *path, char *const argv[], char *const en
 
 /// Asks a supervisor zygote (`jobkit-supervisor --zygote`, its socket `control`) to fork a
 /// supervisor for job `id`. `strings` holds `length` bytes: the NUL-terminated cwd, `argc`
-/// arguments and `envc` environment entries. `flags`: 1 holds the job's stdin open (see
-/// `--hold-stdin`). `lock_fd` goes along. The answer is read by `jobkit_zygote_receive`;
+/// arguments and `envc` environment entries. `flags`: JOBKIT_REQUEST_HOLD_STDIN,
+/// JOBKIT_REQUEST_MUX (see jobkit_abi.h). `lock_fd` goes along. The answer is read by `jobkit_zygote_receive`;
 /// answers come in the order of the requests. Returns 0 or an errno (EPIPE: the zygote is gone).
 int jobkit_zygote_send(int control, int64_t id, const char *strings, uint32_t length, uint32_t argc, uint32_t envc,
                        uint32_t flags, int lock_fd);

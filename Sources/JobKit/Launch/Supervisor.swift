@@ -12,14 +12,13 @@ import Glibc
 /// and exit status to the job's slot, and holds the job's byte of the lock file for as long
 /// as it lives.
 ///
-/// What every job shares: `slots` (64 bytes per job id) beside the jobs directory, and
-/// `locks` (one byte per job id) in it. A job that prints nothing creates no file at all: on
-/// ext4, creating inodes costs more than starting the job.
+/// What every job shares: `slots` (a `jobkit_slot` per job id, see jobkit_abi.h) beside the
+/// jobs directory, and `locks` (one byte per job id) in it. A job that prints nothing creates
+/// no file at all: on ext4, creating inodes costs more than starting the job.
 ///
 /// The slots are outside the jobs directory because receive streams watch that directory for
 /// writes (`OutputWatcher`): every job writes its slot when it starts and when it ends, and
-/// each of those writes woke them for nothing. Homes made before keep `jobs/slots`, which
-/// their running supervisors write (a supervisor looks there first).
+/// each of those writes woke them for nothing.
 final class Supervisor: Sendable {
     /// The supervisor program.
     let executable: String
@@ -29,9 +28,7 @@ final class Supervisor: Sendable {
     private let locksFD: Int32
     private let zygote: Zygote
 
-    static let slotSize = 64
-    private static let startedMagic: UInt32 = 0x4A4F_4253
-    private static let endedMagic: UInt32 = 0x454E_4445
+    static let slotSize = MemoryLayout<jobkit_slot>.size
 
     init(executable: String, jobsDirectory: String) throws(JobError) {
         self.executable = executable
@@ -49,11 +46,9 @@ final class Supervisor: Sendable {
         zygote = Zygote(executable: executable, jobsDirectory: jobsDirectory)
     }
 
-    /// `jobs/slots` where a home made before has one, else beside the jobs directory.
+    /// Beside the jobs directory.
     static func slotsPath(jobsDirectory: String) -> String {
-        let legacy = jobsDirectory + "/slots"
-        if access(legacy, F_OK) == 0 { return legacy }
-        return (jobsDirectory as NSString).deletingLastPathComponent + "/slots"
+        (jobsDirectory as NSString).deletingLastPathComponent + "/slots"
     }
 
     deinit {
@@ -211,46 +206,34 @@ final class Supervisor: Sendable {
 
     /// The supervisor's pid and its job's (the job's process group), once the job started.
     func pids(_ id: Int) -> (supervisor: pid_t, job: pid_t)? {
-        guard let slot = readSlot(id) else { return nil }
-        let magic = slot.loadUnaligned(fromByteOffset: 0, as: UInt32.self)
-        guard UInt32(littleEndian: magic) == Self.startedMagic else { return nil }
-        return (
-            Int32(littleEndian: slot.loadUnaligned(fromByteOffset: 4, as: Int32.self)),
-            Int32(littleEndian: slot.loadUnaligned(fromByteOffset: 8, as: Int32.self))
-        )
+        guard let started = readSlot(id)?.started, started.magic == JOBKIT_STARTED_MAGIC else { return nil }
+        return (started.supervisor_pid, started.job_pid)
     }
 
     /// How job `id` ended and when, once its supervisor has recorded it.
     func ending(_ id: Int) -> (LeafOutcome, Date)? {
-        guard let slot = readSlot(id) else { return nil }
-        guard UInt32(littleEndian: slot.loadUnaligned(fromByteOffset: 32, as: UInt32.self)) == Self.endedMagic else {
-            return nil
-        }
-        let kind = slot[36]
-        let stage = slot[37]
-        let code = Int32(littleEndian: slot.loadUnaligned(fromByteOffset: 40, as: Int32.self))
-        let endNs = Int64(littleEndian: slot.loadUnaligned(fromByteOffset: 48, as: Int64.self))
-        let time = Date(timeIntervalSince1970: Double(endNs) / 1e9)
-        switch kind {
-        case 1: return (.exited(code), time)
-        case 2: return (.signaled(code), time)
-        case 3:
-            let stages = [1: "chdir", 2: "exec", 3: "supervisor"]
-            return (.couldNotStart(stage: stages[Int(stage)] ?? "spawn", errno: code), time)
+        guard let ended = readSlot(id)?.ended, ended.magic == JOBKIT_ENDED_MAGIC else { return nil }
+        let time = Date(timeIntervalSince1970: Double(ended.end_ns) / 1e9)
+        switch Int(ended.kind) {
+        case JOBKIT_ENDED_EXIT: return (.exited(ended.code), time)
+        case JOBKIT_ENDED_SIGNAL: return (.signaled(ended.code), time)
+        case JOBKIT_ENDED_ERROR:
+            let stages = [JOBKIT_STAGE_CHDIR: "chdir", JOBKIT_STAGE_EXEC: "exec", JOBKIT_STAGE_SUPERVISOR: "supervisor"]
+            return (.couldNotStart(stage: stages[Int(ended.stage)] ?? "spawn", errno: ended.code), time)
         default: return nil
         }
     }
 
-    private func readSlot(_ id: Int) -> [UInt8]? {
-        var slot = [UInt8](repeating: 0, count: Self.slotSize)
-        let n = slot.withUnsafeMutableBytes { pread(slotsFD, $0.baseAddress, $0.count, off_t(id * Self.slotSize)) }
+    private func readSlot(_ id: Int) -> jobkit_slot? {
+        var slot = jobkit_slot()
+        let n = withUnsafeMutableBytes(of: &slot) { pread(slotsFD, $0.baseAddress, $0.count, off_t(id * Self.slotSize)) }
         return n == Self.slotSize ? slot : nil
     }
 
     /// Zeroes a slot: ids are never reused, but a slots file may outlive its database.
     private func clearSlot(_ id: Int) {
-        let zeros = [UInt8](repeating: 0, count: Self.slotSize)
-        _ = zeros.withUnsafeBytes { pwrite(slotsFD, $0.baseAddress, $0.count, off_t(id * Self.slotSize)) }
+        var zeros = jobkit_slot()
+        _ = withUnsafeBytes(of: &zeros) { pwrite(slotsFD, $0.baseAddress, $0.count, off_t(id * Self.slotSize)) }
     }
 
     /// Deletes a job's files (whichever exist): its output unless it is known to have none,
@@ -266,8 +249,3 @@ final class Supervisor: Sendable {
     }
 }
 
-extension [UInt8] {
-    fileprivate func loadUnaligned<T>(fromByteOffset offset: Int, as type: T.Type) -> T {
-        withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: type) }
-    }
-}

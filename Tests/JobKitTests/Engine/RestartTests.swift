@@ -72,30 +72,6 @@ final class EngineProcess: @unchecked Sendable {
         }
     }
 
-    /// Slots used to live in `jobs/`; a home made then keeps its `jobs/slots` (its running
-    /// supervisors write there), and a job ending while no engine runs is read from there.
-    @Test func aHomeWithItsSlotsInTheJobsDirectoryKeepsThem() async throws {
-        let home = try TemporaryHome("legacy-slots")
-        let go = home.path + "/go"
-        try await JobManager.withManager(home: home.path) { jobs in
-            _ = try await jobs.wait([.id(try await jobs.start(.argv(["true"])).id)])
-        }
-        try FileManager.default.moveItem(atPath: home.path + "/slots", toPath: home.path + "/jobs/slots")
-        let (id, pgid) = try await JobManager.withManager(home: home.path) { jobs in
-            let id = try await jobs.start(.shell("\(waitForFile(go)); exit 3")).id
-            return (id, try await jobPid(jobs, child: id + 1))
-        }
-        touch(go)
-        #expect(await processGroupIsAlive(pgid) == false, "it ends while no engine runs")
-        try await JobManager.withManager(home: home.path) { jobs in
-            #expect(await jobs.job(1)?.state == .completed)
-            let ended = try await jobs.wait([.id(id)], timeout: .seconds(30))
-            #expect(ended?.first?.state == .failed, "\(String(describing: ended))")
-            #expect(ended?.first?.exitCode == 3, "the supervisor recorded its end in jobs/slots")
-        }
-        #expect(!FileManager.default.fileExists(atPath: home.path + "/slots"), "no second slots file")
-    }
-
     struct Expected {
         let line: String
         let state: JobState

@@ -1,0 +1,102 @@
+#ifndef JOBKIT_ABI_H
+#define JOBKIT_ABI_H
+
+// What the supervisor (Supervisor/, C) writes and the engine (JobKit, Swift, through this
+// header) reads: the one definition of each layout, flag and magic number. Every field is
+// at its natural alignment, so C and Swift agree on the layout without packing; the
+// _Static_asserts pin the sizes. Native byte order: both sides run on the same machine.
+
+#include <stdint.h>
+
+// ---- Slots: HOME/slots, JOBKIT_SLOT_SIZE bytes at id * JOBKIT_SLOT_SIZE ----
+// The first half is written once the job started, the second once it ended, each with one
+// pwrite(2), its magic first in memory so that a half not written reads as zeros.
+
+enum { JOBKIT_SLOT_SIZE = 64 };
+#define JOBKIT_STARTED_MAGIC 0x4A4F4253u  // "SBOJ" little-endian
+#define JOBKIT_ENDED_MAGIC 0x454E4445u    // "EDNE"
+
+// How a job ended (jobkit_slot_ended.kind); for JOBKIT_ENDED_ERROR, `stage` says what failed
+// and `code` is its errno.
+enum { JOBKIT_ENDED_EXIT = 1, JOBKIT_ENDED_SIGNAL = 2, JOBKIT_ENDED_ERROR = 3 };
+enum { JOBKIT_STAGE_NONE = 0, JOBKIT_STAGE_CHDIR = 1, JOBKIT_STAGE_EXEC = 2, JOBKIT_STAGE_SUPERVISOR = 3 };
+
+struct jobkit_slot_started {
+    uint32_t magic;
+    int32_t supervisor_pid;
+    // The job's process group (a session through a master: the supervisor's own).
+    int32_t job_pid;
+    uint32_t reserved;
+    int64_t start_ns;
+    uint64_t reserved2;
+};
+
+struct jobkit_slot_ended {
+    uint32_t magic;
+    uint8_t kind;
+    uint8_t stage;
+    uint16_t reserved;
+    // The exit status, the signal, or the errno.
+    int32_t code;
+    uint32_t reserved2;
+    int64_t end_ns;
+    uint64_t reserved3;
+};
+
+struct jobkit_slot {
+    struct jobkit_slot_started started;
+    struct jobkit_slot_ended ended;
+};
+
+_Static_assert(sizeof(struct jobkit_slot_started) == 32, "the started half of a slot is 32 bytes");
+_Static_assert(sizeof(struct jobkit_slot_ended) == 32, "the ended half of a slot is 32 bytes");
+_Static_assert(sizeof(struct jobkit_slot) == JOBKIT_SLOT_SIZE, "a slot is 64 bytes");
+
+// ---- Output: HOME/jobs/ID.stdout, ID.stderr (the bytes) and ID.index (these records) ----
+// One record per chunk read, in the order read; the data is written before its record.
+
+enum { JOBKIT_STREAM_OUTPUT = 1, JOBKIT_STREAM_ERROR = 2 };
+
+struct jobkit_index_record {
+    int64_t time_ns;
+    // Where the chunk starts in its stream's file.
+    uint64_t offset;
+    uint32_t length;
+    uint8_t stream;
+    uint8_t reserved[3];
+};
+
+_Static_assert(sizeof(struct jobkit_index_record) == 24, "an index record is 24 bytes");
+
+// ---- The zygote (jobkit-supervisor --zygote): requests and answers on its socket ----
+// A request is this header, then `length` bytes of NUL-terminated strings (cwd, the argc
+// arguments, the envc environment entries), with the job's lock descriptor attached as
+// SCM_RIGHTS. With JOBKIT_REQUEST_MUX the first two arguments are the master's socket and
+// the remote command. The answer: jobkit_zygote_answer, with a pidfd of the new supervisor
+// attached when pid > 0. Answers come in the order of the requests.
+
+#define JOBKIT_ZYGOTE_MAGIC 0x5A594732u
+enum { JOBKIT_REQUEST_HOLD_STDIN = 1, JOBKIT_REQUEST_MUX = 2 };
+// The largest request's strings the zygote takes.
+enum { JOBKIT_ZYGOTE_MAX_STRINGS = 64 << 20 };
+
+struct jobkit_zygote_request {
+    uint32_t magic;
+    uint32_t length;
+    int64_t job_id;
+    uint32_t argc;
+    uint32_t envc;
+    uint32_t flags;
+    uint32_t reserved;
+};
+
+struct jobkit_zygote_answer {
+    int64_t job_id;
+    int32_t pid;
+    int32_t error;
+};
+
+_Static_assert(sizeof(struct jobkit_zygote_request) == 32, "a zygote request header is 32 bytes");
+_Static_assert(sizeof(struct jobkit_zygote_answer) == 16, "a zygote answer is 16 bytes");
+
+#endif

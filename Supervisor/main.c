@@ -1,0 +1,59 @@
+// jobkit-supervisor: runs one job and records it in a directory, so that the job does not
+// depend on the engine that started it (the role of containerd's shim or podman's conmon).
+// It is C, not Swift, because it is started once per job: it must start in a fraction of a
+// millisecond and use no memory worth mentioning.
+//
+// Usage: jobkit-supervisor [--hold-stdin] [--mux SOCKET COMMAND] DIR ID CWD PROGRAM [ARG...]
+//   --hold-stdin: the job's stdin is a pipe that this process holds open for as long as it
+//   lives, writing only a line when asked to stop (a remote job's ssh forwards both, and its
+//   end of file, to the remote command's watcher, which then ends the remote process group;
+//   see supervise.c); otherwise /dev/null.
+//   --mux: run COMMAND through the ssh master listening at SOCKET, as ssh would through it
+//   (mux.c); PROGRAM (ssh) runs only if no master answers there.
+//   fd 3 (optional): holds a lock on byte ID of DIR/locks; held until this process exits,
+//   so that an engine can tell a live supervisor from a dead one without trusting a pid.
+//   environment: the job's environment, passed on to PROGRAM unchanged.
+//
+// Or: jobkit-supervisor --zygote DIR, with fd 3 a stream socket to the engine: a fork server
+// of supervisors (zygote.c).
+//
+// Writes (layouts: jobkit_abi.h), creating no file for a job that prints nothing, since
+// creating inodes is most of the cost of a short job:
+//   DIR/ID.stdout, DIR/ID.stderr  the job's two streams, byte for byte, once there is any
+//   DIR/ID.index   one record per chunk read: time, offset, length, stream
+//   DIR/../slots   the job's slot: its pids once started, how it ended, each half written
+//                  with one pwrite(2)
+#include "supervisor.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[1], "--zygote") == 0) return zygote(argv[2]);
+    int hold_stdin = 0;
+    const char *mux_socket = NULL, *mux_command = NULL;
+    for (;;) {
+        if (argc > 1 && strcmp(argv[1], "--hold-stdin") == 0) {
+            hold_stdin = 1;
+            argv++;
+            argc--;
+        } else if (argc > 3 && strcmp(argv[1], "--mux") == 0) {
+            mux_socket = argv[2];
+            mux_command = argv[3];
+            argv += 3;
+            argc -= 3;
+        } else {
+            break;
+        }
+    }
+    if (argc < 5) {
+        static const char usage[] =
+            "usage: jobkit-supervisor [--hold-stdin] [--mux SOCKET COMMAND] DIR ID CWD PROGRAM [ARG...]\n"
+            "       jobkit-supervisor --zygote DIR\n";
+        write_all(2, usage, sizeof usage - 1);
+        return 64;
+    }
+    long long id = strtoll(argv[2], NULL, 10);
+    if (id <= 0) return 64;
+    supervise(argv[1], id, argv[3], argv + 4, environ, hold_stdin, mux_socket, mux_command);
+}

@@ -1,0 +1,100 @@
+// What every supervisor shares: the descriptors it opens once, plain I/O, and its end.
+#include "supervisor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+int dir_fd = -1;
+int slots_fd = -1;
+int null_fd = -1;
+long long job_id;
+
+int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int write_all(int fd, const void *buf, size_t len) {
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int read_all(int fd, void *buf, size_t len) {
+    char *p = buf;
+    while (len > 0) {
+        ssize_t n = read(fd, p, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+ssize_t send_with_fd(int sock, const void *data, size_t len, int fd) {
+    struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } control;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (fd >= 0) {
+        msg.msg_control = control.buf;
+        msg.msg_controllen = sizeof control.buf;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    }
+    ssize_t n;
+    while ((n = sendmsg(sock, &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR) {}
+    return n;
+}
+
+int open_shared(const char *dir) {
+    if (dir_fd < 0) dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd < 0) return -1;
+    // Beside the jobs directory, not in it: receive streams watch that directory for writes,
+    // and every job's start and end would wake them for nothing.
+    if (slots_fd < 0) slots_fd = openat(dir_fd, "../slots", O_WRONLY | O_CLOEXEC);
+    if (null_fd < 0) null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return slots_fd >= 0 && null_fd >= 0 ? 0 : -1;
+}
+
+void handled_signals(sigset_t *set) {
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
+    sigaddset(set, SIGUSR1);
+    sigaddset(set, SIGCHLD);
+}
+
+_Noreturn void finish(uint8_t kind, uint8_t stage, int code, int64_t end_ns) {
+    struct jobkit_slot_ended ended = {
+        .magic = JOBKIT_ENDED_MAGIC, .kind = kind, .stage = stage, .code = code, .end_ns = end_ns};
+    // Should the write fail there is nothing left to tell it with: the engine then reads a
+    // supervisor gone without a word.
+    off_t at = (off_t)(job_id * JOBKIT_SLOT_SIZE + (long long)sizeof(struct jobkit_slot_started));
+    if (slots_fd >= 0) (void)pwrite(slots_fd, &ended, sizeof ended, at);
+    _exit(0);
+}
+
+_Noreturn void fail(uint8_t stage, int err) {
+    finish(JOBKIT_ENDED_ERROR, stage, err, now_ns());
+}

@@ -1,0 +1,290 @@
+// One job, supervised: started in its own session, its output taken into files, signals
+// passed on, and its end recorded in its slot.
+//
+// Signals: SIGTERM, SIGINT and SIGHUP are passed on to the job's process group (followed by
+// SIGCONT so that a stopped job can act on them); SIGUSR1 sends it SIGKILL, and then the job
+// ends as soon as its main process has, even if something outside the group still holds its
+// output. With --hold-stdin (a remote job), SIGTERM, SIGINT and SIGHUP write a line to the
+// job's stdin instead, which the host's wrapper takes as "stop" (see RemoteCommand in
+// JobKit), and SIGUSR1 cuts the connection.
+#include "supervisor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+// Why a job could not start: what failed (JOBKIT_STAGE_CHDIR or _EXEC) and errno.
+// Volatile: the vfork child writes it, which the compiler cannot see.
+struct spawn_error {
+    volatile int err;
+    volatile uint8_t stage;
+};
+
+// In the vfork child: says what failed, for the parent to read, and ends.
+static _Noreturn void child_failed(struct spawn_error *error, uint8_t stage) {
+    error->err = errno;
+    error->stage = stage;
+    _exit(127);
+}
+
+// Starts the job with vfork, which shares this process's memory until the exec, as
+// posix_spawn does, but without what makes posix_spawn cost ~140 system calls here: glibc's
+// child resets the disposition of every signal one by one (this process installs no handler,
+// so only SIGPIPE's, ignored here, needs it), and checks each descriptor against the limit.
+// The child writes a failure into `error` (shared memory) before it exits; vfork returns
+// once it has exec'd or exited.
+static pid_t spawn_job(char **argv, char **envp, const char *cwd, int in_fd, int out_fd, int err_fd,
+                       struct spawn_error *error) {
+    sigset_t none;
+    sigemptyset(&none);
+    pid_t pid = vfork();
+    if (pid != 0) return pid;
+    // In the child: only system calls, nothing that allocates or takes a lock.
+    setsid();
+    if (dup2(in_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0) child_failed(error, JOBKIT_STAGE_EXEC);
+    if (chdir(cwd) != 0) child_failed(error, JOBKIT_STAGE_CHDIR);
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigaction(SIGPIPE, &dfl, NULL);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execvpe(argv[0], argv, envp);
+    child_failed(error, JOBKIT_STAGE_EXEC);
+}
+
+// Sends `signo` to the job's process group, and SIGCONT after it unless it is SIGKILL, so
+// that a stopped job can act on it.
+static void signal_group(pid_t pid, int signo) {
+    kill(-pid, signo);
+    if (signo != SIGKILL) kill(-pid, SIGCONT);
+}
+
+// A job being supervised: what the event handlers below share.
+struct supervision {
+    int hold_stdin;
+    // The held stdin (-1, -1 without --hold-stdin). The write end stays open until the job
+    // ends; the read end too, only to see whether a stop's line has been read.
+    int in_pipe[2];
+    int signal_fd;
+    // The session through a master, or NULL: then `pid` is the job's main process.
+    struct mux *mux;
+    pid_t pid;
+    struct stream streams[2];
+    int exited;
+    int killed;
+    siginfo_t exit_info;
+    int64_t end_ns;
+    // When a remote job's stop line was written through ssh (0: none pending). ssh reads its
+    // stdin only once the session is open: a line still unread a moment later went nowhere,
+    // because the job is still connecting, and then the connection attempt is what is
+    // stopped. (A session through a master is open already: its line is always read.)
+    int64_t stop_line_ns;
+    // Set to the signal to record when a session through a master is to be cut now.
+    int cut;
+};
+
+static const int64_t stop_line_wait_ns = 250 * 1000000LL;
+
+// In .bss, like the output's scratch buffer: only a remote job through a master touches it.
+static struct mux mux_session;
+
+// Starts the job: through the master when one answers, else as a process. Records its end
+// and exits if it cannot start, or if a stop came while it was being asked for.
+static void start_job(struct supervision *s, char **job_argv, char **envp, const char *cwd, const char *mux_socket,
+                      const char *mux_command, int out_fd, int err_fd) {
+    int in_fd = s->hold_stdin ? s->in_pipe[0] : null_fd;
+    if (mux_socket != NULL) {
+        int stop = 0;
+        switch (mux_open(&mux_session, mux_socket, mux_command, envp, in_fd, out_fd, err_fd, s->signal_fd, &stop)) {
+        case MUX_OPENED:
+            s->mux = &mux_session;
+            return;
+        case MUX_USE_SSH:
+            break;
+        case MUX_LOST:
+            // As ssh ends when its master goes: the engine tells a lost connection by it.
+            finish(JOBKIT_ENDED_EXIT, JOBKIT_STAGE_NONE, 255, now_ns());
+        case MUX_STOPPED:
+        default:
+            finish(JOBKIT_ENDED_SIGNAL, JOBKIT_STAGE_NONE, stop, now_ns());
+        }
+    }
+    struct spawn_error error = {0, JOBKIT_STAGE_NONE};
+    s->pid = spawn_job(job_argv, envp, cwd, in_fd, out_fd, err_fd, &error);
+    if (s->pid < 0) fail(JOBKIT_STAGE_SUPERVISOR, errno);
+    if (error.stage != JOBKIT_STAGE_NONE) {
+        int status;
+        waitpid(s->pid, &status, 0);
+        fail(error.stage, error.err);
+    }
+}
+
+static void ended(struct supervision *s, int code, int status) {
+    s->exit_info.si_code = code;
+    s->exit_info.si_status = status;
+    s->end_ns = now_ns();
+}
+
+// The master says how the command exited, then closes the socket once the session's channel
+// is closed; a socket closed without it is a master gone.
+static void on_master(struct supervision *s) {
+    int open = mux_fill(s->mux) == 0;
+    int status;
+    if (mux_exit_status(s->mux, &status) && s->exit_info.si_code == 0) ended(s, CLD_EXITED, status);
+    if (!open) {
+        s->exited = 1;
+        if (s->exit_info.si_code == 0) ended(s, CLD_EXITED, 255);
+    }
+}
+
+// A stop signal. A remote job: ssh forwards no signal, but it forwards what its stdin says.
+// A line asks the host's wrapper to send SIGTERM to the command's process group; the job then
+// ends when the command does, or, once the stop's grace is over (SIGUSR1), when the session
+// is cut and the wrapper kills the group.
+static void on_stop(struct supervision *s, int signo) {
+    if (signo == SIGUSR1) s->killed = 1;
+    if (s->hold_stdin && signo != SIGUSR1) {
+        int written = s->in_pipe[1] >= 0 && write_all(s->in_pipe[1], "\n", 1) == 0;
+        if (written && s->mux == NULL && s->stop_line_ns == 0) s->stop_line_ns = now_ns();
+    } else if (s->mux == NULL) {
+        signal_group(s->pid, signo == SIGUSR1 ? SIGKILL : signo);
+    } else {
+        s->cut = SIGKILL;
+    }
+}
+
+static void on_signals(struct supervision *s) {
+    struct signalfd_siginfo si;
+    while (read(s->signal_fd, &si, sizeof si) == sizeof si) {
+        int signo = (int)si.ssi_signo;
+        if (signo == SIGTERM || signo == SIGINT || signo == SIGHUP || signo == SIGUSR1) on_stop(s, signo);
+    }
+    if (s->exited || s->mux != NULL) return;
+    // Look without reaping: the zombie keeps the job's pid, and so its process group id, from
+    // being reused while stragglers may still be signalled.
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    if (waitid(P_PID, (id_t)s->pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == s->pid) {
+        s->exit_info = info;
+        s->exited = 1;
+        s->end_ns = now_ns();
+    }
+}
+
+// The stop line's moment is over: unread, it went nowhere (ssh is still connecting), and
+// ssh itself is stopped.
+static void on_stop_line_due(struct supervision *s) {
+    s->stop_line_ns = 0;
+    int unread = 0;
+    if (ioctl(s->in_pipe[0], FIONREAD, &unread) == 0 && unread > 0) signal_group(s->pid, SIGTERM);
+}
+
+// Cutting the session (the master closes its channel) makes the host's wrapper kill the
+// command's process group, as when a job's ssh is killed.
+static void cut_session(struct supervision *s) {
+    close(s->mux->fd);
+    if (s->in_pipe[1] >= 0) close(s->in_pipe[1]);
+    s->in_pipe[1] = -1;
+    s->exited = 1;
+    ended(s, CLD_KILLED, s->cut);
+}
+
+// Killed, and its main process is gone: whatever still holds its output is outside its
+// process group (a daemon it left behind; for a remote job, the ssh master). Take what is in
+// the pipes now and end: a stop must end. (A bounded take: something outside may go on
+// writing for ever.)
+static void take_what_is_left(struct supervision *s) {
+    for (int i = 0; i < 2; i++) {
+        for (int chunks = 0; chunks < 64 && s->streams[i].pipe_fd >= 0; chunks++) {
+            if (take(&s->streams[i]) == -1) break;
+        }
+    }
+}
+
+// How long poll may wait: until the stop line's moment is over, else for ever.
+static int poll_timeout(const struct supervision *s) {
+    if (s->stop_line_ns == 0) return -1;
+    int64_t left = s->stop_line_ns + stop_line_wait_ns - now_ns();
+    return left > 0 ? (int)(left / 1000000) + 1 : 0;
+}
+
+// The events of the job until it has ended and let go of its output.
+static void watch(struct supervision *s) {
+    while (!s->exited || s->streams[0].pipe_fd >= 0 || s->streams[1].pipe_fd >= 0) {
+        struct pollfd fds[4] = {
+            {.fd = s->streams[0].pipe_fd, .events = POLLIN},
+            {.fd = s->streams[1].pipe_fd, .events = POLLIN},
+            {.fd = s->signal_fd, .events = POLLIN},
+            {.fd = s->mux && !s->exited ? s->mux->fd : -1, .events = POLLIN},
+        };
+        if (poll(fds, 4, poll_timeout(s)) < 0) {
+            if (errno == EINTR) continue;
+            fail(JOBKIT_STAGE_SUPERVISOR, errno);
+        }
+        for (int i = 0; i < 2; i++) {
+            if (s->streams[i].pipe_fd >= 0 && (fds[i].revents & (POLLIN | POLLHUP | POLLERR))) take(&s->streams[i]);
+        }
+        if (fds[3].revents & (POLLIN | POLLHUP | POLLERR)) on_master(s);
+        if (fds[2].revents & POLLIN) on_signals(s);
+        if (s->stop_line_ns != 0 && now_ns() >= s->stop_line_ns + stop_line_wait_ns) on_stop_line_due(s);
+        if (s->cut != 0 && s->mux != NULL && !s->exited) cut_session(s);
+        if (s->killed && s->exited) {
+            take_what_is_left(s);
+            return;
+        }
+    }
+}
+
+_Noreturn void supervise(const char *dir, long long id, const char *cwd, char **job_argv, char **envp,
+                         int hold_stdin, const char *mux_socket, const char *mux_command) {
+    job_id = id;
+    environ = envp;  // execvpe looks PROGRAM up in the PATH of environ: the job's
+    setsid();        // a no-op when spawned with POSIX_SPAWN_SETSID; needed when forked
+    // The lock must not leak into the job: a straggler holding it would make a dead
+    // supervisor look alive.
+    fcntl(LOCK_FD, F_SETFD, FD_CLOEXEC);
+    sigset_t handled;
+    handled_signals(&handled);
+    sigprocmask(SIG_SETMASK, &handled, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    // Nowhere to record anything without them: the engine then sees no status.
+    if (open_shared(dir) != 0) _exit(70);
+
+    struct supervision s = {.hold_stdin = hold_stdin, .in_pipe = {-1, -1}, .pid = -1};
+    int out_pipe[2], err_pipe[2];
+    if (pipe2(out_pipe, O_CLOEXEC) < 0 || pipe2(err_pipe, O_CLOEXEC) < 0) fail(JOBKIT_STAGE_SUPERVISOR, errno);
+    if (hold_stdin && pipe2(s.in_pipe, O_CLOEXEC) < 0) fail(JOBKIT_STAGE_SUPERVISOR, errno);
+    s.signal_fd = signalfd(-1, &handled, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (s.signal_fd < 0) fail(JOBKIT_STAGE_SUPERVISOR, errno);
+
+    // The job gets its own session and process group, so that stopping it reaches every
+    // process it starts and no terminal signal meant for someone else reaches it; stdin is
+    // /dev/null or the held pipe; signals are as a new program expects them.
+    start_job(&s, job_argv, envp, cwd, mux_socket, mux_command, out_pipe[1], err_pipe[1]);
+    close(out_pipe[1]);
+    close(err_pipe[1]);
+
+    // A session through a master has no process here: this one stands for it (its group is
+    // this process alone, and it ends the session when signalled).
+    struct jobkit_slot_started started = {
+        .magic = JOBKIT_STARTED_MAGIC, .supervisor_pid = getpid(), .job_pid = s.mux ? getpid() : s.pid,
+        .start_ns = now_ns()};
+    (void)pwrite(slots_fd, &started, sizeof started, (off_t)(job_id * JOBKIT_SLOT_SIZE));
+
+    s.streams[0] = (struct stream){.pipe_fd = out_pipe[0], .file_fd = -1, .name = "stdout", .kind = JOBKIT_STREAM_OUTPUT};
+    s.streams[1] = (struct stream){.pipe_fd = err_pipe[0], .file_fd = -1, .name = "stderr", .kind = JOBKIT_STREAM_ERROR};
+    fcntl(out_pipe[0], F_SETFL, O_NONBLOCK);
+    fcntl(err_pipe[0], F_SETFL, O_NONBLOCK);
+    watch(&s);
+
+    // The job ends when its main process has exited and every process holding its output
+    // has let go of it, as a shell pipeline does; the end time is the main process's.
+    if (s.mux == NULL) waitpid(s.pid, NULL, 0);
+    int kind = s.exit_info.si_code == CLD_EXITED ? JOBKIT_ENDED_EXIT : JOBKIT_ENDED_SIGNAL;
+    finish((uint8_t)kind, JOBKIT_STAGE_NONE, s.exit_info.si_status, s.end_ns);
+}

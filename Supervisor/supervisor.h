@@ -1,0 +1,92 @@
+// jobkit-supervisor's parts, and what they share. The program and its forms are described
+// in main.c; the layouts it writes are in jobkit_abi.h (Sources/CJobKitSystem/include), which
+// the engine reads through too.
+#ifndef JOBKIT_SUPERVISOR_H
+#define JOBKIT_SUPERVISOR_H
+
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "jobkit_abi.h"
+
+extern char **environ;
+
+enum { LOCK_FD = 3 };
+enum { CHUNK = 1 << 20 };
+
+// ---- shared.c: what every supervisor opens once, and how it records its end ----
+
+// The jobs directory, the slots file beside it and /dev/null: opened once by the zygote,
+// whose forked supervisors inherit them, or by a supervisor started on its own.
+extern int dir_fd;
+extern int slots_fd;
+extern int null_fd;
+extern long long job_id;
+
+int64_t now_ns(void);
+int write_all(int fd, const void *buf, size_t len);
+int read_all(int fd, void *buf, size_t len);
+// Sends `len` bytes in one message, with descriptor `fd` attached unless it is -1. The number
+// of bytes sent, or -1.
+ssize_t send_with_fd(int sock, const void *data, size_t len, int fd);
+// Opens what every supervisor needs (see dir_fd), unless it was inherited. 0 or -1.
+int open_shared(const char *dir);
+// The signals a supervisor takes from its signalfd. They are blocked from the supervisor's
+// birth (by whoever spawns it, and in the zygote that forks it), so that one sent before it
+// is ready waits for it rather than kills it.
+void handled_signals(sigset_t *set);
+// Records how the job ended in its slot, and exits.
+_Noreturn void finish(uint8_t kind, uint8_t stage, int code, int64_t end_ns);
+_Noreturn void fail(uint8_t stage, int err);
+
+// ---- output.c: a job's two streams, from their pipes into their files ----
+
+struct stream {
+    int pipe_fd;      // read end; -1 once at end of file
+    int file_fd;      // the stream's data file; -1 until its first byte arrives
+    const char *name;
+    uint64_t offset;  // bytes written to file_fd so far
+    uint8_t kind;     // JOBKIT_STREAM_OUTPUT or JOBKIT_STREAM_ERROR
+};
+
+// Moves what the pipe holds into the stream's file, recording it in the index; at end of
+// file the pipe is closed (pipe_fd -1). 0 at end of file, -1 when there was nothing to read
+// after all, else the bytes taken.
+ssize_t take(struct stream *s);
+
+// ---- mux.c: a session through an ssh ControlMaster's socket (OpenSSH's PROTOCOL.mux) ----
+
+enum { MUX_MAX_PACKET = 256 * 1024 };
+
+struct mux {
+    int fd;
+    size_t have;                       // bytes in `in`
+    unsigned char in[MUX_MAX_PACKET];  // what was read and not yet taken, whole packets first
+};
+
+enum { MUX_OPENED = 0, MUX_USE_SSH = 1, MUX_LOST = 2, MUX_STOPPED = 3 };
+
+// Opens a session running `command` through the master at `socket_path`, with these
+// descriptors as its stdin, stdout and stderr; see mux.c for what each answer means.
+int mux_open(struct mux *m, const char *socket_path, const char *command, char **envp, int in_fd, int out_fd,
+             int err_fd, int signal_fd, int *stop);
+// Reads what the socket has, once poll said it has something. -1 at end of file or on an error.
+int mux_fill(struct mux *m);
+// Takes the exit status from the master's messages read so far: 1 and `*status` when the
+// exit message came.
+int mux_exit_status(struct mux *m, int *status);
+
+// ---- supervise.c, zygote.c: the two ways the program runs ----
+
+// Runs job `id` (argv, in cwd, with envp) and records it; never returns. With `mux_socket`,
+// the job is `mux_command` run through the ssh master at that socket (see mux_open), and
+// argv (ssh itself) runs only when no master answers there.
+_Noreturn void supervise(const char *dir, long long id, const char *cwd, char **job_argv, char **envp,
+                         int hold_stdin, const char *mux_socket, const char *mux_command);
+
+// Serves fork requests on fd 3 until the engine's end closes; the exit status.
+int zygote(const char *dir);
+
+#endif
