@@ -3,7 +3,7 @@ import FoundationEssentials
 import JobModel
 import JobProtocol
 
-struct GetCommand: ParsableCommand {
+struct GetCommand: InputCommand {
     static let configuration = CommandConfiguration(
         commandName: "get",
         abstract: "List jobs and their state.",
@@ -44,20 +44,10 @@ struct GetCommand: ParsableCommand {
             jobs: jobs, state: state, includeChildren: includeChildren, childState: childState, hasMoreData: hasMoreData,
             newest: newest, before: before, after: after)
     }
-
-    func validate() throws {
-        try options.validateJobFormat()
-        try validating { () throws(UsageError) in try input.validate() }
-    }
-
-    func run() throws {
-        let status = try input.run(options.common)
-        if status != ExitStatus.ok { throw Exit(status: status) }
-    }
 }
 
 /// What `job get` takes, from ArgumentParser or the fast path alike.
-struct GetInput: Equatable {
+struct GetInput: VerbInput {
     var jobs: [String] = []
     var state: String?
     var includeChildren = false

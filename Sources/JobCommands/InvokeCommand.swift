@@ -8,7 +8,7 @@ import JobProtocol
 import Glibc
 #endif
 
-struct InvokeCommand: ParsableCommand {
+struct InvokeCommand: InputCommand {
     static let configuration = CommandConfiguration(
         commandName: "invoke",
         abstract: "Run a command on computers: a parent job with a child per computer.",
@@ -55,20 +55,10 @@ struct InvokeCommand: ParsableCommand {
             computer: computer, asJob: asJob, name: name, throttle: throttle, sshConfig: sshConfig,
             hideComputerName: hideComputerName, command: CommandInput(line: line, program: program))
     }
-
-    func validate() throws {
-        try options.validateJobFormat()
-        try validating { () throws(UsageError) in try input.validate() }
-    }
-
-    func run() throws {
-        let status = try input.run(options.common)
-        if status != ExitStatus.ok { throw Exit(status: status) }
-    }
 }
 
 /// What `job invoke` takes, from ArgumentParser or the fast path alike.
-struct InvokeInput: Equatable {
+struct InvokeInput: VerbInput {
     var computer = ""
     var asJob = false
     var name: String?

@@ -69,3 +69,35 @@ struct CommandInput: Equatable {
 
     var parameter: CommandParameter { line.map(CommandParameter.shell) ?? .argv(program) }
 }
+
+/// A verb's inputs, however the command line was parsed (ArgumentParser or the fast path):
+/// they check themselves and run the verb.
+protocol VerbInput: Equatable {
+    func validate() throws(UsageError)
+    /// Runs the verb and returns the exit status.
+    func run(_ options: CommonOptions) throws -> Int32
+}
+
+/// An ArgumentParser command that is only the parser of a `VerbInput`.
+protocol InputCommand: ParsableCommand {
+    associatedtype Input: VerbInput
+    var options: GlobalOptions { get }
+    var input: Input { get }
+}
+
+extension InputCommand {
+    func validate() throws {
+        try options.validateJobFormat()
+        do throws(UsageError) {
+            try input.validate()
+        } catch {
+            // Shown with the usage, as ArgumentParser shows its own.
+            throw ValidationError(error.message)
+        }
+    }
+
+    func run() throws {
+        let status = try input.run(options.common)
+        if status != ExitStatus.ok { throw Exit(status: status) }
+    }
+}

@@ -7,7 +7,7 @@ import Glibc
 import JobModel
 import JobProtocol
 
-struct StartCommand: ParsableCommand {
+struct StartCommand: InputCommand {
     static let configuration = CommandConfiguration(
         commandName: "start",
         abstract: "Start a background job and print it at once.",
@@ -37,20 +37,10 @@ struct StartCommand: ParsableCommand {
     var input: StartInput {
         StartInput(name: name, cwd: cwd, env: env, command: CommandInput(line: line, program: program))
     }
-
-    func validate() throws {
-        try options.validateJobFormat()
-        try validating { () throws(UsageError) in try input.validate() }
-    }
-
-    func run() throws {
-        let status = try input.run(options.common)
-        if status != ExitStatus.ok { throw Exit(status: status) }
-    }
 }
 
 /// What `job start` takes, from ArgumentParser or the fast path alike.
-struct StartInput: Equatable {
+struct StartInput: VerbInput {
     var name: String?
     var cwd: String?
     var env: [String] = []
@@ -72,15 +62,6 @@ struct StartInput: Equatable {
         }
         if !started.isEmpty { try show(started, options) }
         return status
-    }
-}
-
-/// Runs an input's checks inside ArgumentParser's `validate()`, whose errors show the usage.
-func validating(_ check: () throws(UsageError) -> Void) throws {
-    do throws(UsageError) {
-        try check()
-    } catch {
-        throw ValidationError(error.message)
     }
 }
 
