@@ -81,7 +81,10 @@ let package = Package(
         .testTarget(name: "JobProtocolTests", dependencies: ["JobModel", "JobProtocol", "JobTesting"], exclude: ["Golden", "wire_client.py"]),
         .testTarget(name: "JobClientTests", dependencies: ["JobClient", "JobProtocol", "JobModel", "JobTesting"]),
         .testTarget(name: "JobDaemonTests", dependencies: ["JobDaemon", "JobClient", "JobProtocol", "JobModel", "JobTesting"]),
-        .testTarget(name: "JobCommandsTests", dependencies: ["JobTesting", "JobProtocol", "job", "jobd"]),
+        .testTarget(
+            name: "JobCommandsTests",
+            dependencies: ["JobTesting", "JobProtocol", "JobCommands", .product(name: "ArgumentParser", package: "swift-argument-parser"), "job", "jobd"]
+        ),
         .testTarget(
             name: "JobKitTests",
             dependencies: ["JobKit", "JobModel", "JobOutput", "JobTesting", "jobkit-test-engine"]

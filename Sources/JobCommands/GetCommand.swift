@@ -18,25 +18,25 @@ struct GetCommand: InputCommand {
     @Argument(help: ArgumentHelp("Jobs by id, instance id or name.", valueName: "JOB"))
     var jobs: [String] = []
 
-    @Option(help: "Only jobs in this state.")
+    @Option(name: GetInput.stateOption.names, help: GetInput.stateOption.argumentHelp)
     var state: String?
 
-    @Flag(help: "List child jobs too.")
+    @Flag(name: GetInput.includeChildrenOption.names, help: GetInput.includeChildrenOption.argumentHelp)
     var includeChildren = false
 
-    @Option(help: "List the child jobs in this state too.")
+    @Option(name: GetInput.childStateOption.names, help: GetInput.childStateOption.argumentHelp)
     var childState: String?
 
-    @Option(help: ArgumentHelp("Only jobs whose HasMoreData is this.", valueName: "true|false"))
+    @Option(name: GetInput.hasMoreDataOption.names, help: GetInput.hasMoreDataOption.argumentHelp)
     var hasMoreData: Bool?
 
-    @Option(help: "The N jobs that ended last.")
+    @Option(name: GetInput.newestOption.names, help: GetInput.newestOption.argumentHelp)
     var newest: Int?
 
-    @Option(help: ArgumentHelp("Only jobs that ended before this time (ISO 8601).", valueName: "TIME"))
+    @Option(name: GetInput.beforeOption.names, help: GetInput.beforeOption.argumentHelp)
     var before: String?
 
-    @Option(help: ArgumentHelp("Only jobs that ended after this time (ISO 8601).", valueName: "TIME"))
+    @Option(name: GetInput.afterOption.names, help: GetInput.afterOption.argumentHelp)
     var after: String?
 
     var input: GetInput {
@@ -47,7 +47,7 @@ struct GetCommand: InputCommand {
 }
 
 /// What `job get` takes, from ArgumentParser or the fast path alike.
-struct GetInput: VerbInput {
+struct GetInput: TabledInput {
     var jobs: [String] = []
     var state: String?
     var includeChildren = false
@@ -57,16 +57,57 @@ struct GetInput: VerbInput {
     var before: String?
     var after: String?
 
+    static let stateOption = OptionSpec<Self>("state", help: "Only jobs in this state.") { $0.state = $1; return true }
+    static let includeChildrenOption = OptionSpec<Self>(flag: "include-children", help: "List child jobs too.") {
+        $0.includeChildren = true
+    }
+    static let childStateOption = OptionSpec<Self>("child-state", help: "List the child jobs in this state too.") {
+        $0.childState = $1
+        return true
+    }
+    static let hasMoreDataOption = OptionSpec<Self>(
+        "has-more-data", value: "true|false", help: "Only jobs whose HasMoreData is this."
+    ) {
+        guard let value = Bool($1) else { return false }
+        $0.hasMoreData = value
+        return true
+    }
+    static let newestOption = OptionSpec<Self>("newest", help: "The N jobs that ended last.") {
+        guard let n = Int($1) else { return false }
+        $0.newest = n
+        return true
+    }
+    static let beforeOption = OptionSpec<Self>(
+        "before", value: "TIME", help: "Only jobs that ended before this time (ISO 8601)."
+    ) {
+        $0.before = $1
+        return true
+    }
+    static let afterOption = OptionSpec<Self>("after", value: "TIME", help: "Only jobs that ended after this time (ISO 8601).") {
+        $0.after = $1
+        return true
+    }
+    static let options = [
+        stateOption, includeChildrenOption, childStateOption, hasMoreDataOption, newestOption, beforeOption, afterOption,
+    ]
+    static let word: (@Sendable (inout Self, String) -> Void)? = { $0.jobs.append($1) }
+
     func validate() throws(UsageError) {
+        _ = try query()
+    }
+
+    /// The query, its states and times read.
+    func query() throws(UsageError) -> JobQuery {
         if let newest, newest < 0 { throw UsageError("--newest takes 0 or more, not \(newest)") }
+        return JobQuery(
+            selectors: selectors(jobs), state: try state.map(parseState), includeChildren: includeChildren,
+            childState: try childState.map(parseState), hasMoreData: hasMoreData, before: try before.map(parseTime),
+            after: try after.map(parseTime), newest: newest)
     }
 
     /// Lists the jobs; returns the exit status.
     func run(_ options: CommonOptions) throws -> Int32 {
-        let query = JobQuery(
-            selectors: selectors(jobs), state: try state.map(parseState), includeChildren: includeChildren,
-            childState: try childState.map(parseState), hasMoreData: hasMoreData, before: try before.map(parseTime),
-            after: try after.map(parseTime), newest: newest)
+        let query = try query()
         var found: [JobInfo] = []
         let (_, status) = try perform(Request(.get(query)), with: options) { frame in
             if case .jobs(let jobs) = frame { found = jobs }

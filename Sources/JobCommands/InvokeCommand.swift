@@ -23,28 +23,25 @@ struct InvokeCommand: InputCommand {
 
     @OptionGroup var options: GlobalOptions
 
-    @Option(help: ArgumentHelp("The computers, in order.", valueName: "HOST[,HOST…]"))
+    @Option(name: InvokeInput.computerOption.names, help: InvokeInput.computerOption.argumentHelp)
     var computer: String
 
-    @Flag(help: "Return the parent job at once instead of waiting.")
+    @Flag(name: InvokeInput.asJobOption.names, help: InvokeInput.asJobOption.argumentHelp)
     var asJob = false
 
-    @Option(help: "The parent job's name (default Job<Id>).")
+    @Option(name: InvokeInput.nameOption.names, help: InvokeInput.nameOption.argumentHelp)
     var name: String?
 
-    @Option(help: "At most this many computers at once.")
+    @Option(name: InvokeInput.throttleOption.names, help: InvokeInput.throttleOption.argumentHelp)
     var throttle = InvokeParameters.defaultThrottle
 
-    @Option(
-        help: ArgumentHelp(
-            "An ssh client configuration file (ssh -F); default $JOB_SSH_CONFIG, else your ~/.ssh/config.",
-            valueName: "FILE"))
+    @Option(name: InvokeInput.sshConfigOption.names, help: InvokeInput.sshConfigOption.argumentHelp)
     var sshConfig: String?
 
-    @Flag(help: "No 'HOST: ' prefixes.")
+    @Flag(name: InvokeInput.hideComputerNameOption.names, help: InvokeInput.hideComputerNameOption.argumentHelp)
     var hideComputerName = false
 
-    @Option(name: .customShort("c"), help: ArgumentHelp("A command line for the remote user's shell.", valueName: "LINE"))
+    @Option(name: InvokeInput.lineOption.names, help: InvokeInput.lineOption.argumentHelp)
     var line: String?
 
     @Argument(parsing: .postTerminator, help: ArgumentHelp("The program and its arguments, after --.", valueName: "PROGRAM"))
@@ -58,7 +55,7 @@ struct InvokeCommand: InputCommand {
 }
 
 /// What `job invoke` takes, from ArgumentParser or the fast path alike.
-struct InvokeInput: VerbInput {
+struct InvokeInput: TabledInput {
     var computer = ""
     var asJob = false
     var name: String?
@@ -66,6 +63,35 @@ struct InvokeInput: VerbInput {
     var sshConfig: String?
     var hideComputerName = false
     var command = CommandInput()
+
+    static let computerOption = OptionSpec<Self>("computer", value: "HOST[,HOST…]", help: "The computers, in order.") {
+        $0.computer = $1
+        return true
+    }
+    static let asJobOption = OptionSpec<Self>(flag: "as-job", help: "Return the parent job at once instead of waiting.") {
+        $0.asJob = true
+    }
+    static let nameOption = OptionSpec<Self>("name", help: "The parent job's name (default Job<Id>).") { $0.name = $1; return true }
+    static let throttleOption = OptionSpec<Self>("throttle", help: "At most this many computers at once.") {
+        guard let n = Int($1) else { return false }
+        $0.throttle = n
+        return true
+    }
+    static let sshConfigOption = OptionSpec<Self>(
+        "ssh-config", value: "FILE",
+        help: "An ssh client configuration file (ssh -F); default $JOB_SSH_CONFIG, else your ~/.ssh/config."
+    ) {
+        $0.sshConfig = $1
+        return true
+    }
+    static let hideComputerNameOption = OptionSpec<Self>(flag: "hide-computer-name", help: "No 'HOST: ' prefixes.") {
+        $0.hideComputerName = true
+    }
+    static let lineOption = OptionSpec<Self>.line(help: "A command line for the remote user's shell.") { $0.command.line = $1 }
+    static let options = [
+        computerOption, asJobOption, nameOption, throttleOption, sshConfigOption, hideComputerNameOption, lineOption,
+    ]
+    static let program: (@Sendable (inout Self, [String]) -> Void)? = { $0.command.program = $1 }
 
     var computers: [String] { computer.split(separator: ",").map { String($0).trimmed }.filter { !$0.isEmpty } }
 

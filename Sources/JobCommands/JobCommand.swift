@@ -53,7 +53,7 @@ public struct JobCommand: ParsableCommand {
 /// the parser looks for them.
 func hoistingGlobalOptions(_ args: [String]) -> [String] {
     // An array, not a Set: hashing would cost this hot path a random seed and generic metadata.
-    let takesValue = ["--home", "-o", "--output", "--property"]
+    let takesValue = CommonOptionTable.spellings
     var globals: [String] = []
     var rest: [String] = []
     var index = 0

@@ -15,16 +15,16 @@ enum OutputFormatOption: String, ExpressibleByArgument, CaseIterable {
 
 /// Options every command takes.
 struct GlobalOptions: ParsableArguments {
-    @Option(name: [.short, .customLong("output")], help: "table (the default), list or json; receive also raw (its default).")
+    @Option(name: [.short, .customLong("output")], help: CommonOptionTable.output.argumentHelp)
     var outputOption: OutputFormatOption?
 
     /// The format asked for, or table.
     var output: OutputFormatOption { outputOption ?? .table }
 
-    @Option(help: ArgumentHelp("Which columns or fields to show (case-insensitive).", valueName: "NAME[,NAME…]"))
+    @Option(name: CommonOptionTable.property.names, help: CommonOptionTable.property.argumentHelp)
     var property: String?
 
-    @Option(help: ArgumentHelp("The job home (default: $JOB_HOME, $XDG_STATE_HOME/job, ~/.local/state/job).", valueName: "DIR"))
+    @Option(name: CommonOptionTable.home.names, help: CommonOptionTable.home.argumentHelp)
     var home: String?
 
     var jobHome: JobHome { JobHome(explicit: home) }

@@ -7,7 +7,7 @@ func selectors(_ words: [String]) -> [JobSelector] { words.map(JobSelector.init)
 
 /// Parses a time given on the command line: ISO 8601, with or without fractional seconds or a
 /// time zone (local time then).
-func parseTime(_ text: String) throws -> Date {
+func parseTime(_ text: String) throws(UsageError) -> Date {
     if let date = try? Date.ISO8601FormatStyle().parse(text) { return date }
     if let date = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text) { return date }
     // Without a zone: local time, `YYYY-MM-DD[THH:MM[:SS]]` (a space may stand for the T).
@@ -24,12 +24,12 @@ func parseTime(_ text: String) throws -> Date {
         calendar.timeZone = .current
         if let date = calendar.date(from: components) { return date }
     }
-    throw ValidationError("'\(text)' is not a time: use ISO 8601, e.g. 2026-11-24T18:30:00Z")
+    throw UsageError("'\(text)' is not a time: use ISO 8601, e.g. 2026-11-24T18:30:00Z")
 }
 
-func parseState(_ text: String) throws -> JobState {
+func parseState(_ text: String) throws(UsageError) -> JobState {
     guard let state = JobState(name: text) else {
-        throw ValidationError(
+        throw UsageError(
             "'\(text)' is not a job state: use one of \(JobState.allCases.map(\.rawValue).joined(separator: ", "))")
     }
     return state

@@ -19,16 +19,16 @@ struct StartCommand: InputCommand {
 
     @OptionGroup var options: GlobalOptions
 
-    @Option(help: "The job's name (default Job<Id>).")
+    @Option(name: StartInput.nameOption.names, help: StartInput.nameOption.argumentHelp)
     var name: String?
 
-    @Option(help: ArgumentHelp("The working directory (default: the current one).", valueName: "DIR"))
+    @Option(name: StartInput.cwdOption.names, help: StartInput.cwdOption.argumentHelp)
     var cwd: String?
 
-    @Option(help: ArgumentHelp("Add or override an environment variable.", valueName: "KEY=VALUE"))
+    @Option(name: StartInput.envOption.names, help: StartInput.envOption.argumentHelp)
     var env: [String] = []
 
-    @Option(name: .customShort("c"), help: ArgumentHelp("A command line for /bin/sh -c.", valueName: "LINE"))
+    @Option(name: StartInput.lineOption.names, help: StartInput.lineOption.argumentHelp)
     var line: String?
 
     @Argument(parsing: .postTerminator, help: ArgumentHelp("The program and its arguments, after --.", valueName: "PROGRAM"))
@@ -40,11 +40,24 @@ struct StartCommand: InputCommand {
 }
 
 /// What `job start` takes, from ArgumentParser or the fast path alike.
-struct StartInput: VerbInput {
+struct StartInput: TabledInput {
     var name: String?
     var cwd: String?
     var env: [String] = []
     var command = CommandInput()
+
+    static let nameOption = OptionSpec<Self>("name", help: "The job's name (default Job<Id>).") { $0.name = $1; return true }
+    static let cwdOption = OptionSpec<Self>("cwd", value: "DIR", help: "The working directory (default: the current one).") {
+        $0.cwd = $1
+        return true
+    }
+    static let envOption = OptionSpec<Self>("env", value: "KEY=VALUE", help: "Add or override an environment variable.") {
+        $0.env.append($1)
+        return true
+    }
+    static let lineOption = OptionSpec<Self>.line(help: "A command line for /bin/sh -c.") { $0.command.line = $1 }
+    static let options = [nameOption, cwdOption, envOption, lineOption]
+    static let program: (@Sendable (inout Self, [String]) -> Void)? = { $0.command.program = $1 }
 
     func validate() throws(UsageError) {
         try command.validate()
