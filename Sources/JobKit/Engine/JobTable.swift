@@ -62,6 +62,18 @@ struct JobTable: Sendable, JobSource {
         return [leaf]
     }
 
+    /// The scheduler's step for one parent: its first waiting child, begun, when fewer than
+    /// `throttle` of its children are running or stopping; nil when none is to start. The
+    /// caller launches the child and asks again (a child that fails to launch frees its slot).
+    mutating func beginNext(ofParent parentId: Int, throttle: Int, at time: Date) -> (child: Int, changed: [JobRecord])? {
+        guard let parent = records[parentId], !parent.state.isFinished else { return nil }
+        let active = parent.childIds.filter { [.running, .stopping].contains(records[$0]?.state) }.count
+        guard active < throttle, let next = parent.childIds.first(where: { records[$0]?.state == .notStarted }) else {
+            return nil
+        }
+        return (next, begin(next, at: time))
+    }
+
     /// A child that was connecting when its engine went away waits for a slot again.
     mutating func requeue(_ id: Int) -> [JobRecord] {
         guard var leaf = records[id], leaf.state == .running else { return [] }

@@ -37,32 +37,65 @@ extension JobManager {
         for record in table.records.values.sorted(by: { $0.id < $1.id }) where !record.state.isFinished {
             guard record.childIds.isEmpty else { continue }
             let id = record.id
-            if record.type == .threadJob {
-                let recorded = OutputFormat.recordCount(prefix: supervisor.prefix(id))
-                changed += table.leafEnded(
-                    record.id, outcome: .failed("the process that ran it exited"), at: now, recorded: recorded)
-                continue
+            var evidence = Recovery.Evidence(
+                ended: supervisor.ending(id) != nil, started: supervisor.pids(id) != nil,
+                livePid: supervisor.isAlive(id) ? supervisor.supervisorPid(id) : nil)
+            var action = Recovery.action(for: record, evidence)
+            if case .watch(let pid, let finishStop) = action {
+                if monitor.watch(id: id, pid: pid) {
+                    if finishStop { monitor.signal(id: id, SIGUSR1) }
+                    continue
+                }
+                // Gone between the look and the watch: as if it had not been alive.
+                evidence.livePid = nil
+                action = Recovery.action(for: record, evidence)
             }
-            if supervisor.ending(id) != nil {
-                changed += endProcessLeaf(id, table: &table, supervisor: supervisor)
-            } else if supervisor.isAlive(id), let pid = supervisor.supervisorPid(id),
-                monitor.watch(id: id, pid: pid)
-            {
-                // The stop that was waiting out its grace period died with the old engine:
-                // finish it now, as it would have.
-                if record.state == .stopping { monitor.signal(id: id, SIGUSR1) }
-            } else if supervisor.ending(id) == nil, supervisor.pids(id) == nil, !isLocal(record.location),
-                record.type == .remoteJob, !record.stopRequested
-            {
-                // It was still connecting: it connects again, from its place in the queue.
-                changed += table.requeue(id)
-            } else if supervisor.ending(id) == nil, supervisor.pids(id) == nil {
-                changed += table.leafEnded(
-                    id, outcome: .failed("the engine exited before the job could start"), at: now, recorded: 0)
-            } else {
-                changed += endProcessLeaf(id, table: &table, supervisor: supervisor)
+            switch action {
+            case .readEnd: changed += endProcessLeaf(id, table: &table, supervisor: supervisor)
+            case .requeue: changed += table.requeue(id)
+            case .fail(let reason, let keepOutput):
+                let recorded = keepOutput ? OutputFormat.recordCount(prefix: supervisor.prefix(id)) : 0
+                changed += table.leafEnded(id, outcome: .failed(reason), at: now, recorded: recorded)
+            case .watch: changed += endProcessLeaf(id, table: &table, supervisor: supervisor)
             }
         }
         return changed
+    }
+}
+
+/// What to do with an unfinished leaf the last engine left, decided from what its record and
+/// its supervisor's slot and lock say: pure, so that every case is tested without processes.
+enum Recovery {
+    /// What the slot and the lock say of one job.
+    struct Evidence: Equatable {
+        /// Its supervisor recorded how it ended.
+        var ended: Bool
+        /// Its supervisor recorded that it started (its pids).
+        var started: Bool
+        /// Its supervisor holds its lock still, and said its pid.
+        var livePid: pid_t?
+    }
+
+    enum Action: Equatable {
+        /// Read how it ended from the slot (a supervisor gone without a word fails it).
+        case readEnd
+        /// Watch its live supervisor again; `finishStop`: a stop was waiting out its grace
+        /// when the old engine died, and is finished now, as it would have been.
+        case watch(pid: pid_t, finishStop: Bool)
+        /// It was still connecting: it connects again, from its place in the queue.
+        case requeue
+        /// It ends `Failed` with this reason (with the output it wrote, if `keepOutput`).
+        case fail(reason: String, keepOutput: Bool)
+    }
+
+    static func action(for record: JobRecord, _ evidence: Evidence) -> Action {
+        if record.type == .threadJob { return .fail(reason: "the process that ran it exited", keepOutput: true) }
+        if evidence.ended { return .readEnd }
+        if let pid = evidence.livePid { return .watch(pid: pid, finishStop: record.state == .stopping) }
+        if !evidence.started {
+            if !isLocal(record.location), record.type == .remoteJob, !record.stopRequested { return .requeue }
+            return .fail(reason: "the engine exited before the job could start", keepOutput: false)
+        }
+        return .readEnd
     }
 }

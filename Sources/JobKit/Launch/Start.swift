@@ -204,12 +204,8 @@ extension JobManager {
                 parent.childIds.contains(where: { table[$0]?.state == .notStarted }),
                 let plan = LaunchPlan.decode(parent.launch)
             else { continue }
-            var active = parent.childIds.filter { [.running, .stopping].contains(table[$0]?.state) }.count
-            for childId in parent.childIds where active < plan.options.throttle && table[childId]?.state == .notStarted {
-                changed += table.begin(childId, at: Date())
-                let ended = launch(childId, plan: plan)
-                changed += ended
-                if table[childId]?.state.isFinished == false { active += 1 }
+            while let (child, begun) = table.beginNext(ofParent: parentId, throttle: plan.options.throttle, at: Date()) {
+                changed += begun + launch(child, plan: plan)
             }
         }
         return changed
