@@ -68,6 +68,11 @@ public actor JobManager {
     /// be read (by `collectAsked`): `start`'s child, asked before its commit, and the
     /// children `launchNew` starts, asked all at once.
     var asked: [(id: Int, job: Supervisor.Job)] = []
+    /// Children asked for before a commit that failed: they must not run, and are ended as
+    /// soon as their supervisors are collected.
+    var abandoned: [(id: Int, job: Supervisor.Job)] = []
+    /// A turn of `launchNew` is on its way, and collects what is asked meanwhile.
+    var collectRequested = false
 
     enum Work: Sendable {
         case thread(ThreadWork)
@@ -180,11 +185,12 @@ public actor JobManager {
     /// Stops watching jobs and ends `run()`. Process jobs keep running; thread jobs are
     /// cancelled and end `Failed` (their process is going away). The engine takes no more
     /// requests.
-    public func shutdown() {
+    public func shutdown() async {
         guard !isShutDown else { return }
-        // Started jobs start, even now: they outlive the engine like the others.
-        launchNew()
+        // No new job from here on; started jobs start, even now: they outlive the engine like
+        // the others.
         isShutDown = true
+        await launchNew()
         try? persist([])
         workContinuation.finish()
         for stop in threadStops.values { stop.finish() }

@@ -88,7 +88,11 @@ extension JobManager {
                 return true
             }
         } catch {
-            if let early { abandon(early, job) }
+            if let early {
+                // It must not run: collected like the others, and ended at once.
+                abandoned.append((early, job))
+                workContinuation.yield(.launch)
+            }
             throw error
         }
         table.add(inserted)
@@ -98,46 +102,40 @@ extension JobManager {
         return table.info(inserted[0].id)!
     }
 
-    /// A child asked for before a commit that failed: it must not run.
-    func abandon(_ id: Int, _ job: Supervisor.Job) {
-        guard let spawned = try? supervisor.answer(id, job) else { return }
-        // SIGUSR1: the supervisor kills the job's group at once, then ends.
-        kill(spawned.pid, SIGUSR1)
-        if let pidfd = spawned.pidfd { close(pidfd) }
-    }
-
-    /// Starts the children `start` and `invoke` made, unless they were stopped meanwhile.
-    func launchNew() {
+    /// Starts the children `start` and `invoke` made, unless they were stopped meanwhile, and
+    /// collects the supervisors asked of the fork server.
+    func launchNew() async {
         var changed: [JobRecord] = []
         let batches = toLaunch
         toLaunch.removeAll()
+        // What this launches is collected below: no further turn for it.
+        collectRequested = true
         for (ids, plan) in batches {
             for id in ids {
                 guard let child = table[id], !child.state.isFinished else { continue }
                 if child.stopRequested {
                     changed += table.leafEnded(id, outcome: .cancelled, at: Date(), recorded: 0)
                 } else {
-                    changed += launch(id, plan: plan, collectLater: true)
+                    changed += launch(id, plan: plan)
                 }
             }
         }
+        collectRequested = false
         // All asked before any answer is read: the fork server forks them one after another
         // instead of waiting for this side between each.
-        changed += collectAsked()
-        changed += schedule(after: changed)
         try? persist(changed)
+        let collected = await collectAsked()
+        try? persist(collected + schedule(after: changed + collected))
     }
 
     /// Starts a child that has its slot. A remote one whose computer's login shell is not
     /// known yet, but whose master answers, first asks it (in `run()`, holding up nobody).
-    /// With `collectLater`, a supervisor asked of the fork server is left to `collectAsked`.
-    func launch(_ id: Int, plan: LaunchPlan, collectLater: Bool = false) -> [JobRecord] {
+    func launch(_ id: Int, plan: LaunchPlan) -> [JobRecord] {
         guard let child = table[id] else { return [] }
         let spec = plan.spec
         if isLocal(child.location) {
             return spawnLeaf(
-                id, Supervisor.Job(argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment),
-                collectLater: collectLater)
+                id, Supervisor.Job(argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment))
         }
         let link = SSHLink.make(host: child.location, configFile: plan.options.sshConfigFile, home: home)
         // The socket file, not a connection to it: that would cost the master work per job. A
@@ -145,43 +143,64 @@ extension JobManager {
         guard let master = link.masterIdentity else {
             // No master: this job's ssh becomes it. The shell is not known yet: the form any
             // shell takes.
-            return spawnRemote(id, link: link, plan: plan, form: .viaSh, collectLater: collectLater)
+            return spawnRemote(id, link: link, plan: plan, form: .viaSh)
         }
         if let known = shellForms[link.controlPath], known.master == master {
-            return spawnRemote(id, link: link, plan: plan, form: known.form, throughMaster: true, collectLater: collectLater)
+            return spawnRemote(id, link: link, plan: plan, form: known.form, throughMaster: true)
         }
         workContinuation.yield(.connect(id))
         return []
     }
 
-    func spawnLeaf(_ id: Int, _ job: Supervisor.Job, collectLater: Bool = false) -> [JobRecord] {
+    /// Starts a leaf's supervisor: asked of the fork server, whose answer is awaited in a turn
+    /// of its own (`launchNew`), or, with no fork server, spawned here.
+    func spawnLeaf(_ id: Int, _ job: Supervisor.Job) -> [JobRecord] {
         do {
-            if collectLater, try supervisor.ask(id, job) {
+            if try supervisor.ask(id, job) {
                 asked.append((id, job))
+                requestCollect()
                 return []
             }
-            let (pid, pidfd) = try supervisor.spawn(id, job)
+            let (pid, pidfd) = try supervisor.spawnDirectly(id, job)
             return monitor.watch(id: id, pid: pid, pidfd: pidfd) ? [] : endProcessLeaf(id)
         } catch {
             return table.leafEnded(id, outcome: .failed(error.message), at: Date(), recorded: 0)
         }
     }
 
-    /// The supervisors asked for and not collected yet.
-    func collectAsked() -> [JobRecord] {
-        var changed: [JobRecord] = []
+    /// Makes sure a turn of `launchNew` comes to collect what was asked.
+    func requestCollect() {
+        guard !collectRequested else { return }
+        collectRequested = true
+        workContinuation.yield(.launch)
+    }
+
+    /// Awaits the supervisors asked for and not collected yet (off the actor: the fork server's
+    /// answers are read on a queue of their own), watches them, and ends the abandoned.
+    func collectAsked() async -> [JobRecord] {
         let all = asked
+        let dropped = abandoned
         asked.removeAll()
-        for (id, job) in all {
-            do {
-                let (pid, pidfd) = try supervisor.answer(id, job)
+        abandoned.removeAll()
+        guard !all.isEmpty || !dropped.isEmpty else { return [] }
+        let answers = await supervisor.collect(all + dropped)
+        for (_, answer) in answers.suffix(dropped.count) {
+            // SIGUSR1: the supervisor kills the job's group at once, then ends.
+            guard case .success(let spawned) = answer else { continue }
+            kill(spawned.pid, SIGUSR1)
+            if let pidfd = spawned.pidfd { close(pidfd) }
+        }
+        var changed: [JobRecord] = []
+        for (id, answer) in answers.prefix(all.count) {
+            switch answer {
+            case .success(let (pid, pidfd)):
                 guard monitor.watch(id: id, pid: pid, pidfd: pidfd) else {
                     changed += endProcessLeaf(id)
                     continue
                 }
                 // Stopped before now: the stop's signal found no process to reach.
                 if table[id]?.stopRequested == true { monitor.signal(id: id, SIGTERM) }
-            } catch {
+            case .failure(let error):
                 changed += table.leafEnded(id, outcome: .failed(error.message), at: Date(), recorded: 0)
             }
         }

@@ -27,6 +27,9 @@ final class Supervisor: Sendable {
     private let slotsFD: Int32
     private let locksFD: Int32
     private let zygote: Zygote
+    /// Where the fork server's answers are waited for: off the engine's actor and off the
+    /// cooperative pool.
+    private let answers = DispatchQueue(label: "jobkit.supervisor.answers")
 
     static let slotSize = MemoryLayout<jobkit_slot>.size
 
@@ -129,8 +132,22 @@ final class Supervisor: Sendable {
         return zygote.ask(id: id, job, lockFD: lockFD)
     }
 
-    /// The supervisor asked for with `ask`. Should the fork server have gone away without
-    /// answering, and without forking it, it is started directly.
+    /// The supervisors asked for with `ask`, awaited: the fork server's answers are read on a
+    /// queue of this supervisor's, so that the engine's actor never blocks on them. In the
+    /// order given.
+    func collect(_ asked: [(id: Int, job: Job)]) async -> [(id: Int, answer: Result<(pid: pid_t, pidfd: Int32?), JobError>)] {
+        await withCheckedContinuation { continuation in
+            answers.async {
+                continuation.resume(returning: asked.map { id, job in
+                    (id, Result { () throws(JobError) in try self.answer(id, job) })
+                })
+            }
+        }
+    }
+
+    /// The supervisor asked for with `ask` (blocking, for at most the fork server's bound).
+    /// Should the fork server have gone away without answering, and without forking it, it is
+    /// started directly.
     func answer(_ id: Int, _ job: Job) throws(JobError) -> (pid: pid_t, pidfd: Int32?) {
         if let answer = zygote.answer(for: id) {
             guard answer.pid > 0 else {
@@ -160,7 +177,7 @@ final class Supervisor: Sendable {
     }
 
     /// Execs a supervisor (no fork server).
-    private func spawnDirectly(_ id: Int, _ job: Job) throws(JobError) -> (pid: pid_t, pidfd: Int32?) {
+    func spawnDirectly(_ id: Int, _ job: Job) throws(JobError) -> (pid: pid_t, pidfd: Int32?) {
         let lockFD = try lockedDescriptor(id)
         defer { close(lockFD) }
         let args = [executable] + (job.holdStdin ? ["--hold-stdin"] : [])

@@ -97,28 +97,70 @@ final class Zygote: Sendable {
         }
     }
 
-    /// The zygote's answer about job `id` (asked for with `ask`), waiting for it; nil when
-    /// the zygote went away first — whether it forked a supervisor for the job is then for
-    /// the caller to find out.
+    /// How long a fork server may take to answer before it is taken for hung, and replaced:
+    /// it forks and answers in well under a millisecond.
+    static let answerTimeout: Int32 = 10_000
+
+    private enum Step {
+        case answered(Answer?)
+        case wait(Connection)
+    }
+
+    /// The zygote's answer about job `id` (asked for with `ask`), waiting for it (for at most
+    /// `answerTimeout` ms); nil when the zygote went away or hung first — whether it forked a
+    /// supervisor for the job is then for the caller to find out. The lock is not held while
+    /// waiting: `ask` goes on meanwhile. One caller at a time (the supervisor's queue).
     func answer(for id: Int) -> Answer? {
-        state.withLock { state in
-            while state.answers[id] == nil, state.asked.contains(id), let current = state.connection {
-                var job: Int64 = 0
-                var pid: pid_t = 0
-                var error: Int32 = 0
-                var pidfd: Int32 = -1
-                let rc = jobkit_zygote_receive(current.socket, &job, &pid, &error, &pidfd)
-                guard rc == 0, let index = state.asked.firstIndex(of: Int(job)) else {
-                    if pidfd >= 0 { close(pidfd) }
-                    Self.lose(&state)
-                    break
+        while true {
+            let step = state.withLock { state -> Step in
+                if let answer = state.answers.removeValue(forKey: id) { return .answered(answer) }
+                guard state.asked.contains(id), let current = state.connection else {
+                    state.asked.removeAll { $0 == id }
+                    return .answered(nil)
                 }
-                state.asked.remove(at: index)
-                state.answers[Int(job)] = Answer(pid: pid, pidfd: pidfd, error: error)
+                return .wait(current)
             }
-            state.asked.removeAll { $0 == id }
-            return state.answers.removeValue(forKey: id)
+            let current: Connection
+            switch step {
+            case .answered(let answer): return answer
+            case .wait(let connection): current = connection
+            }
+            let ready = Self.waitReadable(current.socket, timeout: Self.answerTimeout)
+            state.withLock { state in
+                guard state.connection?.socket == current.socket else { return }
+                guard ready else {
+                    // Hung (stopped, say): it would not see its socket close either.
+                    kill(current.pid, SIGKILL)
+                    Self.lose(&state)
+                    return
+                }
+                Self.receiveOne(&state, from: current)
+            }
         }
+    }
+
+    /// Whether `fd` has something to read within `timeout` ms.
+    private static func waitReadable(_ fd: Int32, timeout: Int32) -> Bool {
+        var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        var rc: Int32
+        repeat { rc = poll(&ready, 1, timeout) } while rc < 0 && errno == EINTR
+        return rc > 0
+    }
+
+    /// Reads the next answer into `state.answers`; a broken connection is lost.
+    private static func receiveOne(_ state: inout State, from current: Connection) {
+        var job: Int64 = 0
+        var pid: pid_t = 0
+        var error: Int32 = 0
+        var pidfd: Int32 = -1
+        let rc = jobkit_zygote_receive(current.socket, &job, &pid, &error, &pidfd)
+        guard rc == 0, let index = state.asked.firstIndex(of: Int(job)) else {
+            if pidfd >= 0 { close(pidfd) }
+            lose(&state)
+            return
+        }
+        state.asked.remove(at: index)
+        state.answers[Int(job)] = Answer(pid: pid, pidfd: pidfd, error: error)
     }
 
     /// The connection broke: what was asked of it will not be answered.

@@ -13,8 +13,7 @@ extension JobManager {
     /// and the supervisor asks it to run the command itself, with no ssh (ssh runs if the
     /// master has gone by then).
     func spawnRemote(
-        _ id: Int, link: SSHLink, plan: LaunchPlan, form: RemoteCommand.Form, throughMaster: Bool = false,
-        collectLater: Bool = false
+        _ id: Int, link: SSHLink, plan: LaunchPlan, form: RemoteCommand.Form, throughMaster: Bool = false
     ) -> [JobRecord] {
         do {
             try prepareSSH(link)
@@ -28,8 +27,7 @@ extension JobManager {
             Supervisor.Job(
                 argv: link.jobArguments(line: line, log: sshLogPath(id)), workingDirectory: "/",
                 environment: plan.spec.environment, holdStdin: true,
-                throughMaster: throughMaster ? Supervisor.ThroughMaster(socket: link.controlPath, command: line) : nil),
-            collectLater: collectLater)
+                throughMaster: throughMaster ? Supervisor.ThroughMaster(socket: link.controlPath, command: line) : nil))
     }
 
     /// Makes the control sockets' directory and the ssh configuration `link` uses.

@@ -109,6 +109,27 @@ import JobTesting
         #expect(error?.code == .unavailable)
     }
 
+    /// The fork server's answers are awaited off the actor: one that hangs holds up no call
+    /// meanwhile, and is replaced once its time is up.
+    @Test func aHungForkServerHoldsUpNobodyAndIsReplaced() async throws {
+        try await withTemporaryEngine { jobs, home in
+            let first = try await jobs.start(.argv(["true"]))
+            #expect(try await jobs.finished(first.id).state == .completed)
+            let zygote = try runProcess("/usr/bin/pgrep", ["-f", "jobkit-supervisor --zygote \(home.path)/jobs"])
+            let pid = try #require(pid_t(zygote.stdout.split(separator: "\n").first ?? ""), "the fork server runs")
+            #expect(kill(pid, SIGSTOP) == 0)
+            defer { kill(pid, SIGCONT) }
+            let second = try await jobs.start(.argv(["true"]))
+            let asked = ContinuousClock.now
+            let meanwhile = await jobs.job(second.id)
+            #expect(meanwhile?.state == .running)
+            #expect(ContinuousClock.now - asked < .seconds(Int64(Zygote.answerTimeout / 1000) - 1), "the actor answered at once")
+            #expect(try await jobs.finished(second.id).state == .completed, "started without the hung fork server")
+            let third = try await jobs.start(.argv(["true"]))
+            #expect(try await jobs.finished(third.id).state == .completed, "and a new one serves")
+        }
+    }
+
     @Test func aSecondEngineOnTheSameHomeIsRefused() async throws {
         try await withTemporaryEngine { _, home in
             #expect { _ = try JobManager(home: home.path) } throws: { error in
