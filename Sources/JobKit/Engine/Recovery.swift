@@ -21,8 +21,16 @@ extension JobManager {
                 supervisor.removeFiles(id)
                 continue
             }
-            if let pid = supervisor.supervisorPid(id) { kill(pid, SIGUSR1) }
-            for _ in 0..<400 where supervisor.isAlive(id) { usleep(5_000) }
+            if let pid = supervisor.supervisorPid(id) {
+                // Its exit, which lets go of the job's lock, waited for (2 s at most).
+                let pidfd = jobkit_pidfd_open(pid)
+                kill(pid, SIGUSR1)
+                if pidfd >= 0 {
+                    var exited = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
+                    _ = poll(&exited, 1, 2_000)
+                    close(pidfd)
+                }
+            }
             supervisor.removeFiles(id)
         }
         try store.useIds(through: slotted)
