@@ -15,7 +15,7 @@ import Glibc
 /// session, so stopping the job leaves it alone), and runs the job through it, so that a
 /// cold start costs one ssh, as with pdsh. Later jobs go through the master's socket, with no
 /// handshake and no ssh process: their supervisors ask the master for the session themselves
-/// (`Supervisor.ThroughMaster`; the protocol is in jobkit-supervisor.c, `mux_open`). A master
+/// (`Supervisor.ThroughMaster`; the protocol is in Supervisor/mux.c, `mux_open`). A master
 /// whose process died leaves a socket that ssh finds stale and replaces; one whose connection
 /// died exits (ServerAlive). ControlPersist ends masters idle for 10 minutes.
 struct SSHLink: Sendable, Equatable {
