@@ -2,7 +2,7 @@
 # The CLI and daemon next to the tools a user would pick instead, in one run:
 #   - latency of the submitting command: job start -- true, tsp true, nq true (hyperfine medians)
 #   - 1,000 `true` jobs submitted by a shell loop and waited for: job, task-spooler, nq, GNU parallel
-#   - the daemon's memory (RSS) with 10,000 finished jobs kept
+#   - the daemon's memory (RSS) with 10,000 finished jobs kept, and `job get` then (one job, all)
 # Builds job and jobd as one would install them: release mode, the Swift runtime linked
 # statically, and no $ORIGIN run path (nothing to find there; without it the loader tries ~24
 # fewer paths at every start). Installs the
@@ -28,7 +28,7 @@ mkdir -p "$NQDIR" "$TMPDIR"
 cleanup() { "$job" --home "$work/job" daemon stop >/dev/null 2>&1 || true; tsp -K >/dev/null 2>&1 || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-median() { hyperfine -N --warmup 20 --runs 300 --export-json "$work/h.json" "$1" >/dev/null 2>&1
+median() { hyperfine -N --warmup 20 --runs "${2:-300}" --export-json "$work/h.json" "$1" >/dev/null 2>&1
   python3 -c "import json;print('%.2f' % (json.load(open('$work/h.json'))['results'][0]['median']*1000))"; }
 seconds() { local start end; start=$(date +%s.%N); eval "$1" >/dev/null 2>&1; end=$(date +%s.%N); python3 -c "print('%.2f' % ($end-$start))"; }
 
@@ -51,6 +51,8 @@ seq "$kept" | xargs -P 8 -I{} "$job" --home "$work/job" start -- true >/dev/null
 "$job" --home "$work/job" wait >/dev/null
 pid=$(python3 -c "import json,subprocess;print(json.loads(subprocess.check_output(['$job','--home','$work/job','daemon','status','-o','json']))['pid'])")
 rss=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' /proc/$pid/status)
+g1=$(median "$job --home $work/job get 5")
+ga=$(median "$job --home $work/job get" 30)
 
 r() { python3 -c "print('%.2f' % ($1/$2))"; }
 echo "| benchmark | job | peer | ratio (job / peer) | target |"
@@ -61,5 +63,7 @@ echo "| $jobs \`true\` jobs, shell loop + wait | ${je} s | task-spooler ${te} s 
 echo "| $jobs \`true\` jobs, shell loop + wait | ${je} s | nq ${ne} s | $(r $je $ne)× | |"
 echo "| $jobs \`true\` jobs | ${je} s | GNU parallel -j8 ${pe} s | $(r $je $pe)× | |"
 echo "| daemon RSS with $kept finished jobs | ${rss} MB | | | ≤ 60 MB |"
+echo "| \`job get 5\` with $kept jobs kept (median) | ${g1} ms | | | |"
+echo "| \`job get\` listing $kept jobs (median) | ${ga} ms | | | |"
 echo
 echo "The floor: \`job --help\` (start-up, no request) takes ${floor} ms. $(nproc) cores; $(date -u +%FT%TZ)."

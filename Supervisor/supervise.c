@@ -1,5 +1,5 @@
 // One job, supervised: started in its own session, its output taken into files, signals
-// passed on, and its end recorded in its slot.
+// passed on, and its end recorded in its slot. Every event of its life has a handler below.
 //
 // Signals: SIGTERM, SIGINT and SIGHUP are passed on to the job's process group (followed by
 // SIGCONT so that a stopped job can act on them); SIGUSR1 sends it SIGKILL, and then the job
@@ -79,16 +79,11 @@ struct supervision {
     int killed;
     siginfo_t exit_info;
     int64_t end_ns;
-    // When a remote job's stop line was written through ssh (0: none pending). ssh reads its
-    // stdin only once the session is open: a line still unread a moment later went nowhere,
-    // because the job is still connecting, and then the connection attempt is what is
-    // stopped. (A session through a master is open already: its line is always read.)
-    int64_t stop_line_ns;
+    // The remote session is known to be open (see session_open).
+    int open;
     // Set to the signal to record when a session through a master is to be cut now.
     int cut;
 };
-
-static const int64_t stop_line_wait_ns = 250 * 1000000LL;
 
 // In .bss, like the output's scratch buffer: only a remote job through a master touches it.
 static struct mux mux_session;
@@ -142,15 +137,29 @@ static void on_master(struct supervision *s) {
     }
 }
 
+// Whether the session of a remote job run by ssh is open: ssh reads its stdin only once it is,
+// and the first thing in that stdin is the supervisor's hello (see supervise), so a hello
+// still in the pipe means ssh is still connecting. Through a master it is open already. Once
+// seen open it stays so (a stop line may be in the pipe then).
+static int session_open(struct supervision *s) {
+    int unread = 0;
+    if (!s->open) s->open = s->mux != NULL || ioctl(s->in_pipe[0], FIONREAD, &unread) != 0 || unread == 0;
+    return s->open;
+}
+
 // A stop signal. A remote job: ssh forwards no signal, but it forwards what its stdin says.
 // A line asks the host's wrapper to send SIGTERM to the command's process group; the job then
 // ends when the command does, or, once the stop's grace is over (SIGUSR1), when the session
-// is cut and the wrapper kills the group.
+// is cut and the wrapper kills the group. A job still connecting has no command to ask: the
+// connection attempt is what is stopped.
 static void on_stop(struct supervision *s, int signo) {
     if (signo == SIGUSR1) s->killed = 1;
     if (s->hold_stdin && signo != SIGUSR1) {
-        int written = s->in_pipe[1] >= 0 && write_all(s->in_pipe[1], "\n", 1) == 0;
-        if (written && s->mux == NULL && s->stop_line_ns == 0) s->stop_line_ns = now_ns();
+        if (!session_open(s)) {
+            signal_group(s->pid, SIGTERM);
+        } else if (s->in_pipe[1] >= 0) {
+            write_all(s->in_pipe[1], "\n", 1);
+        }
     } else if (s->mux == NULL) {
         signal_group(s->pid, signo == SIGUSR1 ? SIGKILL : signo);
     } else {
@@ -176,14 +185,6 @@ static void on_signals(struct supervision *s) {
     }
 }
 
-// The stop line's moment is over: unread, it went nowhere (ssh is still connecting), and
-// ssh itself is stopped.
-static void on_stop_line_due(struct supervision *s) {
-    s->stop_line_ns = 0;
-    int unread = 0;
-    if (ioctl(s->in_pipe[0], FIONREAD, &unread) == 0 && unread > 0) signal_group(s->pid, SIGTERM);
-}
-
 // Cutting the session (the master closes its channel) makes the host's wrapper kill the
 // command's process group, as when a job's ssh is killed.
 static void cut_session(struct supervision *s) {
@@ -206,13 +207,6 @@ static void take_what_is_left(struct supervision *s) {
     }
 }
 
-// How long poll may wait: until the stop line's moment is over, else for ever.
-static int poll_timeout(const struct supervision *s) {
-    if (s->stop_line_ns == 0) return -1;
-    int64_t left = s->stop_line_ns + stop_line_wait_ns - now_ns();
-    return left > 0 ? (int)(left / 1000000) + 1 : 0;
-}
-
 // The events of the job until it has ended and let go of its output.
 static void watch(struct supervision *s) {
     while (!s->exited || s->streams[0].pipe_fd >= 0 || s->streams[1].pipe_fd >= 0) {
@@ -222,7 +216,7 @@ static void watch(struct supervision *s) {
             {.fd = s->signal_fd, .events = POLLIN},
             {.fd = s->mux && !s->exited ? s->mux->fd : -1, .events = POLLIN},
         };
-        if (poll(fds, 4, poll_timeout(s)) < 0) {
+        if (poll(fds, 4, -1) < 0) {
             if (errno == EINTR) continue;
             fail(JOBKIT_STAGE_SUPERVISOR, errno);
         }
@@ -231,7 +225,6 @@ static void watch(struct supervision *s) {
         }
         if (fds[3].revents & (POLLIN | POLLHUP | POLLERR)) on_master(s);
         if (fds[2].revents & POLLIN) on_signals(s);
-        if (s->stop_line_ns != 0 && now_ns() >= s->stop_line_ns + stop_line_wait_ns) on_stop_line_due(s);
         if (s->cut != 0 && s->mux != NULL && !s->exited) cut_session(s);
         if (s->killed && s->exited) {
             take_what_is_left(s);
@@ -268,6 +261,9 @@ _Noreturn void supervise(const char *dir, long long id, const char *cwd, char **
     start_job(&s, job_argv, envp, cwd, mux_socket, mux_command, out_pipe[1], err_pipe[1]);
     close(out_pipe[1]);
     close(err_pipe[1]);
+    // The hello a remote job's wrapper reads first, before any stop line: until ssh has read
+    // it, the session is not open (see session_open).
+    if (hold_stdin) write_all(s.in_pipe[1], "\n", 1);
 
     // A session through a master has no process here: this one stands for it (its group is
     // this process alone, and it ends the session when signalled).

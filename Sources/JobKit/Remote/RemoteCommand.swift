@@ -12,7 +12,10 @@ import Glibc
 /// open (ssh forwards no signals, but it forwards stdin). A line there means "stop": SIGTERM
 /// to the session's process group (sshd makes every session its own group, so the group is
 /// the job's); the job then ends when the command does, and the stop's grace is kept by the
-/// engine, which cuts the connection when it is over. End of file means the connection is
+/// engine, which cuts the connection when it is over. The first line is not a stop but the
+/// supervisor's hello, written as the job starts: ssh reads its stdin only once the session
+/// is open, so the supervisor knows by the hello still in the pipe that a job is still
+/// connecting, and then stops the connection attempt instead. End of file means the connection is
 /// gone: SIGKILL at once after a stop, otherwise SIGTERM and SIGKILL once the command has gone
 /// or after 5 s. End of file comes when the supervisor kills the job's ssh or closes its
 /// session, when the supervisor dies, and when the connection goes away, and at no other
@@ -44,7 +47,7 @@ enum RemoteCommand {
         esac
         p=$!
         trap "" TERM
-        { s=; while read -r _; do kill -TERM 0; s=1; done <&3
+        { s=; read -r _ <&3; while read -r _; do kill -TERM 0; s=1; done <&3
           if [ -z "$s" ]; then kill -TERM 0; i=0
             while [ $i -lt 50 ] && kill -0 $$; do sleep 0.1; i=$((i+1)); done
           fi
