@@ -57,6 +57,11 @@ final class Zygote: Sendable {
             close(fds[0])
             return nil
         }
+        // A request to a fork server that reads nothing (stopped, say) must not hold up the
+        // engine once the socket's buffer is full: the send gives up, and the job's
+        // supervisor is spawned directly.
+        var bound = timeval(tv_sec: Int(Self.answerTimeout / 1000), tv_usec: 0)
+        _ = setsockopt(fds[0], SOL_SOCKET, SO_SNDTIMEO, &bound, socklen_t(MemoryLayout<timeval>.size))
         return Connection(socket: fds[0], pid: pid)
     }
 
@@ -90,8 +95,11 @@ final class Zygote: Sendable {
                     state.asked.append(id)
                     return true
                 }
-                if rc != EPIPE && rc != ECONNRESET { return false }
+                // A request sent in part leaves the stream unreadable: this fork server is
+                // done with, killed if it stopped reading (the send timed out).
+                if rc == EAGAIN || rc == EWOULDBLOCK { kill(current.pid, SIGKILL) }
                 Self.lose(&state)
+                if rc != EPIPE && rc != ECONNRESET && rc != EAGAIN && rc != EWOULDBLOCK { return false }
             }
             return false
         }
