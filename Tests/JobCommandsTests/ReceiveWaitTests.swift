@@ -69,6 +69,19 @@ import Testing
         }
     }
 
+    /// A line's own keys keep the order the job wrote them in, nested ones too.
+    @Test func aJSONLinesKeysKeepTheirOrder() async throws {
+        try await withCLI { cli in
+            try await cli.run("start", "-c", #"echo '{"zeta":1,"alpha":{"b":2,"a":3},"mid":null}'"#)
+            try await cli.run("wait", "1")
+            let json = try await cli.run("receive", "1", "-o", "json")
+            let text = json.stdout
+            let order = ["\"zeta\"", "\"alpha\"", "\"b\"", "\"a\"", "\"mid\""].map { text.range(of: $0)?.lowerBound }
+            #expect(order.allSatisfy { $0 != nil }, "\(text)")
+            #expect(order.compactMap { $0 } == order.compactMap { $0 }.sorted(), "in the job's order: \(text)")
+        }
+    }
+
     @Test func waitTimeoutPrintsNothingAndExits124() async throws {
         try await withCLI { cli in
             try await cli.run("start", "--", "sleep", "30")

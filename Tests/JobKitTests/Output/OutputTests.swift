@@ -30,20 +30,29 @@ import JobTesting
     }
 
     @Test func partialReceivesOfARunningJobLoseAndRepeatNothing() async throws {
-        try await withTemporaryEngine { jobs, _ in
-            let job = try await jobs.sh("i=0; while [ $i -lt 100 ]; do echo $i; i=$((i+1)); sleep 0.03; done")
+        try await withTemporaryEngine { jobs, home in
+            // Five steps of twenty lines, each after a go-file of the test's: every step is
+            // received while the job runs (and may be mid-write), however slow the machine.
+            let steps = 5
+            let go = home.path + "/go"
+            let job = try await jobs.sh(
+                "for s in $(seq \(steps)); do seq $(( (s-1)*20 )) $(( s*20-1 )); n=0; "
+                    + "while [ ! -e '\(go)'$s ]; do n=$((n+1)); [ $n -gt 1500 ] && exit 9; sleep 0.02; done; done")
             var collected = ""
-            // Receives that found new output while the job ran. (Counted, not the polls: with
-            // the whole suite's engines on two threads a 50 ms sleep can last a second.)
             var partial = 0
-            while try #require(await jobs.job(job.id)).state == .running {
-                let text = try await jobs.text(job.id)
-                if !text.isEmpty { partial += 1 }
+            for step in 1...steps {
+                var text = ""
+                for _ in 0..<3000 where text.isEmpty {
+                    text = try await jobs.text(job.id)
+                    if text.isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+                }
+                if !text.isEmpty, try #require(await jobs.job(job.id)).state == .running { partial += 1 }
                 collected += text
-                try await Task.sleep(for: .milliseconds(50))
+                touch(go + "\(step)")
             }
+            _ = try await jobs.finished(job.id)
             collected += try await jobs.text(job.id)
-            #expect(partial >= 2, "the job should have been read, in pieces, while it ran")
+            #expect(partial == steps, "the job was read, in pieces, while it ran")
             #expect(collected == (0..<100).map { "\($0)\n" }.joined())
         }
     }
