@@ -90,8 +90,18 @@ import JobTesting
     }
 
     @Test func stdoutAndStderrStayApartAndInOrder() async throws {
-        try await withTemporaryEngine { jobs, _ in
-            let job = try await jobs.sh("for i in 1 2 3 4 5; do echo out$i; sleep 0.1; echo err$i >&2; sleep 0.1; done")
+        try await withTemporaryEngine { jobs, home in
+            // Each write waits until the one before it has been recorded (the test's go-file
+            // N follows record N): writes apart in time, however slow the machine.
+            let go = home.path + "/go"
+            let gate = "n=0; while [ ! -e '\(go)'$k ]; do n=$((n+1)); [ $n -gt 1500 ] && exit 9; sleep 0.02; done; k=$((k+1))"
+            let job = try await jobs.sh("k=1; for i in 1 2 3 4 5; do echo out$i; \(gate); echo err$i >&2; \(gate); done")
+            for record in 1...10 {
+                for _ in 0..<3000 where try await jobs.receive([.id(job.id)], keep: true).chunks(coalesce: false).count < record {
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+                touch(go + "\(record)")
+            }
             _ = try await jobs.finished(job.id)
             let output = try await jobs.receive([.id(job.id)])
             let chunks = try output.chunks(coalesce: false)
