@@ -21,7 +21,11 @@
 #define P_PIDFD 3
 #endif
 
-int jobkit_spawn_supervisor(const char *path, char *const argv[], char *const envp[], int lock_fd, pid_t *pid) {
+// A spawn of `path` with stdio on /dev/null and `flags`, `mask` and `defaults` as its
+// signal attributes; `lock_fd` (if >= 0) becomes fd 3; with `close_others`, no other
+// descriptor goes along.
+static int spawn_quiet(const char *path, char *const argv[], char *const envp[], short flags, const sigset_t *mask,
+                       const sigset_t *defaults, int lock_fd, int close_others, pid_t *pid) {
     posix_spawnattr_t attr;
     posix_spawn_file_actions_t actions;
     int rc = posix_spawnattr_init(&attr);
@@ -31,6 +35,22 @@ int jobkit_spawn_supervisor(const char *path, char *const argv[], char *const en
         posix_spawnattr_destroy(&attr);
         return rc;
     }
+    posix_spawnattr_setflags(&attr, flags | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setsigmask(&attr, mask);
+    posix_spawnattr_setsigdefault(&attr, defaults);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+    if (lock_fd >= 0) posix_spawn_file_actions_adddup2(&actions, lock_fd, 3);
+    // The engine's own descriptors (its database above all) must not leak into jobs.
+    if (close_others) posix_spawn_file_actions_addclosefrom_np(&actions, lock_fd >= 0 ? 4 : 3);
+    rc = posix_spawn(pid, path, &actions, &attr, argv, envp);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    return rc;
+}
+
+int jobkit_spawn_supervisor(const char *path, char *const argv[], char *const envp[], int lock_fd, pid_t *pid) {
     sigset_t blocked, defaults;
     sigemptyset(&blocked);
     sigaddset(&blocked, SIGTERM);
@@ -44,34 +64,10 @@ int jobkit_spawn_supervisor(const char *path, char *const argv[], char *const en
     // A new session: the supervisor must not get the terminal's SIGINT/SIGHUP meant for
     // the program that embeds the engine. Blocking from birth means a stop that arrives
     // before the supervisor is ready waits for it instead of killing it.
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    posix_spawnattr_setsigmask(&attr, &blocked);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
-    if (lock_fd >= 0) posix_spawn_file_actions_adddup2(&actions, lock_fd, 3);
-    // The engine's own descriptors (its database above all) must not leak into jobs.
-    posix_spawn_file_actions_addclosefrom_np(&actions, lock_fd >= 0 ? 4 : 3);
-    rc = posix_spawn(pid, path, &actions, &attr, argv, envp);
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
-    return rc;
+    return spawn_quiet(path, argv, envp, POSIX_SPAWN_SETSID, &blocked, &defaults, lock_fd, 1, pid);
 }
 
 int jobkit_spawn_plain(const char *path, char *const argv[], char *const envp[], pid_t *pid) {
-    posix_spawn_file_actions_t actions;
-    posix_spawnattr_t attr;
-    int rc = posix_spawn_file_actions_init(&actions);
-    if (rc != 0) return rc;
-    rc = posix_spawnattr_init(&attr);
-    if (rc != 0) {
-        posix_spawn_file_actions_destroy(&actions);
-        return rc;
-    }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
     // A new program gets no blocked signals and SIGPIPE at its default, whatever the calling
     // thread has (a daemon's threads block the signals its handler thread takes): an ssh
     // master started with SIGTERM blocked could not be stopped.
@@ -79,13 +75,7 @@ int jobkit_spawn_plain(const char *path, char *const argv[], char *const envp[],
     sigemptyset(&none);
     sigemptyset(&defaults);
     sigaddset(&defaults, SIGPIPE);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    rc = posix_spawn(pid, path, &actions, &attr, argv, envp);
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
-    return rc;
+    return spawn_quiet(path, argv, envp, 0, &none, &defaults, -1, 0, pid);
 }
 
 int jobkit_pidfd_open(pid_t pid) {
