@@ -10,6 +10,8 @@ struct OptionSpec<Input>: Sendable {
     /// The value's name in the usage; nil for a flag.
     let value: String?
     let help: String
+    /// A flag takes no value.
+    let isFlag: Bool
     /// Sets the input from the value ("" for a flag); false when the value is not one
     /// ArgumentParser would take, so that the fast path leaves the line to it.
     let set: @Sendable (inout Input, String) -> Bool
@@ -18,19 +20,21 @@ struct OptionSpec<Input>: Sendable {
         self.name = name
         self.value = value
         self.help = help
+        self.isFlag = false
         self.set = set
     }
 
     /// A flag.
     init(flag name: String, help: String, set: @escaping @Sendable (inout Input) -> Void) {
-        self.init(name, help: help) { input, _ in
+        self.name = name
+        self.value = nil
+        self.help = help
+        self.isFlag = true
+        self.set = { input, _ in
             set(&input)
             return true
         }
-        isFlag = true
     }
-
-    private(set) var isFlag = false
 
     /// `-c LINE`, as `start`, `invoke` and later verbs take it.
     static func line(help: String, set: @escaping @Sendable (inout Input, String) -> Void) -> OptionSpec {
