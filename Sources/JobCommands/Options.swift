@@ -85,15 +85,20 @@ protocol InputCommand: ParsableCommand {
     var input: Input { get }
 }
 
+/// Runs a check inside ArgumentParser's `validate()`: its error is shown with the usage, as
+/// ArgumentParser shows its own.
+func validating(_ check: () throws(UsageError) -> Void) throws {
+    do throws(UsageError) {
+        try check()
+    } catch {
+        throw ValidationError(error.message)
+    }
+}
+
 extension InputCommand {
     func validate() throws {
         try options.validateJobFormat()
-        do throws(UsageError) {
-            try input.validate()
-        } catch {
-            // Shown with the usage, as ArgumentParser shows its own.
-            throw ValidationError(error.message)
-        }
+        try validating { () throws(UsageError) in try input.validate() }
     }
 
     func run() throws {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FoundationEssentials
 import JobModel
+import JobProtocol
 
 /// Parses `JOB…` words.
 func selectors(_ words: [String]) -> [JobSelector] { words.map(JobSelector.init) }
@@ -33,4 +34,12 @@ func parseState(_ text: String) throws(UsageError) -> JobState {
             "'\(text)' is not a job state: use one of \(JobState.allCases.map(\.rawValue).joined(separator: ", "))")
     }
     return state
+}
+
+/// A number of seconds given on the command line: from 0 to what the wire takes (about 31
+/// years), or a usage error, never a crash.
+func checkSeconds(_ seconds: Double, of option: String) throws(UsageError) {
+    guard seconds.isFinite, seconds >= 0, seconds <= Wire.maximumSeconds else {
+        throw UsageError("\(option) takes 0 to \(Int(Wire.maximumSeconds)) seconds, not \(seconds)")
+    }
 }

@@ -27,7 +27,7 @@ struct StopCommand: ParsableCommand {
     func validate() throws {
         try options.validateJobFormat()
         if jobs.isEmpty { throw ValidationError("name at least one JOB") }
-        if grace < 0 { throw ValidationError("--grace takes 0 or more seconds, not \(grace)") }
+        try validating { () throws(UsageError) in try checkSeconds(grace, of: "--grace") }
     }
 
     func run() throws {

@@ -35,7 +35,7 @@ struct WaitCommand: ParsableCommand {
 
     func validate() throws {
         try options.validateJobFormat()
-        if let timeout, timeout < 0 { throw ValidationError("--timeout takes 0 or more seconds, not \(timeout)") }
+        if let timeout { try validating { () throws(UsageError) in try checkSeconds(timeout, of: "--timeout") } }
     }
 
     func run() throws {

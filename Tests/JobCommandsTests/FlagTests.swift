@@ -28,6 +28,21 @@ import Testing
         }
     }
 
+    /// `job wait --timeout 1e16` and `job stop --grace 1e16` once killed jobd (an overflowing
+    /// conversion): a number out of range is a usage error, and the daemon goes on.
+    @Test func secondsOutOfRangeAreUsageErrors() async throws {
+        try await withCLI { cli in
+            try await cli.run("start", "-c", "sleep 30")
+            for args in [["wait", "1", "--timeout", "1e16"], ["stop", "1", "--grace", "1e16"], ["wait", "--timeout", "nan"], ["stop", "1", "--grace", "1e300"]] {
+                let refused = try await cli.run(args)
+                #expect(refused.status == 64, "\(args): \(refused.stderr)")
+                #expect(refused.stderr.contains("seconds, not"), "\(args): \(refused.stderr)")
+            }
+            #expect(try await cli.run("stop", "1", "--grace", "0").status == 0, "the daemon still serves")
+            #expect(try await cli.json("get", "1").first?["state"] as? String == "Stopped")
+        }
+    }
+
     @Test func getNewestKeepsTheMostRecentJobs() async throws {
         try await withCLI { cli in
             for _ in 0..<3 { try await cli.run("start", "-c", "true") }
