@@ -133,11 +133,8 @@ public struct DaemonClient: Sendable {
         guard let jobd = Self.locateDaemon() else {
             throw ClientError("cannot find jobd beside job or on PATH; install both together")
         }
-        do {
-            try FileManager.default.createDirectory(
-                atPath: home.path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        } catch {
-            throw ClientError("cannot create the job home \(home.path): \(error)")
+        if let failure = Self.makeDirectories(home.path) {
+            throw ClientError("cannot create the job home \(home.path): \(failure); choose another with --home or JOB_HOME")
         }
         var actions = posix_spawn_file_actions_t()
         var attributes = posix_spawnattr_t()
@@ -159,6 +156,16 @@ public struct DaemonClient: Sendable {
         let rc = posix_spawn(&pid, jobd, &actions, &attributes, &cArgs, environ)
         guard rc == 0 else { throw ClientError("cannot start \(jobd): \(String(cString: strerror(rc)))") }
         return pid
+    }
+
+    /// `mkdir -p` with mode 0700 for what it makes; nil, or the system's word for why not.
+    private static func makeDirectories(_ path: String) -> String? {
+        var made = ""
+        for component in path.split(separator: "/") {
+            made += "/" + component
+            if mkdir(made, 0o700) != 0 && errno != EEXIST { return String(cString: strerror(errno)) }
+        }
+        return nil
     }
 
     /// `jobd` beside the running `job` (how they are built and installed), else on `PATH`.

@@ -14,12 +14,15 @@ extension Handlers {
             try await engine.remove(commandMatching: command)
             return .ok
         }
-        let (selectors, notFound) = await resolve(p.selectors)
+        let (jobs, notFound) = await engine.resolve(p.selectors)
+        // A child named along with its parent (`job remove '*'` names both) goes with it.
+        let named = Set(jobs.map(\.id))
+        let removable = jobs.filter { job in job.parentId.map { !named.contains($0) } ?? true }
         // One at a time: a job refused does not keep the others from going.
         var refused: JobError?
-        for selector in selectors {
+        for job in removable {
             do {
-                try await engine.remove([selector], force: p.force)
+                try await engine.remove([.id(job.id)], force: p.force)
             } catch {
                 refused = refused ?? error
             }

@@ -43,6 +43,30 @@ import Testing
         }
     }
 
+    /// `job remove '*'` names the children too: they go with their parents, and nothing is
+    /// reported missing (it said "no job with id 2" and exited 1).
+    @Test func removeWithAWildcardRemovesParentsWithTheirChildren() async throws {
+        try await withCLI { cli in
+            for _ in 0..<2 { try await cli.run("start", "-c", "true") }
+            #expect(try await cli.run("wait").status == 0)
+            let removed = try await cli.run("remove", "*")
+            #expect(removed.status == 0, "\(removed.stderr)")
+            #expect(removed.stderr.isEmpty)
+            #expect(try await cli.json("get", "--include-children").isEmpty)
+            try await cli.run("start", "-c", "true")
+            #expect(try await cli.run("wait").status == 0)
+            let child = try await cli.run("remove", "Job6")
+            #expect(child.status == 1)
+            #expect(child.stderr == "job: job 6 is a child of job 5; remove job 5\n", "a child named alone is still refused")
+        }
+    }
+
+    @Test func aHomeThatCannotBeMadeSaysWhyInOneLine() async throws {
+        let result = try await CLI.execute(builtExecutable("job"), ["--home", "/proc/no-such-home/job", "get"])
+        #expect(result.status == 69)
+        #expect(result.stderr == "job: cannot create the job home /proc/no-such-home/job: No such file or directory; choose another with --home or JOB_HOME\n")
+    }
+
     @Test func getNewestKeepsTheMostRecentJobs() async throws {
         try await withCLI { cli in
             for _ in 0..<3 { try await cli.run("start", "-c", "true") }
