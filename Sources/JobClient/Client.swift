@@ -6,10 +6,16 @@ import JobProtocol
 import Glibc
 #endif
 
-/// Why the daemon could not be reached (exit status 69): one line a person can act on.
+/// Why the daemon could not be reached (exit status 69), or why the client would not speak to
+/// it (`refused`, exit status 1: a home or a daemon it cannot trust): one line a person can
+/// act on.
 public struct ClientError: Error, Sendable, CustomStringConvertible {
     public var message: String
-    public init(_ message: String) { self.message = message }
+    public var refused: Bool
+    public init(_ message: String, refused: Bool = false) {
+        self.message = message
+        self.refused = refused
+    }
     public var description: String { message }
 }
 
@@ -72,6 +78,9 @@ public struct DaemonClient: Sendable {
     }
 
     private func connect(autoStart: Bool) throws -> Int32 {
+        // Before anything is sent, or a daemon started: a home someone else controls could
+        // hold their socket.
+        if let reason = home.distrust() { throw ClientError(reason, refused: true) }
         if let fd = try connectOnce() { return fd }
         guard autoStart else {
             throw ClientError("no daemon is running for \(home.path); start one with 'job daemon start'")
@@ -115,7 +124,15 @@ public struct DaemonClient: Sendable {
                 Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
             }
         }
-        if rc == 0 { return fd }
+        if rc == 0 {
+            do {
+                try checkPeer(fd)
+            } catch {
+                close(fd)
+                throw error
+            }
+            return fd
+        }
         let code = errno
         close(fd)
         switch code {
@@ -125,6 +142,28 @@ public struct DaemonClient: Sendable {
             throw ClientError("permission denied on \(home.socket): the daemon serves only the user who owns \(home.path)")
         default:
             throw ClientError("cannot connect to \(home.socket): \(String(cString: strerror(code)))")
+        }
+    }
+
+    /// `struct ucred`, which Swift's Glibc module does not export.
+    private struct PeerCredentials {
+        var pid: Int32 = 0
+        var uid: UInt32 = 0
+        var gid: UInt32 = 0
+    }
+
+    /// Whoever answers on the socket must be this user's daemon: the kernel says who it is
+    /// (SO_PEERCRED), before a byte of the request goes.
+    private func checkPeer(_ fd: Int32) throws {
+        var peer = PeerCredentials()
+        var length = socklen_t(MemoryLayout<PeerCredentials>.size)
+        guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &length) == 0 else {
+            throw ClientError("cannot tell who answers on \(home.socket): \(String(cString: strerror(errno)))", refused: true)
+        }
+        guard peer.uid == getuid() else {
+            throw ClientError(
+                "what answers on \(home.socket) runs as user \(peer.uid), not as you (\(getuid())): it is not your daemon; nothing was sent",
+                refused: true)
         }
     }
 

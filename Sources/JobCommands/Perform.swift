@@ -47,7 +47,7 @@ func perform(_ request: Request, with options: CommonOptions, onFrame: (Response
         outcome = try options.client.call(request, onFrame: onFrame)
     } catch let error as ClientError {
         complain(error.message)
-        throw Exit(status: ExitStatus.unreachable)
+        throw Exit(status: error.refused ? ExitStatus.failed : ExitStatus.unreachable)
     }
     for error in outcome.notFound { complain(error.message) }
     if let error = outcome.error {

@@ -22,6 +22,7 @@ public enum Daemon {
             atPath: home.path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         // The home is the user's alone: other users may not even look at the socket.
         _ = chmod(home.path, 0o700)
+        if let reason = home.distrust() { throw JobError(.refused, reason) }
         guard home.socket.utf8.count < 108 else {
             throw JobError(.invalidArgument, "the home \(home.path) is too long for a Unix socket path; use a shorter --home")
         }

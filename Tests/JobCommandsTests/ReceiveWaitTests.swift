@@ -195,8 +195,9 @@ import Testing
         try await withCLI { cli in
             try await cli.run("start", "-c", "true")
             let other = try await runProcessDetached("/usr/bin/setpriv", ["--reuid=nobody", "--regid=nogroup", "--clear-groups", cli.job, "--home", cli.home.path, "get"])
-            #expect(other.status == 69, "\(other.stdout) \(other.stderr)")
-            #expect(other.stderr.hasPrefix("job: "))
+            // Refused before it connects: the home is not theirs.
+            #expect(other.status == 1, "\(other.stdout) \(other.stderr)")
+            #expect(other.stderr.hasPrefix("job: the home \(cli.home.path) belongs to user 0"), "\(other.stderr)")
         }
     }
 
@@ -306,11 +307,20 @@ private func onTerminal(_ cli: CLI, _ args: String, touching go: String, once te
             _ = chmod(cli.home.path, 0o711)
             _ = chmod((cli.home.path as NSString).deletingLastPathComponent, 0o711)
             _ = chmod(cli.home.path + "/jobd.sock", 0o666)
+            // Their `job` refuses the home; a client of their own, which checks nothing, is
+            // refused by the daemon.
             let other = try await runProcessDetached(
                 "/usr/bin/setpriv", ["--reuid=nobody", "--regid=nogroup", "--clear-groups", cli.job, "--home", cli.home.path, "get"])
             #expect(other.status == 1, "\(other.stdout) \(other.stderr)")
-            #expect(other.stderr.contains("serves user"))
             #expect(other.stdout.isEmpty)
+            let script = DaemonTests.rawClient + """
+                print(json.dumps(done(ask(sys.argv[1], frame(request('get'))))))
+                """
+            let raw = try await runProcessDetached(
+                "/usr/bin/setpriv",
+                ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/env", "python3", "-c", script, cli.home.path + "/jobd.sock"])
+            #expect(raw.stdout.contains("serves user"), "\(raw.stdout) \(raw.stderr)")
+            #expect(raw.stdout.contains("\"refused\""))
         }
     }
 

@@ -1,4 +1,8 @@
 import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
 import GRDB
 import JobModel
 import Synchronization
@@ -21,6 +25,11 @@ final class JobStore: Sendable {
                 // power cut can lose the last transactions, never consistency.
                 try db.execute(sql: "PRAGMA synchronous = NORMAL")
             }
+            // The user's alone, as every file of the home: SQLite gives its -wal and -shm
+            // files the database's mode.
+            let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+            if fd >= 0 { close(fd) }
+            _ = chmod(path, 0o600)
             queue = try DatabaseQueue(path: path, configuration: config)
             try Self.migrator.migrate(queue)
             lastId = Mutex(try queue.read { db in
