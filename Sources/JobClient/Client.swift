@@ -85,9 +85,17 @@ public struct DaemonClient: Sendable {
         guard autoStart else {
             throw ClientError("no daemon is running for \(home.path); start one with 'job daemon start'")
         }
+        if let failure = Self.makeDirectories(home.path) {
+            throw ClientError("cannot create the job home \(home.path): \(failure); choose another with --home or JOB_HOME")
+        }
+        // One starter at a time: of twenty first commands at once, one starts the daemon and
+        // the others, let in once it answers (or once the starter has gone), find it there.
+        let lock = try takeStartLock()
+        defer { close(lock) }
+        if let fd = try connectOnce() { return fd }
         let daemon = try startDaemon()
         // A daemon takes a moment to open its home; one that lost the race for the home to
-        // another (20 first commands at once) exits, and the winner answers.
+        // another (a daemon started by hand) exits, and the winner answers.
         var delay: useconds_t = 2_000
         let deadline = Date().addingTimeInterval(15)
         while Date() < deadline {
@@ -172,9 +180,6 @@ public struct DaemonClient: Sendable {
         guard let jobd = Self.locateDaemon() else {
             throw ClientError("cannot find jobd beside job or on PATH; install both together")
         }
-        if let failure = Self.makeDirectories(home.path) {
-            throw ClientError("cannot create the job home \(home.path): \(failure); choose another with --home or JOB_HOME")
-        }
         var actions = posix_spawn_file_actions_t()
         var attributes = posix_spawnattr_t()
         posix_spawn_file_actions_init(&actions)
@@ -195,6 +200,22 @@ public struct DaemonClient: Sendable {
         let rc = posix_spawn(&pid, jobd, &actions, &attributes, &cArgs, environ)
         guard rc == 0 else { throw ClientError("cannot start \(jobd): \(String(cString: strerror(rc)))") }
         return pid
+    }
+
+    /// The lock on starting the home's daemon, waited for: held by whoever starts it until it
+    /// answers, and released by the kernel if that process dies first.
+    private func takeStartLock() throws -> Int32 {
+        let path = home.path + "/jobd.start"
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw ClientError("cannot open \(path): \(String(cString: strerror(errno)))") }
+        while flock(fd, LOCK_EX) != 0 {
+            guard errno == EINTR else {
+                let message = String(cString: strerror(errno))
+                close(fd)
+                throw ClientError("cannot lock \(path): \(message)")
+            }
+        }
+        return fd
     }
 
     /// `mkdir -p` with mode 0700 for what it makes; nil, or the system's word for why not.
