@@ -110,7 +110,7 @@ struct GetInput: TabledInput {
         let query = try query()
         var found: [JobInfo] = []
         let (_, status) = try perform(Request(.get(query)), with: options) { frame in
-            if case .jobs(let jobs) = frame { found = jobs }
+            if case .jobs(let jobs) = frame { found += jobs }
         }
         if !found.isEmpty || options.format == .json { try show(found, options) }
         return status

@@ -143,7 +143,7 @@ struct InvokeInput: TabledInput {
             case .failure(let failure):
                 failed = true
                 complainOfFailure(at: failure.location, failure.reason)
-            case .jobs(let jobs): final = jobs
+            case .jobs(let jobs): final += jobs
             default: break
             }
         }

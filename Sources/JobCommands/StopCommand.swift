@@ -33,7 +33,7 @@ struct StopCommand: ParsableCommand {
     func run() throws {
         var stopped: [JobInfo] = []
         let (_, status) = try perform(Request(.stop(StopParameters(selectors: selectors(jobs), graceSeconds: grace))), with: options) { frame in
-            if case .jobs(let jobs) = frame { stopped = jobs }
+            if case .jobs(let jobs) = frame { stopped += jobs }
         }
         if passthru && !stopped.isEmpty { try show(stopped, options) }
         if status != ExitStatus.ok { throw Exit(status: status) }

@@ -46,7 +46,7 @@ struct WaitCommand: ParsableCommand {
         let progress = ProgressLine(ticking: live)
         let (outcome, status) = try perform(Request(.wait(parameters)), with: options) { frame in
             switch frame {
-            case .jobs(let jobs): done = jobs
+            case .jobs(let jobs): done += jobs
             case .progress(let finished, let total): progress.update(finished: finished, total: total)
             default: break
             }

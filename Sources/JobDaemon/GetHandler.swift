@@ -11,11 +11,11 @@ extension Handlers {
         if !query.selectors.isEmpty {
             (query.selectors, notFound) = await resolve(query.selectors)
             if query.selectors.isEmpty {
-                try await send(.jobs([]))
+                try await sendJobs([], send)
                 return Outcome(notFound: notFound)
             }
         }
-        try await send(.jobs(try await engine.get(query)))
+        try await sendJobs(try await engine.get(query), send)
         return Outcome(notFound: notFound)
     }
 }

@@ -43,6 +43,30 @@ struct Handlers: Sendable {
         }
     }
 
+    /// About how many bytes of jobs one `jobs` frame carries: a list of any length goes in
+    /// frames far below the 16 MiB a frame may have (one job alone is always below it: a
+    /// request, and so a name or a command, is at most that).
+    static let jobsFrameBudget = 1 << 20
+
+    /// Sends a list of jobs in as many `jobs` frames as its size needs (at least one, empty
+    /// for no job); the client joins them.
+    func sendJobs(_ jobs: [JobInfo], _ send: Send) async throws {
+        var batch: [JobInfo] = []
+        var size = 0
+        for job in jobs {
+            let estimate = 256 + job.name.utf8.count + job.command.utf8.count + job.location.utf8.count
+                + (job.reason?.utf8.count ?? 0) + 12 * job.childJobs.count
+            if !batch.isEmpty, size + estimate > Self.jobsFrameBudget {
+                try await send(.jobs(batch))
+                batch.removeAll(keepingCapacity: true)
+                size = 0
+            }
+            batch.append(job)
+            size += estimate
+        }
+        try await send(.jobs(batch))
+    }
+
     /// The ids the words name, and the errors for those that name nothing.
     func resolve(_ selectors: [JobSelector]) async -> ([JobSelector], [JobError]) {
         let (jobs, errors) = await engine.resolve(selectors)

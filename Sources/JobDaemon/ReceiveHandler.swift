@@ -14,7 +14,7 @@ extension Handlers {
             try await send(.failure(failure))
         }
         // The jobs as they are, for the exit status (a Stopped job makes it 1, like a Failed one).
-        try await send(.jobs(try await engine.get(JobQuery(selectors: selectors))))
+        try await sendJobs(try await engine.get(JobQuery(selectors: selectors)), send)
         return Outcome(notFound: notFound)
     }
 
@@ -28,7 +28,7 @@ extension Handlers {
             case .failed(let failure):
                 try await send(.failure(failure))
             case .finished(let jobs):
-                try await send(.jobs(jobs))
+                try await sendJobs(jobs, send)
             }
         }
         return Outcome(notFound: notFound)

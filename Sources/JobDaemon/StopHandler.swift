@@ -9,7 +9,7 @@ extension Handlers {
         let (selectors, notFound) = await resolve(p.selectors)
         guard !selectors.isEmpty else { return Outcome(notFound: notFound) }
         let grace = Duration.milliseconds(Int64((p.graceSeconds * 1000).rounded()))
-        try await send(.jobs(try await engine.stop(selectors, grace: grace)))
+        try await sendJobs(try await engine.stop(selectors, grace: grace), send)
         return Outcome(notFound: notFound)
     }
 }

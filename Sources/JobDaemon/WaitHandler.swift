@@ -23,7 +23,7 @@ extension Handlers {
             waited = try await engine.wait(selectors, any: p.any, timeout: timeout, force: p.force)
         }
         guard let jobs = waited else { return Outcome(notFound: notFound, timedOut: true) }
-        try await send(.jobs(jobs))
+        try await sendJobs(jobs, send)
         return Outcome(notFound: notFound)
     }
 

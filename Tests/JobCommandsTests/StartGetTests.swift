@@ -226,4 +226,31 @@ import Testing
             #expect(table.stdout.split(separator: "\n").count == 12)
         }
     }
+
+    /// A list of jobs goes in frames of bounded size: more than a frame's 16 MiB of jobs (150
+    /// names of 120 KiB; 55,000 plain jobs did it too) no longer breaks `get` or `wait`.
+    @Test func aListLargerThanAFrameStillComes() async throws {
+        try await withCLI { cli in
+            let count = 150
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for worker in 0..<4 {
+                    group.addTask {
+                        for i in stride(from: worker, to: count, by: 4) {
+                            let name = String(i) + String(repeating: "n", count: 120_000)
+                            let started = try await cli.run("start", "--name", name, "--", "true", "-o", "json", "--property", "Id")
+                            #expect(started.status == 0, "\(started.stderr)")
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let waited = try await cli.run("wait", "-o", "json", "--property", "Id")
+            #expect(waited.status == 0, "\(waited.stderr.prefix(300))")
+            let listed = try await cli.run("get", "--include-children", "-o", "json", "--property", "Id,Name")
+            #expect(listed.status == 0, "\(listed.stderr.prefix(300))")
+            let jobs = (try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]]) ?? []
+            #expect(jobs.count == 2 * count, "every parent and child")
+            #expect(listed.stdout.utf8.count > 16 << 20, "more than one frame's worth")
+        }
+    }
 }
