@@ -99,3 +99,19 @@ public func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T)
         Thread { continuation.resume(with: Result { try body() }) }.start()
     }
 }
+
+/// Waits until `condition` holds, looking every `interval`, for at most `limit`; whether it
+/// came to hold. For a test that waits on a fact (a file, a line, a state), never on time:
+/// it returns as soon as the fact is there.
+@discardableResult
+public func eventually(
+    within limit: Duration = .seconds(60), every interval: Duration = .milliseconds(20),
+    _ condition: () async throws -> Bool
+) async throws -> Bool {
+    let deadline = ContinuousClock.now + limit
+    while true {
+        if try await condition() { return true }
+        if ContinuousClock.now >= deadline { return false }
+        try await Task.sleep(for: interval)
+    }
+}

@@ -73,9 +73,7 @@ import JobTesting
             let job = try await jobs.sh("sleep 300 & sleep 300 & (sleep 300; echo never) & echo ready; wait")
             let child = try await jobs.child(of: job)
             let pgid = try await jobPid(jobs, child: child.id)
-            for _ in 0..<3000 where try await jobs.text(job.id, keep: true).isEmpty {
-                try await Task.sleep(for: .milliseconds(20))
-            }
+            try await eventually { try await !jobs.text(job.id, keep: true).isEmpty }
             #expect(try await jobs.text(job.id, keep: true) == "ready\n", "the grandchildren were started")
             #expect(kill(-pgid, 0) == 0, "the job's processes run")
             let stopped = try await jobs.stop([.id(job.id)])

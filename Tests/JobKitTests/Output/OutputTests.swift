@@ -97,9 +97,7 @@ import JobTesting
             let gate = "n=0; while [ ! -e '\(go)'$k ]; do n=$((n+1)); [ $n -gt 1500 ] && exit 9; sleep 0.02; done; k=$((k+1))"
             let job = try await jobs.sh("k=1; for i in 1 2 3 4 5; do echo out$i; \(gate); echo err$i >&2; \(gate); done")
             for record in 1...10 {
-                for _ in 0..<3000 where try await jobs.receive([.id(job.id)], keep: true).chunks(coalesce: false).count < record {
-                    try await Task.sleep(for: .milliseconds(10))
-                }
+                try await eventually { try await jobs.receive([.id(job.id)], keep: true).chunks(coalesce: false).count >= record }
                 touch(go + "\(record)")
             }
             _ = try await jobs.finished(job.id)
