@@ -113,6 +113,9 @@ struct SocketServer: Service {
             timer.cancel()
             return deadline.arrived()
         }
+
+        /// Whether the time ran out (and the input was ended), deciding nothing.
+        var deadlinePassed: Bool { deadline.hasExpired }
     }
 
     /// Whether a connection's request came before its deadline, decided once by whichever is
@@ -125,6 +128,8 @@ struct SocketServer: Service {
         func arrived() -> Bool {
             state.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing).original != 2
         }
+
+        var hasExpired: Bool { state.load(ordering: .acquiring) == 2 }
 
         /// True when the time ran out first.
         func expire() -> Bool {
@@ -155,21 +160,23 @@ struct SocketServer: Service {
         write: @escaping @Sendable ([UInt8]) async throws -> Void
     ) async throws {
         let send: Handlers.Send = { response in try await write(try Framing.encode(response)) }
-        // Read before refusing: closing on unread data would reset the client's side and
-        // lose the answer.
-        var read = await readRequest(inbound)
-        if !connection.requestCameInTime() {
-            read = .failure(JobError(.invalidArgument, "no whole request came within \(Self.requestTimeout.nanoseconds / 1_000_000_000) s"))
-        }
+        var input = inbound.makeAsyncIterator()
+        let late = JobError(.invalidArgument, "no whole request came within \(Self.requestTimeout.nanoseconds / 1_000_000_000) s")
+        // Whoever it is, before a byte of theirs is kept.
         guard connection.uid == getuid() else {
-            try await send(.done(.failed(JobError(.refused, "this daemon serves user \(getuid()) only"))))
+            try await refuse(JobError(.refused, "this daemon serves user \(getuid()) only"), connection, &input, send)
             return
         }
         let request: Request
-        switch read {
-        case .success(let value): request = value
+        switch await readRequest(&input) {
+        case .success(let value):
+            guard connection.requestCameInTime() else {
+                try await send(.done(.failed(late)))
+                return
+            }
+            request = value
         case .failure(let error):
-            try await send(.done(.failed(error)))
+            try await refuse(connection.deadlinePassed ? late : error, connection, &input, send)
             return
         }
         guard !request.verb.streams else {
@@ -189,16 +196,41 @@ struct SocketServer: Service {
         }
     }
 
-    private func readRequest(_ inbound: NIOAsyncChannelInboundStream<ByteBuffer>) async -> Result<Request, JobError> {
+    /// Answers with the error, then reads what the client still sends and drops it, until it
+    /// closes or the request's time is up (the timer ends the input): closing on unread data
+    /// would reset the client's side and lose the answer, and keeping it would let anyone fill
+    /// the daemon's memory.
+    private func refuse(
+        _ error: JobError, _ connection: Connection, _ input: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator,
+        _ send: Handlers.Send
+    ) async throws {
+        try await send(.done(.failed(error)))
+        while (try? await input.next()) != nil {}
+        _ = connection.requestCameInTime()
+    }
+
+    /// Bytes of requests being read, of all connections together: a request that would take
+    /// more is refused, not buffered.
+    private let budget = RequestBudget(bytes: 4 * Framing.maximumSize)
+
+    private func readRequest(_ input: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator) async -> Result<Request, JobError> {
         var buffer = ByteBuffer()
+        var reserved = 0
+        defer { budget.release(reserved) }
         do {
-            for try await chunk in inbound {
-                var chunk = chunk
+            while var chunk = try await input.next() {
                 buffer.writeBuffer(&chunk)
                 guard buffer.readableBytes >= 4, let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self)
                 else { continue }
                 guard Int(length) <= Framing.maximumSize else {
                     return .failure(JobError(.invalidArgument, "request of \(length) bytes refused: the limit is \(Framing.maximumSize)"))
+                }
+                if reserved == 0 {
+                    guard budget.reserve(Int(length)) else {
+                        return .failure(
+                            JobError(.unavailable, "the daemon is reading too many large requests at once; try again in a moment"))
+                    }
+                    reserved = Int(length)
                 }
                 guard buffer.readableBytes >= 4 + Int(length) else { continue }
                 let body = buffer.getBytes(at: buffer.readerIndex + 4, length: Int(length)) ?? []
@@ -228,5 +260,28 @@ struct SocketServer: Service {
 
     static func oneLine(_ error: any Error) -> String {
         String(describing: error).split(whereSeparator: \.isNewline).joined(separator: " ")
+    }
+}
+
+/// A budget of bytes shared by every connection.
+final class RequestBudget: Sendable {
+    private let left: Atomic<Int>
+
+    init(bytes: Int) { left = Atomic(bytes) }
+
+    /// Takes `bytes` of the budget if that many are left.
+    func reserve(_ bytes: Int) -> Bool {
+        var current = left.load(ordering: .relaxed)
+        while current >= bytes {
+            let (exchanged, original) = left.compareExchange(
+                expected: current, desired: current - bytes, ordering: .acquiringAndReleasing)
+            if exchanged { return true }
+            current = original
+        }
+        return false
+    }
+
+    func release(_ bytes: Int) {
+        if bytes > 0 { left.add(bytes, ordering: .relaxed) }
     }
 }

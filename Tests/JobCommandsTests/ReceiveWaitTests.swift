@@ -234,6 +234,39 @@ import Testing
         }
     }
 
+    /// One budget for request bytes being read: a hundred connections that each announce
+    /// 15 MiB and send all but a byte no longer take the daemon's memory (1.7 GiB before); a
+    /// request over the limit gets its answer, not a broken pipe.
+    @Test func requestBytesHaveOneBudgetAndAnOversizedRequestIsAnswered() async throws {
+        try await withCLI { cli in
+            try await cli.run("start", "-c", "true")
+            let status = try await cli.run("daemon", "status", "-o", "json")
+            let pid = try #require((try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])?["pid"] as? Int)
+            let script = Self.rawClient + """
+                import socket
+                path, pid = sys.argv[1], sys.argv[2]
+                big = (15 << 20)
+                held = []
+                for i in range(100):
+                    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.connect(path); s.settimeout(30)
+                    s.sendall(struct.pack('>I', big) + b'x' * (big - 1))
+                    held.append(s)
+                rss = [l for l in open('/proc/%s/status' % pid) if l.startswith('VmRSS')][0].split()[1]
+                print('rss', int(rss) // 1024)
+                for s in held: s.close()
+                over = (17 << 20)
+                print(json.dumps(done(ask(path, struct.pack('>I', over) + b'y' * over))))
+                """
+            let result = try await runProcessDetached("/usr/bin/env", ["python3", "-c", script, cli.home.path + "/jobd.sock", String(pid)])
+            let lines = result.stdout.split(separator: "\n")
+            #expect(lines.count == 2, "\(result.stdout) \(result.stderr)")
+            let rss = Int(lines.first?.split(separator: " ").last ?? "") ?? .max
+            #expect(rss < 400, "jobd held \(rss) MB with 1.5 GB of requests in flight")
+            #expect(lines.last?.contains("the limit is") == true, "\(lines)")
+            #expect(try await cli.json("get").count == 1, "the daemon still serves")
+        }
+    }
+
     /// A client that sends half a request and holds the connection open gets an error once
     /// the daemon's 10 s are up, and holds up no one meanwhile.
     @Test func halfARequestHeldOpenGetsAnErrorAfterTenSeconds() async throws {
