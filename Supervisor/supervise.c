@@ -1,10 +1,10 @@
 // One job, supervised: started in its own session, its output taken into files, signals
 // passed on, and its end recorded in its slot. Every event of its life has a handler below.
 //
-// Signals: SIGTERM, SIGINT and SIGHUP are passed on to the job's process group (followed by
-// SIGCONT so that a stopped job can act on them); SIGUSR1 sends it SIGKILL, and then the job
-// ends as soon as its main process has, even if something outside the group still holds its
-// output. With --hold-stdin (a remote job), SIGTERM, SIGINT and SIGHUP write a line to the
+// Signals: SIGTERM, SIGINT and SIGHUP are passed on to the job's process group and to every
+// process descended from the job that left it (followed by SIGCONT so that a stopped job can
+// act on them); SIGUSR1 sends them all SIGKILL, until none is left, and then the job ends as
+// soon as its main process has, even if something else still holds its output. With --hold-stdin (a remote job), SIGTERM, SIGINT and SIGHUP write a line to the
 // job's stdin instead, which the host's wrapper takes as "stop" (see RemoteCommand in
 // JobKit), and SIGUSR1 cuts the connection.
 #include "supervisor.h"
@@ -160,8 +160,12 @@ static void on_stop(struct supervision *s, int signo) {
         } else if (s->in_pipe[1] >= 0) {
             write_all(s->in_pipe[1], "\n", 1);
         }
+    } else if (s->mux == NULL && signo == SIGUSR1) {
+        kill_descendants(s->pid);
     } else if (s->mux == NULL) {
-        signal_group(s->pid, signo == SIGUSR1 ? SIGKILL : signo);
+        // Its group, and whatever left the group (or the session) on the way.
+        signal_group(s->pid, signo);
+        if (!s->hold_stdin) signal_descendants(s->pid, signo);
     } else {
         s->cut = SIGKILL;
     }
@@ -169,10 +173,15 @@ static void on_stop(struct supervision *s, int signo) {
 
 static void on_signals(struct supervision *s) {
     struct signalfd_siginfo si;
+    int children = 0;
     while (read(s->signal_fd, &si, sizeof si) == sizeof si) {
         int signo = (int)si.ssi_signo;
         if (signo == SIGTERM || signo == SIGINT || signo == SIGHUP || signo == SIGUSR1) on_stop(s, signo);
+        if (signo == SIGCHLD) children = 1;
     }
+    // Processes the job left behind end as children of this one: reaped here, not left as
+    // zombies for its life.
+    if (children && !s->hold_stdin && s->mux == NULL) reap_orphans(s->pid);
     if (s->exited || s->mux != NULL) return;
     // Look without reaping: the zombie keeps the job's pid, and so its process group id, from
     // being reused while stragglers may still be signalled.
@@ -249,6 +258,9 @@ _Noreturn void supervise(const char *dir, long long id, const char *cwd, char **
     if (open_shared(dir) != 0) _exit(70);
 
     struct supervision s = {.hold_stdin = hold_stdin, .in_pipe = {-1, -1}, .pid = -1};
+    // A local job's every process stays below this one (descendants.c). Not a remote job's:
+    // its ssh may fork the computer's master, which outlives the job and is everyone's.
+    if (!hold_stdin && become_subreaper() != 0) fail(JOBKIT_STAGE_SUPERVISOR, errno);
     int out_pipe[2], err_pipe[2];
     if (pipe2(out_pipe, O_CLOEXEC) < 0 || pipe2(err_pipe, O_CLOEXEC) < 0) fail(JOBKIT_STAGE_SUPERVISOR, errno);
     if (hold_stdin && pipe2(s.in_pipe, O_CLOEXEC) < 0) fail(JOBKIT_STAGE_SUPERVISOR, errno);

@@ -78,6 +78,18 @@ int mux_fill(struct mux *m);
 // exit message came.
 int mux_exit_status(struct mux *m, int *status);
 
+// ---- descendants.c: every process of the job, also those that left its group ----
+
+// Makes this process the subreaper of what it starts. 0 or -1.
+int become_subreaper(void);
+// Sends `signo` (and SIGCONT after it, unless it is SIGKILL) to each living descendant not
+// in process group `group`; how many living descendants there were, in the group or not.
+int signal_descendants(pid_t group, int signo);
+// SIGKILL to the group and to every descendant, until none is left.
+void kill_descendants(pid_t group);
+// Reaps the descendants re-parented to this process that have ended, but `main_pid`.
+void reap_orphans(pid_t main_pid);
+
 // ---- supervise.c, zygote.c: the two ways the program runs ----
 
 // Runs job `id` (argv, in cwd, with envp) and records it; never returns. With `mux_socket`,

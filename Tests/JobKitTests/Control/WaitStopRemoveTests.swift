@@ -83,6 +83,28 @@ import JobTesting
         }
     }
 
+    /// Processes that leave the job's group or session (setsid, setsid -f with TERM ignored,
+    /// setpgid) are the job's still: the supervisor is their subreaper, and a stop ends them.
+    @Test(arguments: [
+        "setsid sleep MARK & sleep MARK & echo ready; wait",
+        "setsid -f sh -c 'trap \"\" TERM; exec sleep MARK'; sleep MARK & echo ready; wait",
+        "python3 -c 'import os, time; os.setpgid(0, 0); time.sleep(MARK)' & sleep MARK & echo ready; wait",
+    ])
+    func nothingEscapesAStop(line: String) async throws {
+        // A number of seconds no other process here has in its command line.
+        let marker = String(Int.random(in: 4_000_000...4_999_999))
+        // Whatever happens, nothing of it is left behind.
+        defer { for pid in processes(matching: marker) { kill(pid, SIGKILL) } }
+        try await withTemporaryEngine { jobs, _ in
+            let job = try await jobs.sh(line.replacingOccurrences(of: "MARK", with: marker))
+            #expect(try await eventually { processes(matching: marker).count >= 2 }, "the job's processes started")
+            #expect(try await eventually { try await !jobs.text(job.id, keep: true).isEmpty })
+            let stopped = try await jobs.stop([.id(job.id)], grace: .milliseconds(500))
+            #expect(stopped.first?.state == .stopped)
+            #expect(try await eventually(within: .seconds(10)) { processes(matching: marker).isEmpty }, "left: \(processes(matching: marker))")
+        }
+    }
+
     @Test func whatIgnoresSIGTERMIsKilledAfterTheGracePeriod() async throws {
         try await withTemporaryEngine { jobs, _ in
             let job = try await jobs.sh("trap '' TERM; sleep 300 & sleep 300 & echo ready; wait; wait")
@@ -276,5 +298,20 @@ import JobTesting
             #expect(job.reason == "the process that ran it exited" || job.reason == "the engine shut down while it ran")
             #expect(try await jobs.text(id) == "half\n")
         }
+    }
+}
+
+/// The living processes (not zombies) whose command line holds `marker`.
+func processes(matching marker: String) -> [pid_t] {
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return names.compactMap { name -> pid_t? in
+        guard let pid = pid_t(name), pid != getpid(),
+            let cmdline = FileManager.default.contents(atPath: "/proc/\(name)/cmdline"),
+            String(decoding: cmdline.map { $0 == 0 ? 32 : $0 }, as: UTF8.self).contains(marker),
+            let stat = try? String(contentsOfFile: "/proc/\(name)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")"), stat.index(close, offsetBy: 2) < stat.endIndex,
+            stat[stat.index(close, offsetBy: 2)] != "Z"
+        else { return nil }
+        return pid
     }
 }
