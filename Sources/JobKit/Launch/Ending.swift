@@ -26,17 +26,25 @@ extension JobManager {
     }
 
     func endProcessLeaf(_ id: Int) -> [JobRecord] {
-        Self.endProcessLeaf(id, table: &table, supervisor: supervisor)
+        Self.endProcessLeaf(id, table: &table, supervisor: supervisor, justNow: true)
     }
 
-    /// Reads how a process leaf ended from what its supervisor left.
-    static func endProcessLeaf(_ id: Int, table: inout JobTable, supervisor: Supervisor) -> [JobRecord] {
+    /// Reads how a process leaf ended from what its supervisor left. A supervisor that died
+    /// without a word (killed) left the job's processes to init: they are ended here, found by
+    /// the session the job's setsid began — at once when its death was `justNow` seen, and
+    /// later (at recovery) only while that session's leader is alive to vouch for the id.
+    static func endProcessLeaf(_ id: Int, table: inout JobTable, supervisor: Supervisor, justNow: Bool) -> [JobRecord] {
         let recorded = OutputFormat.recordCount(prefix: supervisor.prefix(id))
         if let (outcome, time) = supervisor.ending(id) {
             let seen = remoteOutcome(outcome, of: id, table: table, supervisor: supervisor)
             return table.leafEnded(id, outcome: seen, at: time, recorded: recorded)
         }
-        let reason = "its supervisor ended without recording how the job ended (was it killed?)"
+        var reason = "its supervisor ended without recording how the job ended (was it killed?)"
+        if let pids = supervisor.pids(id), pids.job != pids.supervisor,
+            ProcessScan.endSession(of: pids.job, requireLeader: !justNow) > 0
+        {
+            reason += "; its processes were ended"
+        }
         return table.leafEnded(id, outcome: .failed(reason), at: Date(), recorded: recorded)
     }
 

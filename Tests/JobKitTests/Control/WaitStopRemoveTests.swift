@@ -105,6 +105,28 @@ import JobTesting
         }
     }
 
+    /// A supervisor killed with SIGKILL left the job running under init, shown Failed, with
+    /// nothing left to stop it: the engine ends the job's processes itself.
+    @Test func aKilledSupervisorsJobIsEnded() async throws {
+        let marker = String(Int.random(in: 5_000_000...5_999_999))
+        defer { for pid in processes(matching: marker) { kill(pid, SIGKILL) } }
+        try await withTemporaryEngine { jobs, _ in
+            let job = try await jobs.sh("trap '' TERM; sleep \(marker) & echo ready; sleep \(marker)")
+            let child = try await jobs.child(of: job)
+            let main = try await jobPid(jobs, child: child.id)
+            #expect(try await eventually { try await !jobs.text(job.id, keep: true).isEmpty && processes(matching: marker).count >= 2 })
+            let stat = try String(contentsOfFile: "/proc/\(main)/stat", encoding: .utf8)
+            let afterName = stat[stat.index(after: try #require(stat.lastIndex(of: ")")))...].split(separator: " ")
+            let supervisor = try #require(pid_t(afterName[1]), "the main process's parent")
+            #expect(kill(supervisor, SIGKILL) == 0)
+            let ended = try await jobs.finished(job.id)
+            #expect(ended.state == .failed)
+            let reason = try #require(await jobs.job(child.id)?.reason)
+            #expect(reason.contains("supervisor") && reason.hasSuffix("its processes were ended"), "\(reason)")
+            #expect(try await eventually(within: .seconds(10)) { processes(matching: marker).isEmpty }, "left: \(processes(matching: marker))")
+        }
+    }
+
     @Test func whatIgnoresSIGTERMIsKilledAfterTheGracePeriod() async throws {
         try await withTemporaryEngine { jobs, _ in
             let job = try await jobs.sh("trap '' TERM; sleep 300 & sleep 300 & echo ready; wait; wait")
