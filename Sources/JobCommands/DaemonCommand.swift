@@ -16,7 +16,7 @@ struct DaemonCommand: ParsableCommand {
             Other commands start the daemon when it is not running; these are for people and \
             service managers. Stopping it leaves running jobs running.
             """,
-        subcommands: [Start.self, Stop.self, Status.self, Run.self]
+        subcommands: [Start.self, Stop.self, Status.self, Run.self, Unit.self]
     )
 
     struct Start: ParsableCommand {
@@ -112,6 +112,56 @@ struct DaemonCommand: ParsableCommand {
             execv(jobd, &cArgs)
             complain("cannot run \(jobd): \(String(cString: strerror(errno)))")
             throw Exit(status: ExitStatus.unreachable)
+        }
+    }
+
+    struct Unit: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print a systemd user unit that runs the daemon.",
+            discussion: """
+                Save it as ~/.config/systemd/user/jobd.service, then: systemctl --user enable --now \
+                jobd; loginctl enable-linger, so that jobs outlive your last login. KillMode=process: \
+                restarting the unit restarts the daemon only, and jobs keep running.
+                """)
+        @OptionGroup var options: GlobalOptions
+
+        func run() throws {
+            writeOut(Self.text(job: Self.executable(), home: options.home == nil ? nil : options.jobHome.path))
+        }
+
+        /// This `job`, as systemd is to run it.
+        static func executable() -> String {
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        }
+
+        /// The unit: `job daemon run` (with the home, when one was named) as a simple service.
+        static func text(job: String, home: String?) -> String {
+            let words = [job, "daemon", "run"] + (home.map { ["--home", $0] } ?? [])
+            // systemd's quoting: a word with a blank or a quote in double quotes, \\ and \" escaped.
+            let command = words.map { word -> String in
+                guard word.contains(where: { " \"\\'".contains($0) }) else { return word }
+                var quoted = "\""
+                for character in word {
+                    if character == "\"" || character == "\\" { quoted.append("\\") }
+                    quoted.append(character)
+                }
+                return quoted + "\""
+            }.joined(separator: " ")
+            return """
+                [Unit]
+                Description=jobd, the daemon that keeps your background jobs (job)
+
+                [Service]
+                Type=simple
+                ExecStart=\(command)
+                # Stopping or restarting the unit ends the daemon only: jobs keep running.
+                KillMode=process
+                Restart=on-failure
+
+                [Install]
+                WantedBy=default.target
+
+                """
         }
     }
 }

@@ -18,6 +18,10 @@ enum Examples {
         "daemon stop": ["job daemon stop"],
         "daemon status": ["job daemon status"],
         "daemon run": ["ExecStart=/usr/local/bin/job daemon run"],
+        "daemon unit": [
+            "job daemon unit > ~/.config/systemd/user/jobd.service",
+            "systemctl --user enable --now jobd && loginctl enable-linger",
+        ],
     ]
 
     /// The example for the command a `--help` command line names.

@@ -67,6 +67,22 @@ import Testing
         #expect(result.stderr == "job: cannot create the job home /proc/no-such-home/job: No such file or directory; choose another with --home or JOB_HOME\n")
     }
 
+    /// `job daemon unit` prints a systemd user unit that systemd takes: `job daemon run` as a
+    /// simple service, ending only the daemon when stopped, so that jobs outlive a restart.
+    @Test func daemonUnitIsAUnitSystemdTakes() async throws {
+        try await withCLI { cli in
+            let unit = try await cli.run("daemon", "unit")
+            #expect(unit.status == 0, "\(unit.stderr)")
+            #expect(unit.stdout.contains("\nType=simple\n") && unit.stdout.contains("\nKillMode=process\n"), "\(unit.stdout)")
+            #expect(unit.stdout.contains("ExecStart=\(cli.job) daemon run --home \(cli.home.path)\n"), "\(unit.stdout)")
+            let file = cli.home.path + "/jobd.service"
+            try unit.stdout.write(toFile: file, atomically: true, encoding: .utf8)
+            let verified = try runProcess("/usr/bin/env", ["systemd-analyze", "verify", file])
+            #expect(verified.status == 0, "\(verified.stdout)\(verified.stderr)")
+            #expect(try await cli.run("daemon", "unit", "--help").stdout.contains("loginctl enable-linger"))
+        }
+    }
+
     @Test func getNewestKeepsTheMostRecentJobs() async throws {
         try await withCLI { cli in
             for _ in 0..<3 { try await cli.run("start", "-c", "true") }
