@@ -3,11 +3,12 @@
 // It is C, not Swift, because it is started once per job: it must start in a fraction of a
 // millisecond and use no memory worth mentioning.
 //
-// Usage: jobkit-supervisor [--hold-stdin] [--mux SOCKET COMMAND] DIR ID CWD PROGRAM [ARG...]
+// Usage: jobkit-supervisor [--hold-stdin] [--merge-error] [--mux SOCKET COMMAND] DIR ID CWD PROGRAM [ARG...]
 //   --hold-stdin: the job's stdin is a pipe that this process holds open for as long as it
 //   lives, writing only a line when asked to stop (a remote job's ssh forwards both, and its
 //   end of file, to the remote command's watcher, which then ends the remote process group;
 //   see supervise.c); otherwise /dev/null.
+//   --merge-error: the job's stderr is its stdout (2>&1).
 //   --mux: run COMMAND through the ssh master listening at SOCKET, as ssh would through it
 //   (mux.c); PROGRAM (ssh) runs only if no master answers there.
 //   fd 3 (optional): holds a lock on byte ID of DIR/locks; held until this process exits,
@@ -30,11 +31,15 @@
 
 int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "--zygote") == 0) return zygote(argv[2]);
-    int hold_stdin = 0;
+    unsigned flags = 0;
     const char *mux_socket = NULL, *mux_command = NULL;
     for (;;) {
         if (argc > 1 && strcmp(argv[1], "--hold-stdin") == 0) {
-            hold_stdin = 1;
+            flags |= JOBKIT_REQUEST_HOLD_STDIN;
+            argv++;
+            argc--;
+        } else if (argc > 1 && strcmp(argv[1], "--merge-error") == 0) {
+            flags |= JOBKIT_REQUEST_MERGE_ERROR;
             argv++;
             argc--;
         } else if (argc > 3 && strcmp(argv[1], "--mux") == 0) {
@@ -48,12 +53,12 @@ int main(int argc, char **argv) {
     }
     if (argc < 5) {
         static const char usage[] =
-            "usage: jobkit-supervisor [--hold-stdin] [--mux SOCKET COMMAND] DIR ID CWD PROGRAM [ARG...]\n"
+            "usage: jobkit-supervisor [--hold-stdin] [--merge-error] [--mux SOCKET COMMAND] DIR ID CWD PROGRAM [ARG...]\n"
             "       jobkit-supervisor --zygote DIR\n";
         write_all(2, usage, sizeof usage - 1);
         return 64;
     }
     long long id = strtoll(argv[2], NULL, 10);
     if (id <= 0) return 64;
-    supervise(argv[1], id, argv[3], argv + 4, environ, hold_stdin, mux_socket, mux_command);
+    supervise(argv[1], id, argv[3], argv + 4, environ, flags, mux_socket, mux_command);
 }

@@ -243,7 +243,8 @@ static void watch(struct supervision *s) {
 }
 
 _Noreturn void supervise(const char *dir, long long id, const char *cwd, char **job_argv, char **envp,
-                         int hold_stdin, const char *mux_socket, const char *mux_command) {
+                         unsigned flags, const char *mux_socket, const char *mux_command) {
+    int hold_stdin = (flags & JOBKIT_REQUEST_HOLD_STDIN) != 0;
     job_id = id;
     environ = envp;  // execvpe looks PROGRAM up in the PATH of environ: the job's
     setsid();        // a no-op when spawned with POSIX_SPAWN_SETSID; needed when forked
@@ -270,7 +271,9 @@ _Noreturn void supervise(const char *dir, long long id, const char *cwd, char **
     // The job gets its own session and process group, so that stopping it reaches every
     // process it starts and no terminal signal meant for someone else reaches it; stdin is
     // /dev/null or the held pipe; signals are as a new program expects them.
-    start_job(&s, job_argv, envp, cwd, mux_socket, mux_command, out_pipe[1], err_pipe[1]);
+    // With --merge-error its stderr is its stdout (2>&1): one stream, in the order written.
+    int job_err = (flags & JOBKIT_REQUEST_MERGE_ERROR) ? out_pipe[1] : err_pipe[1];
+    start_job(&s, job_argv, envp, cwd, mux_socket, mux_command, out_pipe[1], job_err);
     close(out_pipe[1]);
     close(err_pipe[1]);
     // The hello a remote job's wrapper reads first, before any stop line: until ssh has read

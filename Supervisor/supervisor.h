@@ -92,11 +92,12 @@ void reap_orphans(pid_t main_pid);
 
 // ---- supervise.c, zygote.c: the two ways the program runs ----
 
-// Runs job `id` (argv, in cwd, with envp) and records it; never returns. With `mux_socket`,
-// the job is `mux_command` run through the ssh master at that socket (see mux_open), and
-// argv (ssh itself) runs only when no master answers there.
+// Runs job `id` (argv, in cwd, with envp) and records it; never returns. `flags`:
+// JOBKIT_REQUEST_HOLD_STDIN, JOBKIT_REQUEST_MERGE_ERROR. With `mux_socket`, the job is
+// `mux_command` run through the ssh master at that socket (see mux_open), and argv (ssh
+// itself) runs only when no master answers there.
 _Noreturn void supervise(const char *dir, long long id, const char *cwd, char **job_argv, char **envp,
-                         int hold_stdin, const char *mux_socket, const char *mux_command);
+                         unsigned flags, const char *mux_socket, const char *mux_command);
 
 // Serves fork requests on fd 3 until the engine's end closes; the exit status.
 int zygote(const char *dir);

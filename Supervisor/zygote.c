@@ -68,8 +68,7 @@ static void fork_supervisor(const char *dir, const struct jobkit_zygote_request 
         // The signals a supervisor handles stay blocked, as they are in the zygote: a stop
         // sent the moment the engine learns this pid waits in the signalfd that supervise()
         // makes, instead of killing a supervisor not ready for it.
-        supervise(dir, (long long)req->job_id, cwd, job_argv + mux_words, envp,
-                  (req->flags & JOBKIT_REQUEST_HOLD_STDIN) != 0, mux_words ? job_argv[0] : NULL,
+        supervise(dir, (long long)req->job_id, cwd, job_argv + mux_words, envp, req->flags, mux_words ? job_argv[0] : NULL,
                   mux_words ? job_argv[1] : NULL);
     }
     int error = pid < 0 ? errno : 0;

@@ -28,6 +28,9 @@ struct StartCommand: InputCommand {
     @Option(name: StartInput.envOption.names, help: StartInput.envOption.argumentHelp)
     var env: [String] = []
 
+    @Flag(name: StartInput.mergeErrorOption.names, help: StartInput.mergeErrorOption.argumentHelp)
+    var mergeError = false
+
     @Option(name: StartInput.lineOption.names, help: StartInput.lineOption.argumentHelp)
     var line: String?
 
@@ -35,7 +38,7 @@ struct StartCommand: InputCommand {
     var program: [String] = []
 
     var input: StartInput {
-        StartInput(name: name, cwd: cwd, env: env, command: CommandInput(line: line, program: program))
+        StartInput(name: name, cwd: cwd, env: env, mergeError: mergeError, command: CommandInput(line: line, program: program))
     }
 }
 
@@ -44,6 +47,7 @@ struct StartInput: TabledInput {
     var name: String?
     var cwd: String?
     var env: [String] = []
+    var mergeError = false
     var command = CommandInput()
 
     static let nameOption = OptionSpec<Self>("name", help: "The job's name (default Job<Id>).") { $0.name = $1; return true }
@@ -56,7 +60,12 @@ struct StartInput: TabledInput {
         return true
     }
     static let lineOption = OptionSpec<Self>.line(help: "A command line for /bin/sh -c.") { $0.command.line = $1 }
-    static let options = [nameOption, cwdOption, envOption, lineOption]
+    static let mergeErrorOption = OptionSpec<Self>(
+        flag: "merge-error", help: "Send its standard error into its standard output (2>&1), in exact order."
+    ) {
+        $0.mergeError = true
+    }
+    static let options = [nameOption, cwdOption, envOption, mergeErrorOption, lineOption]
     static let program: (@Sendable (inout Self, [String]) -> Void)? = { $0.command.program = $1 }
 
     func validate() throws(UsageError) {
@@ -68,7 +77,8 @@ struct StartInput: TabledInput {
 
     /// Starts the job and prints it; returns the exit status.
     func run(_ options: CommonOptions) throws -> Int32 {
-        let parameters = try startParameters(command: command.parameter, name: name, cwd: cwd, env: env)
+        var parameters = try startParameters(command: command.parameter, name: name, cwd: cwd, env: env)
+        parameters.mergeError = mergeError
         var started: [JobInfo] = []
         let (_, status) = try perform(Request(.start(parameters)), with: options) { frame in
             if case .job(let job) = frame { started = [job] }

@@ -21,6 +21,8 @@ extension Handlers {
             case .shell(let line): .shell(line)
             case .argv(let argv): .argv(argv)
             }
-        return ProcessSpec(command, workingDirectory: p.workingDirectory, environment: p.environment)
+        var spec = ProcessSpec(command, workingDirectory: p.workingDirectory, environment: p.environment)
+        spec.mergeError = p.mergeError
+        return spec
     }
 }

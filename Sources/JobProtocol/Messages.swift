@@ -96,12 +96,18 @@ public struct StartParameters: Sendable, Equatable {
     public var name: String?
     public var workingDirectory: String
     public var environment: [String: String]
+    /// Its standard error into its standard output (`2>&1`).
+    public var mergeError: Bool
 
-    public init(command: CommandParameter, name: String? = nil, workingDirectory: String, environment: [String: String]) {
+    public init(
+        command: CommandParameter, name: String? = nil, workingDirectory: String, environment: [String: String],
+        mergeError: Bool = false
+    ) {
         self.command = command
         self.name = name
         self.workingDirectory = workingDirectory
         self.environment = environment
+        self.mergeError = mergeError
     }
 }
 

@@ -124,6 +124,7 @@ public enum Wire {
         return [
             ("command", command), ("name", optional(p.name, JSON.string)), ("workingDirectory", .string(p.workingDirectory)),
             ("environment", .object(p.environment.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })),
+            ("mergeError", .bool(p.mergeError)),
         ]
     }
 
@@ -142,7 +143,7 @@ public enum Wire {
         }
         return StartParameters(
             command: parsed, name: try p.optionalString("name"), workingDirectory: try p.string("workingDirectory"),
-            environment: environment)
+            environment: environment, mergeError: try p.bool("mergeError", default: false))
     }
 
     private static func selectors(_ selectors: [JobSelector]) -> JSON {

@@ -15,6 +15,7 @@ import Testing
         ["start", "--", "-c", "--name", "not options"],
         ["start", "--name", "first", "--name", "second", "-c", "x"],
         ["start", "--env", "EMPTY=", "--", "printf", "%s\n", "é ü 日本"],
+        ["start", "--merge-error", "-c", "echo out; echo err >&2"],
     ]
     static let invoke: [[String]] = [
         ["invoke", "--computer", "web1,web2, db1", "-c", "uptime"],

@@ -253,4 +253,20 @@ import Testing
             #expect(listed.stdout.utf8.count > 16 << 20, "more than one frame's worth")
         }
     }
+
+    /// With --merge-error the two streams are one, in the exact order written: five
+    /// interleaved pairs, twenty times (without it they came back o1…o5 e1…e5 3 runs in 5).
+    @Test func mergeErrorKeepsTheExactOrder() async throws {
+        try await withCLI { cli in
+            let line = "for i in 1 2 3 4 5; do echo o$i; echo e$i >&2; done"
+            for _ in 0..<20 { try await cli.run("start", "--merge-error", "-c", line) }
+            #expect(try await cli.run("wait").status == 0)
+            let wanted = (1...5).map { "o\($0)\ne\($0)\n" }.joined()
+            for id in stride(from: 1, through: 39, by: 2) {
+                let output = try await cli.run("receive", String(id))
+                #expect(output.stdout == wanted, "job \(id): \(output.stdout)")
+                #expect(output.stderr.isEmpty, "job \(id)")
+            }
+        }
+    }
 }

@@ -14,6 +14,9 @@ public struct ProcessSpec: Sendable, Equatable, Codable {
     public var workingDirectory: String
     /// The job's whole environment; defaults to the caller's at the time the spec is made.
     public var environment: [String: String]
+    /// Its standard error goes into its standard output (`2>&1`): one stream, in the exact
+    /// order written.
+    public var mergeError = false
 
     /// - Parameters:
     ///   - workingDirectory: defaults to the current directory.
@@ -36,6 +39,17 @@ public struct ProcessSpec: Sendable, Equatable, Codable {
     /// A program and its arguments.
     public static func argv(_ argv: [String], workingDirectory: String? = nil, overrides: [String: String] = [:]) -> Self {
         ProcessSpec(.argv(argv), workingDirectory: workingDirectory, overrides: overrides)
+    }
+
+    private enum CodingKeys: String, CodingKey { case command, workingDirectory, environment, mergeError }
+
+    // By hand for `mergeError`: a launch plan kept by an earlier release has none.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        command = try c.decode(Command.self, forKey: .command)
+        workingDirectory = try c.decode(String.self, forKey: .workingDirectory)
+        environment = try c.decode([String: String].self, forKey: .environment)
+        mergeError = try c.decodeIfPresent(Bool.self, forKey: .mergeError) ?? false
     }
 
     /// The Command users see: the line as given, or the argv joined with shell quoting.

@@ -77,7 +77,9 @@ extension JobManager {
         // neither needs the other. An engine that dies in between leaves a job no database
         // knows: the next one stops it and skips its ids (`stopOrphans`).
         var early: Int?
-        let job = Supervisor.Job(argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment)
+        let job = Supervisor.Job(
+            argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment,
+            mergeError: spec.mergeError)
         let inserted: [JobRecord]
         do {
             inserted = try store.insert([parent] + children, alsoSaving: takeUnsaved()) { records in
@@ -135,7 +137,9 @@ extension JobManager {
         let spec = plan.spec
         if isLocal(child.location) {
             return spawnLeaf(
-                id, Supervisor.Job(argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment))
+                id, Supervisor.Job(
+            argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment,
+            mergeError: spec.mergeError))
         }
         let link = SSHLink.make(host: child.location, configFile: plan.options.sshConfigFile, home: home)
         // The socket file, not a connection to it: that would cost the master work per job. A

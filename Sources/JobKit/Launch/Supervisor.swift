@@ -104,6 +104,8 @@ final class Supervisor: Sendable {
         let environment: [String: String]
         /// Give the job a pipe as stdin that the supervisor holds open (`--hold-stdin`).
         var holdStdin = false
+        /// Its stderr is its stdout (`--merge-error`).
+        var mergeError = false
         /// Run this through an ssh master instead (`--mux`); `argv` then runs only when no
         /// master answers.
         var throughMaster: ThroughMaster?
@@ -180,7 +182,7 @@ final class Supervisor: Sendable {
     func spawnDirectly(_ id: Int, _ job: Job) throws(JobError) -> (pid: pid_t, pidfd: Int32?) {
         let lockFD = try lockedDescriptor(id)
         defer { close(lockFD) }
-        let args = [executable] + (job.holdStdin ? ["--hold-stdin"] : [])
+        let args = [executable] + (job.holdStdin ? ["--hold-stdin"] : []) + (job.mergeError ? ["--merge-error"] : [])
             + (job.throughMaster.map { ["--mux", $0.socket, $0.command] } ?? [])
             + [jobsDirectory, String(id), job.workingDirectory] + job.argv
         let env = job.environment.map { "\($0.key)=\($0.value)" }

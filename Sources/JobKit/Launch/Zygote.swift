@@ -72,7 +72,9 @@ final class Zygote: Sendable {
         // The supervisor's request: cwd, arguments (a master's socket and command first, with
         // REQUEST_MUX), environment, each NUL-terminated.
         let argv = (job.throughMaster.map { [$0.socket, $0.command] } ?? []) + job.argv
-        let flags = UInt32((job.holdStdin ? JOBKIT_REQUEST_HOLD_STDIN : 0) | (job.throughMaster != nil ? JOBKIT_REQUEST_MUX : 0))
+        let flags = UInt32(
+            (job.holdStdin ? JOBKIT_REQUEST_HOLD_STDIN : 0) | (job.throughMaster != nil ? JOBKIT_REQUEST_MUX : 0)
+                | (job.mergeError ? JOBKIT_REQUEST_MERGE_ERROR : 0))
         let environment = job.environment
         var payload: [UInt8] = []
         for string in [job.workingDirectory] + argv + environment.map({ "\($0.key)=\($0.value)" }) {
