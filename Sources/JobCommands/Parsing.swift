@@ -25,13 +25,13 @@ func parseTime(_ text: String) throws(UsageError) -> Date {
         calendar.timeZone = .current
         if let date = calendar.date(from: components) { return date }
     }
-    throw UsageError("'\(text)' is not a time: use ISO 8601, e.g. 2026-11-24T18:30:00Z")
+    throw UsageError("'\(JobError.shown(text))' is not a time: use ISO 8601, e.g. 2026-11-24T18:30:00Z")
 }
 
 func parseState(_ text: String) throws(UsageError) -> JobState {
     guard let state = JobState(name: text) else {
         throw UsageError(
-            "'\(text)' is not a job state: use one of \(JobState.allCases.map(\.rawValue).joined(separator: ", "))")
+            "'\(JobError.shown(text))' is not a job state: use one of \(JobState.allCases.map(\.rawValue).joined(separator: ", "))")
     }
     return state
 }

@@ -24,7 +24,7 @@ enum JobRender {
         guard let requested else { return defaults }
         return try requested.map { name in
             guard let match = allProperties.first(where: { $0.lowercased() == name.lowercased() }) else {
-                throw UsageError("unknown property '\(name)': use \(allProperties.joined(separator: ", "))")
+                throw UsageError("unknown property '\(JobError.shown(name))': use \(allProperties.joined(separator: ", "))")
             }
             return match
         }

@@ -71,7 +71,7 @@ struct StartInput: TabledInput {
     func validate() throws(UsageError) {
         try command.validate()
         for pair in env where !pair.contains("=") || pair.hasPrefix("=") {
-            throw UsageError("--env takes KEY=VALUE, not '\(pair)'")
+            throw UsageError("--env takes KEY=VALUE, not '\(JobError.shown(pair))'")
         }
     }
 

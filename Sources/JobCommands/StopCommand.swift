@@ -21,7 +21,8 @@ struct StopCommand: ParsableCommand {
     @Flag(help: "Print the jobs afterwards.")
     var passthru = false
 
-    @Option(help: ArgumentHelp("Seconds between SIGTERM and SIGKILL.", valueName: "SECONDS"))
+    // Unconditional: `--grace -1` is a number out of range, not a missing value.
+    @Option(parsing: .unconditional, help: ArgumentHelp("Seconds between SIGTERM and SIGKILL.", valueName: "SECONDS"))
     var grace: Double = Defaults.graceSeconds
 
     func validate() throws {

@@ -27,7 +27,8 @@ struct WaitCommand: ParsableCommand {
     @Flag(help: "Return when at least one is done, and print that one.")
     var any = false
 
-    @Option(help: ArgumentHelp("Give up after this long; 0 looks once.", valueName: "SECONDS"))
+    // Unconditional: `--timeout -1` is a number out of range, not a missing value.
+    @Option(parsing: .unconditional, help: ArgumentHelp("Give up after this long; 0 looks once.", valueName: "SECONDS"))
     var timeout: Double?
 
     @Flag(help: "Wait through Disconnected to a finished state.")

@@ -44,5 +44,11 @@ public struct JobError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String { message }
 
     public static func noJob(id: Int) -> JobError { JobError(.notFound, "no job with id \(id)") }
-    public static func noJob(named name: String) -> JobError { JobError(.notFound, "no job named '\(name)'") }
+    public static func noJob(named name: String) -> JobError { JobError(.notFound, "no job named '\(shown(name))'") }
+
+    /// A word from the user as a message shows it: whole when short, else its start (a name
+    /// of 15 MiB must not come back whole in a one-line error).
+    public static func shown(_ word: String) -> String {
+        word.count <= 80 ? word : String(word.prefix(77)) + "…"
+    }
 }

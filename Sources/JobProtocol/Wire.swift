@@ -111,7 +111,7 @@ public enum Wire {
         case "status": return .status
         case "shutdown": return .shutdown
         default:
-            throw JobError(.unknownVerb, "this daemon does not know '\(name)': use a job and a jobd of the same release")
+            throw JobError(.unknownVerb, "this daemon does not know '\(JobError.shown(name))': use a job and a jobd of the same release")
         }
     }
 

@@ -83,6 +83,31 @@ import Testing
         }
     }
 
+    /// Usage errors are one line, beginning `job: `, saying where to look; a mistyped command
+    /// gets a suggestion; `job help` of no command is a usage error too.
+    @Test func usageErrorsAreOneLineThatSaysWhatToDo() async throws {
+        try await withCLI { cli in
+            let cases: [([String], String)] = [
+                (["strat", "-c", "true"], "job: unknown command 'strat'; did you mean 'start'? (job --help lists them)\n"),
+                (["help", "bogus"], "job: unknown command 'bogus' (job --help lists them)\n"),
+                (["get", "--bogus"], "job: Unknown option '--bogus' (job get --help says more)\n"),
+                (["wait", "--timeout", "-1"], "job: --timeout takes 0 to 1000000000 seconds, not -1.0 (job wait --help says more)\n"),
+                (["stop", "1", "--grace", "-1"], "job: --grace takes 0 to 1000000000 seconds, not -1.0 (job stop --help says more)\n"),
+            ]
+            for (args, message) in cases {
+                let result = try await cli.run(args)
+                #expect(result.status == 64, "\(args)")
+                #expect(result.stderr == message, "\(args)")
+                #expect(result.stdout.isEmpty, "\(args)")
+            }
+            // A long word comes back cut, not whole.
+            let long = String(repeating: "x", count: 100_000)
+            let missing = try await cli.run("get", long)
+            #expect(missing.status == 1)
+            #expect(missing.stderr == "job: no job named '\(String(repeating: "x", count: 77))…'\n")
+        }
+    }
+
     @Test func getNewestKeepsTheMostRecentJobs() async throws {
         try await withCLI { cli in
             for _ in 0..<3 { try await cli.run("start", "-c", "true") }

@@ -36,7 +36,7 @@ extension JobManager {
         // ssh would read a leading '-' as an option, and blanks or commas would not survive
         // being listed in Location.
         if let bad = computers.first(where: { $0.isEmpty || $0.hasPrefix("-") || $0.contains { $0.isWhitespace || $0 == "," } }) {
-            throw JobError(.invalidArgument, "not a computer name: '\(bad)'")
+            throw JobError(.invalidArgument, "not a computer name: '\(JobError.shown(bad))'")
         }
         if let file = options.sshConfigFile {
             // ssh runs elsewhere (in "/"), and reads the file through an Include line.
