@@ -100,8 +100,9 @@ func startParameters(command: CommandParameter, name: String?, cwd: String?, env
     }
     var info = stat()
     guard stat(directory, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
+        // A refusal, not a usage error: the command line was right (CLI.md: exit 1).
         complain("no such directory: \(cwd ?? directory)")
-        throw Exit(status: ExitStatus.usage)
+        throw Exit(status: ExitStatus.failed)
     }
     var environment = currentEnvironment()
     for pair in env {

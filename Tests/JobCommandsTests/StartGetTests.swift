@@ -87,7 +87,7 @@ import Testing
             let noCommand = try await cli.run("start")
             #expect(noCommand.status == 64)
             let missingDirectory = try await cli.run("start", "--cwd", "/nonexistent/dir", "-c", "true")
-            #expect(missingDirectory.status == 64)
+            #expect(missingDirectory.status == 1, "a refusal, as CLI.md says, not a usage error")
             #expect(missingDirectory.stderr == "job: no such directory: /nonexistent/dir\n")
             let badState = try await cli.run("get", "--state", "Sleeping")
             #expect(badState.status == 64)
