@@ -37,7 +37,7 @@ import JobTesting
             let go = home.path + "/go"
             let job = try await jobs.sh(
                 "for s in $(seq \(steps)); do seq $(( (s-1)*20 )) $(( s*20-1 )); n=0; "
-                    + "while [ ! -e '\(go)'$s ]; do n=$((n+1)); [ $n -gt 1500 ] && exit 9; sleep 0.02; done; done")
+                    + "while [ ! -e '\(go)'$s ]; do n=$((n+1)); [ $n -gt 3000 ] && exit 9; sleep 0.02; done; done")
             var collected = ""
             var partial = 0
             for step in 1...steps {
@@ -94,7 +94,7 @@ import JobTesting
             // Each write waits until the one before it has been recorded (the test's go-file
             // N follows record N): writes apart in time, however slow the machine.
             let go = home.path + "/go"
-            let gate = "n=0; while [ ! -e '\(go)'$k ]; do n=$((n+1)); [ $n -gt 1500 ] && exit 9; sleep 0.02; done; k=$((k+1))"
+            let gate = "n=0; while [ ! -e '\(go)'$k ]; do n=$((n+1)); [ $n -gt 3000 ] && exit 9; sleep 0.02; done; k=$((k+1))"
             let job = try await jobs.sh("k=1; for i in 1 2 3 4 5; do echo out$i; \(gate); echo err$i >&2; \(gate); done")
             for record in 1...10 {
                 try await eventually { try await jobs.receive([.id(job.id)], keep: true).chunks(coalesce: false).count >= record }
