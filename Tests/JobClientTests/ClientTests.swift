@@ -29,9 +29,7 @@ import Testing
         let home = JobHome(explicit: dir.path)
         let sent = dir.path + "/request"
         async let server = runProcessDetached("/usr/bin/env", ["python3", "-c", standIn(home, request: sent, frames: frames)])
-        for _ in 0..<1200 where !FileManager.default.fileExists(atPath: dir.path + "/listening") {
-            try await Task.sleep(for: .milliseconds(25))
-        }
+        #expect(try await eventually { FileManager.default.fileExists(atPath: dir.path + "/listening") }, "the stand-in listens")
         let client = DaemonClient(home: home)
         let (got, outcome) = try await onOwnThread {
             var got: [Response] = []

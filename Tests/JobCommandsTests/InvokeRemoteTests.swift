@@ -58,15 +58,15 @@ struct InvokeRemoteTests {
                 // Each command holds its slot until the go-file exists, so that what waits can be
                 // counted however slow the machine is; the later ones pass it at once.
                 let go = notes + "/go"
-                let line = "h=$(hostname); echo begin $(date +%s%N) >>\(notes)/$h; while [ ! -e \(go) ]; do sleep 0.05; done; sleep 0.2; echo end $(date +%s%N) >>\(notes)/$h"
+                let line = "h=$(hostname); echo begin $(date +%s%N) >>\(notes)/$h; while [ ! -e \(go) ]; do sleep 0.05; done; echo end $(date +%s%N) >>\(notes)/$h"
                 let started = try await cli.run([
                     "invoke", "--computer", names.joined(separator: ","), "--throttle", "2", "--as-job",
                     "--ssh-config", hosts.configFile, "-c", line,
                 ])
                 #expect(started.status == 0, "\(started.stderr)")
                 let begun: () -> Int = { names.filter { FileManager.default.fileExists(atPath: "\(notes)/\($0)") }.count }
-                for _ in 0..<1200 where begun() < 2 { try await Task.sleep(for: .milliseconds(50)) }
-                #expect(begun() == 2, "two hosts run")
+                #expect(try await eventually { begun() >= 2 }, "two hosts run")
+                #expect(begun() == 2, "and only two")
                 let early = try await cli.json("get", "--include-children")
                 #expect(early.filter { $0["state"] as? String == "NotStarted" }.count == 3, "children beyond the throttle wait")
                 #expect(begun() == 2, "and no third began meanwhile")
@@ -575,10 +575,6 @@ struct SilentListener {
 /// Waits (60 s at most) until no process's command line contains `pattern`: a master sent a
 /// signal is gone only once pgrep no longer finds it.
 func waitUntilNoProcess(matching pattern: String, sourceLocation: SourceLocation = #_sourceLocation) async throws {
-    var gone = false
-    for _ in 0..<1200 where !gone {
-        gone = try runProcess("/usr/bin/pgrep", ["-f", pattern]).status == 1
-        if !gone { try await Task.sleep(for: .milliseconds(50)) }
-    }
+    let gone = try await eventually(every: .milliseconds(50)) { try runProcess("/usr/bin/pgrep", ["-f", pattern]).status == 1 }
     #expect(gone, "no process matches \(pattern)", sourceLocation: sourceLocation)
 }

@@ -279,8 +279,7 @@ import Testing
                 print(round(time.time() - start), json.dumps(answer))
                 """
             async let held = runProcessDetached("/usr/bin/env", ["python3", "-c", script, cli.home.path + "/jobd.sock", sent])
-            for _ in 0..<1200 where !FileManager.default.fileExists(atPath: sent) { try await Task.sleep(for: .milliseconds(25)) }
-            #expect(FileManager.default.fileExists(atPath: sent), "the half request went out")
+            #expect(try await eventually { FileManager.default.fileExists(atPath: sent) }, "the half request went out")
             #expect(try await cli.json("get").count == 1, "others are served meanwhile")
             let answer = try await held.stdout
             #expect(answer.contains("no whole request came within 10 s"), "\(answer)")

@@ -86,9 +86,7 @@ import Testing
             let ready = dir + "/ready"
             let wrapper = "python3 -c \"$0\" \(home)/jobd.sock \(got) | while read line; do echo \"$line\" >> \(ready); done"
             async let served = runProcessDetached("/bin/sh", ["-c", wrapper, server])
-            for _ in 0..<1200 where !((try? String(contentsOfFile: ready, encoding: .utf8))?.contains("listening") ?? false) {
-                try await Task.sleep(for: .milliseconds(25))
-            }
+            #expect(try await eventually { (try? String(contentsOfFile: ready, encoding: .utf8))?.contains("listening") ?? false })
             let refused = try await CLI.execute(builtExecutable("job"), ["--home", home, "start", "-c", "echo secret"])
             #expect(refused.status == 1, "\(refused.stderr)")
             #expect(refused.stderr.contains("runs as user \(Self.nobody), not as you"), "\(refused.stderr)")

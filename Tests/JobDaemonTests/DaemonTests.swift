@@ -23,12 +23,7 @@ import Testing
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await Daemon.run(home: jobHome) }
-            var up = false
-            for _ in 0..<1200 where !up {
-                up = client.isRunning()
-                if !up { try await Task.sleep(for: .milliseconds(25)) }
-            }
-            #expect(up, "the daemon answers on \(jobHome.socket)")
+            #expect(try await eventually { client.isRunning() }, "the daemon answers on \(jobHome.socket)")
 
             let start = StartParameters(command: .argv(["sh", "-c", "echo hi"]), workingDirectory: "/", environment: [:])
             let (started, _) = try await call(Request(.start(start)))

@@ -160,10 +160,7 @@ final class EngineProcess: @unchecked Sendable {
         // The job ignores SIGTERM, so the stop sits in its grace period when the engine dies:
         // the note says the SIGTERM came, which the engine sends once the stop is committed.
         engine.sendWithoutAnswer("stop \(id) 300")
-        for _ in 0..<3000 where !FileManager.default.fileExists(atPath: termed) {
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        #expect(FileManager.default.fileExists(atPath: termed), "the stop's SIGTERM came")
+        #expect(try await eventually { FileManager.default.fileExists(atPath: termed) }, "the stop's SIGTERM came")
         try await engine.kill9()
         try await JobManager.withManager(home: home.path) { jobs in
             let pgid = try await jobPid(jobs, child: id + 1)
