@@ -15,12 +15,9 @@ extension Handlers {
             return .ok
         }
         let (jobs, notFound) = await engine.resolve(p.selectors)
-        // A child named along with its parent (`job remove '*'` names both) goes with it.
-        let named = Set(jobs.map(\.id))
-        let removable = jobs.filter { job in job.parentId.map { !named.contains($0) } ?? true }
         // One at a time: a job refused does not keep the others from going.
         var refused: JobError?
-        for job in removable {
+        for job in JobSelection.withoutChildrenOfListed(jobs) {
             do {
                 try await engine.remove([.id(job.id)], force: p.force)
             } catch {

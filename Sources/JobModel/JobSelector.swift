@@ -54,6 +54,13 @@ public enum JobSelection {
         return jobs
     }
 
+    /// The jobs less the children whose parent is among them: what a remove of them all
+    /// removes (`job remove '*'` names both, and the children go with their parents).
+    public static func withoutChildrenOfListed(_ jobs: [JobInfo]) -> [JobInfo] {
+        let listed = Set(jobs.map(\.id))
+        return jobs.filter { job in job.parentId.map { !listed.contains($0) } ?? true }
+    }
+
     /// Like `resolve`, but returns the matches together with the errors for the words that
     /// matched nothing, so that a command can act on the rest and still report them.
     public static func resolvePartially(_ selectors: [JobSelector], in source: some JobSource)

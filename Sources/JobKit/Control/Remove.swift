@@ -9,9 +9,10 @@ import Glibc
 /// `job remove`: a job's records, then its files.
 extension JobManager {
     /// `job remove`: deletes jobs and their stored output. A job that is not finished is
-    /// refused unless `force`, which stops it first. Child jobs cannot be removed on their own.
+    /// refused unless `force`, which stops it first. Child jobs cannot be removed on their own
+    /// (named along with their parent, they go with it).
     public func remove(_ selectors: [JobSelector], force: Bool = false) async throws(JobError) {
-        let jobs = try resolveStrict(selectors)
+        let jobs = JobSelection.withoutChildrenOfListed(try resolveStrict(selectors))
         for job in jobs {
             if let parentId = job.parentId {
                 let parent = table[parentId]?.name ?? "job \(parentId)"

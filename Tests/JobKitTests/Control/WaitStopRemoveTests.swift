@@ -193,6 +193,18 @@ import JobTesting
 }
 
 @Suite("Removing", .tags(.medium)) struct RemoveTests {
+    @Test func aWildcardThatNamesParentsAndChildrenRemovesThemAll() async throws {
+        try await withTemporaryEngine { jobs, _ in
+            for _ in 0..<2 { _ = try await jobs.finished(try await jobs.sh("true").id) }
+            try await jobs.remove([.name("*")])
+            #expect(await jobs.all().isEmpty)
+            let third = try await jobs.sh("true")
+            _ = try await jobs.finished(third.id)
+            let child = await #expect(throws: JobError.self) { try await jobs.remove([.id(third.childJobs[0])]) }
+            #expect(child?.code == .refused, "a child named alone is still refused")
+        }
+    }
+
     @Test func aFinishedJobIsRemovedWithItsOutput() async throws {
         try await withTemporaryEngine { jobs, home in
             let job = try await jobs.sh("echo x")
