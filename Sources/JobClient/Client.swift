@@ -153,13 +153,6 @@ public struct DaemonClient: Sendable {
         }
     }
 
-    /// `struct ucred`, which Swift's Glibc module does not export.
-    private struct PeerCredentials {
-        var pid: Int32 = 0
-        var uid: UInt32 = 0
-        var gid: UInt32 = 0
-    }
-
     /// Whoever answers on the socket must be this user's daemon: the kernel says who it is
     /// (SO_PEERCRED), before a byte of the request goes.
     private func checkPeer(_ fd: Int32) throws {

@@ -18,6 +18,7 @@ struct OptionSpec<Input>: Sendable {
 
     init(_ name: String, value: String? = nil, help: String, set: @escaping @Sendable (inout Input, String) -> Bool) {
         self.name = name
+        self.spelling = Self.spelling(of: name)
         self.value = value
         self.help = help
         self.isFlag = false
@@ -27,6 +28,7 @@ struct OptionSpec<Input>: Sendable {
     /// A flag.
     init(flag name: String, help: String, set: @escaping @Sendable (inout Input) -> Void) {
         self.name = name
+        self.spelling = Self.spelling(of: name)
         self.value = nil
         self.help = help
         self.isFlag = true
@@ -44,8 +46,11 @@ struct OptionSpec<Input>: Sendable {
         }
     }
 
-    /// How it is written on the command line.
-    var spelling: String { name.count == 1 ? "-" + name : "--" + name }
+    /// How it is written on the command line; made once, since the fast path compares every
+    /// word with it.
+    let spelling: String
+
+    private static func spelling(of name: String) -> String { name.count == 1 ? "-" + name : "--" + name }
 
     /// For `@Option(name:)` and `@Flag(name:)`.
     var names: NameSpecification { name.count == 1 ? [.customShort(Character(name))] : [.customLong(name)] }

@@ -242,13 +242,6 @@ struct SocketServer: Service {
         return .failure(JobError(.invalidArgument, "truncated request: the connection ended before a whole frame came"))
     }
 
-    /// `struct ucred`, which Swift's Glibc module does not export.
-    private struct PeerCredentials: Sendable {
-        var pid: Int32 = 0
-        var uid: UInt32 = 0
-        var gid: UInt32 = 0
-    }
-
     /// The user at the other end of the socket, as the kernel says (SO_PEERCRED). Called on
     /// the channel's event loop, where the answer is there at once.
     private static func peerUID(_ channel: any Channel) -> EventLoopFuture<uid_t?> {
@@ -256,10 +249,6 @@ struct SocketServer: Service {
         let credentials: EventLoopFuture<PeerCredentials> = provider.unsafeGetSocketOption(
             level: .socket, name: NIOBSDSocket.Option(rawValue: SO_PEERCRED))
         return credentials.map { Optional($0.uid) }.recover { _ in nil }
-    }
-
-    static func oneLine(_ error: any Error) -> String {
-        String(describing: error).split(whereSeparator: \.isNewline).joined(separator: " ")
     }
 }
 
