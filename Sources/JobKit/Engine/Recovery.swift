@@ -59,12 +59,12 @@ extension JobManager {
                 action = Recovery.action(for: record, evidence)
             }
             switch action {
-            case .readEnd: changed += endProcessLeaf(id, table: &table, supervisor: supervisor, justNow: false)
+            // (Not .watch here: with no live supervisor, the action is never to watch it.)
+            case .readEnd, .watch: changed += endProcessLeaf(id, table: &table, supervisor: supervisor, justNow: false)
             case .requeue: changed += table.requeue(id)
             case .fail(let reason, let keepOutput):
                 let recorded = keepOutput ? OutputFormat.recordCount(prefix: supervisor.prefix(id)) : 0
                 changed += table.leafEnded(id, outcome: .failed(reason), at: now, recorded: recorded)
-            case .watch: changed += endProcessLeaf(id, table: &table, supervisor: supervisor, justNow: false)
             }
         }
         return changed
