@@ -12,11 +12,91 @@ import Glibc
 public struct ClientError: Error, Sendable, CustomStringConvertible {
     public var message: String
     public var refused: Bool
-    public init(_ message: String, refused: Bool = false) {
+    /// The signal that interrupted the exchange (see `Interrupts`), if that is why it ended.
+    public var signal: Int32?
+    public init(_ message: String, refused: Bool = false, signal: Int32? = nil) {
         self.message = message
         self.refused = refused
+        self.signal = signal
     }
     public var description: String { message }
+
+    static func interrupted(_ signal: Int32) -> ClientError {
+        ClientError("interrupted by signal \(signal)", signal: signal)
+    }
+}
+
+/// One request's connection, for answers read frame by frame and requests sent after the
+/// first (a receive's `received` frames).
+public final class Conversation {
+    private let fd: Int32
+    private let home: JobHome
+
+    fileprivate init(fd: Int32, home: JobHome) {
+        self.fd = fd
+        self.home = home
+    }
+
+    deinit { close(fd) }
+
+    /// The next frame of the answer, skipping those of types this side does not know (a
+    /// newer daemon's); `.done` ends it.
+    public func next() throws -> Response {
+        while true {
+            let length = Framing.length(ofHeader: try readExactly(4))
+            guard length <= Framing.maximumSize else {
+                throw ClientError("the daemon sent a frame of \(length) bytes; is it the same release as job?")
+            }
+            let body = try readExactly(length)
+            let response: Response
+            do throws(JobError) {
+                response = try Wire.decodeResponse(body)
+            } catch {
+                throw ClientError("cannot read the daemon's answer (\(error.message)); is it the same release as job?")
+            }
+            if case .unknown = response { continue }
+            return response
+        }
+    }
+
+    /// Sends a request on this connection. A daemon that refused the first may have closed
+    /// it: then nothing is sent, and its answer is still read.
+    public func send(_ request: Request) throws {
+        try writeAll(Framing.encode(request))
+    }
+
+    /// Whether a frame (or the end) can be read without waiting.
+    public var hasInput: Bool {
+        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&entry, 1, 0) > 0
+    }
+
+    fileprivate func writeAll(_ bytes: [UInt8]) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + done, $0.count - done, Int32(MSG_NOSIGNAL)) }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && (errno == EPIPE || errno == ECONNRESET) { return }
+            guard n > 0 else { throw ClientError("the daemon closed the connection: \(String(cString: strerror(errno)))") }
+            done += n
+        }
+    }
+
+    /// Reads `count` bytes; a signal caught meanwhile (see `Interrupts`) ends the wait.
+    private func readExactly(_ count: Int) throws -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress! + done, count - done) }
+            if n < 0 && errno == EINTR {
+                if Interrupts.caught != 0 { throw ClientError.interrupted(Interrupts.caught) }
+                continue
+            }
+            guard n > 0 else { throw ClientError("the daemon closed the connection before answering; see \(home.log)") }
+            done += n
+        }
+        return buffer
+    }
 }
 
 /// A blocking client of `jobd`: one connection per request, plain system calls, no event
@@ -33,41 +113,19 @@ public struct DaemonClient: Sendable {
     /// side does not know, a newer daemon's, are skipped), and returns how it ended. Starts the
     /// daemon first if none answers and `autoStart` is set.
     public func call(_ request: Request, autoStart: Bool = true, onFrame: (Response) throws -> Void) throws -> Outcome {
-        var outcome = Outcome.ok
-        try exchange(Framing.encode(request), autoStart: autoStart) { body in
-            let response: Response
-            do throws(JobError) {
-                response = try Wire.decodeResponse(body)
-            } catch {
-                throw ClientError("cannot read the daemon's answer (\(error.message)); is it the same release as job?")
-            }
-            switch response {
-            case .done(let done):
-                outcome = done
-                return true
-            case .unknown:
-                return false
-            default:
-                try onFrame(response)
-                return false
-            }
+        let conversation = try open(request, autoStart: autoStart)
+        while true {
+            let response = try conversation.next()
+            if case .done(let outcome) = response { return outcome }
+            try onFrame(response)
         }
-        return outcome
     }
 
-    /// Sends an already-framed request and hands each answer frame's body to `onBody` as it
-    /// arrives, until `onBody` says it was the last (the `done` frame).
-    private func exchange(_ frame: [UInt8], autoStart: Bool, onBody: ([UInt8]) throws -> Bool) throws {
-        let fd = try connect(autoStart: autoStart)
-        defer { close(fd) }
-        try writeAll(fd, frame)
-        while true {
-            let length = Framing.length(ofHeader: try readExactly(fd, 4))
-            guard length <= Framing.maximumSize else {
-                throw ClientError("the daemon sent a frame of \(length) bytes; is it the same release as job?")
-            }
-            if try onBody(try readExactly(fd, length)) { return }
-        }
+    /// Sends `request` and returns its connection, to read the answer from frame by frame.
+    public func open(_ request: Request, autoStart: Bool = true) throws -> Conversation {
+        let conversation = Conversation(fd: try connect(autoStart: autoStart), home: home)
+        try conversation.writeAll(Framing.encode(request))
+        return conversation
     }
 
     /// Whether a daemon answers on the home's socket now (starting none).
@@ -199,7 +257,7 @@ public struct DaemonClient: Sendable {
     /// answers, and released by the kernel if that process dies first.
     private func takeStartLock() throws -> Int32 {
         let path = home.path + "/jobd.start"
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw ClientError("cannot open \(path): \(String(cString: strerror(errno)))") }
         while flock(fd, LOCK_EX) != 0 {
             guard errno == EINTR else {
@@ -236,30 +294,5 @@ public struct DaemonClient: Sendable {
     private func lastLogLine() -> String? {
         guard let text = try? String(contentsOfFile: home.log, encoding: .utf8) else { return nil }
         return text.split(separator: "\n").last.map(String.init)
-    }
-
-    /// Sends the request. A daemon that refuses it (another user's, say) may answer and close
-    /// before it is all sent: then the answer is read all the same, and no SIGPIPE kills us.
-    private func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws {
-        var done = 0
-        while done < bytes.count {
-            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + done, $0.count - done, Int32(MSG_NOSIGNAL)) }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 && (errno == EPIPE || errno == ECONNRESET) { return }
-            guard n > 0 else { throw ClientError("the daemon closed the connection: \(String(cString: strerror(errno)))") }
-            done += n
-        }
-    }
-
-    private func readExactly(_ fd: Int32, _ count: Int) throws -> [UInt8] {
-        var buffer = [UInt8](repeating: 0, count: count)
-        var done = 0
-        while done < count {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress! + done, count - done) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw ClientError("the daemon closed the connection before answering; see \(home.log)") }
-            done += n
-        }
-        return buffer
     }
 }

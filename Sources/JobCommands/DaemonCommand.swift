@@ -81,15 +81,16 @@ struct DaemonCommand: ParsableCommand {
             }
             guard let status else { throw Exit(status: ExitStatus.unreachable) }
             switch options.output {
-            case .json:
-                writeOut(JobRender.jsonText(.object([
+            case .json, .jsonl:
+                let object = JSON.object([
                     ("pid", .int(status.pid)), ("home", .string(status.home)), ("socket", .string(status.socket)),
                     ("version", .string(status.version)), ("uptimeSeconds", .double(status.uptimeSeconds)),
                     ("jobs", .int(status.jobs)),
-                ])))
+                ])
+                try writeOut(options.output == .json ? JobRender.jsonText(object) : object.text(pretty: false) + "\n")
             default:
                 let uptime = decimal(status.uptimeSeconds, places: 0) + " s"
-                writeOut(JobRender.list(
+                try writeOut(JobRender.list(
                     properties: ["Pid", "Home", "Socket", "Version", "Uptime", "Jobs"],
                     items: [[String(status.pid), status.home, status.socket, status.version, uptime, String(status.jobs)]]))
             }
@@ -126,7 +127,7 @@ struct DaemonCommand: ParsableCommand {
         @OptionGroup var options: GlobalOptions
 
         func run() throws {
-            writeOut(Self.text(job: Self.executable(), home: options.home == nil ? nil : options.jobHome.path))
+            try writeOut(Self.text(job: Self.executable(), home: options.home == nil ? nil : options.jobHome.path))
         }
 
         /// This `job`, as systemd is to run it.

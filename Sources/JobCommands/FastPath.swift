@@ -33,6 +33,8 @@ enum FastPath {
             return try input.run(common)
         } catch let exit as Exit {
             return exit.status
+        } catch let output as OutputError {
+            output.exit()
         } catch let usage as UsageError {
             complain(usage.message)
             return ExitStatus.usage

@@ -132,24 +132,16 @@ struct InvokeInput: TabledInput {
             _ = try? perform(Request(.remove(RemoveParameters(selectors: selectors, force: true))), with: options) { _ in }
             Glibc.exit(128 + signal)
         }
-        let writer = OutputPrinter(format: .raw, properties: nil, prefix: computers.count > 1 && !hideComputerName, live: true)
+        let printer = OutputPrinter(format: .raw, properties: nil, prefix: computers.count > 1 && !hideComputerName ? .location : nil, live: true)
         // The stream ends with the job as it finished, then removes it: two requests in all.
         let receive = ReceiveParameters(selectors: [.id(parent.id)], autoRemove: true)
         var failed = false
-        var final: [JobInfo] = []
-        _ = try perform(Request(.receiveWait(receive)), with: options) { frame in
-            switch frame {
-            case .output(let chunk): writer.write(chunk)
-            case .failure(let failure):
-                failed = true
-                complainOfFailure(at: failure.location, failure.reason)
-            case .jobs(let jobs): final += jobs
-            default: break
-            }
+        let result = try Receiving(printer: printer, acknowledge: true, coalesce: true).run(Request(.receiveWait(receive)), options) {
+            failed = true
+            complainOfFailure(at: $0.location, $0.reason)
         }
-        writer.finish()
         // Stopped by the interruption: its handler says how this ends.
         interruption.waitIfInterrupted()
-        return failed || final.first?.state != .completed ? ExitStatus.failed : ExitStatus.ok
+        return failed || result.jobs.first?.state != .completed ? ExitStatus.failed : ExitStatus.ok
     }
 }

@@ -5,6 +5,7 @@ import FoundationEssentials
 import Glibc
 #endif
 import JobModel
+import JobClient
 import JobProtocol
 
 /// `job`: PowerShell's background jobs for the Unix shell.
@@ -29,6 +30,7 @@ public struct JobCommand: ParsableCommand {
     /// Synchronous on purpose: the client blocks on one socket, and an async main would cost
     /// a thread and a hop at every start.
     public static func runMain() {
+        Interrupts.catchThem()
         var args = hoistingGlobalOptions(Array(CommandLine.arguments.dropFirst()))
         if args.first == "help" {
             // `job --home H help get`: the home has no say in help.
@@ -44,6 +46,8 @@ public struct JobCommand: ParsableCommand {
             try command.run()
         } catch let exit as Exit {
             Glibc.exit(exit.status)
+        } catch let output as OutputError {
+            output.exit()
         } catch let usage as UsageError {
             complain(usage.message)
             Glibc.exit(ExitStatus.usage)
@@ -152,5 +156,5 @@ func show(_ jobs: [JobInfo], _ options: GlobalOptions) throws {
 }
 
 func show(_ jobs: [JobInfo], _ options: CommonOptions) throws {
-    writeOut(try JobRender.render(jobs, format: options.format, properties: options.properties))
+    try writeOut(try JobRender.render(jobs, format: options.format, properties: options.properties))
 }

@@ -78,7 +78,7 @@ extension TabledInput {
 /// The options every command takes, declared once as the verbs' are.
 enum CommonOptionTable {
     static let output = OptionSpec<CommonOptions>(
-        "output", value: "output", help: "table (the default), list or json; receive also raw (its default)."
+        "output", value: "output", help: "table (the default), list, json or jsonl (an object per line); receive also raw (its default)."
     ) { options, value in
         guard let format = OutputFormatOption(rawValue: value) else { return false }
         options.format = format

@@ -10,7 +10,7 @@ import Glibc
 
 /// How a command's answer is shown.
 enum OutputFormatOption: String, ExpressibleByArgument, CaseIterable {
-    case table, list, json, raw
+    case table, list, json, jsonl, raw
 }
 
 /// Options every command takes.
@@ -36,7 +36,7 @@ struct GlobalOptions: ParsableArguments {
     var client: DaemonClient { common.client }
 
     func validateJobFormat() throws {
-        if output == .raw { throw ValidationError("-o raw is for 'job receive'; use table, list or json") }
+        if output == .raw { throw ValidationError("-o raw is for 'job receive'; use table, list, json or jsonl") }
     }
 }
 

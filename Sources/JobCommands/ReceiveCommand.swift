@@ -1,5 +1,6 @@
 import ArgumentParser
 import FoundationEssentials
+import JobClient
 import JobModel
 import JobOutput
 import JobProtocol
@@ -15,8 +16,8 @@ struct ReceiveCommand: ParsableCommand {
         discussion: """
             Output goes to stdout and errors to stderr, byte for byte (-o raw, the default); what is \
             written counts as received unless --keep. For a parent, its children's output in order. \
-            -o table, list or json write one record per line, with the keys of lines that are JSON \
-            objects.
+            -o table, list, json or jsonl write one record per line, with the keys of lines that are \
+            JSON objects.
             """
     )
 
@@ -25,7 +26,7 @@ struct ReceiveCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("Jobs by id, instance id or name.", valueName: "JOB"))
     var jobs: [String]
 
-    @Flag(help: "Do not count what is written as received.")
+    @Flag(help: "Do not count what is written as received (with --wait: follow, like tail -f).")
     var keep = false
 
     @Flag(name: .customLong("wait"), help: "Stream output as it arrives until the jobs end.")
@@ -40,12 +41,12 @@ struct ReceiveCommand: ParsableCommand {
     @Flag(help: "Only the named jobs' own output, not their children's.")
     var noRecurse = false
 
-    @Flag(help: "Prefix each line with 'HOST: '.")
+    @Flag(help: "Prefix each line with its computer (remote jobs) or its parent's name (local ones).")
     var prefix = false
 
     mutating func validate() throws {
-        if keep && follow { throw ValidationError("--keep cannot be combined with --wait") }
         if autoRemove && !follow { throw ValidationError("--auto-remove needs --wait") }
+        if autoRemove && keep { throw ValidationError("--auto-remove removes what --keep keeps; use one of them") }
         if jobs.isEmpty { throw ValidationError("name at least one JOB") }
     }
 
@@ -54,174 +55,119 @@ struct ReceiveCommand: ParsableCommand {
         let parameters = ReceiveParameters(
             selectors: selectors(jobs), keep: keep, recurse: !noRecurse, locations: locations, autoRemove: autoRemove)
         let format = options.outputOption ?? .raw
-        let writer = OutputPrinter(format: format, properties: options.properties, prefix: prefix, live: follow)
-        var failed = false
-        var readError: String?
+        let printer = OutputPrinter(format: format, properties: options.properties, prefix: prefix ? .origin : nil, live: follow)
         let request = Request(follow ? .receiveWait(parameters) : .receive(parameters))
-        let (_, status) = try perform(request, with: options) { frame in
-            switch frame {
-            case .slices(let slices):
-                // Read straight from the job's files: the daemon only said where.
-                for slice in slices {
-                    do {
-                        let reader = try OutputSliceReader(slice: slice, coalesce: format == .raw)
-                        while let chunk = try reader.nextChunk() { writer.write(chunk) }
-                    } catch {
-                        readError = (error as? JobError)?.message ?? "\(error)"
-                    }
-                }
-            case .output(let chunk):
-                writer.write(chunk)
-            case .failure(let failure):
-                failed = true
-                writer.flush()
-                complain("\(failure.jobName) failed: \(failure.reason)")
-            case .jobs(let jobs):
-                if jobs.contains(where: { $0.state == .failed || $0.state == .stopped }) { failed = true }
-            default:
-                break
-            }
+        let result = try Receiving(printer: printer, acknowledge: !keep, coalesce: format == .raw).run(request, options.common) {
+            complain("\($0.jobName) failed: \($0.reason)")
         }
-        writer.finish()
-        if let readError { complain(readError) }
-        if status != ExitStatus.ok { throw Exit(status: status) }
-        if failed || readError != nil { throw Exit(status: ExitStatus.failed) }
+        if let readError = result.readError { complain(readError) }
+        if result.status != ExitStatus.ok { throw Exit(status: result.status) }
+        let ended = result.jobs.contains { $0.state == .failed || $0.state == .stopped }
+        if result.failed || ended || result.readError != nil { throw Exit(status: ExitStatus.failed) }
     }
 }
 
-/// Writes received output: raw bytes (optionally prefixed by host per line), or one record per
-/// line in table, list or JSON form.
-final class OutputPrinter {
-    private let format: OutputFormatOption
-    private let properties: [String]?
-    private let prefix: Bool
-    /// Output arrives as it is written (`--wait`, `invoke`): records are written at once
-    /// rather than gathered into one aligned table.
-    private let live: Bool
-    /// The line begun but not ended, per job and stream (for records and prefixed lines).
-    private var pending: [String: (chunk: OutputChunk, bytes: [UInt8])] = [:]
-    private var order: [String] = []
+/// One receive, as `receive` and `invoke` run it: output written as it comes, and the daemon
+/// told what was written (`received` frames), for only that counts as received. Interrupted
+/// (SIGINT, SIGTERM, SIGHUP), it says what it wrote and dies of the signal; when stdout
+/// cannot be written it says what it wrote before, and ends as `OutputError` says.
+struct Receiving {
+    let printer: OutputPrinter
+    /// Whether what is written counts as received (not with `--keep`).
+    let acknowledge: Bool
+    /// Join a slice's records into chunks as large as they go (raw output).
+    let coalesce: Bool
 
-    init(format: OutputFormatOption, properties: [String]?, prefix: Bool, live: Bool) {
-        self.format = format
-        self.properties = properties
-        self.prefix = prefix
-        self.live = live
+    /// Bytes written between receipts in a long one-shot receive: what a kill may hand out again.
+    static let receiptInterval = 1 << 20
+
+    struct Result {
+        var status: Int32
+        var jobs: [JobInfo] = []
+        var failed = false
+        var readError: String?
     }
 
-    private func key(_ chunk: OutputChunk) -> String { "\(chunk.jobId)/\(chunk.stream.rawValue)" }
-
-    func write(_ chunk: OutputChunk) {
-        if format == .raw && !prefix {
-            writeAll(chunk.stream == .output ? 1 : 2, chunk.data)
-            return
+    func run(_ request: Request, _ options: CommonOptions, onFailure: (JobFailure) -> Void) throws -> Result {
+        let conversation: Conversation
+        do {
+            conversation = try options.client.open(request)
+        } catch let error as ClientError {
+            throw end(error, of: request)
         }
-        let key = key(chunk)
-        var bytes = (pending[key]?.bytes ?? []) + chunk.data
-        if pending[key] == nil { order.append(key) }
-        var lineStart = 0
-        while let newline = bytes[lineStart...].firstIndex(of: 10) {
-            line(chunk, bytes[lineStart..<newline])
-            lineStart = newline + 1
-        }
-        bytes.removeSubrange(..<lineStart)
-        pending[key] = bytes.isEmpty ? nil : (chunk, bytes)
-        if pending[key] == nil { order.removeAll { $0 == key } }
-    }
-
-    /// A whole line: prefixed with its computer (raw), or a record. Whole lines only, so that
-    /// computers writing at once never share a line.
-    private func line(_ chunk: OutputChunk, _ bytes: ArraySlice<UInt8>) {
-        guard format == .raw else {
-            record(chunk, Array(bytes))
-            return
-        }
-        writeAll(chunk.stream == .output ? 1 : 2, Array("\(chunk.location): ".utf8) + bytes + [10])
-    }
-
-    /// One record: the contract's properties, then the line's own JSON keys, if it is an object.
-    private struct Record {
-        var fields: [(String, JSON)]
-        var data: [(String, JSON)]?
-
-        /// A property by name, case-insensitively, looking into the line's own keys too.
-        func value(_ name: String) -> JSON? {
-            let lower = name.lowercased()
-            if let field = fields.first(where: { $0.0.lowercased() == lower }) { return field.1 }
-            return data?.first(where: { $0.0.lowercased() == lower })?.1
-        }
-    }
-
-    private var pendingRecords: [Record] = []
-
-    private func record(_ chunk: OutputChunk, _ line: [UInt8]) {
-        let text = String(decoding: line, as: UTF8.self)
-        pendingRecords.append(
-            Record(
-                fields: [
-                    ("JobId", .int(chunk.jobId)), ("JobName", .string(chunk.jobName)),
-                    ("ComputerName", .string(chunk.location)), ("Stream", .string(chunk.stream.name)),
-                    ("Time", .string(JobRender.isoTime(chunk.time))), ("Text", .string(text)),
-                ],
-                data: JSON.object(parsing: line)))
-        if live && format != .json { flushRecords() }
-    }
-
-    /// Writes a line begun but not ended (the job may end it later, in another receive).
-    func flush() {
-        for key in order {
-            if let (chunk, bytes) = pending[key] { line(chunk, bytes[...]) }
-        }
-        pending.removeAll()
-        order.removeAll()
-        if live && format != .json { flushRecords() }
-    }
-
-    func finish() {
-        flush()
-        if format == .table || format == .list {
-            flushRecords()
-        } else if format == .json {
-            let objects: [JSON] = pendingRecords.map { record in
-                if let properties {
-                    return .object(properties.map { ($0, record.value($0) ?? .null) })
+        var result = Result(status: ExitStatus.ok)
+        do {
+            while true {
+                // Before waiting for more: what is written so far counts.
+                if !conversation.hasInput { try report(conversation) }
+                let frame: Response
+                do {
+                    frame = try conversation.next()
+                } catch let error as ClientError {
+                    try report(conversation)
+                    throw end(error, of: request)
                 }
-                return .object(record.fields + (record.data.map { [("data", JSON.object($0))] } ?? []))
+                switch frame {
+                case .slices(let slices):
+                    for slice in slices {
+                        do {
+                            try write(slice, conversation)
+                        } catch let error as JobError {
+                            result.readError = error.message
+                        }
+                    }
+                case .output(let chunk):
+                    try printer.write(chunk)
+                    try stopIfInterrupted(conversation)
+                case .failure(let failure):
+                    result.failed = true
+                    try printer.flush()
+                    onFailure(failure)
+                case .jobs(let jobs):
+                    // They come after all the output: what is held back (a line not ended)
+                    // goes out, so that all of it counts.
+                    result.jobs += jobs
+                    try printer.flush()
+                case .done(let outcome):
+                    try printer.finish()
+                    try report(conversation)
+                    result.status = status(of: outcome)
+                    return result
+                default:
+                    break
+                }
             }
-            writeOut(JobRender.jsonText(.array(objects)))
-            pendingRecords.removeAll()
+        } catch let error as OutputError {
+            // What did get out counts; the rest stays for the next receive.
+            if acknowledge, let receipts = try? printer.receipts(flushing: false), !receipts.isEmpty {
+                try? conversation.send(Request(.received(receipts)))
+            }
+            throw error
         }
     }
 
-    private var printedHeader = false
+    /// Reads a slice from the job's files (the daemon only said where), saying what was
+    /// written every `receiptInterval` bytes.
+    private func write(_ slice: OutputSlice, _ conversation: Conversation) throws {
+        let reader = try OutputSliceReader(slice: slice, coalesce: coalesce)
+        while let chunk = try reader.nextChunk() {
+            try printer.write(chunk)
+            if printer.unreported >= Self.receiptInterval { try report(conversation) }
+            try stopIfInterrupted(conversation)
+        }
+    }
 
-    /// Table and list records: live ones as they come, so that `--wait` shows them at once;
-    /// the others as one aligned table at the end.
-    private func flushRecords() {
-        let columns = properties ?? (format == .table
-            ? ["JobName", "ComputerName", "Stream", "Text"]
-            : ["JobId", "JobName", "ComputerName", "Stream", "Time", "Text"])
-        if format == .table && !live {
-            if !pendingRecords.isEmpty {
-                let rows = pendingRecords.map { record in columns.map { record.value($0)?.plain ?? "" } }
-                writeOut(JobRender.table(columns: columns, rows: rows))
-            }
-            pendingRecords.removeAll()
-            return
-        }
-        for record in pendingRecords {
-            let values = columns.map { record.value($0)?.plain ?? "" }
-            if format == .table {
-                if !printedHeader {
-                    writeOut(columns.joined(separator: "  ") + "\n" + columns.map { String(repeating: "-", count: $0.count) }.joined(separator: "  ") + "\n")
-                    printedHeader = true
-                }
-                writeOut(values.joined(separator: "  ").trimmingTrailingSpaces() + "\n")
-            } else {
-                let width = columns.map(\.count).max() ?? 0
-                writeOut(zip(columns, values).map { "\($0.padded(to: width)) : \($1)" }.joined(separator: "\n") + "\n\n")
-            }
-        }
-        pendingRecords.removeAll()
+    private func report(_ conversation: Conversation) throws {
+        guard acknowledge else { return }
+        let receipts = try printer.receipts()
+        if !receipts.isEmpty { try conversation.send(Request(.received(receipts))) }
+    }
+
+    /// A signal came: what is written counts, and the command dies of the signal.
+    private func stopIfInterrupted(_ conversation: Conversation) throws {
+        let signal = Interrupts.caught
+        guard signal != 0 else { return }
+        try report(conversation)
+        Interrupts.exitBySignal(signal)
     }
 }

@@ -83,9 +83,11 @@ enum JobRender {
         case .list:
             let properties = try resolve(requested, default: listProperties)
             return list(properties: properties, items: jobs.map { job in properties.map { text(job, $0) } })
-        case .json:
+        case .json, .jsonl:
             let properties = try resolve(requested, default: allProperties)
-            return jsonText(.array(jobs.map { job in .object(properties.map { (jsonKey($0), json(job, $0)) }) }))
+            let objects = jobs.map { job in JSON.object(properties.map { (jsonKey($0), json(job, $0)) }) }
+            guard format == .jsonl else { return jsonText(.array(objects)) }
+            return objects.map { $0.text(pretty: false) + "\n" }.joined()
         }
     }
 

@@ -12,9 +12,11 @@ struct Handlers: Sendable {
     let status: @Sendable (Int) -> DaemonStatus
     let requestShutdown: @Sendable () -> Void
 
-    func handle(_ verb: Verb, send: Send) async {
+    /// Answers one request. `receipts` is what the reader of a receive says it wrote (on the
+    /// receive's own connection).
+    func handle(_ verb: Verb, receipts: ReceiptLedger? = nil, send: Send) async {
         do {
-            let outcome = try await answer(verb, send: send)
+            let outcome = try await answer(verb, receipts: receipts, send: send)
             try await send(.done(outcome))
             // After the answer: shutting down ends this connection too.
             if verb == .shutdown { requestShutdown() }
@@ -25,16 +27,19 @@ struct Handlers: Sendable {
         }
     }
 
-    private func answer(_ verb: Verb, send: Send) async throws -> Outcome {
+    private func answer(_ verb: Verb, receipts: ReceiptLedger?, send: Send) async throws -> Outcome {
         switch verb {
         case .start(let parameters): return try await start(parameters, send: send)
         case .invoke(let parameters): return try await invoke(parameters, send: send)
         case .get(let query): return try await get(query, send: send)
         case .receive(let parameters): return try await receive(parameters, send: send)
-        case .receiveWait(let parameters): return try await receiveWait(parameters, send: send)
+        case .receiveWait(let parameters): return try await receiveWait(parameters, receipts: receipts, send: send)
         case .wait(let parameters): return try await wait(parameters, send: send)
         case .stop(let parameters): return try await stop(parameters, send: send)
         case .remove(let parameters): return try await remove(parameters)
+        case .received(let list):
+            try await engine.markReceived(list)
+            return .ok
         case .status:
             try await send(.status(status(await engine.all().count)))
             return .ok

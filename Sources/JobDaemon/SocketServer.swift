@@ -167,26 +167,54 @@ struct SocketServer: Service {
             try await refuse(JobError(.refused, "this daemon serves user \(getuid()) only"), connection, &input, send)
             return
         }
+        var frames = FrameReader(budget: budget)
         let request: Request
-        switch await readRequest(&input) {
-        case .success(let value):
+        switch await frames.nextRequest(&input) {
+        case .success(let value?):
             guard connection.requestCameInTime() else {
                 try await send(.done(.failed(late)))
                 return
             }
             request = value
+        case .success(nil):
+            try await refuse(connection.deadlinePassed ? late : FrameReader.truncated, connection, &input, send)
+            return
         case .failure(let error):
             try await refuse(connection.deadlinePassed ? late : error, connection, &input, send)
             return
         }
-        guard !request.verb.streams else {
-            await handlers.handle(request.verb, send: send)
+        guard request.verb.takesReceipts else {
+            await handle(request.verb, write: write, send: send)
             return
         }
-        // An answer that does not stream goes out in one write with its `done` frame: one
-        // trip to the event loop and one read for the client, not one per frame.
+        // The reader says what it has written while (and after) the answer goes out: the
+        // receipts are read here as the handler writes, until the client closes.
+        let receipts = ReceiptLedger()
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { await handle(request.verb, write: write, send: send, receipts: receipts) }
+            defer { receipts.close() }
+            while case .success(let next?) = await frames.nextRequest(&input) {
+                guard case .received(let list) = next.verb else { break }
+                try? await handlers.engine.markReceived(list)
+                receipts.add(list)
+            }
+            // Whatever else comes is not read: closing drops it.
+        }
+    }
+
+    /// The answer to one request: one that streams frame by frame, the others in one write
+    /// with their `done` frame (one trip to the event loop and one read for the client, not
+    /// one per frame).
+    private func handle(
+        _ verb: Verb, write: @escaping @Sendable ([UInt8]) async throws -> Void, send: @escaping Handlers.Send,
+        receipts: ReceiptLedger? = nil
+    ) async {
+        guard !verb.streams else {
+            await handlers.handle(verb, receipts: receipts, send: send)
+            return
+        }
         let pending = Mutex<[UInt8]>([])
-        await handlers.handle(request.verb) { response in
+        await handlers.handle(verb, receipts: receipts) { response in
             let frame = try Framing.encode(response)
             guard case .done = response else {
                 pending.withLock { $0 += frame }
@@ -213,35 +241,6 @@ struct SocketServer: Service {
     /// more is refused, not buffered.
     private let budget = RequestBudget(bytes: 4 * Framing.maximumSize)
 
-    private func readRequest(_ input: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator) async -> Result<Request, JobError> {
-        var buffer = ByteBuffer()
-        var reserved = 0
-        defer { budget.release(reserved) }
-        do {
-            while var chunk = try await input.next() {
-                buffer.writeBuffer(&chunk)
-                guard buffer.readableBytes >= 4, let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self)
-                else { continue }
-                guard Int(length) <= Framing.maximumSize else {
-                    return .failure(JobError(.invalidArgument, "request of \(length) bytes refused: the limit is \(Framing.maximumSize)"))
-                }
-                if reserved == 0 {
-                    guard budget.reserve(Int(length)) else {
-                        return .failure(
-                            JobError(.unavailable, "the daemon is reading too many large requests at once; try again in a moment"))
-                    }
-                    reserved = Int(length)
-                }
-                guard buffer.readableBytes >= 4 + Int(length) else { continue }
-                let body = buffer.getBytes(at: buffer.readerIndex + 4, length: Int(length)) ?? []
-                return Result { () throws(JobError) in try Wire.decodeRequest(body) }
-            }
-        } catch {
-            return .failure(JobError(.invalidArgument, "the request could not be read: \(error)"))
-        }
-        return .failure(JobError(.invalidArgument, "truncated request: the connection ended before a whole frame came"))
-    }
-
     /// The user at the other end of the socket, as the kernel says (SO_PEERCRED). Called on
     /// the channel's event loop, where the answer is there at once.
     private static func peerUID(_ channel: any Channel) -> EventLoopFuture<uid_t?> {
@@ -249,6 +248,97 @@ struct SocketServer: Service {
         let credentials: EventLoopFuture<PeerCredentials> = provider.unsafeGetSocketOption(
             level: .socket, name: NIOBSDSocket.Option(rawValue: SO_PEERCRED))
         return credentials.map { Optional($0.uid) }.recover { _ in nil }
+    }
+}
+
+/// Reads request frames off a connection, one after another, each taking from the shared
+/// budget while it is being read.
+struct FrameReader {
+    let budget: RequestBudget
+    private var buffer = ByteBuffer()
+
+    init(budget: RequestBudget) { self.budget = budget }
+
+    static let truncated = JobError(.invalidArgument, "truncated request: the connection ended before a whole frame came")
+
+    /// The next request; nil when the connection ended between frames (or before the first).
+    mutating func nextRequest(_ input: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator) async -> Result<Request?, JobError> {
+        var reserved = 0
+        defer { budget.release(reserved) }
+        do {
+            while true {
+                if buffer.readableBytes >= 4, let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) {
+                    guard Int(length) <= Framing.maximumSize else {
+                        return .failure(JobError(.invalidArgument, "request of \(length) bytes refused: the limit is \(Framing.maximumSize)"))
+                    }
+                    if reserved == 0 {
+                        guard budget.reserve(Int(length)) else {
+                            return .failure(
+                                JobError(.unavailable, "the daemon is reading too many large requests at once; try again in a moment"))
+                        }
+                        reserved = Int(length)
+                    }
+                    if buffer.readableBytes >= 4 + Int(length) {
+                        buffer.moveReaderIndex(forwardBy: 4)
+                        let body = buffer.readBytes(length: Int(length)) ?? []
+                        buffer.discardReadBytes()
+                        return Result { () throws(JobError) in try Wire.decodeRequest(body) }
+                    }
+                }
+                guard var chunk = try await input.next() else {
+                    return buffer.readableBytes == 0 ? .success(nil) : .failure(Self.truncated)
+                }
+                buffer.writeBuffer(&chunk)
+            }
+        } catch {
+            return .failure(JobError(.invalidArgument, "the request could not be read: \(error)"))
+        }
+    }
+}
+
+/// What the reader of one receive has said it wrote, for the handler that waits for it
+/// before removing the jobs (`--auto-remove`): a job whose output was not all written stays.
+final class ReceiptLedger: Sendable {
+    private let state = Mutex<(upTo: [Int: Int], closed: Bool, waiters: [CheckedContinuation<Void, Never>])>(([:], false, []))
+
+    func add(_ receipts: [Receipt]) {
+        let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            for receipt in receipts { s.upTo[receipt.jobId] = max(s.upTo[receipt.jobId] ?? 0, receipt.upTo) }
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// No more receipts will come: the client closed.
+    func close() {
+        let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            s.closed = true
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Waits until the reader has said it wrote each job's output up to `sent`; false if it
+    /// closed before.
+    func waitFor(_ sent: [Int: Int]) async -> Bool {
+        while true {
+            if let decided = state.withLock({ Self.decision($0, sent) }) { return decided }
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { s -> Bool in
+                    if Self.decision(s, sent) != nil { return true }
+                    s.waiters.append(continuation)
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        }
+    }
+
+    private static func decision(_ s: (upTo: [Int: Int], closed: Bool, waiters: [CheckedContinuation<Void, Never>]), _ sent: [Int: Int]) -> Bool? {
+        if sent.allSatisfy({ s.upTo[$0.key] ?? 0 >= $0.value }) { return true }
+        return s.closed ? false : nil
     }
 }
 

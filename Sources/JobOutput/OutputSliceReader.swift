@@ -15,6 +15,8 @@ public final class OutputSliceReader {
     private var next: Int
     private var batch: [OutputRecord] = []
     private var batchPosition = 0
+    /// The index of the next record a chunk would start with.
+    public private(set) var position: Int
     private let maxChunk: Int
     private let coalesce: Bool
 
@@ -25,6 +27,7 @@ public final class OutputSliceReader {
     public init(slice: OutputSlice, maxChunk: Int = 1 << 20, coalesce: Bool = true) throws(JobError) {
         self.slice = slice
         self.next = slice.start
+        self.position = slice.start
         self.maxChunk = maxChunk
         self.coalesce = coalesce
         let index = open(OutputFormat.indexPath(prefix: slice.prefix), O_RDONLY | O_CLOEXEC)
@@ -45,6 +48,7 @@ public final class OutputSliceReader {
     private func nextRecord() throws(JobError) -> OutputRecord? {
         if batchPosition < batch.count {
             defer { batchPosition += 1 }
+            position += 1
             return batch[batchPosition]
         }
         guard next < slice.end else { return nil }
@@ -60,6 +64,8 @@ public final class OutputSliceReader {
         batch = buffer.withUnsafeBytes { raw in
             (0..<records).compactMap { OutputFormat.decode(raw, at: $0 * OutputFormat.recordSize) }
         }
+        // A record that does not decode is skipped, and counted as read.
+        position = next + 1 + (records - batch.count)
         next += records
         batchPosition = 1
         return batch.first
@@ -68,11 +74,13 @@ public final class OutputSliceReader {
     private func peekRecord() throws(JobError) -> OutputRecord? {
         guard let record = try nextRecord() else { return nil }
         batchPosition -= 1
+        position -= 1
         return record
     }
 
     /// The next chunk, or nil at the end of the slice.
     public func nextChunk() throws(JobError) -> OutputChunk? {
+        let start = position
         guard let first = try nextRecord() else { return nil }
         var length = Int(first.length)
         if coalesce {
@@ -96,7 +104,8 @@ public final class OutputSliceReader {
             done += n
         }
         return OutputChunk(
-            jobId: slice.jobId, jobName: slice.jobName, location: slice.location, stream: first.stream,
-            time: first.time, data: data)
+            jobId: slice.jobId, jobName: slice.jobName, location: slice.location, origin: slice.origin, stream: first.stream,
+            time: first.time, data: data, start: start, end: position)
     }
+
 }

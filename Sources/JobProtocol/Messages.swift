@@ -14,7 +14,9 @@ public enum Release {
     public static let version = "0.2.0"
 }
 
-/// One request from a client. Each connection carries one request and its answers.
+/// One request from a client. Each connection carries one request and its answers; on a
+/// `receive` or `receiveWait` connection the client then sends `received` requests, one per
+/// stretch of output it has written, which are not answered.
 public struct Request: Sendable, Equatable {
     public var version: Int
     public var verb: Verb
@@ -43,6 +45,9 @@ public enum Verb: Sendable, Equatable, CaseIterable {
     case stop(StopParameters)
     /// `job remove`.
     case remove(RemoveParameters)
+    /// A reader has written this output: its jobs' receive cursors move up to it. Sent on a
+    /// receive's own connection (unanswered), or alone (answered with `done`).
+    case received([Receipt])
     /// `job daemon status`.
     case status
     /// `job daemon stop`: the daemon exits; jobs keep running.
@@ -55,7 +60,7 @@ public enum Verb: Sendable, Equatable, CaseIterable {
         .invoke(InvokeParameters(computers: ["localhost"], start: StartParameters(command: .shell("true"), workingDirectory: "/", environment: [:]))),
         .get(JobQuery()), .receive(ReceiveParameters(selectors: [])), .receiveWait(ReceiveParameters(selectors: [])),
         .wait(WaitParameters(selectors: [])), .stop(StopParameters(selectors: [])), .remove(RemoveParameters()),
-        .status, .shutdown,
+        .received([]), .status, .shutdown,
     ]
 
     /// The verb's name on the wire.
@@ -69,8 +74,17 @@ public enum Verb: Sendable, Equatable, CaseIterable {
         case .wait: "wait"
         case .stop: "stop"
         case .remove: "remove"
+        case .received: "received"
         case .status: "status"
         case .shutdown: "shutdown"
+        }
+    }
+
+    /// Whether the client sends `received` frames on the connection after this request.
+    public var takesReceipts: Bool {
+        switch self {
+        case .receive, .receiveWait: true
+        default: false
         }
     }
 

@@ -66,6 +66,8 @@ public enum Wire {
                 ("selectors", selectors(p.selectors)), ("force", .bool(p.force)),
                 ("state", optional(p.state) { .string($0.rawValue) }), ("command", optional(p.command, JSON.string)),
             ]
+        case .received(let receipts):
+            [("receipts", .array(receipts.map { .object([("jobId", .int($0.jobId)), ("upTo", .int($0.upTo))]) }))]
         case .status, .shutdown: []
         }
     }
@@ -108,6 +110,13 @@ public enum Wire {
                 RemoveParameters(
                     selectors: try selectors(p), force: try p.bool("force", default: false),
                     state: try p.optionalState("state"), command: try p.optionalString("command")))
+        case "received":
+            return .received(try p.array("receipts", orEmpty: true).enumerated().map { (i, item) throws(JobError) in
+                let r = try p.element(item, "receipts[\(i)]")
+                let upTo = try r.int("upTo")
+                guard upTo >= 0 else { throw r.invalid("upTo is a record count, 0 or more") }
+                return Receipt(jobId: try r.int("jobId"), upTo: upTo)
+            })
         case "status": return .status
         case "shutdown": return .shutdown
         default:
@@ -188,15 +197,15 @@ public enum Wire {
                     ("slices", .array(slices.map { s in
                         .object([
                             ("jobId", .int(s.jobId)), ("jobName", .string(s.jobName)), ("location", .string(s.location)),
-                            ("prefix", .string(s.prefix)), ("start", .int(s.start)), ("end", .int(s.end)),
+                            ("origin", .string(s.origin)), ("prefix", .string(s.prefix)), ("start", .int(s.start)), ("end", .int(s.end)),
                         ])
                     }))
                 ]
             case .output(let c):
                 [
                     ("jobId", .int(c.jobId)), ("jobName", .string(c.jobName)), ("location", .string(c.location)),
-                    ("stream", .string(c.stream.name)), ("time", .double(c.time.timeIntervalSince1970)),
-                    ("data", .string(Data(c.data).base64EncodedString())),
+                    ("origin", .string(c.origin)), ("stream", .string(c.stream.name)), ("time", .double(c.time.timeIntervalSince1970)),
+                    ("data", .string(Data(c.data).base64EncodedString())), ("start", .int(c.start)), ("end", .int(c.end)),
                 ]
             case .failure(let f):
                 [("jobId", .int(f.jobId)), ("jobName", .string(f.jobName)), ("location", .string(f.location)), ("reason", .string(f.reason))]
@@ -226,19 +235,23 @@ public enum Wire {
         case "slices":
             return .slices(try f.array("slices").enumerated().map { (i, item) throws(JobError) in
                 let s = try f.element(item, "slices[\(i)]")
+                let location = try s.string("location")
                 return OutputSlice(
-                    jobId: try s.int("jobId"), jobName: try s.string("jobName"), location: try s.string("location"),
-                    prefix: try s.string("prefix"), start: try s.int("start"), end: try s.int("end"))
+                    jobId: try s.int("jobId"), jobName: try s.string("jobName"), location: location,
+                    origin: try s.optionalString("origin") ?? location, prefix: try s.string("prefix"),
+                    start: try s.int("start"), end: try s.int("end"))
             })
         case "output":
             guard let stream = [OutputStreamKind.output, .error].first(where: { $0.name == (try? f.string("stream")) }) else {
                 throw f.invalid("stream is \"output\" or \"error\"")
             }
             guard let data = Data(base64Encoded: try f.string("data")) else { throw f.invalid("data is not base64") }
+            let location = try f.string("location")
             return .output(
                 OutputChunk(
-                    jobId: try f.int("jobId"), jobName: try f.string("jobName"), location: try f.string("location"),
-                    stream: stream, time: Date(timeIntervalSince1970: try f.double("time")), data: Array(data)))
+                    jobId: try f.int("jobId"), jobName: try f.string("jobName"), location: location,
+                    origin: try f.optionalString("origin") ?? location, stream: stream, time: Date(timeIntervalSince1970: try f.double("time")), data: Array(data),
+                    start: try f.optionalInt("start") ?? 0, end: try f.optionalInt("end") ?? 0))
         case "failure":
             return .failure(
                 JobFailure(

@@ -15,6 +15,59 @@ public struct ProcessResult: Sendable {
 /// Runs a program to its end with plain posix_spawn, poll and waitpid, collecting both of its
 /// streams. (Foundation's `Process.waitUntilExit` stalls when parallel tests block the
 /// cooperative threads its notification needs.)
+/// Spawn attributes that give a child the signals a shell would: none blocked, the usual
+/// ones at their defaults. The tests' threads (Dispatch's) block signals, and a child would
+/// inherit that mask: a `job` that never sees SIGINT tests nothing about SIGINT.
+func cleanSignals() -> posix_spawnattr_t {
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    var empty = sigset_t()
+    sigemptyset(&empty)
+    posix_spawnattr_setsigmask(&attributes, &empty)
+    var defaults = sigset_t()
+    sigemptyset(&defaults)
+    for signal in [SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT] { sigaddset(&defaults, signal) }
+    posix_spawnattr_setsigdefault(&attributes, &defaults)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+    return attributes
+}
+
+/// A process started in the background, its output going to files: for tests that signal it.
+public struct Spawned: Sendable {
+    public let pid: pid_t
+
+    /// Starts `argv` with stdin from /dev/null, stdout and stderr to the files named (made
+    /// afresh), and the signals a shell would give it.
+    public init(_ argv: [String], stdout: String, stderr: String = "/dev/null") throws {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        var attributes = cleanSignals()
+        defer { posix_spawnattr_destroy(&attributes) }
+        var cArgs = argv.map { strdup($0) } + [nil]
+        defer { for p in cArgs { free(p) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, argv[0], &actions, &attributes, &cArgs, environ)
+        guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EINVAL) }
+        self.pid = pid
+    }
+
+    /// Waits for it to end (off the caller's thread): the signal that killed it, or its exit status.
+    public func wait() async throws -> (signal: Int32?, status: Int32) {
+        let pid = pid
+        return try await onOwnThread {
+            var status: Int32 = 0
+            var rc: pid_t
+            repeat { rc = waitpid(pid, &status, 0) } while rc < 0 && errno == EINTR
+            guard rc == pid else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .ECHILD) }
+            return status & 0x7f == 0 ? (nil, (status >> 8) & 0xff) : (status & 0x7f, 0)
+        }
+    }
+}
+
 public func runProcess(
     _ executable: String, _ args: [String], environment: [String: String]? = nil, directory: String? = nil
 ) throws -> ProcessResult {
@@ -44,7 +97,9 @@ public func runProcess(
         for p in cEnv { free(p) }
     }
     var pid: pid_t = 0
-    let rc = posix_spawn(&pid, path, &actions, nil, &cArgs, &cEnv)
+    var attributes = cleanSignals()
+    defer { posix_spawnattr_destroy(&attributes) }
+    let rc = posix_spawn(&pid, path, &actions, &attributes, &cArgs, &cEnv)
     close(outPipe[1])
     close(errPipe[1])
     guard rc == 0 else {

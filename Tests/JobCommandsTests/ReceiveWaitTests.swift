@@ -41,14 +41,19 @@ import Testing
         }
     }
 
-    @Test func receiveWaitStreamsUntilTheEndAndKeepWithWaitIsAUsageError() async throws {
+    @Test func receiveWaitStreamsUntilTheEndAndWaitKeepFollowsWithoutConsuming() async throws {
         try await withCLI { cli in
             try await cli.run("start", "-c", "for i in 1 2 3; do echo $i; sleep 0.1; done")
+            let followed = try await cli.run("receive", "1", "--wait", "--keep")
+            #expect(followed.status == 0, "\(followed.stderr)")
+            #expect(followed.stdout == "1\n2\n3\n")
+            #expect(try await cli.json("get", "1").first?["hasMoreData"] as? Bool == true, "a follow consumes nothing")
             let streamed = try await cli.run("receive", "1", "--wait", "--auto-remove")
             #expect(streamed.status == 0, "\(streamed.stderr)")
             #expect(streamed.stdout == "1\n2\n3\n")
             #expect(try await cli.run("get", "1").status == 1, "auto-remove removed it")
-            let refused = try await cli.run("receive", "1", "--keep", "--wait")
+            try await cli.run("start", "-c", "true")
+            let refused = try await cli.run("receive", "3", "--keep", "--wait", "--auto-remove")
             #expect(refused.status == 64)
         }
     }
@@ -61,11 +66,15 @@ import Testing
             #expect(table.stdout.contains("localhost     Thursday") || table.stdout.contains("localhost  Thursday"), "\(table.stdout)")
             let json = try await cli.run("receive", "1", "--keep", "-o", "json")
             let records = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]])
-            #expect(records.map { $0["Text"] as? String } == [#"{"DateTime":"Thursday"}"#, "plain"])
+            #expect(records.map { $0["text"] as? String } == [#"{"DateTime":"Thursday"}"#, "plain"])
             #expect((records.first?["data"] as? [String: Any])?["DateTime"] as? String == "Thursday")
-            #expect(records.first?["Stream"] as? String == "output")
+            #expect(records.first?["stream"] as? String == "output")
+            #expect(Set(records.first?.keys.map { $0 } ?? []) == ["jobId", "jobName", "computerName", "stream", "time", "text", "data"])
+            let lines = try await cli.run("receive", "1", "--keep", "-o", "jsonl", "--property", "JobId,DateTime")
+            #expect(lines.stdout == "{\"jobId\":2,\"DateTime\":\"Thursday\"}\n{\"jobId\":2,\"DateTime\":null}\n")
+            // A local job's lines are told apart by its parent's Name.
             let prefixed = try await cli.run("receive", "1", "--prefix")
-            #expect(prefixed.stdout == "localhost: {\"DateTime\":\"Thursday\"}\nlocalhost: plain\n")
+            #expect(prefixed.stdout == "Job1: {\"DateTime\":\"Thursday\"}\nJob1: plain\n")
         }
     }
 

@@ -40,6 +40,7 @@ enum Samples {
         ("request-wait", Request(.wait(WaitParameters(selectors: [], any: true, timeoutSeconds: 2.5, force: true, progress: true)))),
         ("request-stop", Request(.stop(StopParameters(selectors: [.id(7)], graceSeconds: 0.5)))),
         ("request-remove", Request(.remove(RemoveParameters(selectors: [.id(1), .id(3)], force: true)))),
+        ("request-received", Request(.received([Receipt(jobId: 4, upTo: 9), Receipt(jobId: 5, upTo: 120)]))),
         ("request-status", Request(.status)),
         ("request-shutdown", Request(.shutdown)),
     ]
@@ -56,10 +57,13 @@ enum Samples {
     static let responses: [(name: String, response: Response)] = [
         ("response-job", .job(parent)),
         ("response-jobs", .jobs([parent, child])),
-        ("response-slices", .slices([OutputSlice(jobId: 4, jobName: "Job4", location: "web1", prefix: "/home/ana/.local/state/job/jobs/4", start: 0, end: 12)])),
+        ("response-slices", .slices([OutputSlice(jobId: 4, jobName: "Job4", location: "web1", origin: "web1", prefix: "/home/ana/.local/state/job/jobs/4", start: 0, end: 12)])),
         (
             "response-output",
-            .output(OutputChunk(jobId: 4, jobName: "Job4", location: "web1", stream: .error, time: end, data: Array("binary \u{0}\u{1}\n".utf8)))
+            .output(
+                OutputChunk(
+                    jobId: 4, jobName: "Job4", location: "web1", origin: "web1", stream: .error, time: end,
+                    data: Array("binary \u{0}\u{1}\n".utf8), start: 7, end: 9))
         ),
         ("response-failure", .failure(JobFailure(jobId: 5, jobName: "Job5", location: "db1", reason: "exited with status 3"))),
         ("response-progress", .progress(finished: 3, total: 5)),

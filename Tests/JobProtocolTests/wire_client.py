@@ -8,12 +8,13 @@ import json, os, socket, struct, sys
 VERSION = 1
 
 # The verbs a request may name, and the fields each answer frame type must have.
-VERBS = ["start", "invoke", "get", "receive", "receiveWait", "wait", "stop", "remove", "status", "shutdown"]
+VERBS = ["start", "invoke", "get", "receive", "receiveWait", "wait", "stop", "remove", "received", "status",
+         "shutdown"]
 FRAME_FIELDS = {
     "job": ["job"],
     "jobs": ["jobs"],
     "slices": ["slices"],
-    "output": ["jobId", "jobName", "location", "stream", "time", "data"],
+    "output": ["jobId", "jobName", "location", "stream", "time", "data", "start", "end"],
     "failure": ["jobId", "jobName", "location", "reason"],
     "progress": ["finished", "total"],
     "status": ["pid", "home", "socket", "version", "uptimeSeconds", "jobs"],

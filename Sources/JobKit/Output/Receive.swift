@@ -40,8 +40,9 @@ extension JobManager {
     func unreceived(_ record: JobRecord) -> OutputSlice {
         let prefix = outputPrefix(record.id)
         let count = record.state.isFinished ? record.recorded : OutputFormat.recordCount(prefix: prefix)
+        let origin = isLocal(record.location) ? record.parentId.flatMap { table[$0]?.name } ?? record.name : record.location
         return OutputSlice(
-            jobId: record.id, jobName: record.name, location: record.location, prefix: prefix,
+            jobId: record.id, jobName: record.name, location: record.location, origin: origin, prefix: prefix,
             start: record.received, end: count)
     }
 
@@ -71,13 +72,18 @@ extension JobManager {
         return result
     }
 
-    /// `job receive --wait`: the output of the selected jobs as it arrives, consumed, until
-    /// every one of them has finished and all its output was read. Failed jobs' reasons come
-    /// after their output. With `autoRemove`, the selected top-level jobs are removed at the end.
+    /// `job receive --wait`: the output of the selected jobs as it arrives, from their receive
+    /// cursors, until every one of them has finished and all its output was read. Failed
+    /// jobs' reasons come after their output. Each chunk counts as received once the next is
+    /// asked for (the consumer has dealt with it); with `keep` nothing is consumed (a
+    /// follow), and a reader elsewhere says what it wrote with `markReceived`. With
+    /// `autoRemove`, the selected top-level jobs are removed at the end.
     public nonisolated func receiveStream(
-        _ selectors: [JobSelector], recurse: Bool = true, locations: [String]? = nil, autoRemove: Bool = false
+        _ selectors: [JobSelector], keep: Bool = false, recurse: Bool = true, locations: [String]? = nil,
+        autoRemove: Bool = false
     ) -> ReceiveStream {
-        ReceiveStream(manager: self, selectors: selectors, recurse: recurse, locations: locations, autoRemove: autoRemove)
+        ReceiveStream(
+            manager: self, selectors: selectors, keep: keep, recurse: recurse, locations: locations, autoRemove: autoRemove)
     }
 
     /// For `ReceiveStream`: the leaves it reads and the top-level jobs it may remove.
@@ -89,14 +95,13 @@ extension JobManager {
         return (targets, jobs.filter(\.isTopLevel).map(\.id))
     }
 
-    /// For `ReceiveStream`: takes (consumes) what the leaves wrote since the last call — of
-    /// those `changed` only, all when nil — and says which of them ended, for their failure
-    /// reasons, and whether all have.
-    func takeStreamBatch(_ leaves: [Int], changed: Set<Int>?, reported: Set<Int>) throws(JobError)
+    /// For `ReceiveStream`: what the leaves wrote past `positions` (from their receive cursors
+    /// for those not in it) — of those `changed` only, all when nil — and which of them
+    /// ended, for their failure reasons, and whether all have. Consumes nothing.
+    func streamBatch(_ leaves: [Int], from positions: [Int: Int], changed: Set<Int>?, reported: Set<Int>)
         -> (slices: [OutputSlice], ended: [Int], failures: [JobFailure], done: Bool)
     {
         var slices: [OutputSlice] = []
-        var received: [JobRecord] = []
         var ended: [Int] = []
         var failures: [JobFailure] = []
         var done = true
@@ -105,19 +110,29 @@ extension JobManager {
             let finished = record.state.isFinished
             if !finished { done = false }
             if record.childIds.isEmpty, changed?.contains(id) ?? true {
-                let slice = unreceived(record)
-                if !slice.isEmpty {
-                    slices.append(slice)
-                    if let updated = table.markReceived(id, upTo: slice.end) { received.append(updated) }
-                }
+                var slice = unreceived(record)
+                if let position = positions[id] { slice.start = max(slice.start, position) }
+                if !slice.isEmpty { slices.append(slice) }
             }
             if finished, !reported.contains(id) {
                 ended.append(id)
                 if let failure = failure(of: record) { failures.append(failure) }
             }
         }
-        try persist(received)
         return (slices, ended, failures, done)
+    }
+
+    /// Moves receive cursors forward to what readers say they have written (never back, never
+    /// past what the job wrote): what a receive with `keep` handed out counts as received
+    /// only once its reader says so.
+    public func markReceived(_ receipts: [Receipt]) throws(JobError) {
+        var changed: [JobRecord] = []
+        for receipt in receipts {
+            guard let record = table[receipt.jobId], record.childIds.isEmpty else { continue }
+            let written = unreceived(record).end
+            if let updated = table.markReceived(record.id, upTo: min(receipt.upTo, written)) { changed.append(updated) }
+        }
+        try persist(changed)
     }
 
     /// Every change of the jobs with these ids (all jobs when nil) from now on, pushed as it

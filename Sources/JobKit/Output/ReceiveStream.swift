@@ -18,13 +18,14 @@ public enum ReceiveEvent: Sendable, Equatable {
 }
 
 /// `job receive --wait` as an AsyncSequence: output of the selected jobs as it arrives
-/// (consumed), until they have all finished and all of it was read. Woken by inotify on
+/// (consumed as it is dealt with, unless `keep`), until they have all finished and all of it was read. Woken by inotify on
 /// the jobs' output and by job events, and then looks at the jobs that wrote or changed
 /// only: nothing polls.
 public struct ReceiveStream: AsyncSequence, Sendable {
     public typealias Element = ReceiveEvent
     let manager: JobManager
     let selectors: [JobSelector]
+    let keep: Bool
     let recurse: Bool
     let locations: [String]?
     let autoRemove: Bool
@@ -43,6 +44,10 @@ public struct ReceiveStream: AsyncSequence, Sendable {
         private var pendingFailures: [JobFailure] = []
         private var reader: OutputSliceReader?
         private var reported = Set<Int>()
+        /// Where each leaf's output has been handed out up to.
+        private var positions: [Int: Int] = [:]
+        /// The last chunk handed out, received once the next is asked for.
+        private var delivered: Receipt?
         private var done = false
         private var reportedFinal = false
         private var finished = false
@@ -52,6 +57,10 @@ public struct ReceiveStream: AsyncSequence, Sendable {
         }
 
         public mutating func next() async throws -> ReceiveEvent? {
+            if let receipt = delivered {
+                delivered = nil
+                if !stream.keep { try await stream.manager.markReceived([receipt]) }
+            }
             if finished { return nil }
             if !started {
                 started = true
@@ -63,7 +72,11 @@ public struct ReceiveStream: AsyncSequence, Sendable {
                 watch = ReceiveWatch(jobs: Set(leaves), events: stream.manager.hub, writes: stream.manager.outputWatcher)
             }
             while true {
-                if let reader, let chunk = try reader.nextChunk() { return .output(chunk) }
+                if let reader, let chunk = try reader.nextChunk() {
+                    positions[chunk.jobId] = chunk.end
+                    delivered = Receipt(jobId: chunk.jobId, upTo: chunk.end)
+                    return .output(chunk)
+                }
                 reader = nil
                 if !pendingSlices.isEmpty {
                     reader = try OutputSliceReader(slice: pendingSlices.removeFirst())
@@ -86,7 +99,7 @@ public struct ReceiveStream: AsyncSequence, Sendable {
                 }
                 // Taken before the look: whatever is written during it wakes the next.
                 let changed = watch?.take()
-                let batch = try await stream.manager.takeStreamBatch(leaves, changed: changed, reported: reported)
+                let batch = await stream.manager.streamBatch(leaves, from: positions, changed: changed, reported: reported)
                 pendingSlices = batch.slices
                 pendingFailures = batch.failures
                 reported.formUnion(batch.ended)
