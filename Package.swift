@@ -92,3 +92,13 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// The fuzz target over the daemon's reading and answering of requests (Fuzz/README.md): only
+// with JOB_FUZZ set, as `scripts/fuzz` builds it with `-sanitize=fuzzer`, which supplies its
+// main. The tests never build it.
+if Context.environment["JOB_FUZZ"] != nil {
+    package.targets.append(
+        .executableTarget(
+            name: "jobd-fuzz", dependencies: ["JobDaemon", "JobKit", "JobModel", "JobProtocol"], path: "Fuzz/jobd-fuzz",
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
+}

@@ -9,6 +9,18 @@
 #include <unistd.h>
 
 static int index_fd = -1;
+// The index's length as far as whole records go: a record half-written (the disk filled up
+// in the middle of it) is cut off again, so that the index never holds a broken record.
+static off_t index_length = 0;
+
+uint64_t lost_bytes = 0;
+int lost_errno = 0;
+
+static void lose(ssize_t n, int err) {
+    if (n <= 0) return;
+    lost_bytes += (uint64_t)n;
+    if (lost_errno == 0) lost_errno = err ? err : EIO;
+}
 // In .bss, not allocated: its pages exist only once output is read into them, so a job that
 // prints nothing costs no memory for it, and neither an mmap nor an munmap.
 static char scratch[CHUNK];
@@ -19,11 +31,32 @@ static int open_output(const char *suffix, int extra_flags) {
     return openat(dir_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | extra_flags, 0600);
 }
 
+// The data is on disk before its record, so a reader that sees a record can read it; data
+// whose record cannot be written is lost (it is in the file, but no reader will look).
 static void record(const struct stream *s, uint64_t offset, uint32_t length) {
     struct jobkit_index_record r = {.time_ns = now_ns(), .offset = offset, .length = length, .stream = s->kind};
     if (index_fd < 0) index_fd = open_output("index", O_APPEND);
-    // The data is on disk before its record, so a reader that sees a record can read it.
-    if (index_fd >= 0) write_all(index_fd, &r, sizeof r);
+    if (index_fd < 0) {
+        lose((ssize_t)length, errno);
+        return;
+    }
+    ssize_t n = write(index_fd, &r, sizeof r);
+    while (n < 0 && errno == EINTR) n = write(index_fd, &r, sizeof r);
+    if (n == (ssize_t)sizeof r) {
+        index_length += (off_t)sizeof r;
+        return;
+    }
+    int err = n < 0 ? errno : ENOSPC;
+    if (n > 0) (void)ftruncate(index_fd, index_length);
+    if (index_length == 0) {
+        // No index without a record: the engine takes a job that recorded nothing to have no files.
+        char name[64];
+        snprintf(name, sizeof name, "%lld.index", job_id);
+        unlinkat(dir_fd, name, 0);
+        close(index_fd);
+        index_fd = -1;
+    }
+    lose((ssize_t)length, err);
 }
 
 // The first read of a stream goes through memory: only data makes the file exist.
@@ -34,8 +67,18 @@ static ssize_t drain_first(struct stream *s) {
     // does not is spared the call.
     fcntl(s->pipe_fd, F_SETPIPE_SZ, CHUNK);
     s->file_fd = open_output(s->name, 0);
-    if (s->file_fd < 0 || pwrite(s->file_fd, scratch, (size_t)n, 0) != n) {
-        // The disk refused it: the job goes on, its output is dropped (see drain_more).
+    ssize_t written = s->file_fd < 0 ? -1 : pwrite(s->file_fd, scratch, (size_t)n, 0);
+    if (written != n) {
+        // The disk refused it: the job goes on, and what it wrote is counted as lost (the
+        // file, if made, is left empty, and the next read tries again).
+        lose(n, written < 0 ? errno : ENOSPC);
+        if (s->file_fd >= 0) {
+            char name[64];
+            snprintf(name, sizeof name, "%lld.%s", job_id, s->name);
+            unlinkat(dir_fd, name, 0);
+            close(s->file_fd);
+            s->file_fd = -1;
+        }
         return n;
     }
     record(s, s->offset, (uint32_t)n);
@@ -49,14 +92,21 @@ static ssize_t drain_more(struct stream *s) {
     if (n < 0 && errno == EINVAL) {
         // The file system does not take splice: copy through memory instead.
         n = read(s->pipe_fd, scratch, CHUNK);
-        if (n > 0 && pwrite(s->file_fd, scratch, (size_t)n, (off_t)s->offset) != n) n = -2;
-    }
-    if (n == -1 && (errno == EAGAIN || errno == EINTR)) return -1;
-    if (n < 0) {
+        if (n < 0) return errno == EAGAIN || errno == EINTR ? -1 : 0;
+        ssize_t written = n > 0 ? pwrite(s->file_fd, scratch, (size_t)n, (off_t)s->offset) : 0;
+        if (written != n) {
+            lose(n, written < 0 ? errno : ENOSPC);
+            return n;
+        }
+    } else if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR) return -1;
         // The disk refused the data (full, or gone). Keep the job running by reading and
-        // dropping what it writes: stalling it on a full pipe would be worse.
+        // counting what it writes as lost: stalling it on a full pipe would be worse.
+        int err = errno;
         n = read(s->pipe_fd, scratch, CHUNK);
-        return n < 0 ? -1 : n;
+        if (n <= 0) return n == 0 ? 0 : -1;
+        lose(n, err);
+        return n;
     }
     if (n == 0) return 0;
     record(s, s->offset, (uint32_t)n);

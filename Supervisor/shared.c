@@ -87,7 +87,8 @@ void handled_signals(sigset_t *set) {
 
 _Noreturn void finish(uint8_t kind, uint8_t stage, int code, int64_t end_ns) {
     struct jobkit_slot_ended ended = {
-        .magic = JOBKIT_ENDED_MAGIC, .kind = kind, .stage = stage, .code = code, .end_ns = end_ns};
+        .magic = JOBKIT_ENDED_MAGIC, .kind = kind, .stage = stage, .code = code, .end_ns = end_ns,
+        .lost_bytes = lost_bytes, .lost_errno = lost_errno};
     // Should the write fail there is nothing left to tell it with: the engine then reads a
     // supervisor gone without a word.
     off_t at = (off_t)(job_id * JOBKIT_SLOT_SIZE + (long long)sizeof(struct jobkit_slot_started));

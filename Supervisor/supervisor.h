@@ -56,6 +56,11 @@ struct stream {
 // after all, else the bytes taken.
 ssize_t take(struct stream *s);
 
+// Bytes of output that could not be stored, and the first errno that said why: written to
+// the slot at the end, for the engine to fail the job with.
+extern uint64_t lost_bytes;
+extern int lost_errno;
+
 // ---- mux.c: a session through an ssh ControlMaster's socket (OpenSSH's PROTOCOL.mux) ----
 
 enum { MUX_MAX_PACKET = 256 * 1024 };

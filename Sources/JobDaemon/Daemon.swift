@@ -29,17 +29,12 @@ public enum Daemon {
         let engine = try JobManager(home: home.path)
         var logger = Logger(label: "jobd")
         logger.logLevel = .warning
-        let started = Date()
         let (shutdownStream, shutdownContinuation) = AsyncStream.makeStream(of: Void.self)
         let server = SocketServer(
             socketPath: home.socket,
             handlers: Handlers(
                 engine: engine,
-                status: { jobs in
-                    DaemonStatus(
-                        pid: Int(getpid()), home: home.path, socket: home.socket, version: version,
-                        uptimeSeconds: Date().timeIntervalSince(started), jobs: jobs)
-                },
+                status: Handlers.status(of: home, since: Date()),
                 requestShutdown: { shutdownContinuation.yield() }
             )
         )

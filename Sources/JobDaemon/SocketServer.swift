@@ -159,7 +159,7 @@ struct SocketServer: Service {
         _ inbound: NIOAsyncChannelInboundStream<ByteBuffer>, of connection: Connection,
         write: @escaping @Sendable ([UInt8]) async throws -> Void
     ) async throws {
-        let send: Handlers.Send = { response in try await write(try Framing.encode(response)) }
+        let send: Handlers.Send = { response in try await write(Framing.encode(response)) }
         var input = inbound.makeAsyncIterator()
         let late = JobError(.invalidArgument, "no whole request came within \(Self.requestTimeout.nanoseconds / 1_000_000_000) s")
         // Whoever it is, before a byte of theirs is kept.
@@ -215,7 +215,7 @@ struct SocketServer: Service {
         }
         let pending = Mutex<[UInt8]>([])
         await handlers.handle(verb, receipts: receipts) { response in
-            let frame = try Framing.encode(response)
+            let frame = Framing.encode(response)
             guard case .done = response else {
                 pending.withLock { $0 += frame }
                 return
@@ -255,7 +255,7 @@ struct SocketServer: Service {
 /// budget while it is being read.
 struct FrameReader {
     let budget: RequestBudget
-    private var buffer = ByteBuffer()
+    private var splitter = FrameSplitter()
 
     init(budget: RequestBudget) { self.budget = budget }
 
@@ -267,28 +267,24 @@ struct FrameReader {
         defer { budget.release(reserved) }
         do {
             while true {
-                if buffer.readableBytes >= 4, let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) {
-                    guard Int(length) <= Framing.maximumSize else {
-                        return .failure(JobError(.invalidArgument, "request of \(length) bytes refused: the limit is \(Framing.maximumSize)"))
-                    }
-                    if reserved == 0 {
-                        guard budget.reserve(Int(length)) else {
+                switch splitter.next() {
+                case .frame(let body):
+                    return Result { () throws(JobError) in try Wire.decodeRequest(body) }
+                case .tooLarge(let length):
+                    return .failure(JobError(.invalidArgument, "request of \(length) bytes refused: the limit is \(Framing.maximumSize)"))
+                case .needMore(let announced):
+                    if let announced, reserved == 0 {
+                        guard budget.reserve(announced) else {
                             return .failure(
                                 JobError(.unavailable, "the daemon is reading too many large requests at once; try again in a moment"))
                         }
-                        reserved = Int(length)
-                    }
-                    if buffer.readableBytes >= 4 + Int(length) {
-                        buffer.moveReaderIndex(forwardBy: 4)
-                        let body = buffer.readBytes(length: Int(length)) ?? []
-                        buffer.discardReadBytes()
-                        return Result { () throws(JobError) in try Wire.decodeRequest(body) }
+                        reserved = announced
                     }
                 }
-                guard var chunk = try await input.next() else {
-                    return buffer.readableBytes == 0 ? .success(nil) : .failure(Self.truncated)
+                guard let chunk = try await input.next() else {
+                    return splitter.pending == 0 ? .success(nil) : .failure(Self.truncated)
                 }
-                buffer.writeBuffer(&chunk)
+                splitter.append(chunk.readableBytesView)
             }
         } catch {
             return .failure(JobError(.invalidArgument, "the request could not be read: \(error)"))

@@ -23,3 +23,43 @@ public enum Framing {
         return length
     }
 }
+
+/// Cuts a byte stream into frames as bytes arrive: the daemon's reading of requests, kept free
+/// of any socket so that it can be driven byte by byte (the fuzz target does).
+public struct FrameSplitter: Sendable {
+    private var buffer: [UInt8] = []
+    private var start = 0
+
+    public init() {}
+
+    public enum Step: Sendable, Equatable {
+        /// More bytes are needed; `announced` is the length of the frame begun, if its header is in.
+        case needMore(announced: Int?)
+        case frame([UInt8])
+        /// The header announces more than `Framing.maximumSize`: nothing of it is kept.
+        case tooLarge(Int)
+    }
+
+    public mutating func append(_ bytes: some Collection<UInt8>) {
+        buffer.append(contentsOf: bytes)
+    }
+
+    /// Bytes held that are not yet part of a frame returned.
+    public var pending: Int { buffer.count - start }
+
+    /// The next whole frame's body, if it is all in.
+    public mutating func next() -> Step {
+        guard pending >= 4 else { return .needMore(announced: nil) }
+        let length = Framing.length(ofHeader: Array(buffer[start..<start + 4]))
+        guard length <= Framing.maximumSize else { return .tooLarge(length) }
+        guard pending >= 4 + length else { return .needMore(announced: length) }
+        let body = Array(buffer[(start + 4)..<(start + 4 + length)])
+        start += 4 + length
+        // What was read goes once it is most of the buffer: no copy per frame of what follows.
+        if start > buffer.count / 2 {
+            buffer.removeFirst(start)
+            start = 0
+        }
+        return .frame(body)
+    }
+}

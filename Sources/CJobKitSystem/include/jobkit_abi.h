@@ -38,9 +38,11 @@ struct jobkit_slot_ended {
     uint16_t reserved;
     // The exit status, the signal, or the errno.
     int32_t code;
-    uint32_t reserved2;
+    // Output the job wrote that could not be stored (the disk was full), and the errno
+    // that said why (the first one): never dropped without a word.
+    int32_t lost_errno;
     int64_t end_ns;
-    uint64_t reserved3;
+    uint64_t lost_bytes;
 };
 
 struct jobkit_slot {

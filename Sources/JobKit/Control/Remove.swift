@@ -57,12 +57,14 @@ extension JobManager {
         // A finished leaf that recorded nothing has no output files (data comes with its
         // records); only a remote one has an ssh log. No unlink for what cannot be there.
         let leaves = table.leaves(of: ids).compactMap { table[$0] }
-        let dropped = table.remove(ids)
-        for id in dropped { unsaved.removeValue(forKey: id) }
-        try store.delete(dropped)
+        // Files first: on a full disk the database needs the space they free to record the
+        // removal at all.
         for leaf in leaves {
             supervisor.removeFiles(leaf.id, output: leaf.recorded > 0, sshLog: !isLocal(leaf.location))
         }
+        // The table after the database: a removal that could not be recorded leaves both as they were.
+        try store.delete(Array(Set(ids + leaves.map(\.id))))
+        for id in table.remove(ids) { unsaved.removeValue(forKey: id) }
         hub.publish(events)
     }
 }

@@ -233,10 +233,20 @@ public actor JobManager {
 
     /// Commits changed records (with any announced but uncommitted ends), then tells waiters:
     /// nobody hears of a change that a crash could still undo.
+    ///
+    /// Ends that cannot be committed (a full disk) stay for the next transaction: they are on
+    /// disk already, in their supervisors' slots, so an operation that changed nothing itself
+    /// (a receive with `keep`) does not fail for them.
     func persist(_ changed: [JobRecord]) throws(JobError) {
         let pending = takeUnsaved()
         guard !changed.isEmpty || !pending.isEmpty else { return }
-        try store.save(pending + changed)
+        do throws(JobError) {
+            try store.save(pending + changed)
+        } catch {
+            for record in pending where unsaved[record.id] == nil { unsaved[record.id] = record }
+            if !changed.isEmpty { throw error }
+            return
+        }
         announce(changed)
     }
 

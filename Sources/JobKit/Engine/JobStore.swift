@@ -14,8 +14,11 @@ final class JobStore: Sendable {
     /// The last id handed out, kept here rather than read back per insert: this store is the
     /// database's only writer.
     private let lastId: Mutex<Int>
+    /// Where the database is, for messages.
+    private let directory: String
 
     init(path: String) throws(JobError) {
+        directory = (path as NSString).deletingLastPathComponent
         do {
             var config = Configuration()
             config.journalMode = .wal
@@ -157,6 +160,9 @@ final class JobStore: Sendable {
             return try queue.inDatabase(body)
         } catch let error as JobError {
             throw error
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_FULL {
+            throw JobError(
+                .storage, "disk full: the job database in \(directory) cannot grow; remove jobs ('job remove') or free space there")
         } catch {
             throw JobError(.storage, "the job database failed: \(error)")
         }

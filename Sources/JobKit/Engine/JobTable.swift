@@ -43,9 +43,15 @@ struct JobTable: Sendable, JobSource {
 
     /// A leaf ended: its state, exit code and reason follow from how, and whether a stop was
     /// asked for; then its parent's state follows from its children's.
-    mutating func leafEnded(_ id: Int, outcome: LeafOutcome, at time: Date, recorded: Int) -> [JobRecord] {
+    /// `lost` says what of its output could not be stored: that fails a job that did not fail
+    /// otherwise (its exit code stays), and is added to the reason of one that did.
+    mutating func leafEnded(_ id: Int, outcome: LeafOutcome, at time: Date, recorded: Int, lost: String? = nil) -> [JobRecord] {
         guard var leaf = records[id], !leaf.state.isFinished else { return [] }
         (leaf.state, leaf.exitCode, leaf.reason) = Self.result(of: outcome, stopRequested: leaf.stopRequested, command: leaf)
+        if let lost, leaf.state != .stopped {
+            leaf.state = .failed
+            leaf.reason = leaf.reason.map { "\($0); \(lost)" } ?? lost
+        }
         leaf.beginTime = leaf.beginTime ?? time
         leaf.endTime = time
         leaf.recorded = recorded

@@ -35,9 +35,9 @@ extension JobManager {
     /// later (at recovery) only while that session's leader is alive to vouch for the id.
     static func endProcessLeaf(_ id: Int, table: inout JobTable, supervisor: Supervisor, justNow: Bool) -> [JobRecord] {
         let recorded = OutputFormat.recordCount(prefix: supervisor.prefix(id))
-        if let (outcome, time) = supervisor.ending(id) {
+        if let (outcome, time, lost) = supervisor.ending(id) {
             let seen = remoteOutcome(outcome, of: id, table: table, supervisor: supervisor)
-            return table.leafEnded(id, outcome: seen, at: time, recorded: recorded)
+            return table.leafEnded(id, outcome: seen, at: time, recorded: recorded, lost: lost)
         }
         var reason = "its supervisor ended without recording how the job ended (was it killed?)"
         if let pids = supervisor.pids(id), pids.job != pids.supervisor,

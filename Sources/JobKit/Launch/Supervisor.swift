@@ -229,16 +229,18 @@ final class Supervisor: Sendable {
         return (started.supervisor_pid, started.job_pid)
     }
 
-    /// How job `id` ended and when, once its supervisor has recorded it.
-    func ending(_ id: Int) -> (LeafOutcome, Date)? {
+    /// How job `id` ended and when, once its supervisor has recorded it, and what of its
+    /// output could not be stored (nil when all was).
+    func ending(_ id: Int) -> (outcome: LeafOutcome, time: Date, lost: String?)? {
         guard let ended = readSlot(id)?.ended, ended.magic == JOBKIT_ENDED_MAGIC else { return nil }
         let time = Date(timeIntervalSince1970: Double(ended.end_ns) / 1e9)
+        let lost = ended.lost_bytes == 0 ? nil : "\(ended.lost_bytes) bytes of output could not be stored: \(String(cString: strerror(ended.lost_errno)))"
         switch Int(ended.kind) {
-        case JOBKIT_ENDED_EXIT: return (.exited(ended.code), time)
-        case JOBKIT_ENDED_SIGNAL: return (.signaled(ended.code), time)
+        case JOBKIT_ENDED_EXIT: return (.exited(ended.code), time, lost)
+        case JOBKIT_ENDED_SIGNAL: return (.signaled(ended.code), time, lost)
         case JOBKIT_ENDED_ERROR:
             let stages = [JOBKIT_STAGE_CHDIR: "chdir", JOBKIT_STAGE_EXEC: "exec", JOBKIT_STAGE_SUPERVISOR: "supervisor"]
-            return (.couldNotStart(stage: stages[Int(ended.stage)] ?? "spawn", errno: ended.code), time)
+            return (.couldNotStart(stage: stages[Int(ended.stage)] ?? "spawn", errno: ended.code), time, lost)
         default: return nil
         }
     }
