@@ -15,7 +15,17 @@ extension Handlers {
                 return Outcome(notFound: notFound)
             }
         }
-        try await sendJobs(try await engine.get(query), send)
+        // Page by page from the history, so that no listing is held whole (one page at least,
+        // for the client's one `jobs` frame of an empty list).
+        var after = 0
+        var sent = false
+        while true {
+            let page = try await engine.getPage(query, after: after)
+            if !page.jobs.isEmpty || !sent { try await sendJobs(page.jobs, send) }
+            sent = true
+            guard let next = page.next else { break }
+            after = next
+        }
         return Outcome(notFound: notFound)
     }
 }

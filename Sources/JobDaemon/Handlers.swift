@@ -41,7 +41,7 @@ struct Handlers: Sendable {
             try await engine.markReceived(list)
             return .ok
         case .status:
-            try await send(.status(status(await engine.all().count)))
+            try await send(.status(status(try await engine.count())))
             return .ok
         case .shutdown:
             return .ok

@@ -213,11 +213,18 @@ struct SocketServer: Service {
             await handlers.handle(verb, receipts: receipts, send: send)
             return
         }
+        // A long answer (a listing of 100,000 jobs) still goes out as it is made, a MiB at a time.
         let pending = Mutex<[UInt8]>([])
         await handlers.handle(verb, receipts: receipts) { response in
             let frame = Framing.encode(response)
             guard case .done = response else {
-                pending.withLock { $0 += frame }
+                let full: [UInt8]? = pending.withLock { bytes in
+                    bytes += frame
+                    guard bytes.count >= 1 << 20 else { return nil }
+                    defer { bytes = [] }
+                    return bytes
+                }
+                if let full { try await write(full) }
                 return
             }
             try await write(pending.withLock { $0 } + frame)

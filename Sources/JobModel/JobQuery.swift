@@ -38,15 +38,14 @@ public struct JobQuery: Sendable, Equatable {
     /// Applies the query to every job (parents and children).
     public func apply(to source: some JobSource) throws(JobError) -> [JobInfo] {
         if let newest, newest < 0 { throw JobError(.invalidArgument, "--newest must be 0 or more, not \(newest)") }
-        let all = source.allJobs
-        var list = selectors.isEmpty ? all.filter(\.isTopLevel) : try JobSelection.resolve(selectors, in: all)
+        // Only the jobs named are looked up: the source may hold many more (a history on disk).
+        var list = selectors.isEmpty ? source.allJobs.filter(\.isTopLevel) : try JobSelection.resolve(selectors, in: source)
         if let state { list = list.filter { $0.state == state } }
         if includeChildren || childState != nil {
-            let byId = Dictionary(all.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
             var listed = Set(list.map(\.id))
             for job in list {
                 for childId in job.childJobs {
-                    guard let child = byId[childId], listed.insert(childId).inserted else { continue }
+                    guard listed.insert(childId).inserted, let child = source.job(withId: childId) else { continue }
                     if let childState, child.state != childState { continue }
                     list.append(child)
                 }

@@ -34,6 +34,15 @@ public protocol JobSource {
     func job(withId id: Int) -> JobInfo?
     /// Every job, parents and children, sorted by id.
     var allJobs: [JobInfo] { get }
+    /// The jobs whose name the pattern matches, sorted by id (by default, from `allJobs`).
+    func jobs(matching pattern: Wildcard) -> [JobInfo]
+    /// The jobs with this instance id (by default, from `allJobs`).
+    func jobs(withInstanceId uuid: UUID) -> [JobInfo]
+}
+
+extension JobSource {
+    public func jobs(matching pattern: Wildcard) -> [JobInfo] { allJobs.filter { pattern.matches($0.name) } }
+    public func jobs(withInstanceId uuid: UUID) -> [JobInfo] { allJobs.filter { $0.instanceId == uuid } }
 }
 
 extension Array: JobSource where Element == JobInfo {
@@ -69,13 +78,6 @@ public enum JobSelection {
         var found: [JobInfo] = []
         var errors: [JobError] = []
         var seen = Set<Int>()
-        var all: [JobInfo]?
-        func everyJob() -> [JobInfo] {
-            if let all { return all }
-            let jobs = source.allJobs
-            all = jobs
-            return jobs
-        }
         for selector in selectors {
             let matches: [JobInfo]
             switch selector {
@@ -83,13 +85,12 @@ public enum JobSelection {
                 matches = source.job(withId: id).map { [$0] } ?? []
                 if matches.isEmpty { errors.append(.noJob(id: id)) }
             case .instanceId(let uuid):
-                matches = everyJob().filter { $0.instanceId == uuid }
+                matches = source.jobs(withInstanceId: uuid)
                 if matches.isEmpty {
                     errors.append(JobError(.notFound, "no job with instance id \(uuid.uuidString.lowercased())"))
                 }
             case .name(let name):
-                let pattern = Wildcard(name)
-                matches = everyJob().filter { pattern.matches($0.name) }
+                matches = source.jobs(matching: Wildcard(name))
                 if matches.isEmpty && !Wildcard.hasWildcards(name) { errors.append(.noJob(named: name)) }
             }
             for job in matches where seen.insert(job.id).inserted {

@@ -29,7 +29,8 @@ extension JobManager {
     /// they run (as PowerShell's `Remove-Job -State` does). Returns the ids removed.
     @discardableResult
     public func remove(state: JobState) async throws(JobError) -> [Int] {
-        let ids = table.allInfo.filter { $0.isTopLevel && $0.state == state }.map(\.id)
+        let ids = history.infos(try topLevelIds()).filter { $0.state == state }.map(\.id)
+        faultIn(ids)
         try await removeJobs(ids)
         return ids
     }
@@ -41,10 +42,11 @@ extension JobManager {
     public func remove(commandMatching pattern: String) async throws(JobError) -> [Int] {
         let trimmed = pattern.trimmingCharacters(in: .whitespaces)
         let wildcard = Wildcard(trimmed)
-        let ids = table.allInfo.filter { job in
+        let ids = history.infos(try topLevelIds()).filter { job in
             let command = job.command.trimmingCharacters(in: .whitespaces)
-            return job.isTopLevel && (command.lowercased() == trimmed.lowercased() || wildcard.matches(command))
+            return command.lowercased() == trimmed.lowercased() || wildcard.matches(command)
         }.map(\.id)
+        faultIn(ids)
         try await removeJobs(ids)
         return ids
     }
@@ -52,6 +54,8 @@ extension JobManager {
     func removeJobs(_ ids: [Int]) async throws(JobError) {
         let running = ids.filter { table[$0]?.state.isFinished == false }
         if !running.isEmpty { try await stopJobs(running, grace: Defaults.grace) }
+        // Stopping them committed their ends, which let go of the finished ones: back they come.
+        faultIn(ids)
         var events: [JobEvent] = []
         for id in ids { if let info = table.info(id) { events.append(JobEvent(job: info, removed: true)) } }
         // A finished leaf that recorded nothing has no output files (data comes with its

@@ -15,7 +15,7 @@ extension JobManager {
     public func stop(_ selectors: [JobSelector], grace: Duration = Defaults.grace) async throws(JobError) -> [JobInfo] {
         let jobs = try resolveStrict(selectors)
         try await stopJobs(jobs.map(\.id), grace: grace)
-        return jobs.compactMap { table.info($0.id) }
+        return history.infos(jobs.map(\.id))
     }
 
     func stopJobs(_ ids: [Int], grace: Duration) async throws(JobError) {

@@ -33,13 +33,13 @@ extension JobManager {
     func waitTargets(_ selectors: [JobSelector]) throws(JobError)
         -> ([Int], [Int: JobInfo], AsyncStream<JobEvent>)
     {
-        let ids = selectors.isEmpty ? table.ids.filter { table[$0]?.parentId == nil } : try resolveStrict(selectors).map(\.id)
+        let ids = selectors.isEmpty ? try topLevelIds() : try JobSelection.resolve(selectors, in: history).map(\.id)
         return (ids, snapshot(ids), hub.stream(for: Set(ids)))
     }
 
     func snapshot(_ ids: [Int]) -> [Int: JobInfo] {
         var result: [Int: JobInfo] = [:]
-        for id in ids { result[id] = table.info(id) }
+        for job in history.infos(ids) { result[job.id] = job }
         return result
     }
 

@@ -115,7 +115,7 @@ public actor JobManager {
             }
             supervisor = try Supervisor(executable: executable, jobsDirectory: jobsDirectory)
             store = try JobStore(path: databasePath)
-            table = JobTable(try store.loadAll())
+            table = JobTable(try store.loadUnfinished())
         } catch {
             close(homeLock)
             throw error
@@ -129,6 +129,7 @@ public actor JobManager {
         }
         let recovered = Self.recover(&table, monitor: monitor, supervisor: supervisor, at: Date())
         try? store.save(recovered)
+        table.evictFinished(keeping: [])
     }
 
     deinit {
@@ -210,24 +211,60 @@ public actor JobManager {
 
 
     /// Every job, parents and children, sorted by id.
-    public func all() -> [JobInfo] { table.allInfo }
+    public func all() -> [JobInfo] { history.allJobs }
+
+    /// The jobs under way and the finished ones on disk, for lookups.
+    var history: History { History(table: table, store: store) }
+
+    /// Brings the families of these jobs into the table, from the database for those that
+    /// finished: for operations that change them (a receive's cursor, a removal). The next
+    /// commit lets go of them again.
+    func faultIn(_ ids: [Int]) {
+        let missing = ids.filter { table[$0] == nil }
+        guard !missing.isEmpty, let families = try? store.families(of: missing) else { return }
+        table.add(families.filter { table[$0.id] == nil })
+    }
 
     /// One job by id, child or parent.
-    public func job(_ id: Int) -> JobInfo? { table.info(id) }
+    public func job(_ id: Int) -> JobInfo? { history.job(withId: id) }
+
+    /// How many jobs there are, parents and children, finished or not.
+    public func count() throws(JobError) -> Int { try store.count() }
+
+    /// Every top-level job's id, in order.
+    func topLevelIds() throws(JobError) -> [Int] {
+        let live = table.ids.filter { table[$0]?.parentId == nil }
+        return Array(Set(try store.topLevelIds() + live)).sorted()
+    }
 
     /// `job get`: the jobs the query selects, sorted by id.
     public func get(_ query: JobQuery = JobQuery()) throws(JobError) -> [JobInfo] {
-        try query.apply(to: table)
+        try query.apply(to: history)
+    }
+
+    /// One page of `get` for a query that names no jobs and keeps no `newest`: its matches
+    /// among the top-level jobs after `id` (and their children), and where the next page
+    /// starts, nil at the end. A listing of any length goes page by page.
+    public func getPage(_ query: JobQuery, after id: Int, limit: Int = 2_000) throws(JobError) -> (jobs: [JobInfo], next: Int?) {
+        guard query.selectors.isEmpty, query.newest == nil else { return (try get(query), nil) }
+        guard let page = history.page(after: id, limit: limit) else {
+            throw JobError(.storage, "the job database cannot be read")
+        }
+        if page.jobs.isEmpty { return ([], nil) }
+        return (try query.apply(to: JobPage(page.jobs)), page.last)
     }
 
     /// The jobs the selectors name (in order, each once), and an error for each word that
     /// matched nothing: for callers that act on what matched and report the rest.
     public func resolve(_ selectors: [JobSelector]) -> (jobs: [JobInfo], errors: [JobError]) {
-        JobSelection.resolvePartially(selectors, in: table)
+        JobSelection.resolvePartially(selectors, in: history)
     }
 
+    /// The jobs named, brought into the table (see `faultIn`) for the operation to act on.
     func resolveStrict(_ selectors: [JobSelector]) throws(JobError) -> [JobInfo] {
-        try JobSelection.resolve(selectors, in: table)
+        let jobs = try JobSelection.resolve(selectors, in: history)
+        faultIn(jobs.map(\.id))
+        return jobs
     }
 
 
@@ -238,16 +275,16 @@ public actor JobManager {
     /// disk already, in their supervisors' slots, so an operation that changed nothing itself
     /// (a receive with `keep`) does not fail for them.
     func persist(_ changed: [JobRecord]) throws(JobError) {
-        let pending = takeUnsaved()
-        guard !changed.isEmpty || !pending.isEmpty else { return }
         do throws(JobError) {
-            try store.save(pending + changed)
+            try withUnsaved { pending throws(JobError) in
+                if !changed.isEmpty || !pending.isEmpty { try store.save(pending + changed) }
+            }
         } catch {
-            for record in pending where unsaved[record.id] == nil { unsaved[record.id] = record }
             if !changed.isEmpty { throw error }
             return
         }
         announce(changed)
+        table.evictFinished(keeping: Set(unsaved.keys))
     }
 
     func announce(_ changed: [JobRecord]) {
@@ -261,9 +298,13 @@ public actor JobManager {
         hub.publish(events)
     }
 
-    /// The ends announced but not committed yet, to go with the transaction being made.
-    func takeUnsaved() -> [JobRecord] {
-        defer { unsaved.removeAll() }
-        return unsaved.values.compactMap { table[$0.id] }
+    /// Runs a transaction with the ends announced but not committed yet (as they are now), which
+    /// are then committed; if it fails they stay for the next, and the finished jobs among them
+    /// stay in the table.
+    func withUnsaved<T>(_ transaction: ([JobRecord]) throws(JobError) -> T) throws(JobError) -> T {
+        let pending = unsaved.values.compactMap { table[$0.id] }
+        let result = try transaction(pending)
+        for record in pending { unsaved.removeValue(forKey: record.id) }
+        return result
     }
 }

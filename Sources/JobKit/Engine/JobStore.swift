@@ -74,13 +74,91 @@ final class JobStore: Sendable {
         migrator.registerMigration("v2") { db in
             try db.execute(sql: "ALTER TABLE job ADD COLUMN launch TEXT")
         }
+        migrator.registerMigration("v3") { db in
+            // Finished jobs are read from here, not kept in memory: by id (the key), by
+            // family, by instance id and by name, and the few unfinished ones at start-up.
+            try db.execute(
+                sql: """
+                    CREATE INDEX job_parent ON job(parentId);
+                    CREATE INDEX job_instance ON job(instanceId);
+                    CREATE INDEX job_name ON job(name COLLATE NOCASE);
+                    CREATE INDEX job_unfinished ON job(state) WHERE \(Self.unfinished);
+                    """)
+        }
         return migrator
     }
 
-    func loadAll() throws(JobError) -> [JobRecord] {
+    /// SQL that holds for a job not finished.
+    private static let unfinished = "state NOT IN ('Completed', 'Failed', 'Stopped')"
+
+    /// The jobs still under way: every unfinished job and the other children of its parent,
+    /// in id order. Finished jobs stay in the database until asked for.
+    func loadUnfinished() throws(JobError) -> [JobRecord] {
         try access { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM job ORDER BY id").compactMap(Self.record)
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT * FROM job WHERE \(Self.unfinished)
+                    UNION SELECT * FROM job WHERE parentId IN (SELECT coalesce(parentId, id) FROM job WHERE \(Self.unfinished))
+                    ORDER BY id
+                    """
+            ).compactMap(Self.record)
         }
+    }
+
+    /// The whole families (a top-level job and its children) of these ids, in id order.
+    func families(of ids: [Int]) throws(JobError) -> [JobRecord] {
+        guard !ids.isEmpty else { return [] }
+        let list = ids.map(String.init).joined(separator: ",")
+        return try access { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    WITH top(id) AS (SELECT coalesce(parentId, id) FROM job WHERE id IN (\(list)))
+                    SELECT * FROM job WHERE id IN top OR parentId IN top ORDER BY id
+                    """
+            ).compactMap(Self.record)
+        }
+    }
+
+    /// Top-level jobs after `id`, at most `limit`, with their children: a page of the history.
+    func topLevelPage(after id: Int, limit: Int) throws(JobError) -> [JobRecord] {
+        try access { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    WITH top(id) AS (SELECT id FROM job WHERE parentId IS NULL AND id > ? ORDER BY id LIMIT ?)
+                    SELECT * FROM job WHERE id IN top OR parentId IN top ORDER BY id
+                    """, arguments: [id, limit]
+            ).compactMap(Self.record)
+        }
+    }
+
+    /// The ids and names of every job, for matching names with wildcards.
+    func names() throws(JobError) -> [(id: Int, name: String)] {
+        try access { db in
+            try Row.fetchAll(db, sql: "SELECT id, name FROM job ORDER BY id").map { ($0["id"], $0["name"]) }
+        }
+    }
+
+    /// The ids of jobs with this name (case-insensitive) or this instance id.
+    func ids(named name: String) throws(JobError) -> [Int] {
+        try access { db in try Int.fetchAll(db, sql: "SELECT id FROM job WHERE name = ? COLLATE NOCASE ORDER BY id", arguments: [name]) }
+    }
+
+    func ids(instanceId: UUID) throws(JobError) -> [Int] {
+        try access { db in
+            try Int.fetchAll(db, sql: "SELECT id FROM job WHERE instanceId = ? ORDER BY id", arguments: [instanceId.uuidString.lowercased()])
+        }
+    }
+
+    /// The ids of every top-level job, in order.
+    func topLevelIds() throws(JobError) -> [Int] {
+        try access { db in try Int.fetchAll(db, sql: "SELECT id FROM job WHERE parentId IS NULL ORDER BY id") }
+    }
+
+    func count() throws(JobError) -> Int {
+        try access { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM job") ?? 0 }
     }
 
     /// Inserts a new job: the first record takes the next id, the rest the ids after it, in

@@ -137,6 +137,16 @@ struct JobTable: Sendable, JobSource {
         return leaf
     }
 
+    /// Lets go of the finished families (all committed, so none of `keeping`): the database
+    /// has them, and `History` reads them from there.
+    mutating func evictFinished(keeping uncommitted: Set<Int>) {
+        let done = ids.filter { id in
+            guard let job = records[id], job.parentId == nil, job.state.isFinished, !uncommitted.contains(id) else { return false }
+            return job.childIds.allSatisfy { child in records[child]?.state.isFinished ?? true && !uncommitted.contains(child) }
+        }
+        if !done.isEmpty { _ = remove(done) }
+    }
+
     /// Drops top-level jobs and their children; returns every id dropped.
     mutating func remove(_ removed: [Int]) -> [Int] {
         var dropped: [Int] = []

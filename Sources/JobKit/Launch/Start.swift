@@ -82,12 +82,14 @@ extension JobManager {
             mergeError: spec.mergeError)
         let inserted: [JobRecord]
         do {
-            inserted = try store.insert([parent] + children, alsoSaving: takeUnsaved()) { records in
-                guard options == nil, records.count == 2, let child = records.last, isLocal(child.location),
-                    (try? supervisor.ask(child.id, job)) == true
-                else { return false }
-                early = child.id
-                return true
+            inserted = try withUnsaved { pending throws(JobError) in
+                try store.insert([parent] + children, alsoSaving: pending) { records in
+                    guard options == nil, records.count == 2, let child = records.last, isLocal(child.location),
+                        (try? supervisor.ask(child.id, job)) == true
+                    else { return false }
+                    early = child.id
+                    return true
+                }
             }
         } catch {
             if let early {

@@ -105,6 +105,7 @@ extension JobManager {
         var ended: [Int] = []
         var failures: [JobFailure] = []
         var done = true
+        faultIn(leaves)
         for id in leaves {
             guard let record = table[id] else { continue }
             let finished = record.state.isFinished
@@ -126,6 +127,7 @@ extension JobManager {
     /// past what the job wrote): what a receive with `keep` handed out counts as received
     /// only once its reader says so.
     public func markReceived(_ receipts: [Receipt]) throws(JobError) {
+        faultIn(receipts.map(\.jobId))
         var changed: [JobRecord] = []
         for receipt in receipts {
             guard let record = table[receipt.jobId], record.childIds.isEmpty else { continue }

@@ -20,7 +20,7 @@ extension JobManager {
         let record = JobRecord(
             id: 0, instanceId: .random(), name: name ?? "", type: .threadJob, state: .running, location: "localhost",
             command: command, beginTime: Date())
-        let inserted = try store.insert([record], alsoSaving: takeUnsaved())
+        let inserted = try withUnsaved { pending throws(JobError) in try store.insert([record], alsoSaving: pending) }
         table.add(inserted)
         let job = inserted[0]
         let writer = OutputWriter(prefix: outputPrefix(job.id))
