@@ -13,6 +13,29 @@ import JobProtocol
 /// answer ends with one `done`. Run by `scripts/fuzz`; see `Fuzz/README.md`.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    runOne(data, size)
+}
+
+/// SwiftPM links an executable's `main` to `<module>_main`, which `-parse-as-library` leaves
+/// undefined: this is that, and hands the process to libFuzzer's driver, as its own `main`
+/// would.
+@_cdecl("jobd_fuzz_main")
+public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> CInt {
+    var count = argc
+    var arguments: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = argv
+    return llvmFuzzerRunDriver(&count, &arguments) { data, size in
+        guard let data else { return 0 }
+        return runOne(data, size)
+    }
+}
+
+@_silgen_name("LLVMFuzzerRunDriver")
+func llvmFuzzerRunDriver(
+    _ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+) -> CInt
+
+private func runOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = Array(UnsafeBufferPointer(start: data, count: size))
     // The first byte says where the stream is cut in two.
     let cut = bytes.isEmpty ? 0 : Int(bytes[0]) * bytes.count / 256

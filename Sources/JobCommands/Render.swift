@@ -91,17 +91,61 @@ enum JobRender {
         }
     }
 
-    static func table(columns: [String], rows: [[String]], colorColumn: Int? = nil) -> String {
-        let cells = [columns, columns.map { String(repeating: "-", count: $0.count) }] + rows
-        let widths = columns.indices.map { i in cells.map { $0[i].count }.max() ?? 0 }
-        return cells.enumerated().map { line, row in
-            row.indices.map { i in
-                let padded = i == row.count - 1 ? row[i] : row[i].padded(to: widths[i] + 2)
-                return line >= 2 && i == colorColumn ? colored(state: row[i], padded) : padded
+    /// An aligned table. A cell is one line whatever it holds (a newline shows as `\\n`), and
+    /// on a terminal every line is cut to its width, with `…`, the last column first; piped,
+    /// nothing is cut.
+    static func table(columns: [String], rows: [[String]], colorColumn: Int? = nil, width: Int? = terminalWidth) -> String {
+        var cells = [columns, columns.map { String(repeating: "-", count: $0.count) }] + rows.map { $0.map(oneLine) }
+        var widths = columns.indices.map { i in cells.map { $0[i].count }.max() ?? 0 }
+        var tooWide = false
+        if let width, let last = columns.indices.last {
+            let before = widths.dropLast().reduce(0) { $0 + $1 + 2 }
+            let room = max(width - before, 8)
+            if widths[last] > room {
+                for row in cells.indices where cells[row][last].count > room {
+                    cells[row][last] = String(cells[row][last].prefix(room - 1)) + "…"
+                }
+                widths[last] = room
             }
-            .joined().trimmingTrailingSpaces()
+            tooWide = before + widths[last] > width
+        }
+        return cells.enumerated().map { line, row in
+            let padded = row.indices.map { i in i == row.count - 1 ? row[i] : row[i].padded(to: widths[i] + 2) }
+            // Too narrow even for the other columns: whole lines are cut, without colour (its
+            // escapes would be cut too).
+            if tooWide, let width {
+                let plain = padded.joined().trimmingTrailingSpaces()
+                return plain.count > width ? String(plain.prefix(width - 1)) + "…" : plain
+            }
+            return padded.indices.map { i in line >= 2 && i == colorColumn ? colored(state: row[i], padded[i]) : padded[i] }
+                .joined().trimmingTrailingSpaces()
         }.joined(separator: "\n") + "\n"
     }
+
+    /// A cell's text on one line: line breaks and tabs written as escapes, other control
+    /// characters as `?`, so that a command of several lines keeps its row.
+    static func oneLine(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else { return text }
+        var result = ""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\n": result += "\\n"
+            case "\r": result += "\\r"
+            case "\t": result += "\\t"
+            case _ where scalar.value < 0x20 || scalar.value == 0x7F: result += "?"
+            default: result.unicodeScalars.append(scalar)
+            }
+        }
+        return result
+    }
+
+    /// The terminal's width when stdout is one, else nil (piped output is never cut).
+    static let terminalWidth: Int? = {
+        guard isatty(1) == 1 else { return nil }
+        var size = winsize()
+        guard ioctl(1, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 0 else { return nil }
+        return Int(size.ws_col)
+    }()
 
     /// Colours only for a person at a terminal, and never with NO_COLOR set (no-color.org).
     static let useColor: Bool = isatty(1) == 1 && (getenv("NO_COLOR").map { String(cString: $0) } ?? "").isEmpty

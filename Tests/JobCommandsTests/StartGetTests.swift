@@ -269,4 +269,45 @@ import Testing
             }
         }
     }
+
+    /// A Command of several lines keeps its row; on a terminal 40 columns wide the table is
+    /// cut to fit, with `…`; piped, nothing is cut.
+    @Test func tablesKeepOneRowPerJobAndFitTheTerminal() async throws {
+        try await withCLI { cli in
+            let long = "echo " + String(repeating: "abcdefghij", count: 10)
+            try await cli.run("start", "-c", "echo one\necho two")
+            try await cli.run("start", "-c", long)
+            let piped = try await cli.run("get")
+            let lines = piped.stdout.split(separator: "\n")
+            #expect(lines.count == 4, "\(piped.stdout)")
+            #expect(lines[2].hasSuffix("echo one\\necho two"))
+            #expect(lines[3].hasSuffix(long), "piped output is not cut")
+            // The same at a terminal of 40 columns (a pseudo-terminal the test makes).
+            let script = """
+                import os, pty, sys
+                pid, fd = pty.fork()
+                if pid == 0:
+                    os.execv(sys.argv[1], sys.argv[1:])
+                out = b""
+                while True:
+                    try:
+                        chunk = os.read(fd, 65536)
+                    except OSError:
+                        break
+                    if not chunk:
+                        break
+                    out += chunk
+                os.waitpid(pid, 0)
+                sys.stdout.write(out.decode())
+                """
+            // The terminal's size is set by the child itself (stty), before job runs.
+            let atTerminal = try await CLI.execute(
+                "/usr/bin/python3",
+                ["-c", script, "/bin/sh", "-c", "stty cols 40 rows 24; NO_COLOR=1 exec \"$0\" --home \"$1\" get", cli.job, cli.home.path])
+            let rows = atTerminal.stdout.replacingOccurrences(of: "\r", with: "").split(separator: "\n")
+            #expect(rows.count == 4, "\(atTerminal.stdout)")
+            #expect(rows.allSatisfy { $0.count <= 40 }, "\(atTerminal.stdout)")
+            #expect(rows.last?.hasSuffix("…") == true, "\(atTerminal.stdout)")
+        }
+    }
 }
