@@ -29,7 +29,10 @@ let package = Package(
         // The job engine: JobManager actor, state machine, SQLite store, process and closure runners.
         .target(
             name: "JobKit",
-            dependencies: ["JobModel", "JobOutput", "CJobKitSystem", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                "JobModel", "JobOutput", "CJobKitSystem", .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
+            ],
             plugins: ["SupervisorBuilder"]
         ),
         // Compiles the supervisor (Supervisor/jobkit-supervisor.c: the tiny process that runs one

@@ -108,11 +108,11 @@ struct GetInput: TabledInput {
     /// Lists the jobs; returns the exit status.
     func run(_ options: CommonOptions) throws -> Int32 {
         let query = try query()
-        var found: [JobInfo] = []
+        let writer = try JobListWriter(options)
         let (_, status) = try perform(Request(.get(query)), with: options) { frame in
-            if case .jobs(let jobs) = frame { found += jobs }
+            if case .jobs(let jobs) = frame { try writer.add(jobs) }
         }
-        if !found.isEmpty || options.format == .json { try show(found, options) }
+        try writer.finish()
         return status
     }
 }

@@ -183,6 +183,60 @@ enum JobRender {
     }
 }
 
+/// A listing written as it comes, frame by frame: JSON (an array, or an object per line) and
+/// lists at once, so that a listing of any length is never held whole; a table is gathered,
+/// for its columns to line up.
+final class JobListWriter {
+    private let format: OutputFormatOption
+    private let properties: [String]
+    private let requested: [String]?
+    private var gathered: [JobInfo] = []
+    private var written = 0
+
+    init(_ options: CommonOptions) throws {
+        format = options.format
+        requested = options.properties
+        properties = try JobRender.resolve(
+            options.properties,
+            default: options.format == .table ? JobRender.tableProperties
+                : options.format == .list ? JobRender.listProperties : JobRender.allProperties)
+    }
+
+    func add(_ jobs: [JobInfo]) throws {
+        guard !jobs.isEmpty else { return }
+        switch format {
+        case .table, .raw:
+            gathered += jobs
+        case .list:
+            let text = JobRender.list(properties: properties, items: jobs.map { job in properties.map { JobRender.text(job, $0) } })
+            try writeOut((written > 0 ? "\n" : "") + text)
+        case .json, .jsonl:
+            var text = ""
+            for job in jobs {
+                let object = JSON.object(properties.map { (JobRender.jsonKey($0), JobRender.json(job, $0)) })
+                if format == .jsonl {
+                    text += object.text(pretty: false) + "\n"
+                } else {
+                    text += (written == 0 && text.isEmpty ? "[\n" : ",\n") + "  " + object.text(pretty: true, indent: "  ")
+                }
+            }
+            try writeOut(text)
+        }
+        written += jobs.count
+    }
+
+    func finish() throws {
+        switch format {
+        case .table, .raw:
+            if !gathered.isEmpty { try writeOut(try JobRender.render(gathered, format: .table, properties: requested)) }
+        case .json:
+            try writeOut(written == 0 ? "[]\n" : "\n]\n")
+        case .list, .jsonl:
+            break
+        }
+    }
+}
+
 /// A usage error found after parsing (an unknown property, say): exit status 64.
 struct UsageError: Error {
     var message: String

@@ -51,7 +51,7 @@ import Testing
             // It counts until told to stop, so that the follower is killed while output flows
             // however slowly the machine runs.
             let go = cli.home.path + "/go"
-            try await cli.run("start", "-c", "i=0; while [ ! -e '\(go)' ]; do i=$((i+1)); echo $i; [ $((i % 200)) = 0 ] && sleep 0.02; done")
+            try await cli.run("start", "-c", "i=0; while [ ! -e '\(go)' ]; do i=$((i+1)); echo $i; [ $((i % 200)) = 0 ] && sleep 0.02; done; exit 0")
             let first = cli.home.path + "/first.out"
             let followerErrors = cli.home.path + "/first.err"
             let follower = try Spawned([cli.job, "--home", cli.home.path, "receive", "1", "--wait"], stdout: first, stderr: followerErrors)

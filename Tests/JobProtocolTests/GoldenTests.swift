@@ -86,4 +86,25 @@ import Testing
         let done = try Wire.decodeResponse(Array(#"{"type":"done","error":{"code":"quotaExceeded","message":"later"}}"#.utf8))
         #expect(done == .done(Outcome(error: JobError(JobError.Code("quotaExceeded"), "later"))), "an error code of a newer daemon")
     }
+
+    /// Found by the fuzz target (Fuzz/README.md): a job's times, taken from the clock, travel
+    /// as seconds since 1970 in a double and may come back a bit off in the last place. What
+    /// holds is that a frame read back writes the same bytes, and the time is the same to the
+    /// microsecond.
+    @Test func timesFromTheClockReadBackToTheSameBytes() throws {
+        for step in 0..<2_000 {
+            let time = Date(timeIntervalSinceNow: Double(step) * 0.000_123_457)
+            var job = Samples.parent
+            job.beginTime = time
+            job.endTime = time.addingTimeInterval(1.5)
+            let bytes = Wire.encode(Response.job(job))
+            let back = try Wire.decodeResponse(bytes)
+            #expect(Wire.encode(back) == bytes)
+            guard case .job(let read) = back, let begin = read.beginTime else {
+                Issue.record("not a job frame")
+                return
+            }
+            #expect(abs(begin.timeIntervalSince(time)) < 0.000_001)
+        }
+    }
 }

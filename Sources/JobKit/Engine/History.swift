@@ -51,14 +51,14 @@ struct History: JobSource {
 
     static let pageSize = 2_000
 
-    /// The top-level jobs after `id` (at most `limit`) with their children, in id order, and
-    /// the last top-level id of the page; nil when the database cannot be read.
+    /// The families after `id` (about `limit` jobs), in id order, and
+    /// the last id of the page; nil when the database cannot be read.
     func page(after id: Int, limit: Int) -> (jobs: [JobInfo], last: Int)? {
-        guard let records = try? store.topLevelPage(after: id, limit: limit) else { return nil }
+        guard let records = try? store.page(after: id, limit: limit) else { return nil }
         let stored = JobTable(records)
         let ids = records.map(\.id)
         let jobs = ids.compactMap { table.info($0) ?? stored.info($0) }
-        return (jobs, records.filter { $0.parentId == nil }.map(\.id).max() ?? id)
+        return (jobs, records.last?.id ?? id)
     }
 }
 

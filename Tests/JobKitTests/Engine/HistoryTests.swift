@@ -65,3 +65,17 @@ import JobTesting
         }
     }
 }
+
+@Suite("Reading UUIDs", .tags(.small)) struct UUIDParseTests {
+    @Test func readsWhatFoundationWritesAndNothingElse() {
+        for _ in 0..<500 {
+            let uuid = UUID()
+            #expect(UUID.parse(uuid.uuidString.lowercased()) == uuid)
+            #expect(UUID.parse(uuid.uuidString) == uuid)
+        }
+        for bad in ["", "6f1c2d3e", "6f1c2d3e-4a5b-4c6d-8e7f-901a2b3c4d5", "6f1c2d3e-4a5b-4c6d-8e7f-901a2b3c4d5ez",
+                    "6f1c2d3e4a5b-4c6d-8e7f-901a2b3c4d5e0", "6f1c2d3e-4a5b-4c6d-8e7f-901a2b3c4d5e-"] {
+            #expect(UUID.parse(bad) == nil, "\(bad)")
+        }
+    }
+}
