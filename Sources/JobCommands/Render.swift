@@ -211,16 +211,18 @@ final class JobListWriter {
             let text = JobRender.list(properties: properties, items: jobs.map { job in properties.map { JobRender.text(job, $0) } })
             try writeOut((written > 0 ? "\n" : "") + text)
         case .json, .jsonl:
-            var text = ""
-            for job in jobs {
+            // Bytes, not text: a listing of 100,000 jobs is mostly this.
+            var bytes: [UInt8] = []
+            for (index, job) in jobs.enumerated() {
                 let object = JSON.object(properties.map { (JobRender.jsonKey($0), JobRender.json(job, $0)) })
                 if format == .jsonl {
-                    text += object.text(pretty: false) + "\n"
+                    object.write(into: &bytes)
+                    bytes.append(10)
                 } else {
-                    text += (written == 0 && text.isEmpty ? "[\n" : ",\n") + "  " + object.text(pretty: true, indent: "  ")
+                    bytes += Array(((written == 0 && index == 0 ? "[\n" : ",\n") + "  " + object.text(pretty: true, indent: "  ")).utf8)
                 }
             }
-            try writeOut(text)
+            try writeOut(bytes)
         }
         written += jobs.count
     }

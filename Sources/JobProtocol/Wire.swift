@@ -288,7 +288,7 @@ public enum Wire {
     }
 
     private static func jobInfo(_ f: Fields) throws(JobError) -> JobInfo {
-        guard let instanceId = UUID(uuidString: try f.string("instanceId")) else { throw f.invalid("instanceId is not a UUID") }
+        guard let instanceId = UUID.parse(try f.string("instanceId")) else { throw f.invalid("instanceId is not a UUID") }
         guard let type = JobType(rawValue: try f.string("type")) else { throw f.invalid("type is not a job type") }
         guard let state = JobState(rawValue: try f.string("state")) else { throw f.invalid("state is not a job state") }
         var childJobs: [Int] = []

@@ -315,38 +315,3 @@ final class JobStore: Sendable {
             program: text(15), workingDirectory: text(16), launch: text(17))
     }
 }
-
-extension UUID {
-    /// A UUID from its text (`6f1c2d3e-4a5b-…`), read by hand: Foundation's parser goes
-    /// through sscanf, which was a tenth of the cost of reading a page of history.
-    static func parse(_ text: String) -> UUID? {
-        var bytes = [UInt8](repeating: 0, count: 16)
-        var count = 0
-        var high: UInt8?
-        for (index, char) in text.utf8.enumerated() {
-            if char == UInt8(ascii: "-") {
-                guard [8, 13, 18, 23].contains(index) else { return nil }
-                continue
-            }
-            let value: UInt8
-            switch char {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): value = char - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): value = char - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): value = char - UInt8(ascii: "A") + 10
-            default: return nil
-            }
-            guard count < 16 else { return nil }
-            if let first = high {
-                bytes[count] = first << 4 | value
-                count += 1
-                high = nil
-            } else {
-                high = value
-            }
-        }
-        guard count == 16, high == nil, text.utf8.count == 36 else { return nil }
-        return UUID(uuid: (
-            bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
-            bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
-    }
-}

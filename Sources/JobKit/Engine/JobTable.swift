@@ -14,9 +14,14 @@ struct JobTable: Sendable, JobSource {
     private(set) var ids: [Int] = []
 
     init(_ loaded: [JobRecord] = []) {
-        for record in loaded { records[record.id] = record }
-        ids = records.keys.sorted()
-        for record in loaded.sorted(by: { $0.id < $1.id }) {
+        // The database hands records out in id order: then there is nothing to sort (a page
+        // of history is read this way thousands of times for one listing).
+        let inOrder = zip(loaded, loaded.dropFirst()).allSatisfy { $0.id < $1.id }
+        let sorted = inOrder ? loaded : loaded.sorted { $0.id < $1.id }
+        records.reserveCapacity(sorted.count)
+        for record in sorted { records[record.id] = record }
+        ids = inOrder ? sorted.map(\.id) : records.keys.sorted()
+        for record in sorted {
             if let parentId = record.parentId { records[parentId]?.childIds.append(record.id) }
         }
     }
