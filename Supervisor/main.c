@@ -26,6 +26,7 @@
 //                  with one pwrite(2)
 #include "supervisor.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,9 +34,20 @@ int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "--zygote") == 0) return zygote(argv[2]);
     unsigned flags = 0;
     const char *mux_socket = NULL, *mux_command = NULL;
+    int stdin_fd = -1;
     for (;;) {
         if (argc > 1 && strcmp(argv[1], "--hold-stdin") == 0) {
             flags |= JOBKIT_REQUEST_HOLD_STDIN;
+            argv++;
+            argc--;
+        } else if (argc > 1 && strcmp(argv[1], "--stdin") == 0) {
+            // The job's stdin is this process's own (see jobkit_spawn_supervisor).
+            stdin_fd = fcntl(0, F_DUPFD_CLOEXEC, 3);
+            int null = open("/dev/null", O_RDONLY);
+            if (null > 0) {
+                dup2(null, 0);
+                close(null);
+            }
             argv++;
             argc--;
         } else if (argc > 1 && strcmp(argv[1], "--merge-error") == 0) {
@@ -53,12 +65,12 @@ int main(int argc, char **argv) {
     }
     if (argc < 5) {
         static const char usage[] =
-            "usage: jobkit-supervisor [--hold-stdin] [--merge-error] [--mux SOCKET COMMAND] DIR ID CWD PROGRAM [ARG...]\n"
+            "usage: jobkit-supervisor [--hold-stdin] [--stdin] [--merge-error] [--mux SOCKET COMMAND] DIR ID CWD PROGRAM [ARG...]\n"
             "       jobkit-supervisor --zygote DIR\n";
         write_all(2, usage, sizeof usage - 1);
         return 64;
     }
     long long id = strtoll(argv[2], NULL, 10);
     if (id <= 0) return 64;
-    supervise(argv[1], id, argv[3], argv + 4, environ, flags, mux_socket, mux_command);
+    supervise(argv[1], id, argv[3], argv + 4, environ, flags, mux_socket, mux_command, stdin_fd);
 }

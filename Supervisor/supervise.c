@@ -67,6 +67,8 @@ static void signal_group(pid_t pid, int signo) {
 // A job being supervised: what the event handlers below share.
 struct supervision {
     int hold_stdin;
+    // The job's stdin when given one (`job start --stdin`), else -1: /dev/null.
+    int stdin_fd;
     // The held stdin (-1, -1 without --hold-stdin). The write end stays open until the job
     // ends; the read end too, only to see whether a stop's line has been read.
     int in_pipe[2];
@@ -92,7 +94,7 @@ static struct mux mux_session;
 // and exits if it cannot start, or if a stop came while it was being asked for.
 static void start_job(struct supervision *s, char **job_argv, char **envp, const char *cwd, const char *mux_socket,
                       const char *mux_command, int out_fd, int err_fd) {
-    int in_fd = s->hold_stdin ? s->in_pipe[0] : null_fd;
+    int in_fd = s->hold_stdin ? s->in_pipe[0] : s->stdin_fd >= 0 ? s->stdin_fd : null_fd;
     if (mux_socket != NULL) {
         int stop = 0;
         switch (mux_open(&mux_session, mux_socket, mux_command, envp, in_fd, out_fd, err_fd, s->signal_fd, &stop)) {
@@ -243,7 +245,7 @@ static void watch(struct supervision *s) {
 }
 
 _Noreturn void supervise(const char *dir, long long id, const char *cwd, char **job_argv, char **envp,
-                         unsigned flags, const char *mux_socket, const char *mux_command) {
+                         unsigned flags, const char *mux_socket, const char *mux_command, int stdin_fd) {
     int hold_stdin = (flags & JOBKIT_REQUEST_HOLD_STDIN) != 0;
     job_id = id;
     environ = envp;  // execvpe looks PROGRAM up in the PATH of environ: the job's
@@ -258,7 +260,7 @@ _Noreturn void supervise(const char *dir, long long id, const char *cwd, char **
     // Nowhere to record anything without them: the engine then sees no status.
     if (open_shared(dir) != 0) _exit(70);
 
-    struct supervision s = {.hold_stdin = hold_stdin, .in_pipe = {-1, -1}, .pid = -1};
+    struct supervision s = {.hold_stdin = hold_stdin, .in_pipe = {-1, -1}, .pid = -1, .stdin_fd = stdin_fd};
     // A local job's every process stays below this one (descendants.c). Not a remote job's:
     // its ssh may fork the computer's master, which outlives the job and is everyone's.
     if (!hold_stdin && become_subreaper() != 0) fail(JOBKIT_STAGE_SUPERVISOR, errno);
@@ -276,6 +278,9 @@ _Noreturn void supervise(const char *dir, long long id, const char *cwd, char **
     start_job(&s, job_argv, envp, cwd, mux_socket, mux_command, out_pipe[1], job_err);
     close(out_pipe[1]);
     close(err_pipe[1]);
+    // The job has its stdin now; holding it here too would keep a pipe's reader alive after
+    // the job let go of it.
+    if (stdin_fd >= 0) close(stdin_fd);
     // The hello a remote job's wrapper reads first, before any stop line: until ssh has read
     // it, the session is not open (see session_open).
     if (hold_stdin) write_all(s.in_pipe[1], "\n", 1);

@@ -101,8 +101,9 @@ void reap_orphans(pid_t main_pid);
 // JOBKIT_REQUEST_HOLD_STDIN, JOBKIT_REQUEST_MERGE_ERROR. With `mux_socket`, the job is
 // `mux_command` run through the ssh master at that socket (see mux_open), and argv (ssh
 // itself) runs only when no master answers there.
+// `stdin_fd` (if >= 0) is the job's stdin (`job start --stdin`), else /dev/null.
 _Noreturn void supervise(const char *dir, long long id, const char *cwd, char **job_argv, char **envp,
-                         unsigned flags, const char *mux_socket, const char *mux_command);
+                         unsigned flags, const char *mux_socket, const char *mux_command, int stdin_fd);
 
 // Serves fork requests on fd 3 until the engine's end closes; the exit status.
 int zygote(const char *dir);

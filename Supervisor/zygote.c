@@ -26,10 +26,10 @@ static void answer(int64_t id, pid_t pid, int error, int pidfd) {
 
 // Reads the next request header and the lock descriptor with it: 1, 0 when the engine has
 // gone, -1 on an error (a request not of this protocol too).
-static int receive_request(struct jobkit_zygote_request *req, int *lock_fd) {
+static int receive_request(struct jobkit_zygote_request *req, int *lock_fd, int *stdin_fd) {
     union {
         struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
+        char buf[CMSG_SPACE(2 * sizeof(int))];
     } control_buf;
     struct iovec iov = {.iov_base = req, .iov_len = sizeof *req};
     struct msghdr msg = {
@@ -38,8 +38,12 @@ static int receive_request(struct jobkit_zygote_request *req, int *lock_fd) {
     while ((got = recvmsg(CONTROL_FD, &msg, MSG_CMSG_CLOEXEC | MSG_WAITALL)) < 0 && errno == EINTR) {}
     if (got <= 0) return got == 0 ? 0 : -1;
     *lock_fd = -1;
+    *stdin_fd = -1;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) memcpy(lock_fd, CMSG_DATA(c), sizeof(int));
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        if (count >= 1) memcpy(lock_fd, CMSG_DATA(c), sizeof(int));
+        if (count >= 2) memcpy(stdin_fd, CMSG_DATA(c) + sizeof(int), sizeof(int));
     }
     if (got != (ssize_t)sizeof *req || req->magic != JOBKIT_ZYGOTE_MAGIC || req->length > JOBKIT_ZYGOTE_MAX_STRINGS) {
         return -1;
@@ -49,7 +53,7 @@ static int receive_request(struct jobkit_zygote_request *req, int *lock_fd) {
 
 // Forks job `req`'s supervisor from the request's strings (cwd, argv, envp) and answers.
 static void fork_supervisor(const char *dir, const struct jobkit_zygote_request *req, char **words, int lock_fd,
-                            int child_fd) {
+                            int stdin_fd, int child_fd) {
     char *cwd = words[0];
     char **job_argv = words + 1;
     char **envp = words + 2 + req->argc;
@@ -69,7 +73,7 @@ static void fork_supervisor(const char *dir, const struct jobkit_zygote_request 
         // sent the moment the engine learns this pid waits in the signalfd that supervise()
         // makes, instead of killing a supervisor not ready for it.
         supervise(dir, (long long)req->job_id, cwd, job_argv + mux_words, envp, req->flags, mux_words ? job_argv[0] : NULL,
-                  mux_words ? job_argv[1] : NULL);
+                  mux_words ? job_argv[1] : NULL, stdin_fd);
     }
     int error = pid < 0 ? errno : 0;
     int pidfd = pid > 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
@@ -78,7 +82,7 @@ static void fork_supervisor(const char *dir, const struct jobkit_zygote_request 
 }
 
 // Serves one request whose header came: 0, or -1 when the socket broke.
-static int serve(const char *dir, const struct jobkit_zygote_request *req, int lock_fd, int child_fd) {
+static int serve(const char *dir, const struct jobkit_zygote_request *req, int lock_fd, int stdin_fd, int child_fd) {
     char *strings = malloc(req->length + 1);
     char **words = malloc(sizeof(char *) * ((size_t)req->argc + req->envc + 3));
     int rc = strings == NULL || words == NULL || read_all(CONTROL_FD, strings, req->length) < 0 ? -1 : 0;
@@ -91,7 +95,7 @@ static int serve(const char *dir, const struct jobkit_zygote_request *req, int l
         if (count != want || req->argc <= mux_words) {
             answer(req->job_id, -1, EINVAL, -1);
         } else {
-            fork_supervisor(dir, req, words, lock_fd, child_fd);
+            fork_supervisor(dir, req, words, lock_fd, stdin_fd, child_fd);
         }
     }
     free(strings);
@@ -126,11 +130,12 @@ int zygote(const char *dir) {
         }
         if (!(fds[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
         struct jobkit_zygote_request req;
-        int lock_fd = -1;
-        int got = receive_request(&req, &lock_fd);
+        int lock_fd = -1, stdin_fd = -1;
+        int got = receive_request(&req, &lock_fd, &stdin_fd);
         if (got == 0) return 0;  // the engine has gone: so do we; our supervisors stay
-        int served = got > 0 ? serve(dir, &req, lock_fd, child_fd) : -1;
+        int served = got > 0 ? serve(dir, &req, lock_fd, stdin_fd, child_fd) : -1;
         if (lock_fd >= 0) close(lock_fd);
+        if (stdin_fd >= 0) close(stdin_fd);
         if (served < 0) return EXIT_BROKEN;
     }
 }

@@ -25,7 +25,7 @@
 // signal attributes; `lock_fd` (if >= 0) becomes fd 3; with `close_others`, no other
 // descriptor goes along.
 static int spawn_quiet(const char *path, char *const argv[], char *const envp[], short flags, const sigset_t *mask,
-                       const sigset_t *defaults, int lock_fd, int close_others, pid_t *pid) {
+                       const sigset_t *defaults, int lock_fd, int close_others, int stdin_fd, pid_t *pid) {
     posix_spawnattr_t attr;
     posix_spawn_file_actions_t actions;
     int rc = posix_spawnattr_init(&attr);
@@ -38,7 +38,11 @@ static int spawn_quiet(const char *path, char *const argv[], char *const envp[],
     posix_spawnattr_setflags(&attr, flags | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     posix_spawnattr_setsigmask(&attr, mask);
     posix_spawnattr_setsigdefault(&attr, defaults);
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    if (stdin_fd >= 0) {
+        posix_spawn_file_actions_adddup2(&actions, stdin_fd, 0);
+    } else {
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    }
     posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
     if (lock_fd >= 0) posix_spawn_file_actions_adddup2(&actions, lock_fd, 3);
@@ -50,7 +54,7 @@ static int spawn_quiet(const char *path, char *const argv[], char *const envp[],
     return rc;
 }
 
-int jobkit_spawn_supervisor(const char *path, char *const argv[], char *const envp[], int lock_fd, pid_t *pid) {
+int jobkit_spawn_supervisor(const char *path, char *const argv[], char *const envp[], int lock_fd, int stdin_fd, pid_t *pid) {
     sigset_t blocked, defaults;
     sigemptyset(&blocked);
     sigaddset(&blocked, SIGTERM);
@@ -64,7 +68,7 @@ int jobkit_spawn_supervisor(const char *path, char *const argv[], char *const en
     // A new session: the supervisor must not get the terminal's SIGINT/SIGHUP meant for
     // the program that embeds the engine. Blocking from birth means a stop that arrives
     // before the supervisor is ready waits for it instead of killing it.
-    return spawn_quiet(path, argv, envp, POSIX_SPAWN_SETSID, &blocked, &defaults, lock_fd, 1, pid);
+    return spawn_quiet(path, argv, envp, POSIX_SPAWN_SETSID, &blocked, &defaults, lock_fd, 1, stdin_fd, pid);
 }
 
 int jobkit_spawn_plain(const char *path, char *const argv[], char *const envp[], pid_t *pid) {
@@ -75,7 +79,7 @@ int jobkit_spawn_plain(const char *path, char *const argv[], char *const envp[],
     sigemptyset(&none);
     sigemptyset(&defaults);
     sigaddset(&defaults, SIGPIPE);
-    return spawn_quiet(path, argv, envp, 0, &none, &defaults, -1, 0, pid);
+    return spawn_quiet(path, argv, envp, 0, &none, &defaults, -1, 0, -1, pid);
 }
 
 int jobkit_pidfd_open(pid_t pid) {
@@ -130,20 +134,25 @@ int jobkit_socketpair(int fds[2]) {
 }
 
 int jobkit_zygote_send(int control, int64_t id, const char *strings, uint32_t length, uint32_t argc, uint32_t envc,
-                       uint32_t flags, int lock_fd) {
+                       uint32_t flags, int lock_fd, int stdin_fd) {
+    int fds[2] = {lock_fd, stdin_fd};
+    int count = stdin_fd >= 0 ? 2 : 1;
+    if (stdin_fd >= 0) flags |= JOBKIT_REQUEST_STDIN;
     struct jobkit_zygote_request req = {
         .magic = JOBKIT_ZYGOTE_MAGIC, .length = length, .job_id = id, .argc = argc, .envc = envc, .flags = flags};
     struct iovec iov[2] = {{.iov_base = &req, .iov_len = sizeof req}, {.iov_base = (void *)strings, .iov_len = length}};
     union {
         struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
+        char buf[CMSG_SPACE(2 * sizeof(int))];
     } out;
-    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2, .msg_control = out.buf, .msg_controllen = sizeof out.buf};
+    memset(&out, 0, sizeof out);
+    struct msghdr msg = {
+        .msg_iov = iov, .msg_iovlen = 2, .msg_control = out.buf, .msg_controllen = CMSG_SPACE(count * sizeof(int))};
     struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &lock_fd, sizeof(int));
+    c->cmsg_len = CMSG_LEN(count * sizeof(int));
+    memcpy(CMSG_DATA(c), fds, count * sizeof(int));
     ssize_t sent;
     while ((sent = sendmsg(control, &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR) {}
     if (sent < 0) return errno;

@@ -31,6 +31,9 @@ struct StartCommand: InputCommand {
     @Flag(name: StartInput.mergeErrorOption.names, help: StartInput.mergeErrorOption.argumentHelp)
     var mergeError = false
 
+    @Flag(name: StartInput.stdinOption.names, help: StartInput.stdinOption.argumentHelp)
+    var stdin = false
+
     @Option(name: StartInput.lineOption.names, help: StartInput.lineOption.argumentHelp)
     var line: String?
 
@@ -38,7 +41,8 @@ struct StartCommand: InputCommand {
     var program: [String] = []
 
     var input: StartInput {
-        StartInput(name: name, cwd: cwd, env: env, mergeError: mergeError, command: CommandInput(line: line, program: program))
+        StartInput(
+            name: name, cwd: cwd, env: env, mergeError: mergeError, stdin: stdin, command: CommandInput(line: line, program: program))
     }
 }
 
@@ -48,6 +52,7 @@ struct StartInput: TabledInput {
     var cwd: String?
     var env: [String] = []
     var mergeError = false
+    var stdin = false
     var command = CommandInput()
 
     static let nameOption = OptionSpec<Self>("name", help: "The job's name (default Job<Id>).") { $0.name = $1; return true }
@@ -65,7 +70,12 @@ struct StartInput: TabledInput {
     ) {
         $0.mergeError = true
     }
-    static let options = [nameOption, cwdOption, envOption, mergeErrorOption, lineOption]
+    static let stdinOption = OptionSpec<Self>(
+        flag: "stdin", help: "Give the job this command's standard input (a file or a pipe), not /dev/null."
+    ) {
+        $0.stdin = true
+    }
+    static let options = [nameOption, cwdOption, envOption, mergeErrorOption, stdinOption, lineOption]
     static let program: (@Sendable (inout Self, [String]) -> Void)? = { $0.command.program = $1 }
 
     func validate() throws(UsageError) {
@@ -79,6 +89,7 @@ struct StartInput: TabledInput {
     func run(_ options: CommonOptions) throws -> Int32 {
         var parameters = try startParameters(command: command.parameter, name: name, cwd: cwd, env: env)
         parameters.mergeError = mergeError
+        parameters.stdin = stdin
         var started: [JobInfo] = []
         let (_, status) = try perform(Request(.start(parameters)), with: options) { frame in
             if case .job(let job) = frame { started = [job] }

@@ -13,10 +13,10 @@ struct Handlers: Sendable {
     let requestShutdown: @Sendable () -> Void
 
     /// Answers one request. `receipts` is what the reader of a receive says it wrote (on the
-    /// receive's own connection).
-    func handle(_ verb: Verb, receipts: ReceiptLedger? = nil, send: Send) async {
+    /// receive's own connection); `client` is the process that asked, when known.
+    func handle(_ verb: Verb, receipts: ReceiptLedger? = nil, client: pid_t? = nil, send: Send) async {
         do {
-            let outcome = try await answer(verb, receipts: receipts, send: send)
+            let outcome = try await answer(verb, receipts: receipts, client: client, send: send)
             try await send(.done(outcome))
             // After the answer: shutting down ends this connection too.
             if verb == .shutdown { requestShutdown() }
@@ -27,9 +27,9 @@ struct Handlers: Sendable {
         }
     }
 
-    private func answer(_ verb: Verb, receipts: ReceiptLedger?, send: Send) async throws -> Outcome {
+    private func answer(_ verb: Verb, receipts: ReceiptLedger?, client: pid_t?, send: Send) async throws -> Outcome {
         switch verb {
-        case .start(let parameters): return try await start(parameters, send: send)
+        case .start(let parameters): return try await start(parameters, client: client, send: send)
         case .invoke(let parameters): return try await invoke(parameters, send: send)
         case .get(let query): return try await get(query, send: send)
         case .receive(let parameters): return try await receive(parameters, send: send)

@@ -65,10 +65,10 @@ struct SocketServer: Service {
                     guard deadline.expire() else { return }
                     channel?.close(mode: .input, promise: nil)
                 }
-                return Self.peerUID(channel).flatMapThrowing { uid in
+                return Self.peer(channel).flatMapThrowing { peer in
                     Connection(
                         channel: try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel),
-                        uid: uid, deadline: deadline, timer: timer)
+                        uid: peer?.uid, pid: peer?.pid, deadline: deadline, timer: timer)
                 }
             }
         _ = chmod(socketPath, 0o600)
@@ -104,6 +104,8 @@ struct SocketServer: Service {
     struct Connection: Sendable {
         let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
         let uid: uid_t?
+        /// The client's process, for what the daemon opens of it (`job start --stdin`).
+        let pid: pid_t?
         let deadline: RequestDeadline
         let timer: Scheduled<Void>
 
@@ -184,14 +186,14 @@ struct SocketServer: Service {
             return
         }
         guard request.verb.takesReceipts else {
-            await handle(request.verb, write: write, send: send)
+            await handle(request.verb, client: connection.pid, write: write, send: send)
             return
         }
         // The reader says what it has written while (and after) the answer goes out: the
         // receipts are read here as the handler writes, until the client closes.
         let receipts = ReceiptLedger()
         try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { await handle(request.verb, write: write, send: send, receipts: receipts) }
+            group.addTask { await handle(request.verb, client: connection.pid, write: write, send: send, receipts: receipts) }
             defer { receipts.close() }
             while case .success(let next?) = await frames.nextRequest(&input) {
                 guard case .received(let list) = next.verb else { break }
@@ -206,16 +208,16 @@ struct SocketServer: Service {
     /// with their `done` frame (one trip to the event loop and one read for the client, not
     /// one per frame).
     private func handle(
-        _ verb: Verb, write: @escaping @Sendable ([UInt8]) async throws -> Void, send: @escaping Handlers.Send,
+        _ verb: Verb, client: pid_t?, write: @escaping @Sendable ([UInt8]) async throws -> Void, send: @escaping Handlers.Send,
         receipts: ReceiptLedger? = nil
     ) async {
         guard !verb.streams else {
-            await handlers.handle(verb, receipts: receipts, send: send)
+            await handlers.handle(verb, receipts: receipts, client: client, send: send)
             return
         }
         // A long answer (a listing of 100,000 jobs) still goes out as it is made, a MiB at a time.
         let pending = Mutex<[UInt8]>([])
-        await handlers.handle(verb, receipts: receipts) { response in
+        await handlers.handle(verb, receipts: receipts, client: client) { response in
             let frame = Framing.encode(response)
             guard case .done = response else {
                 let full: [UInt8]? = pending.withLock { bytes in
@@ -250,11 +252,11 @@ struct SocketServer: Service {
 
     /// The user at the other end of the socket, as the kernel says (SO_PEERCRED). Called on
     /// the channel's event loop, where the answer is there at once.
-    private static func peerUID(_ channel: any Channel) -> EventLoopFuture<uid_t?> {
+    private static func peer(_ channel: any Channel) -> EventLoopFuture<PeerCredentials?> {
         guard let provider = channel as? any SocketOptionProvider else { return channel.eventLoop.makeSucceededFuture(nil) }
         let credentials: EventLoopFuture<PeerCredentials> = provider.unsafeGetSocketOption(
             level: .socket, name: NIOBSDSocket.Option(rawValue: SO_PEERCRED))
-        return credentials.map { Optional($0.uid) }.recover { _ in nil }
+        return credentials.map { Optional($0) }.recover { _ in nil }
     }
 }
 

@@ -5,8 +5,22 @@ import JobProtocol
 
 /// `job start`: the command as the engine takes it, checked here first.
 extension Handlers {
-    func start(_ p: StartParameters, send: Send) async throws -> Outcome {
-        try await send(.job(try await engine.start(try spec(p), name: p.name)))
+    func start(_ p: StartParameters, client: pid_t?, send: Send) async throws -> Outcome {
+        let spec = try spec(p)
+        guard p.stdin else {
+            try await send(.job(try await engine.start(spec, name: p.name)))
+            return .ok
+        }
+        // The client's own stdin, opened while it waits for this answer: the same pipe or
+        // file, handed to the job, nothing copied. (A socket cannot be opened this way.)
+        guard let client else { throw JobError(.refused, "cannot tell which process asked, to take its standard input") }
+        let fd = open("/proc/\(client)/fd/0", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw JobError(
+                .refused,
+                "cannot hand your standard input to the job: \(String(cString: strerror(errno))) (a file, a pipe or a terminal can be handed on; a socket cannot)")
+        }
+        try await send(.job(try await engine.start(spec, name: p.name, stdin: fd)))
         return .ok
     }
 

@@ -112,16 +112,20 @@ public struct StartParameters: Sendable, Equatable {
     public var environment: [String: String]
     /// Its standard error into its standard output (`2>&1`).
     public var mergeError: Bool
+    /// Its standard input is the client's (`job start --stdin`): the daemon opens the client's
+    /// fd 0 (through /proc, the client being the peer of the connection) while it answers.
+    public var stdin: Bool
 
     public init(
         command: CommandParameter, name: String? = nil, workingDirectory: String, environment: [String: String],
-        mergeError: Bool = false
+        mergeError: Bool = false, stdin: Bool = false
     ) {
         self.command = command
         self.name = name
         self.workingDirectory = workingDirectory
         self.environment = environment
         self.mergeError = mergeError
+        self.stdin = stdin
     }
 }
 

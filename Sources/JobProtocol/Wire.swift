@@ -133,7 +133,7 @@ public enum Wire {
         return [
             ("command", command), ("name", optional(p.name, JSON.string)), ("workingDirectory", .string(p.workingDirectory)),
             ("environment", .object(p.environment.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })),
-            ("mergeError", .bool(p.mergeError)),
+            ("mergeError", .bool(p.mergeError)), ("stdin", .bool(p.stdin)),
         ]
     }
 
@@ -152,7 +152,8 @@ public enum Wire {
         }
         return StartParameters(
             command: parsed, name: try p.optionalString("name"), workingDirectory: try p.string("workingDirectory"),
-            environment: environment, mergeError: try p.bool("mergeError", default: false))
+            environment: environment, mergeError: try p.bool("mergeError", default: false),
+            stdin: try p.bool("stdin", default: false))
     }
 
     private static func selectors(_ selectors: [JobSelector]) -> JSON {

@@ -269,7 +269,9 @@ import Testing
             }
         }
     }
+}
 
+@Suite("Tables and standard input", .tags(.cli)) struct TableAndStdinTests {
     /// A Command of several lines keeps its row; on a terminal 40 columns wide the table is
     /// cut to fit, with `…`; piped, nothing is cut.
     @Test func tablesKeepOneRowPerJobAndFitTheTerminal() async throws {
@@ -308,6 +310,32 @@ import Testing
             #expect(rows.count == 4, "\(atTerminal.stdout)")
             #expect(rows.allSatisfy { $0.count <= 40 }, "\(atTerminal.stdout)")
             #expect(rows.last?.hasSuffix("…") == true, "\(atTerminal.stdout)")
+        }
+    }
+
+    /// `--stdin` hands the job the caller's standard input, a pipe (still being written after
+    /// `start` returned) or a file; without it the job reads /dev/null.
+    @Test func stdinIsHandedToTheJobOnlyWhenAskedFor() async throws {
+        try await withCLI { cli in
+            let go = cli.home.path + "/go"
+            let producer = try Spawned(
+                ["/bin/sh", "-c", "{ echo first; while [ ! -e \"$2\" ]; do sleep 0.02; done; echo second; } | \"$0\" --home \"$1\" start --stdin -- cat",
+                 cli.job, cli.home.path, go], stdout: cli.home.path + "/start.out")
+            #expect(try await eventually(within: .seconds(30)) {
+                try await cli.run("receive", "1", "--keep").stdout == "first\n"
+            })
+            #expect(try await cli.json("get", "1").first?["state"] as? String == "Running", "it waits for more")
+            FileManager.default.createFile(atPath: go, contents: nil)
+            #expect(try await producer.wait().status == 0)
+            #expect(try await cli.run("wait", "1").status == 0)
+            #expect(try await cli.run("receive", "1").stdout == "first\nsecond\n")
+
+            try "1\n2\n3\n".write(toFile: cli.home.path + "/three", atomically: true, encoding: .utf8)
+            try await CLI.execute("/bin/sh", ["-c", "exec \"$0\" --home \"$1\" start --stdin -c 'wc -l' < \"$1\"/three", cli.job, cli.home.path])
+            try await CLI.execute("/bin/sh", ["-c", "echo ignored | exec \"$0\" --home \"$1\" start -- cat", cli.job, cli.home.path])
+            #expect(try await cli.run("wait").status == 0)
+            #expect(try await cli.run("receive", "3").stdout.trimmingCharacters(in: .whitespaces) == "3\n")
+            #expect(try await cli.run("receive", "5").stdout.isEmpty, "without --stdin: /dev/null")
         }
     }
 }

@@ -12,7 +12,7 @@ enum Samples {
 
     static let start = StartParameters(
         command: .shell("make -j4 test && echo \"done\"\n"), name: "build", workingDirectory: "/home/ana/src",
-        environment: ["LANG": "C.UTF-8", "PATH": "/usr/bin:/bin", "TAB": "a\tb"], mergeError: true)
+        environment: ["LANG": "C.UTF-8", "PATH": "/usr/bin:/bin", "TAB": "a\tb"], mergeError: true, stdin: true)
 
     static let requests: [(name: String, request: Request)] = [
         ("request-start", Request(.start(start))),

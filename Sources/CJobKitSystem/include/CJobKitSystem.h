@@ -7,18 +7,19 @@
 #include "jobkit_abi.h"
 
 /// Spawns `path` in a new session with every signal at its default and SIGTERM, SIGINT,
-/// SIGHUP, SIGUSR1 and SIGCHLD blocked (the supervisor reads them from a signalfd), stdin,
-/// stdout and stderr on /dev/null, `lock_fd` (if >= 0) as fd 3, and no other descriptor.
-/// Returns 0 or an errno.
-int jobkit_spawn_supervisor(const char *path, char *const argv[], char *const envp[], int lock_fd, pid_t *pid);
+/// SIGHUP, SIGUSR1 and SIGCHLD blocked (the supervisor reads them from a signalfd), stdin
+/// on `stdin_fd` (if >= 0, else /dev/null), stdout and stderr on /dev/null, `lock_fd` (if
+/// >= 0) as fd 3, and no other descriptor. Returns 0 or an errno.
+int jobkit_spawn_supervisor(const char *path, char *const argv[], char *const envp[], int lock_fd, int stdin_fd, pid_t *pid);
 
 /// Asks a supervisor zygote (`jobkit-supervisor --zygote`, its socket `control`) to fork a
 /// supervisor for job `id`. `strings` holds `length` bytes: the NUL-terminated cwd, `argc`
 /// arguments and `envc` environment entries. `flags`: JOBKIT_REQUEST_HOLD_STDIN,
-/// JOBKIT_REQUEST_MUX (see jobkit_abi.h). `lock_fd` goes along. The answer is read by `jobkit_zygote_receive`;
+/// JOBKIT_REQUEST_MUX (see jobkit_abi.h). `lock_fd` goes along, and `stdin_fd` too when it is
+/// >= 0 (the job's stdin; JOBKIT_REQUEST_STDIN is then set). The answer is read by `jobkit_zygote_receive`;
 /// answers come in the order of the requests. Returns 0 or an errno (EPIPE: the zygote is gone).
 int jobkit_zygote_send(int control, int64_t id, const char *strings, uint32_t length, uint32_t argc, uint32_t envc,
-                       uint32_t flags, int lock_fd);
+                       uint32_t flags, int lock_fd, int stdin_fd);
 
 /// Reads the zygote's next answer: the job it is about, and the supervisor's pid (> 0) with a
 /// pidfd for it (or -1), or an errno in `error`. Returns 0 or an errno (EPIPE: the zygote is gone).

@@ -78,7 +78,9 @@ _Static_assert(sizeof(struct jobkit_index_record) == 24, "an index record is 24 
 // attached when pid > 0. Answers come in the order of the requests.
 
 #define JOBKIT_ZYGOTE_MAGIC 0x5A594732u
-enum { JOBKIT_REQUEST_HOLD_STDIN = 1, JOBKIT_REQUEST_MUX = 2, JOBKIT_REQUEST_MERGE_ERROR = 4 };
+// With JOBKIT_REQUEST_STDIN a second descriptor comes after the lock: the job's stdin
+// (`job start --stdin`), instead of /dev/null.
+enum { JOBKIT_REQUEST_HOLD_STDIN = 1, JOBKIT_REQUEST_MUX = 2, JOBKIT_REQUEST_MERGE_ERROR = 4, JOBKIT_REQUEST_STDIN = 8 };
 // The largest request's strings the zygote takes.
 enum { JOBKIT_ZYGOTE_MAX_STRINGS = 64 << 20 };
 

@@ -71,6 +71,9 @@ public actor JobManager {
     /// Children asked for before a commit that failed: they must not run, and are ended as
     /// soon as their supervisors are collected.
     var abandoned: [(id: Int, job: Supervisor.Job)] = []
+    /// The stdin handed to a child (`start(_:name:stdin:)`), the engine's until the child's
+    /// supervisor has it (or the child ended without one).
+    var ownedStdin: [Int: Int32] = [:]
     /// A turn of `launchNew` is on its way, and collects what is asked meanwhile.
     var collectRequested = false
 

@@ -18,6 +18,23 @@ extension JobManager {
         try startParent(spec, name: name, type: .backgroundJob, computers: ["localhost"])
     }
 
+    /// The same, with `stdin` (a descriptor, of a file or a pipe) as the job's standard input
+    /// instead of /dev/null. The engine takes the descriptor: it closes it once the job's
+    /// supervisor has its own copy, or the job ended without one; and if this throws.
+    public func start(_ spec: ProcessSpec, name: String? = nil, stdin: Int32) throws(JobError) -> JobInfo {
+        do {
+            return try startParent(spec, name: name, type: .backgroundJob, computers: ["localhost"], stdin: stdin)
+        } catch {
+            close(stdin)
+            throw error
+        }
+    }
+
+    /// The job's stdin is its supervisor's now (or it never will be): this side lets go of it.
+    func releaseStdin(_ id: Int) {
+        if let fd = ownedStdin.removeValue(forKey: id) { close(fd) }
+    }
+
     /// `invoke --as-job`: a parent (`RemoteJob`) with one child per computer, in the order
     /// given, each running the command there; returns the parent at once. `localhost` runs
     /// locally; any other computer is reached with the system's OpenSSH client, through a
@@ -52,7 +69,8 @@ extension JobManager {
     }
 
     func startParent(
-        _ spec: ProcessSpec, name: String?, type: JobType, computers: [String], options: InvokeOptions? = nil
+        _ spec: ProcessSpec, name: String?, type: JobType, computers: [String], options: InvokeOptions? = nil,
+        stdin: Int32? = nil
     ) throws(JobError) -> JobInfo {
         try checkOpen()
         let now = Date()
@@ -79,7 +97,7 @@ extension JobManager {
         var early: Int?
         let job = Supervisor.Job(
             argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment,
-            mergeError: spec.mergeError)
+            mergeError: spec.mergeError, stdin: stdin)
         let inserted: [JobRecord]
         do {
             inserted = try withUnsaved { pending throws(JobError) in
@@ -100,6 +118,7 @@ extension JobManager {
             throw error
         }
         table.add(inserted)
+        if let stdin, let child = inserted.last { ownedStdin[child.id] = stdin }
         if let early { asked.append((early, job)) }
         toLaunch.append((inserted.dropFirst().filter { $0.state == .running && $0.id != early }.map(\.id), plan))
         workContinuation.yield(.launch)
@@ -118,6 +137,7 @@ extension JobManager {
             for id in ids {
                 guard let child = table[id], !child.state.isFinished else { continue }
                 if child.stopRequested {
+                    releaseStdin(id)
                     changed += table.leafEnded(id, outcome: .cancelled, at: Date(), recorded: 0)
                 } else {
                     changed += launch(id, plan: plan)
@@ -140,8 +160,8 @@ extension JobManager {
         if isLocal(child.location) {
             return spawnLeaf(
                 id, Supervisor.Job(
-            argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment,
-            mergeError: spec.mergeError))
+                    argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment,
+                    mergeError: spec.mergeError, stdin: ownedStdin[id]))
         }
         let link = SSHLink.make(host: child.location, configFile: plan.options.sshConfigFile, home: home)
         // The socket file, not a connection to it: that would cost the master work per job. A
@@ -167,9 +187,11 @@ extension JobManager {
                 requestCollect()
                 return []
             }
+            defer { releaseStdin(id) }
             let (pid, pidfd) = try supervisor.spawnDirectly(id, job)
             return monitor.watch(id: id, pid: pid, pidfd: pidfd) ? [] : endProcessLeaf(id)
         } catch {
+            releaseStdin(id)
             return table.leafEnded(id, outcome: .failed(error.message), at: Date(), recorded: 0)
         }
     }
@@ -190,6 +212,8 @@ extension JobManager {
         abandoned.removeAll()
         guard !all.isEmpty || !dropped.isEmpty else { return [] }
         let answers = await supervisor.collect(all + dropped)
+        // Each has its supervisor now, or never will: its stdin is not this side's to hold.
+        for (id, _) in answers { releaseStdin(id) }
         for (_, answer) in answers.suffix(dropped.count) {
             // SIGUSR1: the supervisor kills the job's group at once, then ends.
             guard case .success(let spawned) = answer else { continue }

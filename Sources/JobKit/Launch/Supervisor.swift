@@ -106,6 +106,8 @@ final class Supervisor: Sendable {
         var holdStdin = false
         /// Its stderr is its stdout (`--merge-error`).
         var mergeError = false
+        /// Its stdin, a descriptor the caller keeps open until the supervisor was made (else /dev/null).
+        var stdin: Int32?
         /// Run this through an ssh master instead (`--mux`); `argv` then runs only when no
         /// master answers.
         var throughMaster: ThroughMaster?
@@ -182,14 +184,15 @@ final class Supervisor: Sendable {
     func spawnDirectly(_ id: Int, _ job: Job) throws(JobError) -> (pid: pid_t, pidfd: Int32?) {
         let lockFD = try lockedDescriptor(id)
         defer { close(lockFD) }
-        let args = [executable] + (job.holdStdin ? ["--hold-stdin"] : []) + (job.mergeError ? ["--merge-error"] : [])
+        let args = [executable] + (job.holdStdin ? ["--hold-stdin"] : []) + (job.stdin != nil ? ["--stdin"] : [])
+            + (job.mergeError ? ["--merge-error"] : [])
             + (job.throughMaster.map { ["--mux", $0.socket, $0.command] } ?? [])
             + [jobsDirectory, String(id), job.workingDirectory] + job.argv
         let env = job.environment.map { "\($0.key)=\($0.value)" }
         var pid: pid_t = 0
         let rc = withCStringArray(args) { cArgs in
             withCStringArray(env) { cEnv in
-                jobkit_spawn_supervisor(executable, cArgs, cEnv, lockFD, &pid)
+                jobkit_spawn_supervisor(executable, cArgs, cEnv, lockFD, job.stdin ?? -1, &pid)
             }
         }
         guard rc == 0 else {

@@ -49,7 +49,7 @@ final class Zygote: Sendable {
         var pid: pid_t = 0
         let rc = withCStringArray([executable, "--zygote", jobsDirectory]) { argv in
             withCStringArray(ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }) { envp in
-                jobkit_spawn_supervisor(executable, argv, envp, fds[1], &pid)
+                jobkit_spawn_supervisor(executable, argv, envp, fds[1], -1, &pid)
             }
         }
         close(fds[1])
@@ -90,7 +90,7 @@ final class Zygote: Sendable {
                     bytes.withMemoryRebound(to: CChar.self) { chars in
                         jobkit_zygote_send(
                             current.socket, Int64(id), chars.baseAddress, UInt32(bytes.count), UInt32(argv.count),
-                            UInt32(environment.count), flags, lockFD)
+                            UInt32(environment.count), flags, lockFD, job.stdin ?? -1)
                     }
                 }
                 if rc == 0 {
