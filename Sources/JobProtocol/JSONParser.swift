@@ -57,7 +57,9 @@ public struct JSONParser {
         while index < bytes.count, Self.isNumberByte(bytes[index]) { index += 1 }
         let text = String(decoding: bytes[start..<index], as: UTF8.self)
         if let int = Int(text) { return .int(int) }
-        return Double(text).map(JSON.double)
+        // JSON has no infinity: a number too large for a double is not one (`1e999`).
+        guard let double = Double(text), double.isFinite else { return nil }
+        return .double(double)
     }
 
     private mutating func string() -> String? {

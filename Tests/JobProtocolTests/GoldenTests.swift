@@ -107,4 +107,16 @@ import Testing
             #expect(abs(begin.timeIntervalSince(time)) < 0.000_001)
         }
     }
+
+    /// Found by the fuzz target: `"after":17646331e3085` read as a time at infinity, which was
+    /// written back as null. A number no double holds is malformed JSON; a time must be in
+    /// the years 1 to 9999.
+    @Test func numbersBeyondADoubleAndTimesBeyondTheCalendarAreRefused() {
+        let huge = Array(#"{"v":1,"verb":"get","params":{"after":17646331e3085}}"#.utf8)
+        #expect(throws: JobError.self) { try Wire.decodeRequest(huge) }
+        let far = Array(#"{"v":1,"verb":"get","params":{"before":1e300}}"#.utf8)
+        #expect(throws: JobError.self) { try Wire.decodeRequest(far) }
+        let fine = Array(#"{"v":1,"verb":"get","params":{"after":1764633600.25}}"#.utf8)
+        #expect((try? Wire.decodeRequest(fine)) != nil)
+    }
 }
