@@ -130,8 +130,9 @@ final class OutputPrinter {
             try emit(Array((openedArray ? ",\n" : "[\n").utf8), to: 1)
             openedArray = true
             try emit(Array(("  " + record.json(properties).text(pretty: true, indent: "  ")).utf8), to: 1)
-        case .table where !live:
+        case .table where !live && widths == nil:
             gathered.append(record)
+            if gathered.count >= Self.tableSample { try writeGathered() }
         default:
             try writeLive(record)
         }
@@ -141,10 +142,29 @@ final class OutputPrinter {
         properties ?? (format == .table ? ["JobName", "ComputerName", "Stream", "Text"] : Record.names)
     }
 
+    /// A one-shot table is lined up on its first rows, as PowerShell's Format-Table does: the
+    /// rest follow in those columns, so that no output is held whole.
+    static let tableSample = 1_000
+    private var widths: [Int]?
+
+    private func writeGathered() throws(OutputError) {
+        let rows = gathered.map { record in columns.map { JobRender.oneLine(record.value($0)?.plain ?? "") } }
+        try emit(Array(JobRender.table(columns: columns, rows: rows).utf8), to: 1)
+        widths = columns.indices.map { i in ([columns[i]] + rows.map { $0[i] }).map(\.count).max() ?? 0 }
+        gathered.removeAll()
+    }
+
     /// A table row or a list block, as it comes.
     private func writeLive(_ record: Record) throws(OutputError) {
         let values = columns.map { record.value($0)?.plain ?? "" }
-        if format == .table {
+        if format == .table, let widths {
+            let cells = values.enumerated().map { i, value in
+                i == values.count - 1 ? JobRender.oneLine(value) : JobRender.oneLine(value).padded(to: widths[i] + 2)
+            }
+            var row = cells.joined().trimmingTrailingSpaces()
+            if let width = JobRender.terminalWidth, row.count > width { row = String(row.prefix(width - 1)) + "…" }
+            try emit(Array((row + "\n").utf8), to: 1)
+        } else if format == .table {
             if !printedHeader {
                 try emit(Array((columns.joined(separator: "  ") + "\n" + columns.map { String(repeating: "-", count: $0.count) }.joined(separator: "  ") + "\n").utf8), to: 1)
                 printedHeader = true
@@ -170,11 +190,7 @@ final class OutputPrinter {
     /// Writes what is left: open lines, the gathered table, the end of the JSON array.
     func finish() throws(OutputError) {
         try flush()
-        if !gathered.isEmpty {
-            let rows = gathered.map { record in columns.map { record.value($0)?.plain ?? "" } }
-            try emit(Array(JobRender.table(columns: columns, rows: rows).utf8), to: 1)
-            gathered.removeAll()
-        }
+        if !gathered.isEmpty { try writeGathered() }
         if format == .json { try emit(Array((openedArray ? "\n]\n" : "[]\n").utf8), to: 1) }
         try writeBuffer()
     }

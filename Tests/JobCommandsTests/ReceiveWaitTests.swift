@@ -78,6 +78,22 @@ import Testing
         }
     }
 
+    /// A table of many records is lined up on its first thousand, and the rest follow in
+    /// the same columns (it is not held whole to be measured).
+    @Test func aLongTableKeepsItsColumns() async throws {
+        try await withCLI { cli in
+            try await cli.run("start", "-c", "seq 1 1500")
+            try await cli.run("wait", "1")
+            let lines = try await cli.run("receive", "1", "-o", "table").stdout.split(separator: "\n")
+            #expect(lines.count == 1502)
+            let column = lines[0].range(of: "Text")?.lowerBound.utf16Offset(in: lines[0])
+            for line in [lines[2], lines[1001], lines[1501]] {
+                let text = line.lastIndex(of: " ").map { line.distance(from: line.startIndex, to: $0) + 1 }
+                #expect(text == column, "\(line)")
+            }
+        }
+    }
+
     /// A line's own keys keep the order the job wrote them in, nested ones too.
     @Test func aJSONLinesKeysKeepTheirOrder() async throws {
         try await withCLI { cli in

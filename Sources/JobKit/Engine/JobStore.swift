@@ -116,7 +116,7 @@ final class JobStore: Sendable {
                 """
                 WITH top(id) AS (SELECT coalesce(parentId, id) FROM job WHERE id IN (\(list)))
                 SELECT \(Self.columns) FROM job WHERE id IN top OR parentId IN top ORDER BY id
-                """)
+                """, cached: false)
         }
     }
 
@@ -283,8 +283,12 @@ final class JobStore: Sendable {
 
     /// The records a query of `columns` returns, read straight from SQLite's row (GRDB's
     /// generic decoding of each column was most of the cost of reading a page of history).
-    private static func records(_ db: Database, _ sql: String, _ arguments: StatementArguments = []) throws -> [JobRecord] {
-        let statement = try db.cachedStatement(sql: sql)
+    /// A query whose text changes from call to call (an id list written into it) is not
+    /// `cached`: the cache would keep every one.
+    private static func records(
+        _ db: Database, _ sql: String, _ arguments: StatementArguments = [], cached: Bool = true
+    ) throws -> [JobRecord] {
+        let statement = cached ? try db.cachedStatement(sql: sql) : try db.makeStatement(sql: sql)
         try statement.setArguments(arguments)
         let raw = statement.sqliteStatement
         var result: [JobRecord] = []
