@@ -222,8 +222,9 @@ struct InvokeRemoteTests {
                 let pid = try await cli.firstOutput(of: child).trimmingCharacters(in: .whitespacesAndNewlines)
                 let start = ContinuousClock.now
                 #expect(try await cli.run("stop", "\(parent)", "--grace", "0.5").status == 0)
-                // The host's own grace is 5 s; the local stop does not wait for it.
-                #expect(ContinuousClock.now - start < .seconds(4), "the stop kept to its grace period")
+                // A stop that did not keep to its 0.5 s would take the default grace, 5 s, at
+                // least: that is the bound (a loaded machine has stretched the rest to 4.6 s).
+                #expect(ContinuousClock.now - start < .seconds(5), "the stop kept to its grace period")
                 #expect(try await cli.json("get", "\(child)").first?["state"] as? String == "Stopped")
                 let left = try await hosts.waitUntilGone([pid], on: "t1")
                 #expect(left.isEmpty, "what ignored SIGTERM was killed on the host")

@@ -110,7 +110,9 @@ extension JobManager {
             guard let record = table[id] else { continue }
             let finished = record.state.isFinished
             if !finished { done = false }
-            if record.childIds.isEmpty, changed?.contains(id) ?? true {
+            // A leaf seen finished for the first time is read whatever the wake-up said: its end
+            // may have come between the wake-up's take and this look, and its last output with it.
+            if record.childIds.isEmpty, changed?.contains(id) ?? true || (finished && !reported.contains(id)) {
                 var slice = unreceived(record)
                 if let position = positions[id] { slice.start = max(slice.start, position) }
                 if !slice.isEmpty { slices.append(slice) }
