@@ -17,9 +17,6 @@ work=$(mktemp -d)
 cleanup() { for h in "$work"/h*; do "$job" --home "$h" daemon stop >/dev/null 2>&1 || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-median() { hyperfine -N --warmup "${3:-10}" --runs "${2:-100}" --export-json "$work/h.json" "$1" >/dev/null 2>&1
-  python3 -c "import json;print('%.2f' % (json.load(open('$work/h.json'))['results'][0]['median']*1000))"; }
-
 # N finished `job start` jobs: parents 1, 3, 5, … and their children.
 fill() { python3 - "$1" "$2" <<'PY'
 import sqlite3, sys, uuid
@@ -70,19 +67,40 @@ PY
 rss() { local pid; pid=$("$job" --home "$1" daemon status -o json | python3 -c "import json,sys;print(json.load(sys.stdin)['pid'])")
   awk '/VmRSS/ {printf "%.1f", $2/1024}' /proc/$pid/status; }
 
-echo "| finished jobs kept | job start | job get ID | job get (all) | jobd RSS after get | jobd cold start |"
-echo "| --- | --- | --- | --- | --- | --- |"
+# Several runs of hyperfine, each taking every home in turn: the homes are measured side by
+# side, so that what the machine does meanwhile falls on all of them alike.
+side_by_side() { # NAME RUNS COMMAND-WITH-HOME... ; prints "home median_ms" lines, median of the rounds
+  local runs=$1; shift
+  for round in 1 2 3; do
+    local cmds=(); for n in $counts; do cmds+=("${1//HOME/$work/h$n}"); done
+    hyperfine -N --warmup 10 --runs "$runs" --export-json "$work/r$round.json" "${cmds[@]}" >/dev/null 2>&1
+  done
+  python3 - "$work" $counts <<'PY'
+import json, statistics, sys
+work, counts = sys.argv[1], sys.argv[2:]
+rounds = [json.load(open("%s/r%d.json" % (work, r)))["results"] for r in (1, 2, 3)]
+for i, n in enumerate(counts):
+    print(n, "%.2f" % (statistics.median(r[i]["median"] for r in rounds) * 1000))
+PY
+}
+
+declare -A cold_ms start_ms get_ms all_ms rss_mb
 for n in $counts; do
   home=$work/h$n
   "$job" --home "$home" get >/dev/null       # a daemon makes the home and its database
   "$job" --home "$home" daemon stop >/dev/null
   fill "$home/jobs.sqlite" "$n"
-  c=$(cold "$home")
+  cold_ms[$n]=$(cold "$home")
   "$job" --home "$home" get 1 >/dev/null 2>&1 || true
-  s=$(median "$job --home $home start -- true")
-  g=$(median "$job --home $home get 1")
-  a=$(median "$job --home $home get" 5 1)
-  r=$(rss "$home")
-  printf '| %s | %s ms | %s ms | %s ms | %s MB | %s ms |\n' "$n" "$s" "$g" "$a" "$r" "$c"
-  "$job" --home "$home" daemon stop >/dev/null
+  "$job" --home "$home" start -- true >/dev/null   # job 1 exists in every home
+done
+while read -r n v; do start_ms[$n]=$v; done < <(side_by_side 100 "$job --home HOME start -- true")
+while read -r n v; do get_ms[$n]=$v; done < <(side_by_side 100 "$job --home HOME get 1")
+while read -r n v; do all_ms[$n]=$v; done < <(side_by_side 3 "$job --home HOME get")
+for n in $counts; do rss_mb[$n]=$(rss "$work/h$n"); done
+
+echo "| finished jobs kept | job start | job get ID | job get (all) | jobd RSS after get | jobd cold start |"
+echo "| --- | --- | --- | --- | --- | --- |"
+for n in $counts; do
+  printf '| %s | %s ms | %s ms | %s ms | %s MB | %s ms |\n' "$n" "${start_ms[$n]}" "${get_ms[$n]}" "${all_ms[$n]}" "${rss_mb[$n]}" "${cold_ms[$n]}"
 done
