@@ -74,6 +74,9 @@ public actor JobManager {
     /// The stdin handed to a child (`start(_:name:stdin:)`), the engine's until the child's
     /// supervisor has it (or the child ended without one).
     var ownedStdin: [Int: Int32] = [:]
+    /// Top-level jobs whose families may have finished since the table last let go of the
+    /// finished ones: what the next commit looks at (`JobTable.evictFinished`).
+    var evictable: Set<Int> = []
     /// A turn of `launchNew` is on its way, and collects what is asked meanwhile.
     var collectRequested = false
 
@@ -225,7 +228,9 @@ public actor JobManager {
     func faultIn(_ ids: [Int]) {
         let missing = ids.filter { table[$0] == nil }
         guard !missing.isEmpty, let families = try? store.families(of: missing) else { return }
-        table.add(families.filter { table[$0.id] == nil })
+        let brought = families.filter { table[$0.id] == nil }
+        table.add(brought)
+        evictable.formUnion(brought.map { $0.parentId ?? $0.id })
     }
 
     /// One job by id, child or parent.
@@ -287,7 +292,10 @@ public actor JobManager {
             return
         }
         announce(changed)
-        table.evictFinished(keeping: Set(unsaved.keys))
+        // The families this commit touched, and those brought in for a look: the rest of the
+        // table is under way, or waits for its end to be committed.
+        evictable.formUnion(changed.map { $0.parentId ?? $0.id })
+        evictable = table.evictFinished(evictable, keeping: Set(unsaved.keys))
     }
 
     func announce(_ changed: [JobRecord]) {
@@ -307,7 +315,10 @@ public actor JobManager {
     func withUnsaved<T>(_ transaction: ([JobRecord]) throws(JobError) -> T) throws(JobError) -> T {
         let pending = unsaved.values.compactMap { table[$0.id] }
         let result = try transaction(pending)
-        for record in pending { unsaved.removeValue(forKey: record.id) }
+        for record in pending {
+            unsaved.removeValue(forKey: record.id)
+            evictable.insert(record.parentId ?? record.id)
+        }
         return result
     }
 }

@@ -144,12 +144,21 @@ struct JobTable: Sendable, JobSource {
 
     /// Lets go of the finished families (all committed, so none of `keeping`): the database
     /// has them, and `History` reads them from there.
-    mutating func evictFinished(keeping uncommitted: Set<Int>) {
-        let done = ids.filter { id in
-            guard let job = records[id], job.parentId == nil, job.state.isFinished, !uncommitted.contains(id) else { return false }
-            return job.childIds.allSatisfy { child in records[child]?.state.isFinished ?? true && !uncommitted.contains(child) }
+    /// Looks at the families of `candidates` only (all when nil): a commit touches a few, and
+    /// the table may hold thousands under way. Returns the candidates it kept.
+    @discardableResult
+    mutating func evictFinished(_ candidates: Set<Int>? = nil, keeping uncommitted: Set<Int>) -> Set<Int> {
+        let tops = candidates.map { Set($0.compactMap { records[$0].map { $0.parentId ?? $0.id } }) } ?? Set(ids)
+        var done: [Int] = []
+        var kept = Set<Int>()
+        for id in tops {
+            guard let job = records[id], job.parentId == nil else { continue }
+            let finished = job.state.isFinished && !uncommitted.contains(id)
+                && job.childIds.allSatisfy { child in records[child]?.state.isFinished ?? true && !uncommitted.contains(child) }
+            if finished { done.append(id) } else { kept.insert(id) }
         }
         if !done.isEmpty { _ = remove(done) }
+        return kept
     }
 
     /// Drops top-level jobs and their children; returns every id dropped.
@@ -163,8 +172,21 @@ struct JobTable: Sendable, JobSource {
             records.removeValue(forKey: id)
             dropped.append(id)
         }
-        let gone = Set(dropped)
-        ids.removeAll { gone.contains($0) }
+        // A few at a time (a commit's families): found by halving, not by a pass over all.
+        if dropped.count < 64 {
+            for id in dropped {
+                var low = 0
+                var high = ids.count
+                while low < high {
+                    let middle = (low + high) / 2
+                    if ids[middle] < id { low = middle + 1 } else { high = middle }
+                }
+                if low < ids.count, ids[low] == id { ids.remove(at: low) }
+            }
+        } else {
+            let gone = Set(dropped)
+            ids.removeAll { gone.contains($0) }
+        }
         return dropped
     }
 
