@@ -219,6 +219,10 @@ public actor JobManager {
     /// Every job, parents and children, sorted by id.
     public func all() -> [JobInfo] { history.allJobs }
 
+    /// How many jobs the table holds in memory (those under way, and finished ones not let go
+    /// of yet).
+    var jobsInMemory: Int { table.records.count }
+
     /// The jobs under way and the finished ones on disk, for lookups.
     var history: History { History(table: table, store: store) }
 

@@ -43,6 +43,24 @@ import JobTesting
         }
     }
 
+    /// What finished is let go of: after 300 jobs have ended and the engine committed
+    /// something since, memory holds only what is under way; a look at an old job brings
+    /// it in, and the next commit lets it go again.
+    @Test func finishedFamiliesLeaveMemory() async throws {
+        try await withTemporaryEngine("history") { jobs, _ in
+            for _ in 1...300 { _ = try await jobs.start { _ in } }
+            _ = try await jobs.wait(timeout: .seconds(60))
+            let running = try await jobs.start { _ in try await Task.sleep(for: .seconds(60)) }
+            let held = await jobs.jobsInMemory
+            #expect(held <= 2, "\(held) jobs held")
+            _ = try await jobs.receive([.id(150)])
+            let afterLook = await jobs.jobsInMemory
+            #expect(afterLook <= 2, "\(afterLook) jobs held after a look")
+            #expect(try await jobs.get().count == 301)
+            _ = try await jobs.stop([.id(running.id)], grace: .seconds(5))
+        }
+    }
+
     @Test func aFinishedJobsOutputIsReceivedOnceAndItCanBeRemoved() async throws {
         let home = try TemporaryHome("history")
         try await JobManager.withManager(home: home.path) { jobs in
