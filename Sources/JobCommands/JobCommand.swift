@@ -156,5 +156,7 @@ func show(_ jobs: [JobInfo], _ options: GlobalOptions) throws {
 }
 
 func show(_ jobs: [JobInfo], _ options: CommonOptions) throws {
-    try writeOut(try JobRender.render(jobs, format: options.format, properties: options.properties))
+    let writer = try JobListWriter(options)
+    try writer.add(jobs)
+    try writer.finish()
 }

@@ -74,22 +74,6 @@ enum JobRender {
         property == "InstanceId" ? "instanceId" : property.prefix(1).lowercased() + property.dropFirst()
     }
 
-    static func render(_ jobs: [JobInfo], format: OutputFormatOption, properties requested: [String]?) throws -> String {
-        switch format {
-        case .table, .raw:
-            let columns = try resolve(requested, default: tableProperties)
-            guard !jobs.isEmpty else { return "" }
-            return table(columns: columns, rows: jobs.map { job in columns.map { text(job, $0) } }, colorColumn: columns.firstIndex(of: "State"))
-        case .list:
-            let properties = try resolve(requested, default: listProperties)
-            return list(properties: properties, items: jobs.map { job in properties.map { text(job, $0) } })
-        case .json, .jsonl:
-            let properties = try resolve(requested, default: allProperties)
-            let objects = jobs.map { job in JSON.object(properties.map { (jsonKey($0), json(job, $0)) }) }
-            guard format == .jsonl else { return jsonText(.array(objects)) }
-            return objects.map { $0.text(pretty: false) + "\n" }.joined()
-        }
-    }
 
     /// An aligned table. A cell is one line whatever it holds (a newline shows as `\\n`), and
     /// on a terminal every line is cut to its width, with `…`, the last column first; piped,
@@ -183,23 +167,24 @@ enum JobRender {
     }
 }
 
-/// A listing written as it comes, frame by frame: JSON (an array, or an object per line) and
-/// lists at once, so that a listing of any length is never held whole; a table is gathered,
-/// for its columns to line up.
+/// Jobs shown in the chosen format, as every command shows them; a listing is written as it
+/// comes, frame by frame: JSON (an array, or an object per line) and lists at once, so that a
+/// listing of any length is never held whole; a table is gathered, for its columns to line up.
 final class JobListWriter {
     private let format: OutputFormatOption
     private let properties: [String]
-    private let requested: [String]?
     private var gathered: [JobInfo] = []
     private var written = 0
 
     init(_ options: CommonOptions) throws {
         format = options.format
-        requested = options.properties
-        properties = try JobRender.resolve(
-            options.properties,
-            default: options.format == .table ? JobRender.tableProperties
-                : options.format == .list ? JobRender.listProperties : JobRender.allProperties)
+        let defaults: [String] =
+            switch options.format {
+            case .table, .raw: JobRender.tableProperties
+            case .list: JobRender.listProperties
+            case .json, .jsonl: JobRender.allProperties
+            }
+        properties = try JobRender.resolve(options.properties, default: defaults)
     }
 
     func add(_ jobs: [JobInfo]) throws {
@@ -230,7 +215,9 @@ final class JobListWriter {
     func finish() throws {
         switch format {
         case .table, .raw:
-            if !gathered.isEmpty { try writeOut(try JobRender.render(gathered, format: .table, properties: requested)) }
+            guard !gathered.isEmpty else { break }
+            let rows = gathered.map { job in properties.map { JobRender.text(job, $0) } }
+            try writeOut(JobRender.table(columns: properties, rows: rows, colorColumn: properties.firstIndex(of: "State")))
         case .json:
             try writeOut(written == 0 ? "[]\n" : "\n]\n")
         case .list, .jsonl:

@@ -28,12 +28,12 @@ struct History: JobSource {
         } else {
             stored = (try? store.ids(named: pattern.pattern)) ?? []
         }
-        let live = table.allInfo.filter { pattern.matches($0.name) }.map(\.id)
+        let live = table.ids.filter { table[$0].map { pattern.matches($0.name) } ?? false }
         return infos(Array(Set(stored + live)).sorted())
     }
 
     func jobs(withInstanceId uuid: UUID) -> [JobInfo] {
-        let live = table.allInfo.filter { $0.instanceId == uuid }.map(\.id)
+        let live = table.ids.filter { table[$0]?.instanceId == uuid }
         return infos(Array(Set(((try? store.ids(instanceId: uuid)) ?? []) + live)).sorted())
     }
 
