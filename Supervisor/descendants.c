@@ -73,7 +73,7 @@ int signal_descendants(pid_t group, int signo) {
         // The group had it already.
         if (getpgid(found[i]) == group) continue;
         kill(found[i], signo);
-        if (signo != SIGKILL) kill(found[i], SIGCONT);
+        if (signo != SIGKILL && signo != SIGSTOP) kill(found[i], SIGCONT);
     }
     return living;
 }

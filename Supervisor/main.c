@@ -3,12 +3,15 @@
 // It is C, not Swift, because it is started once per job: it must start in a fraction of a
 // millisecond and use no memory worth mentioning.
 //
-// Usage: jobkit-supervisor [--hold-stdin] [--merge-error] [--mux SOCKET COMMAND] DIR ID CWD PROGRAM [ARG...]
+// Usage: jobkit-supervisor [--hold-stdin] [--stdin] [--merge-error] [--append] [--attempt N] [--mux SOCKET COMMAND]
+//                          DIR ID CWD PROGRAM [ARG...]
 //   --hold-stdin: the job's stdin is a pipe that this process holds open for as long as it
 //   lives, writing only a line when asked to stop (a remote job's ssh forwards both, and its
 //   end of file, to the remote command's watcher, which then ends the remote process group;
 //   see supervise.c); otherwise /dev/null.
 //   --merge-error: the job's stderr is its stdout (2>&1).
+//   --append: the job's output goes after what its earlier attempts wrote.
+//   --attempt N: which run of the job this is (recorded with its end; default 1).
 //   --mux: run COMMAND through the ssh master listening at SOCKET, as ssh would through it
 //   (mux.c); PROGRAM (ssh) runs only if no master answers there.
 //   fd 3 (optional): holds a lock on byte ID of DIR/locks; held until this process exits,
@@ -54,6 +57,16 @@ int main(int argc, char **argv) {
             flags |= JOBKIT_REQUEST_MERGE_ERROR;
             argv++;
             argc--;
+        } else if (argc > 1 && strcmp(argv[1], "--append") == 0) {
+            flags |= JOBKIT_REQUEST_APPEND;
+            argv++;
+            argc--;
+        } else if (argc > 2 && strcmp(argv[1], "--attempt") == 0) {
+            long attempt = strtol(argv[2], NULL, 10);
+            if (attempt < 1 || attempt > 65535) return 64;
+            job_attempt = (unsigned)attempt;
+            argv += 2;
+            argc -= 2;
         } else if (argc > 3 && strcmp(argv[1], "--mux") == 0) {
             mux_socket = argv[2];
             mux_command = argv[3];
@@ -65,7 +78,8 @@ int main(int argc, char **argv) {
     }
     if (argc < 5) {
         static const char usage[] =
-            "usage: jobkit-supervisor [--hold-stdin] [--stdin] [--merge-error] [--mux SOCKET COMMAND] DIR ID CWD PROGRAM [ARG...]\n"
+            "usage: jobkit-supervisor [--hold-stdin] [--stdin] [--merge-error] [--append] [--attempt N] [--mux SOCKET COMMAND]\n"
+            "                         DIR ID CWD PROGRAM [ARG...]\n"
             "       jobkit-supervisor --zygote DIR\n";
         write_all(2, usage, sizeof usage - 1);
         return 64;

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int index_fd = -1;
@@ -15,6 +16,7 @@ static off_t index_length = 0;
 
 uint64_t lost_bytes = 0;
 int lost_errno = 0;
+int append_output = 0;
 
 static void lose(ssize_t n, int err) {
     if (n <= 0) return;
@@ -28,14 +30,27 @@ static char scratch[CHUNK];
 static int open_output(const char *suffix, int extra_flags) {
     char name[64];
     snprintf(name, sizeof name, "%lld.%s", job_id, suffix);
-    return openat(dir_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | extra_flags, 0600);
+    int truncate = append_output ? 0 : O_TRUNC;
+    return openat(dir_fd, name, O_WRONLY | O_CREAT | O_CLOEXEC | truncate | extra_flags, 0600);
+}
+
+// Where a file that earlier attempts wrote ends: a new attempt's output goes after it.
+static off_t file_end(int fd) {
+    struct stat info;
+    return append_output && fstat(fd, &info) == 0 ? info.st_size : 0;
 }
 
 // The data is on disk before its record, so a reader that sees a record can read it; data
 // whose record cannot be written is lost (it is in the file, but no reader will look).
 static void record(const struct stream *s, uint64_t offset, uint32_t length) {
     struct jobkit_index_record r = {.time_ns = now_ns(), .offset = offset, .length = length, .stream = s->kind};
-    if (index_fd < 0) index_fd = open_output("index", O_APPEND);
+    if (index_fd < 0) {
+        index_fd = open_output("index", O_APPEND);
+        // After an earlier attempt's records, whole ones only (one cut short stays cut).
+        off_t end = index_fd >= 0 ? file_end(index_fd) : 0;
+        index_length = end - end % (off_t)sizeof r;
+        if (end != index_length) (void)ftruncate(index_fd, index_length);
+    }
     if (index_fd < 0) {
         lose((ssize_t)length, errno);
         return;
@@ -67,12 +82,18 @@ static ssize_t drain_first(struct stream *s) {
     // does not is spared the call.
     fcntl(s->pipe_fd, F_SETPIPE_SZ, CHUNK);
     s->file_fd = open_output(s->name, 0);
-    ssize_t written = s->file_fd < 0 ? -1 : pwrite(s->file_fd, scratch, (size_t)n, 0);
+    if (s->file_fd >= 0) s->offset = (uint64_t)file_end(s->file_fd);
+    ssize_t written = s->file_fd < 0 ? -1 : pwrite(s->file_fd, scratch, (size_t)n, (off_t)s->offset);
     if (written != n) {
         // The disk refused it: the job goes on, and what it wrote is counted as lost (the
-        // file, if made, is left empty, and the next read tries again).
+        // file, if made, is left empty, and the next read tries again). One that earlier
+        // attempts wrote stays as it is.
         lose(n, written < 0 ? errno : ENOSPC);
-        if (s->file_fd >= 0) {
+        if (s->file_fd >= 0 && s->offset > 0) {
+            if (written > 0) (void)ftruncate(s->file_fd, (off_t)s->offset);
+            close(s->file_fd);
+            s->file_fd = -1;
+        } else if (s->file_fd >= 0) {
             char name[64];
             snprintf(name, sizeof name, "%lld.%s", job_id, s->name);
             unlinkat(dir_fd, name, 0);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -12,6 +13,8 @@ int dir_fd = -1;
 int slots_fd = -1;
 int null_fd = -1;
 long long job_id;
+unsigned job_attempt = 1;
+struct jobkit_slot job_slot;
 
 int64_t now_ns(void) {
     struct timespec ts;
@@ -83,16 +86,25 @@ void handled_signals(sigset_t *set) {
     sigaddset(set, SIGHUP);
     sigaddset(set, SIGUSR1);
     sigaddset(set, SIGCHLD);
+    sigaddset(set, SIGTSTP);
+    sigaddset(set, SIGCONT);
 }
 
 _Noreturn void finish(uint8_t kind, uint8_t stage, int code, int64_t end_ns) {
-    struct jobkit_slot_ended ended = {
-        .magic = JOBKIT_ENDED_MAGIC, .kind = kind, .stage = stage, .code = code, .end_ns = end_ns,
-        .lost_bytes = lost_bytes, .lost_errno = lost_errno};
-    // Should the write fail there is nothing left to tell it with: the engine then reads a
-    // supervisor gone without a word.
-    off_t at = (off_t)(job_id * JOBKIT_SLOT_SIZE + (long long)sizeof(struct jobkit_slot_started));
-    if (slots_fd >= 0) (void)pwrite(slots_fd, &ended, sizeof ended, at);
+    job_slot.ended = (struct jobkit_slot_ended){
+        .magic = JOBKIT_ENDED_MAGIC, .kind = kind, .stage = stage, .attempt = (uint16_t)job_attempt, .code = code,
+        .end_ns = end_ns, .lost_bytes = lost_bytes, .lost_errno = lost_errno};
+    // Every process of the job this one waited for (the job, and what it left behind and
+    // was reaped here as a subreaper): their CPU time, and the largest resident set of any.
+    struct rusage usage;
+    if (job_slot.started.magic == JOBKIT_STARTED_MAGIC && getrusage(RUSAGE_CHILDREN, &usage) == 0 && usage.ru_maxrss > 0) {
+        job_slot.started.max_rss_kib = (uint32_t)usage.ru_maxrss;
+        job_slot.started.cpu_usec = (uint64_t)(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1000000u +
+                                    (uint64_t)(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
+    }
+    // One write for both halves. Should it fail there is nothing left to tell it with: the
+    // engine then reads a supervisor gone without a word.
+    if (slots_fd >= 0) (void)pwrite(slots_fd, &job_slot, sizeof job_slot, (off_t)(job_id * JOBKIT_SLOT_SIZE));
     _exit(0);
 }
 

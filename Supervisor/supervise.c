@@ -3,7 +3,8 @@
 //
 // Signals: SIGTERM, SIGINT and SIGHUP are passed on to the job's process group and to every
 // process descended from the job that left it (followed by SIGCONT so that a stopped job can
-// act on them); SIGUSR1 sends them all SIGKILL, until none is left, and then the job ends as
+// act on them); SIGTSTP stops them all with SIGSTOP and SIGCONT continues them (job suspend,
+// job resume); SIGUSR1 sends them all SIGKILL, until none is left, and then the job ends as
 // soon as its main process has, even if something else still holds its output. With --hold-stdin (a remote job), SIGTERM, SIGINT and SIGHUP write a line to the
 // job's stdin instead, which the host's wrapper takes as "stop" (see RemoteCommand in
 // JobKit), and SIGUSR1 cuts the connection.
@@ -173,12 +174,26 @@ static void on_stop(struct supervision *s, int signo) {
     }
 }
 
+// `job suspend` (SIGTSTP to this process) stops the job's every process with SIGSTOP, which
+// nothing can catch or ignore; `job resume` (SIGCONT) continues them. Twice each: a process
+// forked while the first round went through the tree is found by the second. A remote job's
+// processes are on its computer, beyond reach of these signals: the engine does not ask.
+static void on_suspend(struct supervision *s, int signo) {
+    if (s->hold_stdin || s->mux != NULL || s->exited) return;
+    int sent = signo == SIGTSTP ? SIGSTOP : SIGCONT;
+    for (int round = 0; round < 2; round++) {
+        kill(-s->pid, sent);
+        signal_descendants(s->pid, sent);
+    }
+}
+
 static void on_signals(struct supervision *s) {
     struct signalfd_siginfo si;
     int children = 0;
     while (read(s->signal_fd, &si, sizeof si) == sizeof si) {
         int signo = (int)si.ssi_signo;
         if (signo == SIGTERM || signo == SIGINT || signo == SIGHUP || signo == SIGUSR1) on_stop(s, signo);
+        if (signo == SIGTSTP || signo == SIGCONT) on_suspend(s, signo);
         if (signo == SIGCHLD) children = 1;
     }
     // Processes the job left behind end as children of this one: reaped here, not left as
@@ -247,6 +262,7 @@ static void watch(struct supervision *s) {
 _Noreturn void supervise(const char *dir, long long id, const char *cwd, char **job_argv, char **envp,
                          unsigned flags, const char *mux_socket, const char *mux_command, int stdin_fd) {
     int hold_stdin = (flags & JOBKIT_REQUEST_HOLD_STDIN) != 0;
+    append_output = (flags & JOBKIT_REQUEST_APPEND) != 0;
     job_id = id;
     environ = envp;  // execvpe looks PROGRAM up in the PATH of environ: the job's
     setsid();        // a no-op when spawned with POSIX_SPAWN_SETSID; needed when forked
@@ -287,10 +303,10 @@ _Noreturn void supervise(const char *dir, long long id, const char *cwd, char **
 
     // A session through a master has no process here: this one stands for it (its group is
     // this process alone, and it ends the session when signalled).
-    struct jobkit_slot_started started = {
+    job_slot.started = (struct jobkit_slot_started){
         .magic = JOBKIT_STARTED_MAGIC, .supervisor_pid = getpid(), .job_pid = s.mux ? getpid() : s.pid,
         .start_ns = now_ns()};
-    (void)pwrite(slots_fd, &started, sizeof started, (off_t)(job_id * JOBKIT_SLOT_SIZE));
+    (void)pwrite(slots_fd, &job_slot.started, sizeof job_slot.started, (off_t)(job_id * JOBKIT_SLOT_SIZE));
 
     s.streams[0] = (struct stream){.pipe_fd = out_pipe[0], .file_fd = -1, .name = "stdout", .kind = JOBKIT_STREAM_OUTPUT};
     s.streams[1] = (struct stream){.pipe_fd = err_pipe[0], .file_fd = -1, .name = "stderr", .kind = JOBKIT_STREAM_ERROR};

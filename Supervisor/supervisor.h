@@ -24,6 +24,11 @@ extern int dir_fd;
 extern int slots_fd;
 extern int null_fd;
 extern long long job_id;
+// Which run of the job this is (1, or more when it is retried in place).
+extern unsigned job_attempt;
+// The job's slot as this supervisor writes it: the started half once the job started, both
+// halves at the end (finish).
+extern struct jobkit_slot job_slot;
 
 int64_t now_ns(void);
 int write_all(int fd, const void *buf, size_t len);
@@ -37,7 +42,7 @@ int open_shared(const char *dir);
 // birth (by whoever spawns it, and in the zygote that forks it), so that one sent before it
 // is ready waits for it rather than kills it.
 void handled_signals(sigset_t *set);
-// Records how the job ended in its slot, and exits.
+// Records how the job ended in its slot, with what its processes used, and exits.
 _Noreturn void finish(uint8_t kind, uint8_t stage, int code, int64_t end_ns);
 _Noreturn void fail(uint8_t stage, int err);
 
@@ -50,6 +55,10 @@ struct stream {
     uint64_t offset;  // bytes written to file_fd so far
     uint8_t kind;     // JOBKIT_STREAM_OUTPUT or JOBKIT_STREAM_ERROR
 };
+
+// Output goes after what the job's earlier attempts wrote (JOBKIT_REQUEST_APPEND): set before
+// the first take.
+extern int append_output;
 
 // Moves what the pipe holds into the stream's file, recording it in the index; at end of
 // file the pipe is closed (pipe_fd -1). 0 at end of file, -1 when there was nothing to read
@@ -87,8 +96,9 @@ int mux_exit_status(struct mux *m, int *status);
 
 // Makes this process the subreaper of what it starts. 0 or -1.
 int become_subreaper(void);
-// Sends `signo` (and SIGCONT after it, unless it is SIGKILL) to each living descendant not
-// in process group `group`; how many living descendants there were, in the group or not.
+// Sends `signo` (and SIGCONT after it, unless it is SIGKILL or SIGSTOP) to each living
+// descendant not in process group `group`; how many living descendants there were, in the
+// group or not.
 int signal_descendants(pid_t group, int signo);
 // SIGKILL to the group and to every descendant, until none is left.
 void kill_descendants(pid_t group);
@@ -98,7 +108,7 @@ void reap_orphans(pid_t main_pid);
 // ---- supervise.c, zygote.c: the two ways the program runs ----
 
 // Runs job `id` (argv, in cwd, with envp) and records it; never returns. `flags`:
-// JOBKIT_REQUEST_HOLD_STDIN, JOBKIT_REQUEST_MERGE_ERROR. With `mux_socket`, the job is
+// JOBKIT_REQUEST_HOLD_STDIN, JOBKIT_REQUEST_MERGE_ERROR, JOBKIT_REQUEST_APPEND. With `mux_socket`, the job is
 // `mux_command` run through the ssh master at that socket (see mux_open), and argv (ssh
 // itself) runs only when no master answers there.
 // `stdin_fd` (if >= 0) is the job's stdin (`job start --stdin`), else /dev/null.

@@ -69,6 +69,7 @@ static void fork_supervisor(const char *dir, const struct jobkit_zygote_request 
             dup2(lock_fd, LOCK_FD);
             close(lock_fd);
         }
+        job_attempt = req->attempt == 0 ? 1 : req->attempt;
         // The signals a supervisor handles stay blocked, as they are in the zygote: a stop
         // sent the moment the engine learns this pid waits in the signalfd that supervise()
         // makes, instead of killing a supervisor not ready for it.

@@ -62,6 +62,8 @@ int jobkit_spawn_supervisor(const char *path, char *const argv[], char *const en
     sigaddset(&blocked, SIGHUP);
     sigaddset(&blocked, SIGUSR1);
     sigaddset(&blocked, SIGCHLD);
+    sigaddset(&blocked, SIGTSTP);
+    sigaddset(&blocked, SIGCONT);
     sigfillset(&defaults);
     sigdelset(&defaults, SIGKILL);
     sigdelset(&defaults, SIGSTOP);
@@ -134,12 +136,12 @@ int jobkit_socketpair(int fds[2]) {
 }
 
 int jobkit_zygote_send(int control, int64_t id, const char *strings, uint32_t length, uint32_t argc, uint32_t envc,
-                       uint32_t flags, int lock_fd, int stdin_fd) {
+                       uint32_t flags, uint32_t attempt, int lock_fd, int stdin_fd) {
     int fds[2] = {lock_fd, stdin_fd};
     int count = stdin_fd >= 0 ? 2 : 1;
     if (stdin_fd >= 0) flags |= JOBKIT_REQUEST_STDIN;
     struct jobkit_zygote_request req = {
-        .magic = JOBKIT_ZYGOTE_MAGIC, .length = length, .job_id = id, .argc = argc, .envc = envc, .flags = flags};
+        .magic = JOBKIT_ZYGOTE_MAGIC, .length = length, .job_id = id, .argc = argc, .envc = envc, .flags = flags, .attempt = attempt};
     struct iovec iov[2] = {{.iov_base = &req, .iov_len = sizeof req}, {.iov_base = (void *)strings, .iov_len = length}};
     union {
         struct cmsghdr align;

@@ -8,3 +8,12 @@ public enum Defaults {
     /// The same, as a duration.
     public static let grace = Duration.seconds(5)
 }
+
+extension Defaults {
+    /// The queue of a job started without `--queue`; it has no limit unless one is set.
+    public static let queue = "default"
+    /// How long a failed job waits before it is run again (`--retry`).
+    public static let retryDelay = Duration.seconds(1)
+    /// The most `--retry` takes: the attempt is recorded in 16 bits.
+    public static let maxRetries = 1000
+}

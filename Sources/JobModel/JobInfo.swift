@@ -29,11 +29,27 @@ public struct JobInfo: Sendable, Equatable, Identifiable {
     public var exitCode: Int?
     /// Why the job is `Failed`, in one line a person can act on; nil otherwise.
     public var reason: String?
+    /// The queue whose limit it counts against (`default` unless started with one).
+    public var queue: String
+    /// The jobs it waited, or waits, for (`--depends-on`).
+    public var dependsOn: [Int]
+    /// Which run this is: 1 unless it was retried (a parent's: its children's highest).
+    public var attempt: Int
+    /// A `foreach` child's input; nil for other jobs.
+    public var input: String?
+    /// The user and system CPU time of its processes, in seconds, once finished (a parent's:
+    /// its children's, summed); nil when not known (running, never started, or remote).
+    public var cpuSeconds: Double?
+    /// The largest resident set of its processes, in bytes, once finished (a parent's: the
+    /// largest of its children's); nil when not known.
+    public var maxRssBytes: Int?
 
     public init(
         id: Int, instanceId: UUID = UUID(), name: String, type: JobType, state: JobState,
         hasMoreData: Bool, location: String, command: String, childJobs: [Int] = [], parentId: Int? = nil,
-        beginTime: Date? = nil, endTime: Date? = nil, exitCode: Int? = nil, reason: String? = nil
+        beginTime: Date? = nil, endTime: Date? = nil, exitCode: Int? = nil, reason: String? = nil,
+        queue: String = Defaults.queue, dependsOn: [Int] = [], attempt: Int = 1, input: String? = nil,
+        cpuSeconds: Double? = nil, maxRssBytes: Int? = nil
     ) {
         self.id = id
         self.instanceId = instanceId
@@ -49,6 +65,19 @@ public struct JobInfo: Sendable, Equatable, Identifiable {
         self.endTime = endTime
         self.exitCode = exitCode
         self.reason = reason
+        self.queue = queue
+        self.dependsOn = dependsOn
+        self.attempt = attempt
+        self.input = input
+        self.cpuSeconds = cpuSeconds
+        self.maxRssBytes = maxRssBytes
+    }
+
+    /// How long it ran: until its end, or until `now` while it runs; nil before it began. A
+    /// parent's spans its children's.
+    public func durationSeconds(now: Date = Date()) -> Double? {
+        guard let beginTime else { return nil }
+        return max(0, (endTime ?? now).timeIntervalSince(beginTime))
     }
 
     /// A top-level job: one made by `start` or `invoke`, or a thread job.

@@ -2,6 +2,7 @@
 public enum JobState: String, Sendable, CaseIterable {
     case notStarted = "NotStarted"
     case running = "Running"
+    case suspended = "Suspended"
     case stopping = "Stopping"
     case completed = "Completed"
     case failed = "Failed"
@@ -34,6 +35,9 @@ public enum JobType: String, Sendable, CaseIterable {
     case backgroundJob = "BackgroundJob"
     /// `job invoke --as-job`: a parent and one child per computer.
     case remoteJob = "RemoteJob"
+    /// `job foreach`: a parent and one local child per input (PowerShell's
+    /// `ForEach-Object -Parallel -AsJob`).
+    case psTaskJob = "PSTaskJob"
     /// A Swift closure run in the engine's own process; it has no children.
     case threadJob = "ThreadJob"
 }

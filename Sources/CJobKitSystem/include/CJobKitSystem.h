@@ -15,11 +15,11 @@ int jobkit_spawn_supervisor(const char *path, char *const argv[], char *const en
 /// Asks a supervisor zygote (`jobkit-supervisor --zygote`, its socket `control`) to fork a
 /// supervisor for job `id`. `strings` holds `length` bytes: the NUL-terminated cwd, `argc`
 /// arguments and `envc` environment entries. `flags`: JOBKIT_REQUEST_HOLD_STDIN,
-/// JOBKIT_REQUEST_MUX (see jobkit_abi.h). `lock_fd` goes along, and `stdin_fd` too when it is
+/// JOBKIT_REQUEST_MUX, … (see jobkit_abi.h); `attempt`: which run of the job this is. `lock_fd` goes along, and `stdin_fd` too when it is
 /// >= 0 (the job's stdin; JOBKIT_REQUEST_STDIN is then set). The answer is read by `jobkit_zygote_receive`;
 /// answers come in the order of the requests. Returns 0 or an errno (EPIPE: the zygote is gone).
 int jobkit_zygote_send(int control, int64_t id, const char *strings, uint32_t length, uint32_t argc, uint32_t envc,
-                       uint32_t flags, int lock_fd, int stdin_fd);
+                       uint32_t flags, uint32_t attempt, int lock_fd, int stdin_fd);
 
 /// Reads the zygote's next answer: the job it is about, and the supervisor's pid (> 0) with a
 /// pidfd for it (or -1), or an errno in `error`. Returns 0 or an errno (EPIPE: the zygote is gone).

@@ -9,8 +9,9 @@
 #include <stdint.h>
 
 // ---- Slots: HOME/slots, JOBKIT_SLOT_SIZE bytes at id * JOBKIT_SLOT_SIZE ----
-// The first half is written once the job started, the second once it ended, each with one
-// pwrite(2), its magic first in memory so that a half not written reads as zeros.
+// The first half is written once the job started; at its end the whole slot is written again
+// with one pwrite(2), the first half unchanged but for the usage fields that only the end
+// knows. Each half has its magic first in memory, so that a half not written reads as zeros.
 
 enum { JOBKIT_SLOT_SIZE = 64 };
 #define JOBKIT_STARTED_MAGIC 0x4A4F4253u  // "SBOJ" little-endian
@@ -26,16 +27,22 @@ struct jobkit_slot_started {
     int32_t supervisor_pid;
     // The job's process group (a session through a master: the supervisor's own).
     int32_t job_pid;
-    uint32_t reserved;
+    // Written with the end: the largest resident set of the job's processes (KiB), 0 when
+    // unknown (no process ran here: a session through an ssh master, or an older supervisor).
+    uint32_t max_rss_kib;
     int64_t start_ns;
-    uint64_t reserved2;
+    // Written with the end: the user and system CPU time of the job's processes, in µs.
+    uint64_t cpu_usec;
 };
 
 struct jobkit_slot_ended {
     uint32_t magic;
     uint8_t kind;
     uint8_t stage;
-    uint16_t reserved;
+    // Which run of the job this end is (1, or more for a job retried in place; 0 from an
+    // older supervisor, meaning 1): the engine tells an earlier attempt's end from the
+    // current one's by it.
+    uint16_t attempt;
     // The exit status, the signal, or the errno.
     int32_t code;
     // Output the job wrote that could not be stored (the disk was full), and the errno
@@ -79,8 +86,15 @@ _Static_assert(sizeof(struct jobkit_index_record) == 24, "an index record is 24 
 
 #define JOBKIT_ZYGOTE_MAGIC 0x5A594732u
 // With JOBKIT_REQUEST_STDIN a second descriptor comes after the lock: the job's stdin
-// (`job start --stdin`), instead of /dev/null.
-enum { JOBKIT_REQUEST_HOLD_STDIN = 1, JOBKIT_REQUEST_MUX = 2, JOBKIT_REQUEST_MERGE_ERROR = 4, JOBKIT_REQUEST_STDIN = 8 };
+// (`job start --stdin`), instead of /dev/null. With JOBKIT_REQUEST_APPEND the job's output
+// goes after what its earlier attempts wrote, instead of starting its files anew.
+enum {
+    JOBKIT_REQUEST_HOLD_STDIN = 1,
+    JOBKIT_REQUEST_MUX = 2,
+    JOBKIT_REQUEST_MERGE_ERROR = 4,
+    JOBKIT_REQUEST_STDIN = 8,
+    JOBKIT_REQUEST_APPEND = 16
+};
 // The largest request's strings the zygote takes.
 enum { JOBKIT_ZYGOTE_MAX_STRINGS = 64 << 20 };
 
@@ -91,7 +105,8 @@ struct jobkit_zygote_request {
     uint32_t argc;
     uint32_t envc;
     uint32_t flags;
-    uint32_t reserved;
+    // The run of the job this is (see jobkit_slot_ended.attempt); 0 means 1.
+    uint32_t attempt;
 };
 
 struct jobkit_zygote_answer {

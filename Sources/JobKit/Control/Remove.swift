@@ -67,8 +67,12 @@ extension JobManager {
             supervisor.removeFiles(leaf.id, output: leaf.recorded > 0, sshLog: !isLocal(leaf.location))
         }
         // The table after the database: a removal that could not be recorded leaves both as they were.
-        try store.delete(Array(Set(ids + leaves.map(\.id))))
+        let removed = Array(Set(ids + leaves.map(\.id)))
+        try store.delete(removed)
         for id in table.remove(ids) { unsaved.removeValue(forKey: id) }
         hub.publish(events)
+        // Jobs that waited for these fail ("was removed") once the others they wait for end.
+        let decided = releaseDependents(of: removed)
+        try? persist(decided + schedule(after: decided))
     }
 }

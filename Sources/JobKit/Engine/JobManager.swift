@@ -79,12 +79,23 @@ public actor JobManager {
     var evictable: Set<Int> = []
     /// A turn of `launchNew` is on its way, and collects what is asked meanwhile.
     var collectRequested = false
+    /// The queues' limits, by `JobTable.queueKey` (a queue with no limit has no entry).
+    var queueLimits: [String: Int] = [:]
+    /// The queues' names as first written, by `JobTable.queueKey`.
+    var queueNames: [String: String] = [:]
+    /// Launch plans at hand, by parent (see `plan(of:)`), and their environments by id.
+    var plans: [Int: LaunchPlan] = [:]
+    var environments: [Int: [String: String]] = [:]
+    /// Leaves whose next attempt is on its way (`retry`).
+    var retrying: Set<Int> = []
 
     enum Work: Sendable {
         case thread(ThreadWork)
         /// Children in `toLaunch` wait to start.
         case launch
         case connect(Int)
+        /// A failed child's next attempt, after a pause.
+        case retry(Int)
     }
 
     struct ThreadWork: Sendable {
@@ -136,6 +147,12 @@ public actor JobManager {
         let recovered = Self.recover(&table, monitor: monitor, supervisor: supervisor, at: Date())
         try? store.save(recovered)
         table.evictFinished(keeping: [])
+        for id in table.ids where table[id]?.parentId == nil { table.block(id) }
+        for queue in (try? store.queues()) ?? [] {
+            let key = JobTable.queueKey(queue.name)
+            queueNames[key] = queue.name
+            if let limit = queue.limit { queueLimits[key] = limit }
+        }
     }
 
     deinit {
@@ -150,9 +167,12 @@ public actor JobManager {
     public func run() async {
         let exits = monitor.exits
         let work = self.work
-        // Children that waited for a throttle slot (or were connecting) when the last engine
-        // went away.
-        try? persist(startWaiting(table.parentsWithWaitingChildren))
+        // What the last engine left waiting: jobs whose dependencies may have ended meanwhile,
+        // children waiting for a slot (or connecting), failed ones waiting for their next run.
+        var resumed = releaseDependents(of: Array(table.dependents.keys))
+        resumed += startReady()
+        for id in table.ids where table[id]?.retryPending == true { scheduleRetry(id) }
+        try? persist(resumed)
         await withDiscardingTaskGroup { group in
             group.addTask {
                 for await ids in exits { await self.supervisorsExited(ids) }
@@ -162,6 +182,7 @@ public actor JobManager {
                 case .thread(let thread): group.addTask { await self.runThreadJob(thread) }
                 case .launch: group.addTask { await self.launchNew() }
                 case .connect(let id): group.addTask { await self.connect(id) }
+                case .retry(let id): group.addTask { await self.retry(id) }
                 }
             }
         }

@@ -25,10 +25,46 @@ struct JobRecord: Sendable, Equatable {
     /// For a process leaf: the program it runs and where, for reasons that name them.
     var program: String?
     var workingDirectory: String?
-    /// For a parent made by `invoke`: its `LaunchPlan` (JSON), for children not started yet.
+    /// For a parent: its `LaunchPlan` (JSON, without its environment), for children not
+    /// started yet, attempts to come, and `restart`.
     var launch: String?
+    /// For a parent: its plan's environment, kept once for all the jobs that share it (see
+    /// `JobStore.insert`).
+    var environmentId: Int?
+    /// For a parent: at most this many of its children run at once.
+    var throttle = 1
+    /// The queue whose limit it counts against (a parent's, carried by its children).
+    var queue: String = Defaults.queue
+    /// For a parent: the jobs it waits for (`--depends-on`), which must all complete first.
+    var dependsOn: [Int] = []
+    /// For a parent: every job it depended on completed; it waits no more.
+    var dependenciesMet = false
+    /// For a leaf: which run this is, 1 unless it is retried in place.
+    var attempt = 1
+    /// For a leaf: how many more runs it gets if it fails (`--retry N`).
+    var retries = 0
+    /// For a `foreach` child: its input.
+    var input: String?
+    /// What its processes used (summed over attempts; a parent's over its children), once
+    /// known: a local leaf's, as its supervisor recorded it.
+    var usage: ResourceUsage?
+    /// `job suspend` asked for it: stopped with SIGSTOP if it runs, held back if not.
+    var suspendRequested = false
+    /// For a leaf: it failed and runs again after a pause (it stays `Running` meanwhile, with
+    /// no process). Not stored: an engine that reopens reads the failed attempt's end again,
+    /// and comes to the same.
+    var retryPending = false
     /// The children, in order (not stored: derived from their `parentId`).
     var childIds: [Int] = []
+
+    /// A leaf with no process of its own now: not started, or between attempts.
+    var hasNoProcess: Bool { state == .notStarted || beginTime == nil || retryPending }
+}
+
+/// The CPU time and the largest resident set of a job's processes.
+struct ResourceUsage: Sendable, Equatable {
+    var cpuMicroseconds: Int
+    var maxRssBytes: Int
 }
 
 /// How a leaf job (a child, or a thread job) ended, as its runner saw it.
@@ -43,6 +79,16 @@ enum LeafOutcome: Sendable, Equatable {
     case returned
     /// The closure threw, or the job was lost; the reason says which.
     case failed(String)
-    /// The closure ended because it was stopped.
+    /// The closure ended because it was stopped (or a leaf with no process was).
     case cancelled
+    /// It never ran, and never will: the reason says why (a job it depended on failed).
+    case notRun(String)
+}
+
+/// Two runs' or two children's usage together: CPU time adds up, the largest set is the
+/// larger. Either may be unknown.
+func + (a: ResourceUsage?, b: ResourceUsage?) -> ResourceUsage? {
+    guard let a else { return b }
+    guard let b else { return a }
+    return ResourceUsage(cpuMicroseconds: a.cpuMicroseconds + b.cpuMicroseconds, maxRssBytes: max(a.maxRssBytes, b.maxRssBytes))
 }

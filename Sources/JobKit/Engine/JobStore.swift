@@ -17,6 +17,8 @@ final class JobStore: Sendable {
     private let lastId: Mutex<Int>
     /// Where the database is, for messages.
     private let directory: String
+    /// The environment last stored or found, and its id (see `environmentId`).
+    private let lastEnvironment = Mutex<(environment: [String: String], id: Int)?>(nil)
 
     init(path: String) throws(JobError) {
         directory = (path as NSString).deletingLastPathComponent
@@ -84,6 +86,30 @@ final class JobStore: Sendable {
                     CREATE INDEX job_instance ON job(instanceId);
                     CREATE INDEX job_name ON job(name COLLATE NOCASE);
                     CREATE INDEX job_unfinished ON job(state) WHERE \(Self.unfinished);
+                    """)
+        }
+        migrator.registerMigration("v4") { db in
+            // Queues, dependencies, retries, suspend, foreach inputs and resource usage; and a
+            // parent's launch plan kept for `restart`, its environment once for all the jobs
+            // that share it (they mostly do: one shell's).
+            try db.execute(
+                sql: """
+                    ALTER TABLE job ADD COLUMN queue TEXT NOT NULL DEFAULT 'default';
+                    ALTER TABLE job ADD COLUMN dependsOn TEXT;
+                    ALTER TABLE job ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
+                    ALTER TABLE job ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE job ADD COLUMN input TEXT;
+                    ALTER TABLE job ADD COLUMN cpuMicros INTEGER;
+                    ALTER TABLE job ADD COLUMN maxRssBytes INTEGER;
+                    ALTER TABLE job ADD COLUMN environmentId INTEGER;
+                    ALTER TABLE job ADD COLUMN suspendRequested BOOLEAN NOT NULL DEFAULT 0;
+                    ALTER TABLE job ADD COLUMN throttle INTEGER NOT NULL DEFAULT 1;
+                    ALTER TABLE job ADD COLUMN dependenciesMet BOOLEAN NOT NULL DEFAULT 0;
+                    CREATE INDEX job_environment ON job(environmentId) WHERE environmentId IS NOT NULL;
+                    CREATE TABLE environment (id INTEGER PRIMARY KEY, digest INTEGER NOT NULL, body TEXT NOT NULL);
+                    CREATE INDEX environment_digest ON environment(digest);
+                    CREATE TABLE queue (name TEXT PRIMARY KEY COLLATE NOCASE, "limit" INTEGER);
+                    INSERT INTO queue (name, "limit") VALUES ('default', NULL);
                     """)
         }
         return migrator
@@ -172,8 +198,13 @@ final class JobStore: Sendable {
     /// `beforeCommit` sees the records with their ids before the transaction, and says whether
     /// it put the ids to use outside (started a process under them): they are then used up
     /// even if the transaction fails, never to be handed out again.
+    ///
+    /// `environment` is the first record's (a parent's) launch environment: stored once for
+    /// all the jobs that share it, and named by the record's `environmentId`. The queue the
+    /// records are in is made if it is new.
     func insert(
-        _ new: [JobRecord], alsoSaving pending: [JobRecord] = [], beforeCommit: ([JobRecord]) -> Bool = { _ in false }
+        _ new: [JobRecord], environment: [String: String]? = nil, alsoSaving pending: [JobRecord] = [],
+        beforeCommit: ([JobRecord]) -> Bool = { _ in false }
     ) throws(JobError) -> [JobRecord] {
         try lastId.withLock { lastId throws(JobError) in
             var records = new
@@ -187,12 +218,20 @@ final class JobStore: Sendable {
             do throws(JobError) {
                 try access { db in
                     try db.inTransaction {
+                        if let environment, !records.isEmpty {
+                            records[0].environmentId = try self.environmentId(environment, db: db)
+                        }
+                        if let queue = records.first?.queue, queue != Defaults.queue {
+                            try db.execute(sql: "INSERT OR IGNORE INTO queue (name, \"limit\") VALUES (?, NULL)", arguments: [queue])
+                        }
                         for record in records { try Self.write(record, db: db, insert: true) }
                         for record in pending { try Self.write(record, db: db, insert: false) }
                         return .commit
                     }
                 }
             } catch {
+                // An environment stored by the transaction went with it.
+                lastEnvironment.withLock { $0 = nil }
                 // Otherwise only once committed: a failed insert must not use up ids in memory
                 // that the database (AUTOINCREMENT) would hand out again.
                 if used { lastId += records.count }
@@ -231,12 +270,108 @@ final class JobStore: Sendable {
         }
     }
 
+    /// Deletes jobs, and the environments no job shares any more.
     func delete(_ ids: [Int]) throws(JobError) {
         guard !ids.isEmpty else { return }
+        let list = ids.map(String.init).joined(separator: ",")
         try access { db in
-            try db.execute(sql: "DELETE FROM job WHERE id IN (\(ids.map(String.init).joined(separator: ",")))")
+            try db.inTransaction {
+                let environments = try Int.fetchAll(
+                    db, sql: "SELECT DISTINCT environmentId FROM job WHERE id IN (\(list)) AND environmentId IS NOT NULL")
+                try db.execute(sql: "DELETE FROM job WHERE id IN (\(list))")
+                if !environments.isEmpty {
+                    try db.execute(
+                        sql: """
+                            DELETE FROM environment WHERE id IN (\(environments.map(String.init).joined(separator: ",")))
+                            AND NOT EXISTS (SELECT 1 FROM job WHERE environmentId = environment.id)
+                            """)
+                    lastEnvironment.withLock { last in
+                        if let id = last?.id, environments.contains(id) { last = nil }
+                    }
+                }
+                return .commit
+            }
         }
     }
+
+    /// The id of a stored environment equal to this one, stored now if there is none; the
+    /// last one stored or found is remembered (one shell starts its jobs with the same).
+    private func environmentId(_ environment: [String: String], db: Database) throws -> Int {
+        if let last = lastEnvironment.withLock({ $0 }), last.environment == environment { return last.id }
+        let body = Self.encode(environment)
+        let digest = Self.digest(body)
+        var id: Int?
+        for row in try Row.fetchAll(db, sql: "SELECT id, body FROM environment WHERE digest = ?", arguments: [digest]) {
+            if (row["body"] as String?) == body { id = row["id"] }
+        }
+        if id == nil {
+            try db.execute(sql: "INSERT INTO environment (digest, body) VALUES (?, ?)", arguments: [digest, body])
+            id = Int(db.lastInsertedRowID)
+        }
+        let found = id ?? 0
+        lastEnvironment.withLock { $0 = (environment, found) }
+        return found
+    }
+
+    /// A stored environment, by id.
+    func environment(_ id: Int) throws(JobError) -> [String: String]? {
+        let body = try access { db in try String.fetchOne(db, sql: "SELECT body FROM environment WHERE id = ?", arguments: [id]) }
+        guard let body, let data = body.data(using: .utf8) else { return nil }
+        return try? JSONDecoder().decode([String: String].self, from: data)
+    }
+
+    /// An environment as text that is the same for the same environment (keys sorted).
+    static func encode(_ environment: [String: String]) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return (try? encoder.encode(environment)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    }
+
+    /// FNV-1a, 64 bits: to find an equal environment by an index, compared whole after.
+    static func digest(_ text: String) -> Int64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in text.utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01b3
+        }
+        return Int64(bitPattern: hash)
+    }
+
+    /// The states of these jobs; those that do not exist (removed) are missing.
+    func states(of ids: [Int]) throws(JobError) -> [Int: JobState] {
+        guard !ids.isEmpty else { return [:] }
+        let list = ids.map(String.init).joined(separator: ",")
+        return try access { db in
+            var result: [Int: JobState] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT id, state FROM job WHERE id IN (\(list))") {
+                if let state = JobState(rawValue: row["state"]) { result[row["id"]] = state }
+            }
+            return result
+        }
+    }
+
+    // MARK: Queues
+
+    /// Every queue made (by a job started in it, or by `queue set`), with its limit.
+    func queues() throws(JobError) -> [(name: String, limit: Int?)] {
+        try access { db in
+            try Row.fetchAll(db, sql: "SELECT name, \"limit\" FROM queue ORDER BY name COLLATE NOCASE").map { ($0["name"], $0["limit"]) }
+        }
+    }
+
+    /// Makes a queue, or changes its limit (nil: none).
+    func setQueue(_ name: String, limit: Int?) throws(JobError) {
+        try access { db in
+            try db.execute(
+                sql: "INSERT INTO queue (name, \"limit\") VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET \"limit\" = excluded.\"limit\"",
+                arguments: [name, limit])
+        }
+    }
+
+    func removeQueue(_ name: String) throws(JobError) {
+        try access { db in try db.execute(sql: "DELETE FROM queue WHERE name = ?", arguments: [name]) }
+    }
+
 
     private func access<T>(_ body: (Database) throws -> T) throws(JobError) -> T {
         do {
@@ -256,20 +391,26 @@ final class JobStore: Sendable {
             insert
             ? """
             INSERT INTO job (instanceId, name, type, state, location, command, parentId, beginTime, endTime,
-                exitCode, reason, received, recorded, stopRequested, program, workingDirectory, launch, id)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                exitCode, reason, received, recorded, stopRequested, program, workingDirectory, launch, queue,
+                dependsOn, attempt, retries, input, cpuMicros, maxRssBytes, environmentId, suspendRequested, throttle,
+                dependenciesMet, id)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """
             : """
             UPDATE job SET instanceId = ?, name = ?, type = ?, state = ?, location = ?, command = ?, parentId = ?,
                 beginTime = ?, endTime = ?, exitCode = ?, reason = ?, received = ?, recorded = ?,
-                stopRequested = ?, program = ?, workingDirectory = ?, launch = ?
+                stopRequested = ?, program = ?, workingDirectory = ?, launch = ?, queue = ?, dependsOn = ?,
+                attempt = ?, retries = ?, input = ?, cpuMicros = ?, maxRssBytes = ?, environmentId = ?,
+                suspendRequested = ?, throttle = ?, dependenciesMet = ?
             WHERE id = ?
             """
         let arguments: StatementArguments = [
             r.instanceId.uuidString.lowercased(), r.name, r.type.rawValue, r.state.rawValue, r.location, r.command,
             r.parentId, r.beginTime?.timeIntervalSince1970, r.endTime?.timeIntervalSince1970, r.exitCode, r.reason,
-            r.received, r.recorded, r.stopRequested, r.program, r.workingDirectory, r.launch,
-            r.id,
+            r.received, r.recorded, r.stopRequested, r.program, r.workingDirectory, r.launch, r.queue,
+            r.dependsOn.isEmpty ? nil : r.dependsOn.map(String.init).joined(separator: ","), r.attempt, r.retries,
+            r.input, r.usage?.cpuMicroseconds, r.usage?.maxRssBytes, r.environmentId, r.suspendRequested, r.throttle,
+            r.dependenciesMet, r.id,
         ]
         try db.cachedStatement(sql: sql).execute(arguments: arguments)
     }
@@ -278,7 +419,8 @@ final class JobStore: Sendable {
     /// lookup by name per column per row was most of the cost of reading a page).
     private static let columns = """
         id, instanceId, name, type, state, location, command, parentId, beginTime, endTime, exitCode, reason, \
-        received, recorded, stopRequested, program, workingDirectory, launch
+        received, recorded, stopRequested, program, workingDirectory, launch, queue, dependsOn, attempt, retries, \
+        input, cpuMicros, maxRssBytes, environmentId, suspendRequested, throttle, dependenciesMet
         """
 
     /// The records a query of `columns` returns, read straight from SQLite's row (GRDB's
@@ -316,6 +458,13 @@ final class JobStore: Sendable {
             id: id, instanceId: instanceId, name: text(2) ?? "", type: type, state: state, location: text(5) ?? "",
             command: text(6) ?? "", parentId: int(7), beginTime: time(8), endTime: time(9), exitCode: int(10),
             reason: text(11), received: int(12) ?? 0, recorded: int(13) ?? 0, stopRequested: int(14) == 1,
-            program: text(15), workingDirectory: text(16), launch: text(17))
+            program: text(15), workingDirectory: text(16), launch: text(17), environmentId: int(25), throttle: int(27) ?? 1,
+            queue: text(18) ?? Defaults.queue, dependsOn: idList(text(19)), dependenciesMet: int(28) == 1,
+            attempt: int(20) ?? 1, retries: int(21) ?? 0, input: text(22),
+            usage: int(23).map { ResourceUsage(cpuMicroseconds: $0, maxRssBytes: int(24) ?? 0) }, suspendRequested: int(26) == 1)
+    }
+
+    static func idList(_ text: String?) -> [Int] {
+        (text ?? "").split(separator: ",").compactMap { Int($0) }
     }
 }

@@ -8,10 +8,26 @@ import Glibc
 /// The jobs and the rules that move them from state to state, with no I/O: every mutating
 /// method returns the records it changed, for the caller to persist and announce. Owned by
 /// `JobManager`; tested on its own without processes.
+///
+/// Every record goes in through `put`, which keeps the tallies the rules read (how many of a
+/// parent's children, and of a queue's jobs, are in each state): a parent with 100,000
+/// children must not cost a pass over them at each child's end.
 struct JobTable: Sendable, JobSource {
     private(set) var records: [Int: JobRecord] = [:]
     /// Every id, ascending: new ids are always larger, so adding appends.
     private(set) var ids: [Int] = []
+    /// Per parent: its children by state and phase.
+    private(set) var tallies: [Int: Tally] = [:]
+    /// Per queue (by `queueKey`): its leaves by phase.
+    private(set) var queueTallies: [String: Tally] = [:]
+    /// Per queue: the parents that have children ready to start, ascending (see `beginReady`).
+    var ready: [String: [Int]] = [:]
+    /// Per parent: the index in its children before which none is waiting to start.
+    var cursors: [Int: Int] = [:]
+    /// Parents that wait for the jobs they depend on to end.
+    var blocked: Set<Int> = []
+    /// For each job some parent waits for: those parents.
+    var dependents: [Int: [Int]] = [:]
 
     init(_ loaded: [JobRecord] = []) {
         // The database hands records out in id order: then there is nothing to sort (a page
@@ -24,65 +40,104 @@ struct JobTable: Sendable, JobSource {
         for record in sorted {
             if let parentId = record.parentId { records[parentId]?.childIds.append(record.id) }
         }
+        for record in sorted { count(record, in: 1) }
+        for record in sorted where record.parentId == nil && !record.childIds.isEmpty { refreshReady(record.id) }
     }
 
     subscript(id: Int) -> JobRecord? { records[id] }
 
-    /// Adds a new job (a parent with its children, or a lone thread job).
+    /// Adds a new job (a parent with its children, or a lone thread job), or brings a
+    /// finished family back from the database.
     mutating func add(_ new: [JobRecord]) {
+        var parents: [Int] = []
         for record in new {
-            if records.updateValue(record, forKey: record.id) == nil {
-                if let last = ids.last, last > record.id {
-                    ids.insert(record.id, at: ids.firstIndex { $0 > record.id } ?? ids.endIndex)
-                } else {
-                    ids.append(record.id)
-                }
+            if let old = records.updateValue(record, forKey: record.id) {
+                count(old, in: -1)
+            } else if let last = ids.last, last > record.id {
+                ids.insert(record.id, at: ids.firstIndex { $0 > record.id } ?? ids.endIndex)
+            } else {
+                ids.append(record.id)
             }
+            count(record, in: 1)
+            if record.parentId == nil { parents.append(record.id) }
         }
         for record in new {
             if let parentId = record.parentId, records[parentId]?.childIds.contains(record.id) == false {
                 records[parentId]?.childIds.append(record.id)
             }
         }
+        for id in parents { refreshReady(id) }
     }
+
+    /// Replaces a record, keeping the tallies and the parent's place among the ready ones.
+    mutating func put(_ record: JobRecord) {
+        guard let old = records.updateValue(record, forKey: record.id) else {
+            count(record, in: 1)
+            return
+        }
+        var kept = record
+        kept.childIds = old.childIds
+        records[record.id] = kept
+        guard Tally.Slot(old) != Tally.Slot(record) else { return }
+        count(old, in: -1)
+        count(record, in: 1)
+        if let parentId = record.parentId { refreshReady(parentId) }
+    }
+
+    /// A leaf counts in its parent's tally and its queue's.
+    private mutating func count(_ record: JobRecord, in sign: Int) {
+        guard let parentId = record.parentId else { return }
+        tallies[parentId, default: Tally()].add(record, sign)
+        queueTallies[Self.queueKey(record.queue), default: Tally()].add(record, sign)
+    }
+
+    /// Queue names are told apart without regard to case.
+    static func queueKey(_ name: String) -> String { name.lowercased() }
 
     /// A leaf ended: its state, exit code and reason follow from how, and whether a stop was
-    /// asked for; then its parent's state follows from its children's.
+    /// asked for; then its parent's state follows from its children's. A leaf that failed
+    /// with runs left does not end: it waits for its next attempt (`retryPending`).
     /// `lost` says what of its output could not be stored: that fails a job that did not fail
     /// otherwise (its exit code stays), and is added to the reason of one that did.
-    mutating func leafEnded(_ id: Int, outcome: LeafOutcome, at time: Date, recorded: Int, lost: String? = nil) -> [JobRecord] {
-        guard var leaf = records[id], !leaf.state.isFinished else { return [] }
-        (leaf.state, leaf.exitCode, leaf.reason) = Self.result(of: outcome, stopRequested: leaf.stopRequested, command: leaf)
-        if let lost, leaf.state != .stopped {
-            leaf.state = .failed
-            leaf.reason = leaf.reason.map { "\($0); \(lost)" } ?? lost
+    mutating func leafEnded(
+        _ id: Int, outcome: LeafOutcome, at time: Date, recorded: Int, lost: String? = nil, usage: ResourceUsage? = nil
+    ) -> [JobRecord] {
+        guard var leaf = records[id], !leaf.state.isFinished, !leaf.retryPending else { return [] }
+        var (state, exitCode, reason) = Self.result(of: outcome, stopRequested: leaf.stopRequested, command: leaf)
+        if let lost, state != .stopped {
+            state = .failed
+            reason = reason.map { "\($0); \(lost)" } ?? lost
         }
-        leaf.beginTime = leaf.beginTime ?? time
-        leaf.endTime = time
+        leaf.usage = leaf.usage + usage
         leaf.recorded = recorded
-        records[id] = leaf
-        return [leaf] + updateParent(of: leaf, at: time)
+        if state == .failed, !leaf.stopRequested, leaf.attempt <= leaf.retries, leaf.beginTime != nil {
+            leaf.retryPending = true
+            put(leaf)
+            return [leaf]
+        }
+        (leaf.state, leaf.exitCode, leaf.reason) = (state, exitCode, reason)
+        if case .notRun = outcome {} else { leaf.beginTime = leaf.beginTime ?? time }
+        leaf.endTime = time
+        put(leaf)
+        return [leaf] + refreshParent(of: leaf, at: time)
     }
 
-    /// A child that waited for a throttle slot starts now.
+    /// A leaf waiting for its next attempt gets it: the caller starts its process.
+    mutating func beginAttempt(_ id: Int, at time: Date) -> [JobRecord] {
+        guard var leaf = records[id], leaf.retryPending, !leaf.state.isFinished, leaf.state != .suspended else { return [] }
+        leaf.retryPending = false
+        leaf.attempt += 1
+        put(leaf)
+        return [leaf] + refreshParent(of: leaf, at: time)
+    }
+
+    /// A child waiting for its slot starts now.
     mutating func begin(_ id: Int, at time: Date) -> [JobRecord] {
         guard var leaf = records[id], leaf.state == .notStarted else { return [] }
         leaf.state = .running
         leaf.beginTime = time
-        records[id] = leaf
-        return [leaf]
-    }
-
-    /// The scheduler's step for one parent: its first waiting child, begun, when fewer than
-    /// `throttle` of its children are running or stopping; nil when none is to start. The
-    /// caller launches the child and asks again (a child that fails to launch frees its slot).
-    mutating func beginNext(ofParent parentId: Int, throttle: Int, at time: Date) -> (child: Int, changed: [JobRecord])? {
-        guard let parent = records[parentId], !parent.state.isFinished else { return nil }
-        let active = parent.childIds.filter { [.running, .stopping].contains(records[$0]?.state) }.count
-        guard active < throttle, let next = parent.childIds.first(where: { records[$0]?.state == .notStarted }) else {
-            return nil
-        }
-        return (next, begin(next, at: time))
+        put(leaf)
+        return [leaf] + refreshParent(of: leaf, at: time)
     }
 
     /// A child that was connecting when its engine went away waits for a slot again.
@@ -90,30 +145,23 @@ struct JobTable: Sendable, JobSource {
         guard var leaf = records[id], leaf.state == .running else { return [] }
         leaf.state = .notStarted
         leaf.beginTime = nil
-        records[id] = leaf
+        put(leaf)
         return [leaf]
     }
 
-    /// Parents that have children waiting to start, and the plan to start them with.
-    var parentsWithWaitingChildren: [Int] {
-        ids.filter { id in
-            guard let job = records[id], job.launch != nil, !job.state.isFinished else { return false }
-            return job.childIds.contains { records[$0]?.state == .notStarted }
-        }
-    }
-
     /// Marks jobs (and, for a parent, its children) as being stopped. Returns the records
-    /// changed and the leaves whose runners must now be told to stop; leaves that never
-    /// started become `Stopped` at once.
+    /// changed and the leaves whose runners must now be told to stop; leaves with no process
+    /// (not started, held back, or between attempts) become `Stopped` at once.
     mutating func requestStop(_ ids: [Int], at time: Date) -> (changed: [JobRecord], toSignal: [Int]) {
         var changed: [Int: JobRecord] = [:]
         var toSignal: [Int] = []
         for leafId in leaves(of: ids) {
             guard var leaf = records[leafId], !leaf.state.isFinished else { continue }
-            if leaf.state == .notStarted {
+            if leaf.hasNoProcess {
                 leaf.stopRequested = true
-                records[leafId] = leaf
-                for record in leafEnded(leafId, outcome: .cancelled, at: time, recorded: 0) {
+                leaf.retryPending = false
+                put(leaf)
+                for record in leafEnded(leafId, outcome: .cancelled, at: time, recorded: leaf.recorded) {
                     changed[record.id] = record
                 }
                 continue
@@ -121,11 +169,13 @@ struct JobTable: Sendable, JobSource {
             if !leaf.stopRequested || leaf.state != .stopping {
                 leaf.stopRequested = true
                 leaf.state = .stopping
-                records[leafId] = leaf
+                put(leaf)
                 changed[leafId] = leaf
-                if let parentId = leaf.parentId, var parent = records[parentId], parent.state == .running {
+                if let parentId = leaf.parentId, var parent = records[parentId], !parent.state.isFinished,
+                    parent.state != .stopping
+                {
                     parent.state = .stopping
-                    records[parentId] = parent
+                    put(parent)
                     changed[parentId] = parent
                 }
             }
@@ -138,7 +188,7 @@ struct JobTable: Sendable, JobSource {
     mutating func markReceived(_ id: Int, upTo count: Int) -> JobRecord? {
         guard var leaf = records[id], count > leaf.received else { return nil }
         leaf.received = count
-        records[id] = leaf
+        put(leaf)
         return leaf
     }
 
@@ -149,13 +199,14 @@ struct JobTable: Sendable, JobSource {
     @discardableResult
     mutating func evictFinished(_ candidates: Set<Int>? = nil, keeping uncommitted: Set<Int>) -> Set<Int> {
         let tops = candidates.map { Set($0.compactMap { records[$0].map { $0.parentId ?? $0.id } }) } ?? Set(ids)
+        // A parent finishes after its children: its own state says the family's. What is
+        // not committed yet stays, with its family.
+        let unsavedFamilies = Set(uncommitted.compactMap { records[$0].map { $0.parentId ?? $0.id } })
         var done: [Int] = []
         var kept = Set<Int>()
         for id in tops {
             guard let job = records[id], job.parentId == nil else { continue }
-            let finished = job.state.isFinished && !uncommitted.contains(id)
-                && job.childIds.allSatisfy { child in records[child]?.state.isFinished ?? true && !uncommitted.contains(child) }
-            if finished { done.append(id) } else { kept.insert(id) }
+            if job.state.isFinished && !unsavedFamilies.contains(id) { done.append(id) } else { kept.insert(id) }
         }
         if !done.isEmpty { _ = remove(done) }
         return kept
@@ -166,21 +217,28 @@ struct JobTable: Sendable, JobSource {
         var dropped: [Int] = []
         for id in removed {
             guard let job = records[id] else { continue }
-            for childId in job.childIds where records.removeValue(forKey: childId) != nil {
-                dropped.append(childId)
+            for childId in job.childIds {
+                if let child = records.removeValue(forKey: childId) {
+                    count(child, in: -1)
+                    dropped.append(childId)
+                }
             }
             records.removeValue(forKey: id)
+            tallies.removeValue(forKey: id)
+            cursors.removeValue(forKey: id)
+            unready(id, queue: job.queue)
+            if blocked.remove(id) != nil {
+                for dependency in Set(job.dependsOn) {
+                    dependents[dependency]?.removeAll { $0 == id }
+                    if dependents[dependency]?.isEmpty == true { dependents.removeValue(forKey: dependency) }
+                }
+            }
             dropped.append(id)
         }
         // A few at a time (a commit's families): found by halving, not by a pass over all.
         if dropped.count < 64 {
             for id in dropped {
-                var low = 0
-                var high = ids.count
-                while low < high {
-                    let middle = (low + high) / 2
-                    if ids[middle] < id { low = middle + 1 } else { high = middle }
-                }
+                let low = Self.insertionIndex(of: id, in: ids)
                 if low < ids.count, ids[low] == id { ids.remove(at: low) }
             }
         } else {
@@ -188,6 +246,17 @@ struct JobTable: Sendable, JobSource {
             ids.removeAll { gone.contains($0) }
         }
         return dropped
+    }
+
+    /// Where `id` is, or would go, in an ascending list.
+    static func insertionIndex(of id: Int, in list: [Int]) -> Int {
+        var low = 0
+        var high = list.count
+        while low < high {
+            let middle = (low + high) / 2
+            if list[middle] < id { low = middle + 1 } else { high = middle }
+        }
+        return low
     }
 
     /// The leaves that do a job's work: its children, or itself when it has none.
@@ -203,15 +272,16 @@ struct JobTable: Sendable, JobSource {
         return result
     }
 
-    /// What users see of a job. `liveRecords` counts a running leaf's output on disk, for
-    /// HasMoreData once it has finished but was never re-read (it is stored at the end).
+    /// What users see of a job.
     func info(_ id: Int) -> JobInfo? {
         guard let job = records[id] else { return nil }
         return JobInfo(
             id: job.id, instanceId: job.instanceId, name: job.name, type: job.type, state: job.state,
             hasMoreData: hasMoreData(job), location: job.location, command: job.command, childJobs: job.childIds,
             parentId: job.parentId, beginTime: job.beginTime, endTime: job.endTime, exitCode: job.exitCode,
-            reason: job.reason)
+            reason: job.reason, queue: job.queue, dependsOn: job.dependsOn, attempt: job.attempt, input: job.input,
+            cpuSeconds: job.state.isFinished ? job.usage.map { Double($0.cpuMicroseconds) / 1e6 } : nil,
+            maxRssBytes: job.state.isFinished ? job.usage?.maxRssBytes : nil)
     }
 
     var allInfo: [JobInfo] { ids.compactMap { info($0) } }
@@ -225,18 +295,21 @@ struct JobTable: Sendable, JobSource {
         return job.childIds.contains { records[$0].map(hasMoreData) ?? false }
     }
 
-    // A parent is Running until every child has finished; then Failed if any failed, else
-    // Stopped if any was stopped, else Completed. Disconnected children make it Disconnected.
-    private mutating func updateParent(of leaf: JobRecord, at time: Date) -> [JobRecord] {
-        guard let parentId = leaf.parentId, var parent = records[parentId], !parent.state.isFinished else { return [] }
-        let children = parent.childIds.compactMap { records[$0] }
-        let state = Self.parentState(children.map(\.state), stopping: parent.state == .stopping)
-        guard state != parent.state else { return [] }
-        parent.state = state
-        if state.isFinished {
-            // Its children have all started and ended: the plan (with its environment) is spent.
-            parent.launch = nil
+    // A parent's state follows its children's (see `parentState`); once they have all
+    // finished it takes their end, and a lone child's exit code and reason.
+    mutating func refreshParent(of leaf: JobRecord, at time: Date) -> [JobRecord] {
+        guard let parentId = leaf.parentId, var parent = records[parentId], !parent.state.isFinished,
+            let tally = tallies[parentId]
+        else { return [] }
+        let before = parent
+        parent.state = Self.parentState(tally, stopping: parent.state == .stopping)
+        parent.attempt = max(parent.attempt, leaf.attempt)
+        if leaf.beginTime != nil, parent.beginTime == nil { parent.beginTime = leaf.beginTime }
+        if parent.state.isFinished {
+            // Once, at the end: a pass over the children.
+            let children = parent.childIds.compactMap { records[$0] }
             parent.endTime = children.compactMap(\.endTime).max() ?? time
+            parent.usage = children.reduce(nil) { $0 + $1.usage }
             if children.count == 1 {
                 parent.exitCode = children[0].exitCode
                 parent.reason = children[0].reason
@@ -244,22 +317,40 @@ struct JobTable: Sendable, JobSource {
                 parent.reason = Self.summary(ofFailed: children.filter { $0.state == .failed })
             }
         }
-        records[parentId] = parent
+        guard parent != before else { return [] }
+        put(parent)
         return [parent]
     }
 
-    static func parentState(_ children: [JobState], stopping: Bool = false) -> JobState {
-        if children.allSatisfy(\.isFinished) {
-            if children.contains(.failed) { return .failed }
-            if children.contains(.stopped) { return .stopped }
+    /// A parent is NotStarted until a child starts, then Running until every child has
+    /// finished; then Failed if any failed, else Stopped if any was stopped, else Completed.
+    /// Suspended while every unfinished child is; Disconnected children (and finished ones)
+    /// make it Disconnected.
+    static func parentState(_ tally: Tally, stopping: Bool = false) -> JobState {
+        let finished = tally.completed + tally.failed + tally.stopped
+        if finished == tally.total {
+            if tally.failed > 0 { return .failed }
+            if tally.stopped > 0 { return .stopped }
             return .completed
         }
-        if children.allSatisfy(\.isPersistent) { return .disconnected }
-        return stopping ? .stopping : .running
+        if finished + tally.disconnected == tally.total { return .disconnected }
+        if stopping { return .stopping }
+        if tally.suspended == tally.total - finished { return .suspended }
+        if tally.notStarted + tally.suspended == tally.total { return .notStarted }
+        return .running
+    }
+
+    static func parentState(_ children: [JobState], stopping: Bool = false) -> JobState {
+        var tally = Tally()
+        for state in children { tally.add(state: state, 1) }
+        return parentState(tally, stopping: stopping)
     }
 
     private static func summary(ofFailed failed: [JobRecord]) -> String? {
         guard let first = failed.first else { return nil }
+        if failed.count > 1, case let reason? = first.reason, failed.allSatisfy({ $0.reason == reason }) {
+            return reason
+        }
         let line = "\(first.name): \(first.reason ?? "failed")"
         return failed.count == 1 ? line : "\(line) (and \(failed.count - 1) more failed child jobs)"
     }
@@ -278,10 +369,10 @@ struct JobTable: Sendable, JobSource {
             return (.failed, nil, startFailure(stage: stage, errno: errno, job: job))
         case .returned:
             return stopRequested ? (.stopped, nil, nil) : (.completed, nil, nil)
-        case .failed(let reason):
+        case .failed(let reason), .notRun(let reason):
             return (.failed, nil, reason)
         case .cancelled:
-            return (.stopped, nil, nil)
+            return (.stopped, job.exitCode, nil)
         }
     }
 
@@ -305,5 +396,59 @@ struct JobTable: Sendable, JobSource {
             SIGXCPU: "SIGXCPU", SIGXFSZ: "SIGXFSZ", SIGSYS: "SIGSYS",
         ]
         return names[signal] ?? "\(signal)"
+    }
+}
+
+/// How many leaves are in each state, and in each phase: of one parent's children, or of
+/// one queue's.
+struct Tally: Sendable, Equatable {
+    var notStarted = 0, running = 0, suspended = 0, stopping = 0
+    var completed = 0, failed = 0, stopped = 0, disconnected = 0
+    /// Holding a slot: a process (or a remote connection) of their own, or between attempts.
+    var active = 0
+    /// Not started yet, held back or not.
+    var waiting = 0
+
+    var total: Int { notStarted + running + suspended + stopping + completed + failed + stopped + disconnected }
+
+    /// What of a record the tallies count.
+    struct Slot: Equatable {
+        var state: JobState
+        var phase: Phase
+
+        init(_ record: JobRecord) {
+            state = record.state
+            phase = Tally.phase(record)
+        }
+    }
+
+    enum Phase { case waiting, active, finished }
+
+    static func phase(_ record: JobRecord) -> Phase {
+        if record.state.isFinished { return .finished }
+        if record.state == .notStarted || (record.state == .suspended && record.beginTime == nil) { return .waiting }
+        return .active
+    }
+
+    mutating func add(_ record: JobRecord, _ sign: Int) {
+        add(state: record.state, sign)
+        switch Self.phase(record) {
+        case .waiting: waiting += sign
+        case .active: active += sign
+        case .finished: break
+        }
+    }
+
+    mutating func add(state: JobState, _ sign: Int) {
+        switch state {
+        case .notStarted: notStarted += sign
+        case .running: running += sign
+        case .suspended: suspended += sign
+        case .stopping: stopping += sign
+        case .completed: completed += sign
+        case .failed: failed += sign
+        case .stopped: stopped += sign
+        case .disconnected: disconnected += sign
+        }
     }
 }

@@ -43,11 +43,13 @@ extension JobManager {
     ) -> [JobRecord] {
         var changed: [JobRecord] = []
         for record in table.records.values.sorted(by: { $0.id < $1.id }) where !record.state.isFinished {
-            guard record.childIds.isEmpty else { continue }
+            // Waiting for a slot (or held back): nothing of it ran yet.
+            guard record.childIds.isEmpty, Tally.phase(record) != .waiting else { continue }
             let id = record.id
+            let ending = supervisor.ending(id)
             var evidence = Recovery.Evidence(
-                ended: supervisor.ending(id) != nil, started: supervisor.pids(id) != nil,
-                livePid: supervisor.isAlive(id) ? supervisor.supervisorPid(id) : nil)
+                ended: ending != nil, started: supervisor.pids(id) != nil,
+                livePid: supervisor.isAlive(id) ? supervisor.supervisorPid(id) : nil, endedAttempt: ending?.attempt)
             var action = Recovery.action(for: record, evidence)
             if case .watch(let pid, let finishStop) = action {
                 if monitor.watch(id: id, pid: pid) {
@@ -62,6 +64,7 @@ extension JobManager {
             // (Not .watch here: with no live supervisor, the action is never to watch it.)
             case .readEnd, .watch: changed += endProcessLeaf(id, table: &table, supervisor: supervisor, justNow: false)
             case .requeue: changed += table.requeue(id)
+            case .retry: changed += table.awaitRetry(id)
             case .fail(let reason, let keepOutput):
                 let recorded = keepOutput ? OutputFormat.recordCount(prefix: supervisor.prefix(id)) : 0
                 changed += table.leafEnded(id, outcome: .failed(reason), at: now, recorded: recorded)
@@ -82,6 +85,8 @@ enum Recovery {
         var started: Bool
         /// Its supervisor holds its lock still, and said its pid.
         var livePid: pid_t?
+        /// Which run the recorded end is of.
+        var endedAttempt: Int? = nil
     }
 
     enum Action: Equatable {
@@ -94,10 +99,14 @@ enum Recovery {
         case requeue
         /// It ends `Failed` with this reason (with the output it wrote, if `keepOutput`).
         case fail(reason: String, keepOutput: Bool)
+        /// Its slot holds an earlier attempt's end: the current one never began, and is
+        /// started again after the usual pause.
+        case retry
     }
 
     static func action(for record: JobRecord, _ evidence: Evidence) -> Action {
         if record.type == .threadJob { return .fail(reason: "the process that ran it exited", keepOutput: true) }
+        if let attempt = evidence.endedAttempt, attempt < record.attempt, evidence.livePid == nil { return .retry }
         if evidence.ended { return .readEnd }
         if let pid = evidence.livePid { return .watch(pid: pid, finishStop: record.state == .stopping) }
         if !evidence.started {

@@ -35,9 +35,11 @@ extension JobManager {
     /// later (at recovery) only while that session's leader is alive to vouch for the id.
     static func endProcessLeaf(_ id: Int, table: inout JobTable, supervisor: Supervisor, justNow: Bool) -> [JobRecord] {
         let recorded = OutputFormat.recordCount(prefix: supervisor.prefix(id))
-        if let (outcome, time, lost) = supervisor.ending(id) {
-            let seen = remoteOutcome(outcome, of: id, table: table, supervisor: supervisor)
-            return table.leafEnded(id, outcome: seen, at: time, recorded: recorded, lost: lost)
+        if let ending = supervisor.ending(id) {
+            let seen = remoteOutcome(ending.outcome, of: id, table: table, supervisor: supervisor)
+            // What ran here is this leaf's; a remote one's processes are on its computer.
+            let usage = table[id].map { isLocal($0.location) } == true ? ending.usage : nil
+            return table.leafEnded(id, outcome: seen, at: ending.time, recorded: recorded, lost: ending.lost, usage: usage)
         }
         var reason = "its supervisor ended without recording how the job ended (was it killed?)"
         if let pids = supervisor.pids(id), pids.job != pids.supervisor,

@@ -10,20 +10,24 @@ import Glibc
 /// answered (see `launchNew`), a throttle's worth at a time.
 extension JobManager {
     /// Starts a local process job: a parent (`BackgroundJob`, Location `localhost`) with one
-    /// child that runs the process, and returns the parent at once, `Running`.
+    /// child that runs the process, and returns the parent at once: `Running`, or
+    /// `NotStarted` while it waits for its queue or the jobs it depends on (`options`).
     ///
     /// A program or directory that does not exist is not an error here: the child ends
-    /// `Failed` with a reason that says so.
-    public func start(_ spec: ProcessSpec, name: String? = nil) throws(JobError) -> JobInfo {
-        try startParent(spec, name: name, type: .backgroundJob, computers: ["localhost"])
+    /// `Failed` with a reason that says so. A job named in `dependsOn` that does not exist is.
+    public func start(_ spec: ProcessSpec, name: String? = nil, options: StartOptions = StartOptions()) throws(JobError) -> JobInfo {
+        try startParent(spec, name: name, type: .backgroundJob, computers: ["localhost"], scheduling: options)
     }
 
     /// The same, with `stdin` (a descriptor, of a file or a pipe) as the job's standard input
     /// instead of /dev/null. The engine takes the descriptor: it closes it once the job's
     /// supervisor has its own copy, or the job ended without one; and if this throws.
-    public func start(_ spec: ProcessSpec, name: String? = nil, stdin: Int32) throws(JobError) -> JobInfo {
+    public func start(_ spec: ProcessSpec, name: String? = nil, options: StartOptions = StartOptions(), stdin: Int32)
+        throws(JobError) -> JobInfo
+    {
         do {
-            return try startParent(spec, name: name, type: .backgroundJob, computers: ["localhost"], stdin: stdin)
+            return try startParent(
+                spec, name: name, type: .backgroundJob, computers: ["localhost"], scheduling: options, stdin: stdin)
         } catch {
             close(stdin)
             throw error
@@ -44,7 +48,8 @@ extension JobManager {
     /// A computer that cannot be reached is not an error here: its child ends `Failed`, with
     /// ssh's message as Reason, and the others go on.
     public func invoke(
-        _ spec: ProcessSpec, on computers: [String], name: String? = nil, options: InvokeOptions = InvokeOptions()
+        _ spec: ProcessSpec, on computers: [String], name: String? = nil, options: InvokeOptions = InvokeOptions(),
+        scheduling: StartOptions = StartOptions()
     ) throws(JobError) -> JobInfo {
         guard !computers.isEmpty else { throw JobError(.invalidArgument, "name at least one computer") }
         guard options.throttle >= 1 else {
@@ -65,44 +70,64 @@ extension JobManager {
             }
             guard SSHLink.canInclude(file) else { throw SSHLink.unusable(file) }
         }
-        return try startParent(spec, name: name, type: .remoteJob, computers: computers, options: options)
+        return try startParent(spec, name: name, type: .remoteJob, computers: computers, options: options, scheduling: scheduling)
     }
 
     func startParent(
         _ spec: ProcessSpec, name: String?, type: JobType, computers: [String], options: InvokeOptions? = nil,
-        stdin: Int32? = nil
+        scheduling: StartOptions, stdin: Int32? = nil
     ) throws(JobError) -> JobInfo {
         try checkOpen()
+        let given = try Self.checkedQueueName(scheduling.queue)
+        let queue = queueNames[JobTable.queueKey(given)] ?? given
+        guard (0...Defaults.maxRetries).contains(scheduling.retry) else {
+            throw JobError(.invalidArgument, "--retry takes 0 to \(Defaults.maxRetries), not \(scheduling.retry)")
+        }
+        let (dependsOn, waits) = try dependencies(scheduling.dependsOn)
         let now = Date()
-        let command = spec.commandText
         let throttle = options?.throttle ?? computers.count
-        var parent = JobRecord(
-            id: 0, instanceId: .random(), name: name ?? "", type: type, state: .running,
-            location: computers.joined(separator: ","), command: command, beginTime: now)
+        let room = table.room(inQueue: queue, limits: queueLimits) ?? Int.max
+        let startNow = waits ? 0 : min(throttle, room, computers.count)
         let plan = LaunchPlan(spec: spec, options: options ?? InvokeOptions(throttle: throttle))
-        if options != nil, computers.count > throttle || computers.contains(where: { !isLocal($0) }) {
-            parent.launch = try plan.encoded()
-        }
+        var parent = JobRecord(
+            id: 0, instanceId: .random(), name: name ?? "", type: type, state: startNow > 0 ? .running : .notStarted,
+            location: computers.joined(separator: ","), command: spec.commandText, beginTime: startNow > 0 ? now : nil)
+        (parent.queue, parent.dependsOn, parent.throttle, parent.launch) = (queue, dependsOn, throttle, try plan.encoded())
+        parent.dependenciesMet = !dependsOn.isEmpty && !waits
         let children = computers.enumerated().map { index, computer in
-            let starts = index < throttle
-            return JobRecord(
-                id: 0, instanceId: .random(), name: "", type: type, state: starts ? .running : .notStarted,
-                location: computer, command: command, parentId: 0, beginTime: starts ? now : nil,
+            var child = JobRecord(
+                id: 0, instanceId: .random(), name: "", type: type, state: index < startNow ? .running : .notStarted,
+                location: computer, command: parent.command, parentId: 0, beginTime: index < startNow ? now : nil,
                 program: isLocal(computer) ? spec.argv.first : "ssh", workingDirectory: spec.workingDirectory)
+            (child.queue, child.retries) = (queue, scheduling.retry)
+            return child
         }
-        // `start`'s one child is asked of the fork server before the commit, so that its
-        // supervisor is made while the database writes: both are on every job's path, and
-        // neither needs the other. An engine that dies in between leaves a job no database
-        // knows: the next one stops it and skips its ids (`stopOrphans`).
-        var early: Int?
         let job = Supervisor.Job(
             argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment,
             mergeError: spec.mergeError, stdin: stdin)
+        let inserted = try insertStarting([parent] + children, plan: plan, early: options == nil && startNow == 1 ? job : nil)
+        let parentId = inserted[0].id
+        if let stdin, let child = inserted.last { ownedStdin[child.id] = stdin }
+        if waits {
+            table.block(parentId)
+            // Every job it waits for may have ended already: then it is decided now.
+            try? persist(releaseDependents(of: dependsOn))
+        }
+        return table.info(parentId)!
+    }
+
+    /// Inserts a new family and has its children that start now launched once the call has
+    /// answered. `early`: the one child's supervisor, asked of the fork server before the
+    /// commit, so that it is made while the database writes: both are on every job's path,
+    /// and neither needs the other. An engine that dies in between leaves a job no database
+    /// knows: the next one stops it and skips its ids (`stopOrphans`).
+    private func insertStarting(_ records: [JobRecord], plan: LaunchPlan, early job: Supervisor.Job?) throws(JobError) -> [JobRecord] {
+        var early: Int?
         let inserted: [JobRecord]
         do {
             inserted = try withUnsaved { pending throws(JobError) in
-                try store.insert([parent] + children, alsoSaving: pending) { records in
-                    guard options == nil, records.count == 2, let child = records.last, isLocal(child.location),
+                try store.insert(records, environment: plan.spec.environment, alsoSaving: pending) { records in
+                    guard let job, records.count == 2, let child = records.last, isLocal(child.location),
                         (try? supervisor.ask(child.id, job)) == true
                     else { return false }
                     early = child.id
@@ -110,7 +135,7 @@ extension JobManager {
                 }
             }
         } catch {
-            if let early {
+            if let early, let job {
                 // It must not run: collected like the others, and ended at once.
                 abandoned.append((early, job))
                 workContinuation.yield(.launch)
@@ -118,11 +143,24 @@ extension JobManager {
             throw error
         }
         table.add(inserted)
-        if let stdin, let child = inserted.last { ownedStdin[child.id] = stdin }
-        if let early { asked.append((early, job)) }
+        let queue = inserted[0].queue
+        if queueNames[JobTable.queueKey(queue)] == nil { queueNames[JobTable.queueKey(queue)] = queue }
+        remember(plan, of: inserted[0])
+        if let early, let job { asked.append((early, job)) }
         toLaunch.append((inserted.dropFirst().filter { $0.state == .running && $0.id != early }.map(\.id), plan))
         workContinuation.yield(.launch)
-        return table.info(inserted[0].id)!
+        return inserted
+    }
+
+    /// A queue name as given, checked: it is shown in tables and typed on command lines.
+    static func checkedQueueName(_ name: String) throws(JobError) -> String {
+        let trimmed = name.trimmingCharacters(in: .whitespaces)
+        guard !trimmed.isEmpty, trimmed.count <= 100,
+            !trimmed.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F || "*?[],".unicodeScalars.contains($0) })
+        else {
+            throw JobError(.invalidArgument, "not a queue name: '\(JobError.shown(name))' (use letters, digits and punctuation other than * ? [ ] ,)")
+        }
+        return trimmed
     }
 
     /// Starts the children `start` and `invoke` made, unless they were stopped meanwhile, and
@@ -180,7 +218,11 @@ extension JobManager {
 
     /// Starts a leaf's supervisor: asked of the fork server, whose answer is awaited in a turn
     /// of its own (`launchNew`), or, with no fork server, spawned here.
-    func spawnLeaf(_ id: Int, _ job: Supervisor.Job) -> [JobRecord] {
+    func spawnLeaf(_ id: Int, _ given: Supervisor.Job) -> [JobRecord] {
+        var job = given
+        // A run after the first goes on from what the earlier ones wrote.
+        job.attempt = table[id]?.attempt ?? 1
+        job.append = job.attempt > 1
         do {
             if try supervisor.ask(id, job) {
                 asked.append((id, job))
@@ -232,29 +274,6 @@ extension JobManager {
                 if table[id]?.stopRequested == true { monitor.signal(id: id, SIGTERM) }
             case .failure(let error):
                 changed += table.leafEnded(id, outcome: .failed(error.message), at: Date(), recorded: 0)
-            }
-        }
-        return changed
-    }
-
-    /// Children of the parents of the leaves that just ended take the slots they freed.
-    func schedule(after changed: [JobRecord]) -> [JobRecord] {
-        let parents = Set(changed.filter { $0.state.isFinished && $0.childIds.isEmpty }.compactMap(\.parentId))
-        return parents.isEmpty ? [] : startWaiting(parents.sorted())
-    }
-
-    /// Starts the waiting children of these parents, in order, while their throttle allows.
-    func startWaiting(_ parentIds: [Int]) -> [JobRecord] {
-        var changed: [JobRecord] = []
-        for parentId in parentIds {
-            // Decoding the plan (its environment) costs more than looking: only for a parent
-            // with children still waiting.
-            guard let parent = table[parentId], !parent.state.isFinished, parent.launch != nil,
-                parent.childIds.contains(where: { table[$0]?.state == .notStarted }),
-                let plan = LaunchPlan.decode(parent.launch)
-            else { continue }
-            while let (child, begun) = table.beginNext(ofParent: parentId, throttle: plan.options.throttle, at: Date()) {
-                changed += begun + launch(child, plan: plan)
             }
         }
         return changed

@@ -111,6 +111,10 @@ final class Supervisor: Sendable {
         /// Run this through an ssh master instead (`--mux`); `argv` then runs only when no
         /// master answers.
         var throughMaster: ThroughMaster?
+        /// Which run of the job this is (recorded with its end).
+        var attempt = 1
+        /// Its output goes after what its earlier attempts wrote (`--append`).
+        var append = false
     }
 
     /// A remote command run through the ssh master listening at `socket`.
@@ -184,10 +188,14 @@ final class Supervisor: Sendable {
     func spawnDirectly(_ id: Int, _ job: Job) throws(JobError) -> (pid: pid_t, pidfd: Int32?) {
         let lockFD = try lockedDescriptor(id)
         defer { close(lockFD) }
-        let args = [executable] + (job.holdStdin ? ["--hold-stdin"] : []) + (job.stdin != nil ? ["--stdin"] : [])
-            + (job.mergeError ? ["--merge-error"] : [])
-            + (job.throughMaster.map { ["--mux", $0.socket, $0.command] } ?? [])
-            + [jobsDirectory, String(id), job.workingDirectory] + job.argv
+        var args = [executable]
+        if job.holdStdin { args.append("--hold-stdin") }
+        if job.stdin != nil { args.append("--stdin") }
+        if job.mergeError { args.append("--merge-error") }
+        if job.append { args.append("--append") }
+        if job.attempt > 1 { args += ["--attempt", String(job.attempt)] }
+        if let master = job.throughMaster { args += ["--mux", master.socket, master.command] }
+        args += [jobsDirectory, String(id), job.workingDirectory] + job.argv
         let env = job.environment.map { "\($0.key)=\($0.value)" }
         var pid: pid_t = 0
         let rc = withCStringArray(args) { cArgs in
@@ -232,20 +240,38 @@ final class Supervisor: Sendable {
         return (started.supervisor_pid, started.job_pid)
     }
 
-    /// How job `id` ended and when, once its supervisor has recorded it, and what of its
-    /// output could not be stored (nil when all was).
-    func ending(_ id: Int) -> (outcome: LeafOutcome, time: Date, lost: String?)? {
-        guard let ended = readSlot(id)?.ended, ended.magic == JOBKIT_ENDED_MAGIC else { return nil }
+    /// How one run of a job ended, as its supervisor recorded it in the job's slot.
+    struct Ending: Equatable {
+        var outcome: LeafOutcome
+        var time: Date
+        /// What of its output could not be stored, said for a reason; nil when all was.
+        var lost: String?
+        /// Which run this was (1 unless the job is retried in place).
+        var attempt: Int
+        /// The CPU time (user + system) and largest resident set of its processes, when a
+        /// process ran here.
+        var usage: ResourceUsage?
+    }
+
+    /// How job `id`'s latest run ended, once its supervisor has recorded it.
+    func ending(_ id: Int) -> Ending? {
+        guard let slot = readSlot(id), slot.ended.magic == JOBKIT_ENDED_MAGIC else { return nil }
+        let ended = slot.ended
         let time = Date(timeIntervalSince1970: Double(ended.end_ns) / 1e9)
         let lost = ended.lost_bytes == 0 ? nil : "\(ended.lost_bytes) bytes of output could not be stored: \(String(cString: strerror(ended.lost_errno)))"
+        let outcome: LeafOutcome
         switch Int(ended.kind) {
-        case JOBKIT_ENDED_EXIT: return (.exited(ended.code), time, lost)
-        case JOBKIT_ENDED_SIGNAL: return (.signaled(ended.code), time, lost)
+        case JOBKIT_ENDED_EXIT: outcome = .exited(ended.code)
+        case JOBKIT_ENDED_SIGNAL: outcome = .signaled(ended.code)
         case JOBKIT_ENDED_ERROR:
             let stages = [JOBKIT_STAGE_CHDIR: "chdir", JOBKIT_STAGE_EXEC: "exec", JOBKIT_STAGE_SUPERVISOR: "supervisor"]
-            return (.couldNotStart(stage: stages[Int(ended.stage)] ?? "spawn", errno: ended.code), time, lost)
+            outcome = .couldNotStart(stage: stages[Int(ended.stage)] ?? "spawn", errno: ended.code)
         default: return nil
         }
+        let started = slot.started
+        let usage = started.max_rss_kib == 0
+            ? nil : ResourceUsage(cpuMicroseconds: Int(started.cpu_usec), maxRssBytes: Int(started.max_rss_kib) * 1024)
+        return Ending(outcome: outcome, time: time, lost: lost, attempt: max(1, Int(ended.attempt)), usage: usage)
     }
 
     private func readSlot(_ id: Int) -> jobkit_slot? {

@@ -74,7 +74,7 @@ final class Zygote: Sendable {
         let argv = (job.throughMaster.map { [$0.socket, $0.command] } ?? []) + job.argv
         let flags = UInt32(
             (job.holdStdin ? JOBKIT_REQUEST_HOLD_STDIN : 0) | (job.throughMaster != nil ? JOBKIT_REQUEST_MUX : 0)
-                | (job.mergeError ? JOBKIT_REQUEST_MERGE_ERROR : 0))
+                | (job.mergeError ? JOBKIT_REQUEST_MERGE_ERROR : 0) | (job.append ? JOBKIT_REQUEST_APPEND : 0))
         let environment = job.environment
         var payload: [UInt8] = []
         for string in [job.workingDirectory] + argv + environment.map({ "\($0.key)=\($0.value)" }) {
@@ -90,7 +90,7 @@ final class Zygote: Sendable {
                     bytes.withMemoryRebound(to: CChar.self) { chars in
                         jobkit_zygote_send(
                             current.socket, Int64(id), chars.baseAddress, UInt32(bytes.count), UInt32(argv.count),
-                            UInt32(environment.count), flags, lockFD, job.stdin ?? -1)
+                            UInt32(environment.count), flags, UInt32(job.attempt), lockFD, job.stdin ?? -1)
                     }
                 }
                 if rc == 0 {

@@ -43,7 +43,7 @@ extension JobManager {
     /// directly, then starts the child.
     func connect(_ id: Int) async {
         guard let child = table[id], !child.state.isFinished, let parentId = child.parentId,
-            let plan = LaunchPlan.decode(table[parentId]?.launch)
+            let plan = plan(of: parentId)
         else { return }
         let link = SSHLink.make(host: child.location, configFile: plan.options.sshConfigFile, home: home)
         var status: Int32?

@@ -44,22 +44,4 @@ import Testing
     @Test func aSupervisorGoneWithoutAWordIsReadAsSuch() {
         #expect(Recovery.action(for: leaf(), Evidence(ended: false, started: true, livePid: nil)) == .readEnd)
     }
-
-    @Test func theSchedulerStartsWaitingChildrenInOrderWithinTheThrottle() {
-        let t0 = Date(timeIntervalSince1970: 1000)
-        var table = JobTable()
-        let parent = JobRecord(id: 1, instanceId: UUID(), name: "Job1", type: .remoteJob, state: .running, location: "a,b,c,d", command: "x")
-        let children = (2...5).map {
-            JobRecord(id: $0, instanceId: UUID(), name: "Job\($0)", type: .remoteJob, state: $0 == 2 ? .running : .notStarted, location: "h\($0)", command: "x", parentId: 1)
-        }
-        table.add([parent] + children)
-        #expect(table.beginNext(ofParent: 1, throttle: 2, at: t0)?.child == 3, "one slot free: the first waiting")
-        #expect(table[3]?.state == .running && table[3]?.beginTime == t0)
-        #expect(table.beginNext(ofParent: 1, throttle: 2, at: t0) == nil, "both slots taken")
-        _ = table.leafEnded(2, outcome: .exited(0), at: t0, recorded: 0)
-        #expect(table.beginNext(ofParent: 1, throttle: 2, at: t0)?.child == 4, "an end frees a slot")
-        #expect(table.beginNext(ofParent: 1, throttle: 9, at: t0)?.child == 5, "a larger throttle, the last")
-        #expect(table.beginNext(ofParent: 1, throttle: 9, at: t0) == nil, "none left waiting")
-        #expect(table.beginNext(ofParent: 42, throttle: 9, at: t0) == nil, "no such parent")
-    }
 }

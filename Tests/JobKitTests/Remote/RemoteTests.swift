@@ -71,13 +71,13 @@ import JobTesting
             _ = try await runProcessDetached(
                 executable, ["--hold-stdin", "--mux", socket, "echo \"$(hostname)\"; exit 3", jobsDirectory, "1", "/", "/bin/false"])
             #expect(output(1) == "d1\n", "run on the host, through the master")
-            #expect(supervisor.ending(1)?.0 == .exited(3))
+            #expect(supervisor.ending(1)?.outcome == .exited(3))
 
             _ = try await runProcessDetached(
                 executable,
                 ["--hold-stdin", "--mux", home.path + "/none.sock", "echo unused", jobsDirectory, "2", "/", "/bin/sh", "-c", "echo ssh"])
             #expect(output(2) == "ssh\n", "no master there: the program given runs instead")
-            #expect(supervisor.ending(2)?.0 == .exited(0))
+            #expect(supervisor.ending(2)?.outcome == .exited(0))
         }
     }
 
