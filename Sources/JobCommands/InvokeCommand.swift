@@ -41,6 +41,8 @@ struct InvokeCommand: InputCommand {
     @Flag(name: InvokeInput.hideComputerNameOption.names, help: InvokeInput.hideComputerNameOption.argumentHelp)
     var hideComputerName = false
 
+    @OptionGroup var scheduling: SchedulingOptions
+
     @Option(name: InvokeInput.lineOption.names, help: InvokeInput.lineOption.argumentHelp)
     var line: String?
 
@@ -50,7 +52,8 @@ struct InvokeCommand: InputCommand {
     var input: InvokeInput {
         InvokeInput(
             computer: computer, asJob: asJob, name: name, throttle: throttle, sshConfig: sshConfig,
-            hideComputerName: hideComputerName, command: CommandInput(line: line, program: program))
+            hideComputerName: hideComputerName, command: CommandInput(line: line, program: program),
+            scheduling: scheduling.input)
     }
 }
 
@@ -63,6 +66,7 @@ struct InvokeInput: TabledInput {
     var sshConfig: String?
     var hideComputerName = false
     var command = CommandInput()
+    var scheduling = SchedulingInput()
 
     static let computerOption = OptionSpec<Self>("computer", value: "HOST[,HOST…]", help: "The computers, in order.") {
         $0.computer = $1
@@ -90,13 +94,14 @@ struct InvokeInput: TabledInput {
     static let lineOption = OptionSpec<Self>.line(help: "A command line for the remote user's shell.") { $0.command.line = $1 }
     static let options = [
         computerOption, asJobOption, nameOption, throttleOption, sshConfigOption, hideComputerNameOption, lineOption,
-    ]
+    ] + SchedulingInput.options(\Self.scheduling)
     static let program: (@Sendable (inout Self, [String]) -> Void)? = { $0.command.program = $1 }
 
     var computers: [String] { computer.split(separator: ",").map { String($0).trimmed }.filter { !$0.isEmpty } }
 
     func validate() throws(UsageError) {
         try command.validate()
+        try scheduling.validate()
         if computers.isEmpty { throw UsageError("--computer needs at least one host") }
         if throttle < 1 { throw UsageError("--throttle takes 1 or more, not \(throttle)") }
         if let file = sshConfigFile, access(file, R_OK) != 0 {
@@ -114,7 +119,8 @@ struct InvokeInput: TabledInput {
     /// Runs the invoke: with `asJob` prints the parent; else follows it to its end, writing
     /// its output, and removes it. Returns the exit status.
     func run(_ options: CommonOptions) throws -> Int32 {
-        let start = try startParameters(command: command.parameter, name: name, cwd: nil, env: [])
+        var start = try startParameters(command: command.parameter, name: name, cwd: nil, env: [])
+        scheduling.apply(to: &start)
         var started: JobInfo?
         let request = Request(.invoke(InvokeParameters(computers: computers, start: start, throttle: throttle, sshConfig: sshConfigFile)))
         let (_, status) = try perform(request, with: options) { frame in
@@ -126,22 +132,8 @@ struct InvokeInput: TabledInput {
             return ExitStatus.ok
         }
         // Without --as-job the job is this command's own: interrupted, it goes with it.
-        let interruption = onInterrupt { signal in
-            let selectors: [JobSelector] = [.id(parent.id)]
-            _ = try? perform(Request(.stop(StopParameters(selectors: selectors))), with: options) { _ in }
-            _ = try? perform(Request(.remove(RemoveParameters(selectors: selectors, force: true))), with: options) { _ in }
-            Glibc.exit(128 + signal)
-        }
         let printer = OutputPrinter(format: .raw, properties: nil, prefix: computers.count > 1 && !hideComputerName ? .location : nil, live: true)
-        // The stream ends with the job as it finished, then removes it: two requests in all.
         let receive = ReceiveParameters(selectors: [.id(parent.id)], autoRemove: true)
-        var failed = false
-        let result = try Receiving(printer: printer, acknowledge: true, coalesce: true).run(Request(.receiveWait(receive)), options) {
-            failed = true
-            complainOfFailure(at: $0.location, $0.reason)
-        }
-        // Stopped by the interruption: its handler says how this ends.
-        interruption.waitIfInterrupted()
-        return failed || result.jobs.first?.state != .completed ? ExitStatus.failed : ExitStatus.ok
+        return try followOwnJob(parent, printer: printer, receive: receive, options) { complainOfFailure(at: $0.location, $0.reason) }
     }
 }

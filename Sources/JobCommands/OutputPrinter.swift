@@ -17,6 +17,8 @@ final class OutputPrinter {
         case location
         /// Its computer for a remote child, its parent's Name for a local one (`receive`).
         case origin
+        /// The child's input and a tab (`foreach --tag`; the daemon puts it in `origin`).
+        case input
     }
 
     private let format: OutputFormatOption
@@ -84,8 +86,13 @@ final class OutputPrinter {
             try record(chunk, Array(bytes))
             return
         }
-        let label = prefix == .origin ? chunk.origin : chunk.location
-        try emit(Array("\(label): ".utf8) + bytes + [10], to: chunk.stream.fd)
+        let label =
+            switch prefix {
+            case .origin: chunk.origin + ": "
+            case .input: chunk.origin + "\t"
+            default: chunk.location + ": "
+            }
+        try emit(Array(label.utf8) + bytes + [10], to: chunk.stream.fd)
     }
 
     /// One record: the contract's properties, then the line's own JSON keys, if it is an object.

@@ -11,13 +11,11 @@ import JobProtocol
 enum JobRender {
     static let allProperties = [
         "Id", "Name", "InstanceId", "Type", "State", "HasMoreData", "Location", "Command", "ChildJobs", "ParentId",
-        "BeginTime", "EndTime", "ExitCode", "Reason",
+        "BeginTime", "EndTime", "ExitCode", "Reason", "Queue", "DependsOn", "Attempt", "Input", "Duration", "CpuTime",
+        "MaxRss",
     ]
     static let tableProperties = ["Id", "Name", "State", "HasMoreData", "Location", "Command"]
-    static let listProperties = [
-        "Id", "Name", "InstanceId", "Type", "State", "HasMoreData", "Location", "Command", "ChildJobs", "ParentId",
-        "BeginTime", "EndTime", "ExitCode", "Reason",
-    ]
+    static let listProperties = allProperties
 
     /// The properties asked for, in their proper case; an unknown name is a usage error.
     static func resolve(_ requested: [String]?, default defaults: [String]) throws -> [String] {
@@ -46,8 +44,46 @@ enum JobRender {
         case "EndTime": job.endTime.map(isoTime) ?? ""
         case "ExitCode": job.exitCode.map(String.init) ?? ""
         case "Reason": job.reason ?? ""
+        case "Queue": job.queue
+        case "DependsOn": job.dependsOn.isEmpty ? "" : "{" + job.dependsOn.map { "Job\($0)" }.joined(separator: ", ") + "}"
+        case "Attempt": String(job.attempt)
+        case "Input": job.input ?? ""
+        case "Duration": job.durationSeconds().map(seconds) ?? ""
+        case "CpuTime": job.cpuSeconds.map(seconds) ?? ""
+        case "MaxRss": job.maxRssBytes.map(bytes) ?? ""
         default: ""
         }
+    }
+
+    /// A time for people: `0.512 s`, `12.3 s`, `2 m 5 s`, `3 h 20 m`.
+    static func seconds(_ value: Double) -> String {
+        if value < 10 { return fixed(value, digits: 3) + " s" }
+        if value < 60 { return fixed(value, digits: 1) + " s" }
+        let whole = Int(value.rounded())
+        if whole < 3600 { return "\(whole / 60) m \(whole % 60) s" }
+        return "\(whole / 3600) h \((whole % 3600) / 60) m"
+    }
+
+    /// A size for people, in binary units: `812 KiB`, `104.2 MiB`.
+    static func bytes(_ value: Int) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var size = Double(value)
+        var unit = 0
+        while size >= 1024, unit < units.count - 1 {
+            size /= 1024
+            unit += 1
+        }
+        return unit == 0 ? "\(value) B" : fixed(size, digits: size < 100 ? 1 : 0) + " " + units[unit]
+    }
+
+    /// `value` with exactly `digits` decimals (Foundation's formatting costs the CLI a start-up).
+    static func fixed(_ value: Double, digits: Int) -> String {
+        var scale = 1
+        for _ in 0..<digits { scale *= 10 }
+        let scaled = Int((value * Double(scale)).rounded())
+        guard digits > 0 else { return String(scaled) }
+        let fraction = String(scaled % scale)
+        return "\(scaled / scale)." + String(repeating: "0", count: digits - fraction.count) + fraction
     }
 
     static func json(_ job: JobInfo, _ property: String) -> JSON {
@@ -66,12 +102,26 @@ enum JobRender {
         case "EndTime": job.endTime.map { .string(isoTime($0)) } ?? .null
         case "ExitCode": job.exitCode.map(JSON.int) ?? .null
         case "Reason": job.reason.map(JSON.string) ?? .null
+        case "Queue": .string(job.queue)
+        case "DependsOn": .array(job.dependsOn.map(JSON.int))
+        case "Attempt": .int(job.attempt)
+        case "Input": job.input.map(JSON.string) ?? .null
+        case "Duration": job.durationSeconds().map(JSON.double) ?? .null
+        case "CpuTime": job.cpuSeconds.map(JSON.double) ?? .null
+        case "MaxRss": job.maxRssBytes.map(JSON.int) ?? .null
         default: .null
         }
     }
 
+    /// The contract's JSON keys: the property's name in lower camelCase, with its unit where
+    /// the name has none.
     static func jsonKey(_ property: String) -> String {
-        property == "InstanceId" ? "instanceId" : property.prefix(1).lowercased() + property.dropFirst()
+        switch property {
+        case "Duration": "durationSeconds"
+        case "CpuTime": "cpuSeconds"
+        case "MaxRss": "maxRssBytes"
+        default: property.prefix(1).lowercased() + property.dropFirst()
+        }
     }
 
 

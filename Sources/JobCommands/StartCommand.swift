@@ -34,6 +34,8 @@ struct StartCommand: InputCommand {
     @Flag(name: StartInput.stdinOption.names, help: StartInput.stdinOption.argumentHelp)
     var stdin = false
 
+    @OptionGroup var scheduling: SchedulingOptions
+
     @Option(name: StartInput.lineOption.names, help: StartInput.lineOption.argumentHelp)
     var line: String?
 
@@ -42,7 +44,8 @@ struct StartCommand: InputCommand {
 
     var input: StartInput {
         StartInput(
-            name: name, cwd: cwd, env: env, mergeError: mergeError, stdin: stdin, command: CommandInput(line: line, program: program))
+            name: name, cwd: cwd, env: env, mergeError: mergeError, stdin: stdin, command: CommandInput(line: line, program: program),
+            scheduling: scheduling.input)
     }
 }
 
@@ -54,6 +57,7 @@ struct StartInput: TabledInput {
     var mergeError = false
     var stdin = false
     var command = CommandInput()
+    var scheduling = SchedulingInput()
 
     static let nameOption = OptionSpec<Self>("name", help: "The job's name (default Job<Id>).") { $0.name = $1; return true }
     static let cwdOption = OptionSpec<Self>("cwd", value: "DIR", help: "The working directory (default: the current one).") {
@@ -76,10 +80,12 @@ struct StartInput: TabledInput {
         $0.stdin = true
     }
     static let options = [nameOption, cwdOption, envOption, mergeErrorOption, stdinOption, lineOption]
+        + SchedulingInput.options(\Self.scheduling)
     static let program: (@Sendable (inout Self, [String]) -> Void)? = { $0.command.program = $1 }
 
     func validate() throws(UsageError) {
         try command.validate()
+        try scheduling.validate()
         for pair in env where !pair.contains("=") || pair.hasPrefix("=") {
             throw UsageError("--env takes KEY=VALUE, not '\(JobError.shown(pair))'")
         }
@@ -90,6 +96,7 @@ struct StartInput: TabledInput {
         var parameters = try startParameters(command: command.parameter, name: name, cwd: cwd, env: env)
         parameters.mergeError = mergeError
         parameters.stdin = stdin
+        scheduling.apply(to: &parameters)
         var started: [JobInfo] = []
         let (_, status) = try perform(Request(.start(parameters)), with: options) { frame in
             if case .job(let job) = frame { started = [job] }

@@ -48,7 +48,7 @@ struct WaitCommand: ParsableCommand {
         let (outcome, status) = try perform(Request(.wait(parameters)), with: options) { frame in
             switch frame {
             case .jobs(let jobs): done += jobs
-            case .progress(let finished, let total): progress.update(finished: finished, total: total)
+            case .progress(let finished, let total, let failed): progress.update(finished: finished, total: total, failed: failed)
             default: break
             }
         }
@@ -60,11 +60,12 @@ struct WaitCommand: ParsableCommand {
     }
 }
 
-/// `wait`'s line on a terminal: finished of total, and the time since the wait began, redrawn
-/// on every change and every second between them.
+/// `wait`'s line on a terminal: finished of total, which failed, and the time since the wait
+/// began (`3/5 finished, 1 failed (Job4), 12 s`), redrawn on every change and every second
+/// between them.
 final class ProgressLine: Sendable {
     private struct State {
-        var counts: (finished: Int, total: Int)?
+        var counts: (finished: Int, total: Int, failed: [String])?
         var ended = false
     }
     private let state = Mutex(State())
@@ -85,9 +86,9 @@ final class ProgressLine: Sendable {
         }
     }
 
-    func update(finished: Int, total: Int) {
+    func update(finished: Int, total: Int, failed: [String] = []) {
         state.withLock { state in
-            state.counts = (finished, total)
+            state.counts = (finished, total, failed)
             draw(state)
         }
     }
@@ -101,8 +102,15 @@ final class ProgressLine: Sendable {
     }
 
     private func draw(_ state: State) {
-        guard let (finished, total) = state.counts else { return }
+        guard let (finished, total, failed) = state.counts else { return }
         let elapsed = Int(Date().timeIntervalSince(started))
-        writeAll(2, Array("\r\u{1B}[K\(finished)/\(total) finished, \(elapsed) s".utf8))
+        writeAll(2, Array("\r\u{1B}[K\(Self.text(finished: finished, total: total, failed: failed)), \(elapsed) s".utf8))
+    }
+
+    /// `3/5 finished, 2 failed (Job4, Job7)`: the first few failed jobs by name.
+    static func text(finished: Int, total: Int, failed: [String]) -> String {
+        guard !failed.isEmpty else { return "\(finished)/\(total) finished" }
+        let named = failed.prefix(3).joined(separator: ", ") + (failed.count > 3 ? ", …" : "")
+        return "\(finished)/\(total) finished, \(failed.count) failed (\(named))"
     }
 }

@@ -40,6 +40,19 @@ struct Handlers: Sendable {
         case .received(let list):
             try await engine.markReceived(list)
             return .ok
+        case .suspend(let selectors): return try await each(selectors, send: send) { try await engine.suspend($0) }
+        case .resume(let selectors): return try await each(selectors, send: send) { try await engine.resume($0) }
+        case .restart(let selectors): return try await each(selectors, send: send) { try await engine.restart($0) }
+        case .foreach(let parameters): return try await foreach(parameters, client: client, send: send)
+        case .queueGet(let names):
+            try await send(.queues(try await engine.queues(names)))
+            return .ok
+        case .queueSet(let p):
+            try await send(.queues([try await engine.setQueue(p.name, limit: p.limit)]))
+            return .ok
+        case .queueRemove(let names):
+            for name in names { try await engine.removeQueue(name) }
+            return .ok
         case .status:
             try await send(.status(status(try await engine.count())))
             return .ok
@@ -70,6 +83,15 @@ struct Handlers: Sendable {
             size += estimate
         }
         try await send(.jobs(batch))
+    }
+
+    /// Acts on the jobs the words name and sends them; the words that name nothing are
+    /// reported at the end.
+    func each(_ selectors: [JobSelector], send: Send, _ act: ([JobSelector]) async throws -> [JobInfo]) async throws -> Outcome {
+        let (found, notFound) = await resolve(selectors)
+        guard !found.isEmpty else { return Outcome(notFound: notFound) }
+        try await sendJobs(try await act(found), send)
+        return Outcome(notFound: notFound)
     }
 
     /// The ids the words name, and the errors for those that name nothing.

@@ -25,11 +25,18 @@ extension Handlers {
         let (selectors, notFound) = await resolve(p.selectors)
         guard !selectors.isEmpty else { return Outcome(notFound: notFound) }
         var sent: [Int: Int] = [:]
-        for try await event in engine.receiveStream(selectors, keep: true, recurse: p.recurse, locations: p.locations) {
+        let events: any AsyncSequence<ReceiveEvent, any Error> =
+            p.whole
+            ? engine.wholeOutput(selectors.compactMap { if case .id(let id) = $0 { id } else { nil } }, ordered: p.ordered)
+            : engine.receiveStream(selectors, keep: true, recurse: p.recurse, locations: p.locations)
+        for try await event in events {
             switch event {
             case .output(let chunk):
                 try await send(.output(chunk))
                 sent[chunk.jobId] = chunk.end
+            case .whole(let slice):
+                try await send(.slices([slice]))
+                sent[slice.jobId] = slice.end
             case .failed(let failure):
                 try await send(.failure(failure))
             case .finished(let jobs):

@@ -8,20 +8,30 @@ extension Handlers {
     func start(_ p: StartParameters, client: pid_t?, send: Send) async throws -> Outcome {
         let spec = try spec(p)
         guard p.stdin else {
-            try await send(.job(try await engine.start(spec, name: p.name)))
+            try await send(.job(try await engine.start(spec, name: p.name, options: scheduling(p))))
             return .ok
         }
-        // The client's own stdin, opened while it waits for this answer: the same pipe or
-        // file, handed to the job, nothing copied. (A socket cannot be opened this way.)
-        guard let client else { throw JobError(.refused, "cannot tell which process asked, to take its standard input") }
-        let fd = open("/proc/\(client)/fd/0", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
+        let fd = try openClientDescriptor(0, of: client, for: "standard input, to hand it to the job")
+        try await send(.job(try await engine.start(spec, name: p.name, options: scheduling(p), stdin: fd)))
+        return .ok
+    }
+
+    /// When and how often the job runs, as the engine takes it.
+    func scheduling(_ p: StartParameters) -> StartOptions {
+        StartOptions(queue: p.queue ?? Defaults.queue, dependsOn: p.dependsOn, retry: p.retry)
+    }
+
+    /// A descriptor of the client's own (`/proc/PID/fd/N`), opened while it waits for the
+    /// answer: the same pipe or file, nothing copied. (A socket cannot be opened this way.)
+    func openClientDescriptor(_ fd: Int, of client: pid_t?, for use: String) throws -> Int32 {
+        guard let client else { throw JobError(.refused, "cannot tell which process asked, to take its \(use)") }
+        let opened = open("/proc/\(client)/fd/\(fd)", O_RDONLY | O_CLOEXEC)
+        guard opened >= 0 else {
             throw JobError(
                 .refused,
-                "cannot hand your standard input to the job: \(String(cString: strerror(errno))) (a file, a pipe or a terminal can be handed on; a socket cannot)")
+                "cannot take your \(use): \(String(cString: strerror(errno))) (a file, a pipe or a terminal can be handed on; a socket cannot)")
         }
-        try await send(.job(try await engine.start(spec, name: p.name, stdin: fd)))
-        return .ok
+        return opened
     }
 
     func spec(_ p: StartParameters) throws -> ProcessSpec {

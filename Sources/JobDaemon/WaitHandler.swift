@@ -42,10 +42,14 @@ extension Handlers {
                 group.addTask { try await wait() }
                 group.addTask {
                     var states = Dictionary(uniqueKeysWithValues: jobs.map { ($0.id, $0) })
-                    try await send(.progress(finished: states.values.filter(done).count, total: ids.count))
+                    func progress() -> Response {
+                        let failed = states.values.filter { $0.state == .failed }.sorted { $0.id < $1.id }.map(\.name)
+                        return .progress(finished: states.values.filter(done).count, total: ids.count, failed: failed)
+                    }
+                    try await send(progress())
                     for await event in changes {
                         states[event.job.id] = event.job
-                        try await send(.progress(finished: states.values.filter(done).count, total: ids.count))
+                        try await send(progress())
                     }
                     return nil
                 }

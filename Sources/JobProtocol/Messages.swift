@@ -48,6 +48,20 @@ public enum Verb: Sendable, Equatable, CaseIterable {
     /// A reader has written this output: its jobs' receive cursors move up to it. Sent on a
     /// receive's own connection (unanswered), or alone (answered with `done`).
     case received([Receipt])
+    /// `job suspend`: answered with the jobs.
+    case suspend([JobSelector])
+    /// `job resume`: answered with the jobs.
+    case resume([JobSelector])
+    /// `job restart`: answered with the new jobs.
+    case restart([JobSelector])
+    /// `job foreach`: a parent with a child per input; answered with the parent.
+    case foreach(ForeachParameters)
+    /// `job queue get`: the queues named (all when none), answered with `queues`.
+    case queueGet([String])
+    /// `job queue set`: answered with the queue.
+    case queueSet(QueueSetParameters)
+    /// `job queue remove`.
+    case queueRemove([String])
     /// `job daemon status`.
     case status
     /// `job daemon stop`: the daemon exits; jobs keep running.
@@ -60,7 +74,9 @@ public enum Verb: Sendable, Equatable, CaseIterable {
         .invoke(InvokeParameters(computers: ["localhost"], start: StartParameters(command: .shell("true"), workingDirectory: "/", environment: [:]))),
         .get(JobQuery()), .receive(ReceiveParameters(selectors: [])), .receiveWait(ReceiveParameters(selectors: [])),
         .wait(WaitParameters(selectors: [])), .stop(StopParameters(selectors: [])), .remove(RemoveParameters()),
-        .received([]), .status, .shutdown,
+        .received([]), .suspend([]), .resume([]), .restart([]),
+        .foreach(ForeachParameters(start: StartParameters(command: .shell("true"), workingDirectory: "/", environment: [:]))),
+        .queueGet([]), .queueSet(QueueSetParameters(name: "default")), .queueRemove([]), .status, .shutdown,
     ]
 
     /// The verb's name on the wire.
@@ -75,6 +91,13 @@ public enum Verb: Sendable, Equatable, CaseIterable {
         case .stop: "stop"
         case .remove: "remove"
         case .received: "received"
+        case .suspend: "suspend"
+        case .resume: "resume"
+        case .restart: "restart"
+        case .foreach: "foreach"
+        case .queueGet: "queueGet"
+        case .queueSet: "queueSet"
+        case .queueRemove: "queueRemove"
         case .status: "status"
         case .shutdown: "shutdown"
         }
@@ -115,10 +138,16 @@ public struct StartParameters: Sendable, Equatable {
     /// Its standard input is the client's (`job start --stdin`): the daemon opens the client's
     /// fd 0 (through /proc, the client being the peer of the connection) while it answers.
     public var stdin: Bool
+    /// Its queue (`--queue`); the default queue when nil.
+    public var queue: String?
+    /// The jobs it waits for (`--depends-on`).
+    public var dependsOn: [JobSelector]
+    /// How many more times a failed child runs (`--retry`).
+    public var retry: Int
 
     public init(
         command: CommandParameter, name: String? = nil, workingDirectory: String, environment: [String: String],
-        mergeError: Bool = false, stdin: Bool = false
+        mergeError: Bool = false, stdin: Bool = false, queue: String? = nil, dependsOn: [JobSelector] = [], retry: Int = 0
     ) {
         self.command = command
         self.name = name
@@ -126,6 +155,39 @@ public struct StartParameters: Sendable, Equatable {
         self.environment = environment
         self.mergeError = mergeError
         self.stdin = stdin
+        self.queue = queue
+        self.dependsOn = dependsOn
+        self.retry = retry
+    }
+}
+
+public struct ForeachParameters: Sendable, Equatable {
+    /// The command (with its replacement strings), name, directory, environment, queue,
+    /// dependencies and retries, as `start` takes them.
+    public var start: StartParameters
+    /// At most this many children run at once; the daemon's online CPUs when nil.
+    public var throttle: Int?
+    /// The file the inputs are read from (absolute); the client's standard input when nil.
+    public var inputFile: String?
+    /// Inputs are separated by NUL, not by newlines (`-0`).
+    public var nul: Bool
+
+    public init(start: StartParameters, throttle: Int? = nil, inputFile: String? = nil, nul: Bool = false) {
+        self.start = start
+        self.throttle = throttle
+        self.inputFile = inputFile
+        self.nul = nul
+    }
+}
+
+public struct QueueSetParameters: Sendable, Equatable {
+    public var name: String
+    /// Nil lifts the limit.
+    public var limit: Int?
+
+    public init(name: String, limit: Int? = nil) {
+        self.name = name
+        self.limit = limit
     }
 }
 
@@ -154,13 +216,23 @@ public struct ReceiveParameters: Sendable, Equatable {
     public var recurse: Bool
     public var locations: [String]?
     public var autoRemove: Bool
+    /// `receiveWait`: each child's output whole once it has finished (`slices`, tagged with
+    /// its input), not as it comes (`foreach` without `--as-job`).
+    public var whole: Bool
+    /// With `whole`: in ChildJobs order, not in the order they finish (`--keep-order`).
+    public var ordered: Bool
 
-    public init(selectors: [JobSelector], keep: Bool = false, recurse: Bool = true, locations: [String]? = nil, autoRemove: Bool = false) {
+    public init(
+        selectors: [JobSelector], keep: Bool = false, recurse: Bool = true, locations: [String]? = nil, autoRemove: Bool = false,
+        whole: Bool = false, ordered: Bool = false
+    ) {
         self.selectors = selectors
         self.keep = keep
         self.recurse = recurse
         self.locations = locations
         self.autoRemove = autoRemove
+        self.whole = whole
+        self.ordered = ordered
     }
 }
 
@@ -239,7 +311,10 @@ public enum Response: Sendable, Equatable {
     /// Output as it arrives (`receiveWait`).
     case output(OutputChunk)
     case failure(JobFailure)
-    case progress(finished: Int, total: Int)
+    /// How far a `wait` is: jobs done of all, and the names of those that failed.
+    case progress(finished: Int, total: Int, failed: [String])
+    /// The queues `queueGet` and `queueSet` answer with.
+    case queues([QueueInfo])
     case status(DaemonStatus)
     /// The end of the answer: the words that matched no job (the rest was acted on), whether a
     /// wait timed out, or the error that stopped the request.
@@ -248,7 +323,7 @@ public enum Response: Sendable, Equatable {
     case unknown(type: String)
 
     /// The frame types of this version.
-    public static let types = ["job", "jobs", "slices", "output", "failure", "progress", "status", "done"]
+    public static let types = ["job", "jobs", "slices", "output", "failure", "progress", "queues", "status", "done"]
 
     /// The frame's `type` on the wire.
     public var type: String {
@@ -259,6 +334,7 @@ public enum Response: Sendable, Equatable {
         case .output: "output"
         case .failure: "failure"
         case .progress: "progress"
+        case .queues: "queues"
         case .status: "status"
         case .done: "done"
         case .unknown(let type): type

@@ -53,6 +53,7 @@ public enum Wire {
             [
                 ("selectors", selectors(p.selectors)), ("keep", .bool(p.keep)), ("recurse", .bool(p.recurse)),
                 ("locations", optional(p.locations) { .array($0.map(JSON.string)) }), ("autoRemove", .bool(p.autoRemove)),
+                ("whole", .bool(p.whole)), ("ordered", .bool(p.ordered)),
             ]
         case .wait(let p):
             [
@@ -68,6 +69,12 @@ public enum Wire {
             ]
         case .received(let receipts):
             [("receipts", .array(receipts.map { .object([("jobId", .int($0.jobId)), ("upTo", .int($0.upTo))]) }))]
+        case .suspend(let list), .resume(let list), .restart(let list): [("selectors", selectors(list))]
+        case .foreach(let p):
+            start(p.start)
+                + [("throttle", optional(p.throttle, JSON.int)), ("inputFile", optional(p.inputFile, JSON.string)), ("nul", .bool(p.nul))]
+        case .queueGet(let names), .queueRemove(let names): [("names", .array(names.map(JSON.string)))]
+        case .queueSet(let p): [("name", .string(p.name)), ("limit", optional(p.limit, JSON.int))]
         case .status, .shutdown: []
         }
     }
@@ -92,7 +99,8 @@ public enum Wire {
             let parameters = ReceiveParameters(
                 selectors: try selectors(p), keep: try p.bool("keep", default: false),
                 recurse: try p.bool("recurse", default: true), locations: try p.optionalStrings("locations"),
-                autoRemove: try p.bool("autoRemove", default: false))
+                autoRemove: try p.bool("autoRemove", default: false), whole: try p.bool("whole", default: false),
+                ordered: try p.bool("ordered", default: false))
             return name == "receive" ? .receive(parameters) : .receiveWait(parameters)
         case "wait":
             return .wait(
@@ -117,6 +125,17 @@ public enum Wire {
                 guard upTo >= 0 else { throw r.invalid("upTo is a record count, 0 or more") }
                 return Receipt(jobId: try r.int("jobId"), upTo: upTo)
             })
+        case "suspend": return .suspend(try selectors(p))
+        case "resume": return .resume(try selectors(p))
+        case "restart": return .restart(try selectors(p))
+        case "foreach":
+            return .foreach(
+                ForeachParameters(
+                    start: try start(p), throttle: try p.optionalInt("throttle"), inputFile: try p.optionalString("inputFile"),
+                    nul: try p.bool("nul", default: false)))
+        case "queueGet": return .queueGet(try p.optionalStrings("names") ?? [])
+        case "queueRemove": return .queueRemove(try p.optionalStrings("names") ?? [])
+        case "queueSet": return .queueSet(QueueSetParameters(name: try p.string("name"), limit: try p.optionalInt("limit")))
         case "status": return .status
         case "shutdown": return .shutdown
         default:
@@ -133,7 +152,8 @@ public enum Wire {
         return [
             ("command", command), ("name", optional(p.name, JSON.string)), ("workingDirectory", .string(p.workingDirectory)),
             ("environment", .object(p.environment.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })),
-            ("mergeError", .bool(p.mergeError)), ("stdin", .bool(p.stdin)),
+            ("mergeError", .bool(p.mergeError)), ("stdin", .bool(p.stdin)), ("queue", optional(p.queue, JSON.string)),
+            ("dependsOn", selectors(p.dependsOn)), ("retry", .int(p.retry)),
         ]
     }
 
@@ -153,7 +173,8 @@ public enum Wire {
         return StartParameters(
             command: parsed, name: try p.optionalString("name"), workingDirectory: try p.string("workingDirectory"),
             environment: environment, mergeError: try p.bool("mergeError", default: false),
-            stdin: try p.bool("stdin", default: false))
+            stdin: try p.bool("stdin", default: false), queue: try p.optionalString("queue"),
+            dependsOn: try selectors(p, "dependsOn"), retry: try p.optionalInt("retry") ?? 0)
     }
 
     private static func selectors(_ selectors: [JobSelector]) -> JSON {
@@ -166,10 +187,10 @@ public enum Wire {
         })
     }
 
-    private static func selectors(_ p: Fields) throws(JobError) -> [JobSelector] {
+    private static func selectors(_ p: Fields, _ key: String = "selectors") throws(JobError) -> [JobSelector] {
         var result: [JobSelector] = []
-        for (index, item) in try p.array("selectors", orEmpty: true).enumerated() {
-            let selector = Fields(item.fields ?? [], path: "\(p.path).selectors[\(index)]")
+        for (index, item) in try p.array(key, orEmpty: true).enumerated() {
+            let selector = Fields(item.fields ?? [], path: "\(p.path).\(key)[\(index)]")
             if let id = try selector.optionalInt("id") {
                 result.append(.id(id))
             } else if let text = try selector.optionalString("instanceId") {
@@ -210,7 +231,17 @@ public enum Wire {
                 ]
             case .failure(let f):
                 [("jobId", .int(f.jobId)), ("jobName", .string(f.jobName)), ("location", .string(f.location)), ("reason", .string(f.reason))]
-            case .progress(let finished, let total): [("finished", .int(finished)), ("total", .int(total))]
+            case .progress(let finished, let total, let failed):
+                [("finished", .int(finished)), ("total", .int(total)), ("failed", .array(failed.map(JSON.string)))]
+            case .queues(let queues):
+                [
+                    ("queues", .array(queues.map { q in
+                        .object([
+                            ("name", .string(q.name)), ("limit", optional(q.limit, JSON.int)), ("running", .int(q.running)),
+                            ("waiting", .int(q.waiting)),
+                        ])
+                    }))
+                ]
             case .status(let s):
                 [
                     ("pid", .int(s.pid)), ("home", .string(s.home)), ("socket", .string(s.socket)), ("version", .string(s.version)),
@@ -258,7 +289,15 @@ public enum Wire {
                 JobFailure(
                     jobId: try f.int("jobId"), jobName: try f.string("jobName"), location: try f.string("location"),
                     reason: try f.string("reason")))
-        case "progress": return .progress(finished: try f.int("finished"), total: try f.int("total"))
+        case "progress":
+            return .progress(finished: try f.int("finished"), total: try f.int("total"), failed: try f.optionalStrings("failed") ?? [])
+        case "queues":
+            return .queues(try f.array("queues").enumerated().map { (i, item) throws(JobError) in
+                let q = try f.element(item, "queues[\(i)]")
+                return QueueInfo(
+                    name: try q.string("name"), limit: try q.optionalInt("limit"), running: try q.int("running"),
+                    waiting: try q.int("waiting"))
+            })
         case "status":
             return .status(
                 DaemonStatus(
@@ -284,7 +323,10 @@ public enum Wire {
             ("location", .string(job.location)), ("command", .string(job.command)),
             ("childJobs", .array(job.childJobs.map(JSON.int))), ("parentId", optional(job.parentId, JSON.int)),
             ("beginTime", time(job.beginTime)), ("endTime", time(job.endTime)), ("exitCode", optional(job.exitCode, JSON.int)),
-            ("reason", optional(job.reason, JSON.string)),
+            ("reason", optional(job.reason, JSON.string)), ("queue", .string(job.queue)),
+            ("dependsOn", .array(job.dependsOn.map(JSON.int))), ("attempt", .int(job.attempt)),
+            ("input", optional(job.input, JSON.string)), ("cpuSeconds", optional(job.cpuSeconds, JSON.double)),
+            ("maxRssBytes", optional(job.maxRssBytes, JSON.int)),
         ])
     }
 
@@ -292,17 +334,23 @@ public enum Wire {
         guard let instanceId = UUID.parse(try f.string("instanceId")) else { throw f.invalid("instanceId is not a UUID") }
         guard let type = JobType(rawValue: try f.string("type")) else { throw f.invalid("type is not a job type") }
         guard let state = JobState(rawValue: try f.string("state")) else { throw f.invalid("state is not a job state") }
-        var childJobs: [Int] = []
-        for item in try f.array("childJobs", orEmpty: true) {
-            guard let id = item.int else { throw f.invalid("childJobs holds ids") }
-            childJobs.append(id)
+        func ids(_ key: String) throws(JobError) -> [Int] {
+            var result: [Int] = []
+            for item in try f.array(key, orEmpty: true) {
+                guard let id = item.int else { throw f.invalid("\(key) holds ids") }
+                result.append(id)
+            }
+            return result
         }
         return JobInfo(
             id: try f.int("id"), instanceId: instanceId, name: try f.string("name"), type: type, state: state,
             hasMoreData: try f.bool("hasMoreData", default: false), location: try f.string("location"),
-            command: try f.string("command"), childJobs: childJobs, parentId: try f.optionalInt("parentId"),
+            command: try f.string("command"), childJobs: try ids("childJobs"), parentId: try f.optionalInt("parentId"),
             beginTime: try f.optionalTime("beginTime"), endTime: try f.optionalTime("endTime"),
-            exitCode: try f.optionalInt("exitCode"), reason: try f.optionalString("reason"))
+            exitCode: try f.optionalInt("exitCode"), reason: try f.optionalString("reason"),
+            queue: try f.optionalString("queue") ?? Defaults.queue, dependsOn: try ids("dependsOn"),
+            attempt: try f.optionalInt("attempt") ?? 1, input: try f.optionalString("input"),
+            cpuSeconds: try f.optionalDouble("cpuSeconds"), maxRssBytes: try f.optionalInt("maxRssBytes"))
     }
 
     private static func json(_ error: JobError) -> JSON {

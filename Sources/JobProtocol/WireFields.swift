@@ -43,6 +43,7 @@ extension Wire {
         func int(_ key: String) throws(JobError) -> Int { try required(key, "an integer", \.int) }
         func optionalInt(_ key: String) throws(JobError) -> Int? { try optional(key, "an integer", \.int) }
         func double(_ key: String) throws(JobError) -> Double { try required(key, "a number", \.double) }
+        func optionalDouble(_ key: String) throws(JobError) -> Double? { try optional(key, "a number", \.double) }
         func bool(_ key: String, default fallback: Bool) throws(JobError) -> Bool {
             try optional(key, "true or false", \.bool) ?? fallback
         }

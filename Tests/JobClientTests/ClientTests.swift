@@ -49,7 +49,7 @@ import Testing
             ],
             Request(.get(JobQuery())))
         #expect(sent.hasPrefix(#"{"v":1,"verb":"get","params":{"#), "\(sent)")
-        #expect(got == [.progress(finished: 1, total: 2)])
+        #expect(got == [.progress(finished: 1, total: 2, failed: [])], "a field absent is its default")
         #expect(outcome.error == JobError(JobError.Code("quotaExceeded"), "too many"))
     }
 

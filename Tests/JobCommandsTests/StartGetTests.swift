@@ -35,8 +35,14 @@ import Testing
             _ = try await cli.run("start", "-c", "exit 3")
             _ = try await cli.run("wait", "1")
             let job = try #require(try await cli.json("get").first)
-            #expect(Set(job.keys) == ["id", "name", "instanceId", "type", "state", "hasMoreData", "location", "command", "childJobs", "parentId", "beginTime", "endTime", "exitCode", "reason"])
+            #expect(Set(job.keys) == [
+                "id", "name", "instanceId", "type", "state", "hasMoreData", "location", "command", "childJobs", "parentId",
+                "beginTime", "endTime", "exitCode", "reason", "queue", "dependsOn", "attempt", "input", "durationSeconds",
+                "cpuSeconds", "maxRssBytes",
+            ])
             #expect(job["state"] as? String == "Failed")
+            #expect(job["queue"] as? String == "default" && job["attempt"] as? Int == 1 && job["input"] is NSNull)
+            #expect((job["durationSeconds"] as? Double).map { $0 >= 0 } == true)
             #expect(job["exitCode"] as? Int == 3)
             #expect(job["reason"] as? String == "exited with status 3")
             #expect(job["parentId"] is NSNull)

@@ -108,8 +108,13 @@ import JobProtocol
         let info = JobInfo(id: 1, name: "Job1", type: .backgroundJob, state: .running, hasMoreData: true, location: "localhost", command: "true", childJobs: [2])
         let json = try JSONSerialization.jsonObject(with: Data(Wire.json(info).bytes())) as? [String: Any]
         let keys = Set(json?.keys.map { $0 } ?? [])
-        #expect(keys == ["id", "name", "instanceId", "type", "state", "hasMoreData", "location", "command", "childJobs", "parentId", "beginTime", "endTime", "exitCode", "reason"])
+        #expect(keys == [
+            "id", "name", "instanceId", "type", "state", "hasMoreData", "location", "command", "childJobs", "parentId", "beginTime",
+            "endTime", "exitCode", "reason", "queue", "dependsOn", "attempt", "input", "cpuSeconds", "maxRssBytes",
+        ])
         #expect(json?["parentId"] is NSNull)
+        #expect(json?["cpuSeconds"] is NSNull && json?["input"] is NSNull)
+        #expect(json?["queue"] as? String == "default" && json?["attempt"] as? Int == 1)
         #expect(json?["state"] as? String == "Running")
     }
 }

@@ -8,20 +8,22 @@ import json, os, socket, struct, sys
 VERSION = 1
 
 # The verbs a request may name, and the fields each answer frame type must have.
-VERBS = ["start", "invoke", "get", "receive", "receiveWait", "wait", "stop", "remove", "received", "status",
-         "shutdown"]
+VERBS = ["start", "invoke", "get", "receive", "receiveWait", "wait", "stop", "remove", "received", "suspend",
+         "resume", "restart", "foreach", "queueGet", "queueSet", "queueRemove", "status", "shutdown"]
 FRAME_FIELDS = {
     "job": ["job"],
     "jobs": ["jobs"],
     "slices": ["slices"],
     "output": ["jobId", "jobName", "location", "stream", "time", "data", "start", "end"],
     "failure": ["jobId", "jobName", "location", "reason"],
-    "progress": ["finished", "total"],
+    "progress": ["finished", "total", "failed"],
+    "queues": ["queues"],
     "status": ["pid", "home", "socket", "version", "uptimeSeconds", "jobs"],
     "done": ["notFound", "timedOut", "error"],
 }
 JOB_FIELDS = ["id", "name", "instanceId", "type", "state", "hasMoreData", "location", "command", "childJobs",
-              "parentId", "beginTime", "endTime", "exitCode", "reason"]
+              "parentId", "beginTime", "endTime", "exitCode", "reason", "queue", "dependsOn", "attempt", "input",
+              "cpuSeconds", "maxRssBytes"]
 
 
 def dumps(value):

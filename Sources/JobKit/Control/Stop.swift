@@ -19,6 +19,8 @@ extension JobManager {
     }
 
     func stopJobs(_ ids: [Int], grace: Duration) async throws(JobError) {
+        // A foreach stopped reads no more inputs.
+        for id in ids { feeds[id]?.cancel() }
         let (changed, toSignal) = table.requestStop(ids, at: Date())
         try persist(changed)
         guard !toSignal.isEmpty else { return }

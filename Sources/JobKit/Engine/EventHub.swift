@@ -39,9 +39,14 @@ final class EventHub: Sendable {
     /// when the stream is dropped. Filtering here, not in the reader, spares a waiter a
     /// wake-up for every other job's change.
     func stream(for jobs: Set<Int>? = nil) -> AsyncStream<JobEvent> {
+        stream { event in jobs?.contains(event.job.id) ?? true }
+    }
+
+    /// A stream of the events that pass `filter`, from now on (see `stream(for:)`).
+    func stream(where filter: @escaping @Sendable (JobEvent) -> Bool) -> AsyncStream<JobEvent> {
         let (stream, continuation) = AsyncStream.makeStream(of: JobEvent.self)
         let token = observe { event in
-            if jobs?.contains(event.job.id) ?? true { continuation.yield(event) }
+            if filter(event) { continuation.yield(event) }
         }
         continuation.onTermination = { [weak self] _ in self?.remove(token) }
         return stream

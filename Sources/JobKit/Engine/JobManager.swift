@@ -88,6 +88,10 @@ public actor JobManager {
     var environments: [Int: [String: String]] = [:]
     /// Leaves whose next attempt is on its way (`retry`).
     var retrying: Set<Int> = []
+    /// The inputs of the foreach jobs being read, by parent, and the feeds waiting for their
+    /// children to start before they read on.
+    var feeds: [Int: InputFeed] = [:]
+    var feedWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
 
     enum Work: Sendable {
         case thread(ThreadWork)
@@ -96,6 +100,8 @@ public actor JobManager {
         case connect(Int)
         /// A failed child's next attempt, after a pause.
         case retry(Int)
+        /// A foreach job's inputs to read.
+        case feed(Int)
     }
 
     struct ThreadWork: Sendable {
@@ -148,6 +154,15 @@ public actor JobManager {
         try? store.save(recovered)
         table.evictFinished(keeping: [])
         for id in table.ids where table[id]?.parentId == nil { table.block(id) }
+        // A foreach whose inputs the last engine was reading: the rest of them went with it.
+        var cut: [JobRecord] = []
+        for id in table.ids where table[id]?.feed == .open {
+            guard var parent = table[id] else { continue }
+            parent.feed = .cut
+            table.put(parent)
+            cut += [parent] + table.refreshParent(id, at: Date())
+        }
+        try? store.save(cut)
         for queue in (try? store.queues()) ?? [] {
             let key = JobTable.queueKey(queue.name)
             queueNames[key] = queue.name
@@ -183,6 +198,7 @@ public actor JobManager {
                 case .launch: group.addTask { await self.launchNew() }
                 case .connect(let id): group.addTask { await self.connect(id) }
                 case .retry(let id): group.addTask { await self.retry(id) }
+                case .feed(let id): group.addTask { await self.runFeed(id) }
                 }
             }
         }
@@ -218,6 +234,9 @@ public actor JobManager {
         // No new job from here on; started jobs start, even now: they outlive the engine like
         // the others.
         isShutDown = true
+        for feed in feeds.values { feed.cancel() }
+        for waiter in feedWaiters.values { waiter.resume() }
+        feedWaiters.removeAll()
         await launchNew()
         try? persist([])
         workContinuation.finish()

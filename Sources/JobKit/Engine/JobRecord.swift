@@ -45,6 +45,8 @@ struct JobRecord: Sendable, Equatable {
     var retries = 0
     /// For a `foreach` child: its input.
     var input: String?
+    /// For a `foreach` parent: whether its inputs are still being read.
+    var feed = Feed.none
     /// What its processes used (summed over attempts; a parent's over its children), once
     /// known: a local leaf's, as its supervisor recorded it.
     var usage: ResourceUsage?
@@ -59,6 +61,16 @@ struct JobRecord: Sendable, Equatable {
 
     /// A leaf with no process of its own now: not started, or between attempts.
     var hasNoProcess: Bool { state == .notStarted || beginTime == nil || retryPending }
+}
+
+/// Where a `foreach` parent's inputs are: more children may come while they are read.
+enum Feed: Int, Sendable {
+    /// All read (or not a foreach parent).
+    case none = 0
+    /// Being read: the parent is not finished even if every child it has is.
+    case open = 1
+    /// Cut short: the engine that read them went away. The parent fails once its children end.
+    case cut = 2
 }
 
 /// The CPU time and the largest resident set of a job's processes.

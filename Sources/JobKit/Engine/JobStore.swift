@@ -105,6 +105,7 @@ final class JobStore: Sendable {
                     ALTER TABLE job ADD COLUMN suspendRequested BOOLEAN NOT NULL DEFAULT 0;
                     ALTER TABLE job ADD COLUMN throttle INTEGER NOT NULL DEFAULT 1;
                     ALTER TABLE job ADD COLUMN dependenciesMet BOOLEAN NOT NULL DEFAULT 0;
+                    ALTER TABLE job ADD COLUMN feed INTEGER NOT NULL DEFAULT 0;
                     CREATE INDEX job_environment ON job(environmentId) WHERE environmentId IS NOT NULL;
                     CREATE TABLE environment (id INTEGER PRIMARY KEY, digest INTEGER NOT NULL, body TEXT NOT NULL);
                     CREATE INDEX environment_digest ON environment(digest);
@@ -236,6 +237,27 @@ final class JobStore: Sendable {
                 // that the database (AUTOINCREMENT) would hand out again.
                 if used { lastId += records.count }
                 throw error
+            }
+            lastId += records.count
+            return records
+        }
+    }
+
+    /// Inserts more children of a parent (a foreach's, as its inputs come): the next ids, in
+    /// order, in one transaction; names `Job<Id>`.
+    func insertChildren(_ new: [JobRecord], alsoSaving pending: [JobRecord] = []) throws(JobError) -> [JobRecord] {
+        try lastId.withLock { lastId throws(JobError) in
+            var records = new
+            for i in records.indices {
+                records[i].id = lastId + 1 + i
+                records[i].name = "Job\(records[i].id)"
+            }
+            try access { db in
+                try db.inTransaction {
+                    for record in records { try Self.write(record, db: db, insert: true) }
+                    for record in pending { try Self.write(record, db: db, insert: false) }
+                    return .commit
+                }
             }
             lastId += records.count
             return records
@@ -393,15 +415,15 @@ final class JobStore: Sendable {
             INSERT INTO job (instanceId, name, type, state, location, command, parentId, beginTime, endTime,
                 exitCode, reason, received, recorded, stopRequested, program, workingDirectory, launch, queue,
                 dependsOn, attempt, retries, input, cpuMicros, maxRssBytes, environmentId, suspendRequested, throttle,
-                dependenciesMet, id)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                dependenciesMet, feed, id)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """
             : """
             UPDATE job SET instanceId = ?, name = ?, type = ?, state = ?, location = ?, command = ?, parentId = ?,
                 beginTime = ?, endTime = ?, exitCode = ?, reason = ?, received = ?, recorded = ?,
                 stopRequested = ?, program = ?, workingDirectory = ?, launch = ?, queue = ?, dependsOn = ?,
                 attempt = ?, retries = ?, input = ?, cpuMicros = ?, maxRssBytes = ?, environmentId = ?,
-                suspendRequested = ?, throttle = ?, dependenciesMet = ?
+                suspendRequested = ?, throttle = ?, dependenciesMet = ?, feed = ?
             WHERE id = ?
             """
         let arguments: StatementArguments = [
@@ -410,7 +432,7 @@ final class JobStore: Sendable {
             r.received, r.recorded, r.stopRequested, r.program, r.workingDirectory, r.launch, r.queue,
             r.dependsOn.isEmpty ? nil : r.dependsOn.map(String.init).joined(separator: ","), r.attempt, r.retries,
             r.input, r.usage?.cpuMicroseconds, r.usage?.maxRssBytes, r.environmentId, r.suspendRequested, r.throttle,
-            r.dependenciesMet, r.id,
+            r.dependenciesMet, r.feed.rawValue, r.id,
         ]
         try db.cachedStatement(sql: sql).execute(arguments: arguments)
     }
@@ -420,7 +442,7 @@ final class JobStore: Sendable {
     private static let columns = """
         id, instanceId, name, type, state, location, command, parentId, beginTime, endTime, exitCode, reason, \
         received, recorded, stopRequested, program, workingDirectory, launch, queue, dependsOn, attempt, retries, \
-        input, cpuMicros, maxRssBytes, environmentId, suspendRequested, throttle, dependenciesMet
+        input, cpuMicros, maxRssBytes, environmentId, suspendRequested, throttle, dependenciesMet, feed
         """
 
     /// The records a query of `columns` returns, read straight from SQLite's row (GRDB's
@@ -460,7 +482,7 @@ final class JobStore: Sendable {
             reason: text(11), received: int(12) ?? 0, recorded: int(13) ?? 0, stopRequested: int(14) == 1,
             program: text(15), workingDirectory: text(16), launch: text(17), environmentId: int(25), throttle: int(27) ?? 1,
             queue: text(18) ?? Defaults.queue, dependsOn: idList(text(19)), dependenciesMet: int(28) == 1,
-            attempt: int(20) ?? 1, retries: int(21) ?? 0, input: text(22),
+            attempt: int(20) ?? 1, retries: int(21) ?? 0, input: text(22), feed: Feed(rawValue: int(29) ?? 0) ?? .none,
             usage: int(23).map { ResourceUsage(cpuMicroseconds: $0, maxRssBytes: int(24) ?? 0) }, suspendRequested: int(26) == 1)
     }
 

@@ -59,14 +59,14 @@ struct JobTable: Sendable, JobSource {
                 ids.append(record.id)
             }
             count(record, in: 1)
-            if record.parentId == nil { parents.append(record.id) }
+            parents.append(record.parentId ?? record.id)
         }
         for record in new {
             if let parentId = record.parentId, records[parentId]?.childIds.contains(record.id) == false {
                 records[parentId]?.childIds.append(record.id)
             }
         }
-        for id in parents { refreshReady(id) }
+        for id in Set(parents) where records[id]?.parentId == nil { refreshReady(id) }
     }
 
     /// Replaces a record, keeping the tallies and the parent's place among the ready ones.
@@ -155,6 +155,15 @@ struct JobTable: Sendable, JobSource {
     mutating func requestStop(_ ids: [Int], at time: Date) -> (changed: [JobRecord], toSignal: [Int]) {
         var changed: [Int: JobRecord] = [:]
         var toSignal: [Int] = []
+        // A parent asked to stop takes no more children (a foreach's next inputs).
+        for id in ids {
+            guard var parent = records[id], parent.parentId == nil, parent.type != .threadJob, !parent.state.isFinished,
+                !parent.stopRequested
+            else { continue }
+            parent.stopRequested = true
+            put(parent)
+            changed[id] = parent
+        }
         for leafId in leaves(of: ids) {
             guard var leaf = records[leafId], !leaf.state.isFinished else { continue }
             if leaf.hasNoProcess {
@@ -265,7 +274,9 @@ struct JobTable: Sendable, JobSource {
         var seen = Set<Int>()
         for id in ids {
             guard let job = records[id] else { continue }
-            for leaf in job.childIds.isEmpty ? [id] : job.childIds where seen.insert(leaf).inserted {
+            // A parent with no children yet (a foreach whose inputs are still read) has none.
+            let isLeaf = job.parentId != nil || job.type == .threadJob
+            for leaf in job.childIds.isEmpty ? (isLeaf ? [id] : []) : job.childIds where seen.insert(leaf).inserted {
                 result.append(leaf)
             }
         }
@@ -298,24 +309,42 @@ struct JobTable: Sendable, JobSource {
     // A parent's state follows its children's (see `parentState`); once they have all
     // finished it takes their end, and a lone child's exit code and reason.
     mutating func refreshParent(of leaf: JobRecord, at time: Date) -> [JobRecord] {
-        guard let parentId = leaf.parentId, var parent = records[parentId], !parent.state.isFinished,
-            let tally = tallies[parentId]
-        else { return [] }
+        guard let parentId = leaf.parentId else { return [] }
+        return refreshParent(parentId, attempt: leaf.attempt, begun: leaf.beginTime, at: time)
+    }
+
+    mutating func refreshParent(_ parentId: Int, attempt: Int = 1, begun: Date? = nil, at time: Date) -> [JobRecord] {
+        guard var parent = records[parentId], !parent.state.isFinished else { return [] }
+        let tally = tallies[parentId] ?? Tally()
         let before = parent
         parent.state = Self.parentState(tally, stopping: parent.state == .stopping)
-        parent.attempt = max(parent.attempt, leaf.attempt)
-        if leaf.beginTime != nil, parent.beginTime == nil { parent.beginTime = leaf.beginTime }
+        if parent.feed == .open, parent.state.isFinished || tally.total == 0 {
+            // More children may come.
+            parent.state = blocked.contains(parentId) || tally.total == 0 && parent.beginTime == nil ? .notStarted : .running
+        }
+        parent.attempt = max(parent.attempt, attempt)
+        if let begun, parent.beginTime == nil { parent.beginTime = begun }
         if parent.state.isFinished {
+            if tally.total == 0 {
+                // A foreach of no input, or one stopped before its first child.
+                parent.state = parent.stopRequested ? .stopped : .completed
+                parent.beginTime = parent.beginTime ?? time
+            }
+            if parent.feed == .cut {
+                parent.state = .failed
+                parent.reason = "its inputs were cut short: the engine that read them exited"
+            }
             // Once, at the end: a pass over the children.
             let children = parent.childIds.compactMap { records[$0] }
             parent.endTime = children.compactMap(\.endTime).max() ?? time
             parent.usage = children.reduce(nil) { $0 + $1.usage }
-            if children.count == 1 {
+            if parent.feed != .cut, children.count == 1, parent.type != .psTaskJob {
                 parent.exitCode = children[0].exitCode
                 parent.reason = children[0].reason
-            } else {
+            } else if parent.feed != .cut {
                 parent.reason = Self.summary(ofFailed: children.filter { $0.state == .failed })
             }
+            parent.feed = .none
         }
         guard parent != before else { return [] }
         put(parent)

@@ -35,7 +35,11 @@ extension JobManager {
                 result += launched
                 ended += launched.filter(\.state.isFinished).map(\.id)
             }
-            guard !ended.isEmpty else { return result }
+            guard !ended.isEmpty else {
+                // Children started: a foreach that waits may read more inputs.
+                if !begun.isEmpty { wakeFeeds() }
+                return result
+            }
             result += releaseDependents(of: ended)
         }
     }

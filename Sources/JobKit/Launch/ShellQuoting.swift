@@ -38,4 +38,13 @@ public enum ShellQuoting {
         }
         return out
     }
+
+    /// POSIX single quoting: any bytes (newlines, `$`, quotes) as one word, for every POSIX
+    /// shell (dash has no `$'…'`), and for bash, zsh and fish too. Plain words stay plain.
+    public static func singleQuoted(_ word: String) -> String {
+        if !word.isEmpty, word.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "/._-=".contains($0)) }) {
+            return word
+        }
+        return "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
 }

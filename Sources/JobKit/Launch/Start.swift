@@ -113,7 +113,7 @@ extension JobManager {
             // Every job it waits for may have ended already: then it is decided now.
             try? persist(releaseDependents(of: dependsOn))
         }
-        return table.info(parentId)!
+        return try startedJob(parentId)
     }
 
     /// Inserts a new family and has its children that start now launched once the call has
@@ -150,6 +150,15 @@ extension JobManager {
         toLaunch.append((inserted.dropFirst().filter { $0.state == .running && $0.id != early }.map(\.id), plan))
         workContinuation.yield(.launch)
         return inserted
+    }
+
+    /// A job just made, as it is now: in the table, or, if it ended at once (a dependency
+    /// that had failed) and was committed, in the database.
+    func startedJob(_ id: Int) throws(JobError) -> JobInfo {
+        guard let job = table.info(id) ?? history.job(withId: id) else {
+            throw JobError(.storage, "job \(id) was made but cannot be read back from the job database")
+        }
+        return job
     }
 
     /// A queue name as given, checked: it is shown in tables and typed on command lines.
@@ -194,7 +203,7 @@ extension JobManager {
     /// known yet, but whose master answers, first asks it (in `run()`, holding up nobody).
     func launch(_ id: Int, plan: LaunchPlan) -> [JobRecord] {
         guard let child = table[id] else { return [] }
-        let spec = plan.spec
+        let spec = child.type == .psTaskJob ? childSpec(child, plan: plan) : plan.spec
         if isLocal(child.location) {
             return spawnLeaf(
                 id, Supervisor.Job(

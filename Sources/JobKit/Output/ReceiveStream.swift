@@ -13,6 +13,8 @@ import Glibc
 /// the selected top-level jobs as they finished (before `autoRemove` removes them).
 public enum ReceiveEvent: Sendable, Equatable {
     case output(OutputChunk)
+    /// A finished child's whole output, to read from its files (`wholeOutput`).
+    case whole(OutputSlice)
     case failed(JobFailure)
     case finished([JobInfo])
 }

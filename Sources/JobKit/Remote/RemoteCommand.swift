@@ -83,11 +83,5 @@ enum RemoteCommand {
     static let posixProbe = "x=42; case ${x:-1} in 42) exit 42;; esac; exit 1"
     static let posixProbeAnswer: Int32 = 42
 
-    /// POSIX single quoting; also right for bash, zsh and fish.
-    static func quote(_ word: String) -> String {
-        if !word.isEmpty, word.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "/._-=".contains($0)) }) {
-            return word
-        }
-        return "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
-    }
+    static func quote(_ word: String) -> String { ShellQuoting.singleQuoted(word) }
 }

@@ -28,7 +28,7 @@ extension JobManager {
         threadStops[job.id] = stopContinuation
         workContinuation.yield(
             .thread(ThreadWork(id: job.id, context: JobContext(id: job.id, name: job.name, writer: writer), body: body, stop: stop)))
-        return table.info(job.id)!
+        return try startedJob(job.id)
     }
 
     func runThreadJob(_ work: ThreadWork) async {

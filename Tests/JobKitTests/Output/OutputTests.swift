@@ -169,6 +169,8 @@ import JobTesting
                     failures.append(failure)
                 case .finished(let jobs):
                     finished = jobs
+                case .whole:
+                    Issue.record("a receive stream hands output out as it comes, not whole")
                 }
             }
             #expect(finished.map(\.state) == [.failed], "the job as it ended, last")

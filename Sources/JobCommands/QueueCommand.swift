@@ -1,0 +1,130 @@
+import ArgumentParser
+import FoundationEssentials
+import JobModel
+import JobProtocol
+
+struct QueueCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "queue",
+        abstract: "Set, show or remove queues: how many of their jobs run at once.",
+        discussion: """
+            A job started with --queue Q is in queue Q (made on first use, with no limit); others are \
+            in 'default'. Over its queue's limit a job waits, NotStarted; they start in id order as \
+            slots free. Queues and limits outlive the daemon.
+            """,
+        subcommands: [Set.self, Get.self, Remove.self]
+    )
+
+    struct Set: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Make a queue or change its limit, and print it.")
+        @OptionGroup var options: GlobalOptions
+
+        @Argument(help: ArgumentHelp("The queue.", valueName: "Q"))
+        var name: String
+
+        @Option(help: ArgumentHelp("At most this many of its jobs run at once; 'none' lifts the limit.", valueName: "N|none"))
+        var limit: String
+
+        func validate() throws {
+            try options.validateJobFormat()
+            _ = try parsedLimit()
+        }
+
+        func parsedLimit() throws -> Int? {
+            if limit.lowercased() == "none" { return nil }
+            guard let n = Int(limit), n >= 1 else { throw ValidationError("--limit takes a number from 1, or none, not '\(limit)'") }
+            return n
+        }
+
+        func run() throws {
+            try runQueues(.queueSet(QueueSetParameters(name: name, limit: try parsedLimit())), options)
+        }
+    }
+
+    struct Get: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show queues: Name, Limit, Running, Waiting.")
+        @OptionGroup var options: GlobalOptions
+
+        @Argument(help: ArgumentHelp("Queues by name (wildcards allowed); all when none is named.", valueName: "Q"))
+        var names: [String] = []
+
+        func validate() throws { try options.validateJobFormat() }
+
+        func run() throws { try runQueues(.queueGet(names), options) }
+    }
+
+    struct Remove: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove queues that hold no unfinished job.")
+        @OptionGroup var options: GlobalOptions
+
+        @Argument(help: ArgumentHelp("The queues.", valueName: "Q"))
+        var names: [String] = []
+
+        func validate() throws {
+            if names.isEmpty { throw ValidationError("name at least one queue") }
+        }
+
+        func run() throws {
+            let (_, status) = try perform(Request(.queueRemove(names)), with: options) { _ in }
+            if status != ExitStatus.ok { throw Exit(status: status) }
+        }
+    }
+}
+
+/// Sends a queue request and shows the queues it answers with.
+private func runQueues(_ verb: Verb, _ options: GlobalOptions) throws {
+    var queues: [QueueInfo] = []
+    let (_, status) = try perform(Request(verb), with: options) { frame in
+        if case .queues(let answered) = frame { queues += answered }
+    }
+    if !queues.isEmpty || status == ExitStatus.ok { try QueueRender.show(queues, options.common) }
+    if status != ExitStatus.ok { throw Exit(status: status) }
+}
+
+/// Queues as a table, a list or JSON (`name, limit, running, waiting`).
+enum QueueRender {
+    static let properties = ["Name", "Limit", "Running", "Waiting"]
+
+    static func show(_ queues: [QueueInfo], _ options: CommonOptions) throws {
+        let chosen = try options.properties.map { requested in
+            try requested.map { name in
+                guard let match = properties.first(where: { $0.lowercased() == name.lowercased() }) else {
+                    throw UsageError("unknown property '\(JobError.shown(name))': use \(properties.joined(separator: ", "))")
+                }
+                return match
+            }
+        } ?? properties
+        switch options.format {
+        case .table, .raw:
+            guard !queues.isEmpty else { return }
+            try writeOut(JobRender.table(columns: chosen, rows: queues.map { q in chosen.map { text(q, $0) } }))
+        case .list:
+            try writeOut(JobRender.list(properties: chosen, items: queues.map { q in chosen.map { text(q, $0) } }))
+        case .json, .jsonl:
+            let objects = queues.map { q in JSON.object(chosen.map { ($0.lowercased(), json(q, $0)) }) }
+            if options.format == .jsonl {
+                try writeOut(objects.map { $0.text(pretty: false) + "\n" }.joined())
+            } else {
+                try writeOut(JobRender.jsonText(.array(objects)))
+            }
+        }
+    }
+
+    static func text(_ queue: QueueInfo, _ property: String) -> String {
+        switch property {
+        case "Name": queue.name
+        case "Limit": queue.limit.map(String.init) ?? "none"
+        case "Running": String(queue.running)
+        default: String(queue.waiting)
+        }
+    }
+
+    static func json(_ queue: QueueInfo, _ property: String) -> JSON {
+        switch property {
+        case "Name": .string(queue.name)
+        case "Limit": queue.limit.map(JSON.int) ?? .null
+        case "Running": .int(queue.running)
+        default: .int(queue.waiting)
+        }
+    }
+}
