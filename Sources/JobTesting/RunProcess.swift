@@ -68,8 +68,10 @@ public struct Spawned: Sendable {
     }
 }
 
+/// `stdin`: a file to read standard input from (else /dev/null).
 public func runProcess(
-    _ executable: String, _ args: [String], environment: [String: String]? = nil, directory: String? = nil
+    _ executable: String, _ args: [String], environment: [String: String]? = nil, directory: String? = nil,
+    stdin: String? = nil
 ) throws -> ProcessResult {
     var argv = [executable] + args
     var path = executable
@@ -87,7 +89,7 @@ public func runProcess(
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 0, stdin ?? "/dev/null", O_RDONLY, 0)
     posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
     posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
     var cArgs = argv.map { strdup($0) } + [nil]
@@ -137,11 +139,14 @@ public func runProcess(
 /// `runProcess` on a thread of its own, so that waiting for the program blocks no thread of
 /// the cooperative pool (tests run in parallel, and engine tests need those threads).
 public func runProcessDetached(
-    _ executable: String, _ args: [String], environment: [String: String]? = nil, directory: String? = nil
+    _ executable: String, _ args: [String], environment: [String: String]? = nil, directory: String? = nil,
+    stdin: String? = nil
 ) async throws -> ProcessResult {
     try await withCheckedThrowingContinuation { continuation in
         let thread = Thread {
-            continuation.resume(with: Result { try runProcess(executable, args, environment: environment, directory: directory) })
+            continuation.resume(with: Result {
+                try runProcess(executable, args, environment: environment, directory: directory, stdin: stdin)
+            })
         }
         thread.start()
     }

@@ -33,6 +33,38 @@ final class CLI: Sendable {
     @discardableResult
     func run(_ args: String...) async throws -> Run { try await run(args) }
 
+    /// Runs `job ARGS` with `input` as its standard input (a file).
+    @discardableResult
+    func run(_ args: [String], input: String) async throws -> Run {
+        let file = home.path + "/stdin-\(UUID().uuidString)"
+        try Data(input.utf8).write(to: URL(fileURLWithPath: file))
+        defer { unlink(file) }
+        let result = try await runProcessDetached(job, ["--home", home.path] + args, stdin: file)
+        return Run(status: result.status, stdout: result.stdout, stderr: result.stderr)
+    }
+
+    /// The daemon's pid, as it says itself.
+    func daemonPid() async throws -> pid_t {
+        let status = try await run("daemon", "status", "-o", "json")
+        let object = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
+        return pid_t(try #require(object?["pid"] as? Int, "\(status.stdout)\(status.stderr)"))
+    }
+
+    /// SIGKILLs the daemon and waits until it is gone; the next command starts another.
+    func killDaemon() async throws {
+        let pid = try await daemonPid()
+        kill(pid, SIGKILL)
+        #expect(try await eventually { kill(pid, 0) != 0 || (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8))?.contains(") Z") == true })
+    }
+
+    /// One job, by id or name, as `get -o json` shows it.
+    func job(_ word: String) async throws -> [String: Any] {
+        try #require(try await json("get", word).first, "job \(word)")
+    }
+
+    /// A property of one job.
+    func state(_ word: String) async throws -> String? { try await job(word)["state"] as? String }
+
     static func execute(_ executable: String, _ args: [String], environment: [String: String]? = nil, directory: String? = nil) async throws -> Run {
         let result = try await runProcessDetached(executable, args, environment: environment, directory: directory)
         return Run(status: result.status, stdout: result.stdout, stderr: result.stderr)

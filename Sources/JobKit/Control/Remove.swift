@@ -52,6 +52,9 @@ extension JobManager {
     }
 
     func removeJobs(_ ids: [Int]) async throws(JobError) {
+        let family = Set(ids + table.leaves(of: ids))
+        removing.formUnion(family)
+        defer { removing.subtract(family) }
         let running = ids.filter { table[$0]?.state.isFinished == false }
         if !running.isEmpty { try await stopJobs(running, grace: Defaults.grace) }
         // Stopping them committed their ends, which let go of the finished ones: back they come.

@@ -86,6 +86,8 @@ public actor JobManager {
     /// Launch plans at hand, by parent (see `plan(of:)`), and their environments by id.
     var plans: [Int: LaunchPlan] = [:]
     var environments: [Int: [String: String]] = [:]
+    /// Jobs being removed (stopped first): for those waiting on them, as good as removed.
+    var removing: Set<Int> = []
     /// Leaves whose next attempt is on its way (`retry`).
     var retrying: Set<Int> = []
     /// The inputs of the foreach jobs being read, by parent, and the feeds waiting for their

@@ -41,7 +41,7 @@ struct JobTable: Sendable, JobSource {
             if let parentId = record.parentId { records[parentId]?.childIds.append(record.id) }
         }
         for record in sorted { count(record, in: 1) }
-        for record in sorted where record.parentId == nil && !record.childIds.isEmpty { refreshReady(record.id) }
+        for record in sorted where record.parentId == nil { refreshReady(record.id) }
     }
 
     subscript(id: Int) -> JobRecord? { records[id] }

@@ -73,11 +73,13 @@ extension JobManager {
         return changed
     }
 
-    /// What the table says of these jobs, and the database of those it has let go of.
+    /// What the table says of these jobs, and the database of those it has let go of. Jobs
+    /// being removed are missing: they count as removed, not as the `Stopped` the removal's
+    /// stop makes them on the way.
     private func states(of ids: [Int]) -> [Int: JobState] {
         var states: [Int: JobState] = [:]
         var missing: [Int] = []
-        for id in ids {
+        for id in ids where !removing.contains(id) {
             if let record = table[id] { states[id] = record.state } else { missing.append(id) }
         }
         if !missing.isEmpty, let stored = try? store.states(of: missing) { states.merge(stored) { live, _ in live } }

@@ -134,3 +134,16 @@ import JobTesting
         #expect(table.queueTallies["q"] == Tally(notStarted: 1, suspended: 1, active: 1, waiting: 1))
     }
 }
+
+extension SchedulingRulesTests {
+    @Test func aTableLoadedFromTheDatabaseKnowsWhoWaits() {
+        var records = family(1, children: 2, throttle: 2, queue: "q")
+        records[0].state = .running
+        records[1].state = .running
+        var table = JobTable(records + family(4, children: 1, queue: "q"))
+        #expect(table.queueTallies["q"]?.active == 1 && table.queueTallies["q"]?.waiting == 2)
+        #expect(table.beginReady(limits: ["q": 2], at: t0).begun == [3], "the next in id order, once a slot is free")
+        _ = table.leafEnded(2, outcome: .exited(0), at: t0, recorded: 0)
+        #expect(table.beginReady(limits: ["q": 2], at: t0).begun == [5])
+    }
+}
