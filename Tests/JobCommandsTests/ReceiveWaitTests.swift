@@ -109,7 +109,7 @@ import Testing
 
     @Test func waitTimeoutPrintsNothingAndExits124() async throws {
         try await withCLI { cli in
-            try await cli.run("start", "--", "sleep", "30")
+            try await cli.run("start", "--", "sleep", "1000")
             let start = Date()
             let result = try await cli.run("wait", "1", "--timeout", "0.5")
             #expect(result.status == 124)
@@ -124,7 +124,7 @@ import Testing
 
     @Test func waitAnyPrintsTheFirstDone() async throws {
         try await withCLI { cli in
-            try await cli.run("start", "--", "sleep", "30")
+            try await cli.run("start", "--", "sleep", "1000")
             try await cli.run("start", "-c", "true")
             let result = try await cli.run("wait", "1", "3", "--any", "-o", "json")
             #expect(result.status == 0)
@@ -136,7 +136,7 @@ import Testing
 
     @Test func removeRefusesRunningJobsAndChildren() async throws {
         try await withCLI { cli in
-            try await cli.run("start", "--", "sleep", "30")
+            try await cli.run("start", "--", "sleep", "1000")
             let refused = try await cli.run("remove", "1")
             #expect(refused.status == 1)
             #expect(refused.stderr == "job: job 1 is Running; stop it first or use --force\n")
@@ -378,7 +378,7 @@ private func onTerminal(_ cli: CLI, _ args: String, touching go: String, once te
 
     @Test func receiveExitsOneForAStoppedJob() async throws {
         try await withCLI { cli in
-            try await cli.run("start", "-c", "echo before; sleep 30")
+            try await cli.run("start", "-c", "echo before; sleep 1000")
             // (A `for … where` loop here went on asking 500 times after the output came: past
             // the job's 30 s on a loaded machine, and it then ended Completed.)
             #expect(try await eventually { try await !cli.run("receive", "1", "--keep").stdout.isEmpty })

@@ -60,7 +60,7 @@ func jobPid(_ manager: JobManager, child: Int) async throws -> pid_t {
 /// after 3000 looks (a minute or more): lets a test order a job's steps against its own
 /// without guessing at timing; the bound is only there so that a broken test ends.
 func waitForFile(_ path: String) -> String {
-    "n=0; while [ ! -e '\(path)' ]; do n=$((n+1)); [ $n -gt 3000 ] && exit 9; sleep 0.02; done"
+    "n=0; while [ ! -e '\(path)' ]; do n=$((n+1)); [ $n -gt 3000 ] && exit 9; sleep 0.05; done"
 }
 
 /// Creates `path`, the go-ahead a job made with `waitForFile` waits for.

@@ -88,10 +88,13 @@ extension JobManager {
                 progress.next[parentId] = index
                 if index < children.count { allDone = false }
             } else {
-                for id in candidates ?? children where !progress.delivered.contains(id) {
-                    guard let child = table[id], child.state.isFinished, child.parentId == parentId || id == parentId else { continue }
+                // In the order they finished, also those that had before the first look.
+                let finished = (candidates ?? children).compactMap { table[$0] }.filter { child in
+                    child.state.isFinished && !progress.delivered.contains(child.id) && (child.parentId == parentId || child.id == parentId)
+                }.sorted { ($0.endTime ?? .distantPast, $0.id) < ($1.endTime ?? .distantPast, $1.id) }
+                for child in finished {
                     events += whole(child)
-                    progress.delivered.insert(id)
+                    progress.delivered.insert(child.id)
                     progress.count[parentId, default: 0] += 1
                 }
                 if progress.count[parentId, default: 0] < children.count { allDone = false }
