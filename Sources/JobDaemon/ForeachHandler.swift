@@ -19,10 +19,17 @@ extension Handlers {
         guard throttle >= 1 else { throw JobError(.invalidArgument, "--throttle takes 1 or more, not \(throttle)") }
         let fd: Int32
         if let file = p.inputFile {
-            fd = open(file, O_RDONLY | O_CLOEXEC)
+            // Not waiting for a writer, should it be a FIFO: this is the daemon's thread.
+            fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
             guard fd >= 0 else {
                 throw JobError(.invalidArgument, "cannot read the input file \(file): \(String(cString: strerror(errno)))")
             }
+            var info = stat()
+            guard fstat(fd, &info) == 0, info.st_mode & S_IFMT != S_IFDIR else {
+                close(fd)
+                throw JobError(.invalidArgument, "cannot read the input file \(file): it is a directory")
+            }
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
         } else {
             fd = try openClientDescriptor(0, of: client, for: "standard input, to read the inputs from")
         }

@@ -157,6 +157,32 @@ import Testing
         }
     }
 
+    /// Inputs read while another job is started: that job takes the next id, and the
+    /// foreach's later children come after it; listings still show every child with its parent.
+    @Test func aJobStartedWhileInputsAreReadTakesTheNextId() async throws {
+        try await withCLI { cli in
+            let go = cli.home.path + "/go-more"
+            let writer = "(echo a; echo b; while [ ! -e '\(go)' ]; do sleep 0.1; done; echo c)"
+            let pipeline = try Spawned(
+                ["/bin/sh", "-c", "\(writer) | '\(cli.job)' --home '\(cli.home.path)' foreach --as-job -c 'echo {}'"],
+                stdout: cli.home.path + "/pipeline.out")
+            #expect(try await eventually { (try? await cli.json("get", "--include-children").count) == 3 })
+            try await cli.run("start", "--name", "between", "-c", "true")
+            FileManager.default.createFile(atPath: go, contents: nil)
+            _ = try await pipeline.wait()
+            #expect(try await eventually { (try? await cli.json("get", "--include-children").count) == 6 })
+            #expect(try await cli.run("wait", "--timeout", "60").status == 0)
+            let all = try await cli.json("get", "--include-children")
+            #expect(all.map { $0["id"] as? Int } == [1, 2, 3, 4, 5, 6])
+            #expect(all.first?["childJobs"] as? [Int] == [2, 3, 6], "\(all)")
+            #expect(all[5]["parentId"] as? Int == 1 && all[5]["input"] as? String == "c")
+            #expect(try await cli.run("receive", "1").stdout == "a\nb\nc\n")
+            // Once finished and out of memory, read back from the database the same way.
+            try await cli.run("daemon", "stop")
+            #expect(try await cli.json("get", "--include-children").first?["childJobs"] as? [Int] == [2, 3, 6])
+        }
+    }
+
     @Test func badInputIsRefusedBeforeAnythingStarts() async throws {
         try await withCLI { cli in
             let missing = try await cli.run("foreach", "--input-file", "/nonexistent/inputs", "-c", "true")

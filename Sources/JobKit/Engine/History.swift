@@ -55,8 +55,16 @@ struct History: JobSource {
     /// the last id of the page; nil when the database cannot be read.
     func page(after id: Int, limit: Int) -> (jobs: [JobInfo], last: Int)? {
         guard let records = try? store.page(after: id, limit: limit) else { return nil }
-        let stored = JobTable(records)
         let ids = records.map(\.id)
+        // A foreach's children are made as its inputs come, and a job started meanwhile takes
+        // the next id: its family may reach past the page, and its info needs all of it.
+        var context = records
+        let spread = records.filter { $0.parentId == nil && $0.type == .psTaskJob }.map(\.id)
+        if !spread.isEmpty, let families = try? store.families(of: spread) {
+            let here = Set(ids)
+            context += families.filter { !here.contains($0.id) }
+        }
+        let stored = JobTable(context)
         let jobs = ids.compactMap { table.info($0) ?? stored.info($0) }
         return (jobs, records.last?.id ?? id)
     }

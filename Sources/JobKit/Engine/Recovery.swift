@@ -42,10 +42,21 @@ extension JobManager {
         _ table: inout JobTable, monitor: ExitMonitor, supervisor: Supervisor, at now: Date
     ) -> [JobRecord] {
         var changed: [JobRecord] = []
-        for record in table.records.values.sorted(by: { $0.id < $1.id }) where !record.state.isFinished {
-            // Waiting for a slot (or held back): nothing of it ran yet.
-            guard record.childIds.isEmpty, Tally.phase(record) != .waiting else { continue }
+        for found in table.records.values.sorted(by: { $0.id < $1.id }) where !found.state.isFinished {
+            guard found.childIds.isEmpty else { continue }
+            var record = found
             let id = record.id
+            if Tally.phase(record) == .waiting {
+                // Waiting for a slot (or held back): nothing of it ran, unless its begin was
+                // not committed when the last engine died (it commits a begin once the
+                // supervisor is asked for): then the slot, cleared when it was asked for,
+                // says that it did.
+                let asked = supervisor.pids(id) != nil || supervisor.ending(id) != nil || supervisor.isAlive(id)
+                guard record.state == .notStarted, asked else { continue }
+                changed += table.begin(id, at: Date())
+                guard let begun = table[id] else { continue }
+                record = begun
+            }
             let ending = supervisor.ending(id)
             var evidence = Recovery.Evidence(
                 ended: ending != nil, started: supervisor.pids(id) != nil,
