@@ -28,6 +28,15 @@ extension JobsVerb {
     }
 }
 
+/// `JOB…` and `--passthru`, as suspend and resume take them.
+struct JobsAndPassthru: ParsableArguments {
+    @Argument(help: ArgumentHelp("Jobs by id, instance id or name.", valueName: "JOB"))
+    var jobs: [String] = []
+
+    @Flag(help: "Print the jobs afterwards.")
+    var passthru = false
+}
+
 struct SuspendCommand: JobsVerb {
     static let configuration = CommandConfiguration(
         commandName: "suspend",
@@ -39,14 +48,10 @@ struct SuspendCommand: JobsVerb {
     )
 
     @OptionGroup var options: GlobalOptions
+    @OptionGroup var selection: JobsAndPassthru
 
-    @Argument(help: ArgumentHelp("Jobs by id, instance id or name.", valueName: "JOB"))
-    var jobs: [String] = []
-
-    @Flag(help: "Print the jobs afterwards.")
-    var passthru = false
-
-    var printsJobs: Bool { passthru }
+    var jobs: [String] { selection.jobs }
+    var printsJobs: Bool { selection.passthru }
     static func verb(_ selectors: [JobSelector]) -> Verb { .suspend(selectors) }
 }
 
@@ -58,14 +63,10 @@ struct ResumeCommand: JobsVerb {
     )
 
     @OptionGroup var options: GlobalOptions
+    @OptionGroup var selection: JobsAndPassthru
 
-    @Argument(help: ArgumentHelp("Jobs by id, instance id or name.", valueName: "JOB"))
-    var jobs: [String] = []
-
-    @Flag(help: "Print the jobs afterwards.")
-    var passthru = false
-
-    var printsJobs: Bool { passthru }
+    var jobs: [String] { selection.jobs }
+    var printsJobs: Bool { selection.passthru }
     static func verb(_ selectors: [JobSelector]) -> Verb { .resume(selectors) }
 }
 

@@ -78,4 +78,7 @@ int jobkit_byte_is_locked(int fd, long long offset);
 /// or a socket left by a process that died).
 int jobkit_unix_socket_answers(const char *path);
 
+/// glibc's malloc_trim(0): the pages the allocator has free go back to the system.
+int jobkit_return_freed_memory(void);
+
 #endif

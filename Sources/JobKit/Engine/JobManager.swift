@@ -88,6 +88,8 @@ public actor JobManager {
     var environments: [Int: [String: String]] = [:]
     /// Jobs being removed (stopped first): for those waiting on them, as good as removed.
     var removing: Set<Int> = []
+    /// A `flush` is on its way.
+    var flushScheduled = false
     /// Leaves whose next attempt is on its way (`retry`).
     var retrying: Set<Int> = []
     /// The inputs of the foreach jobs being read, by parent, and the feeds waiting for their
@@ -104,6 +106,8 @@ public actor JobManager {
         case retry(Int)
         /// A foreach job's inputs to read.
         case feed(Int)
+        /// Ends announced and not committed yet, to commit soon (`flushSoon`).
+        case flush
     }
 
     struct ThreadWork: Sendable {
@@ -201,6 +205,7 @@ public actor JobManager {
                 case .connect(let id): group.addTask { await self.connect(id) }
                 case .retry(let id): group.addTask { await self.retry(id) }
                 case .feed(let id): group.addTask { await self.runFeed(id) }
+                case .flush: group.addTask { await self.flushSoon() }
                 }
             }
         }
@@ -341,7 +346,15 @@ public actor JobManager {
         // The families this commit touched, and those brought in for a look: the rest of the
         // table is under way, or waits for its end to be committed.
         evictable.formUnion(changed.map { $0.parentId ?? $0.id })
+        let before = table.records.count
         evictable = table.evictFinished(evictable, keeping: Set(unsaved.keys))
+        if before - table.records.count >= 10_000 { Self.returnFreedMemory() }
+    }
+
+    /// After a large family left the table: the allocator gives the pages it freed back to the
+    /// system (glibc keeps them otherwise, and the daemon's RSS would stay at its peak).
+    static func returnFreedMemory() {
+        _ = jobkit_return_freed_memory()
     }
 
     func announce(_ changed: [JobRecord]) {

@@ -254,7 +254,21 @@ struct JobTable: Sendable, JobSource {
             let gone = Set(dropped)
             ids.removeAll { gone.contains($0) }
         }
+        shrinkIfMostlyEmpty()
         return dropped
+    }
+
+    /// Storage sized for a family of 100,000 children stays that large once they are gone
+    /// (a dictionary never shrinks by itself): made again for what is left.
+    private mutating func shrinkIfMostlyEmpty() {
+        guard records.capacity > 4_096, records.count * 8 < records.capacity else { return }
+        var fresh = [Int: JobRecord](minimumCapacity: records.count)
+        for (id, record) in records { fresh[id] = record }
+        records = fresh
+        ids = Array(ids)
+        var freshTallies = [Int: Tally](minimumCapacity: tallies.count)
+        for (id, tally) in tallies { freshTallies[id] = tally }
+        tallies = freshTallies
     }
 
     /// Where `id` is, or would go, in an ascending list.

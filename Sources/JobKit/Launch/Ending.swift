@@ -23,7 +23,23 @@ extension JobManager {
     func announceProcessEnds(_ changed: [JobRecord]) {
         for record in changed { unsaved[record.id] = record }
         announce(changed)
+        // Committed at the latest a moment after the last: with nothing else to commit (the
+        // last children of a foreach), the finished families would stay in memory.
+        if !unsaved.isEmpty, !flushScheduled {
+            flushScheduled = true
+            workContinuation.yield(.flush)
+        }
     }
+
+    /// The ends announced and not committed, committed after `flushDelay` (one transaction for
+    /// all that came meanwhile).
+    func flushSoon() async {
+        try? await Task.sleep(for: Self.flushDelay)
+        flushScheduled = false
+        if !unsaved.isEmpty { try? persist([]) }
+    }
+
+    static let flushDelay = Duration.milliseconds(100)
 
     func endProcessLeaf(_ id: Int) -> [JobRecord] {
         Self.endProcessLeaf(id, table: &table, supervisor: supervisor, justNow: true)
