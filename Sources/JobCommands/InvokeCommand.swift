@@ -58,7 +58,7 @@ struct InvokeCommand: InputCommand {
 }
 
 /// What `job invoke` takes, from ArgumentParser or the fast path alike.
-struct InvokeInput: TabledInput {
+struct InvokeInput: TabledInput, TakesScheduling {
     var computer = ""
     var asJob = false
     var name: String?
@@ -94,7 +94,7 @@ struct InvokeInput: TabledInput {
     static let lineOption = OptionSpec<Self>.line(help: "A command line for the remote user's shell.") { $0.command.line = $1 }
     static let options = [
         computerOption, asJobOption, nameOption, throttleOption, sshConfigOption, hideComputerNameOption, lineOption,
-    ] + SchedulingInput.options(\Self.scheduling)
+    ] + SchedulingInput.options()
     static let program: (@Sendable (inout Self, [String]) -> Void)? = { $0.command.program = $1 }
 
     var computers: [String] { computer.split(separator: ",").map { String($0).trimmed }.filter { !$0.isEmpty } }

@@ -3,6 +3,11 @@ import FoundationEssentials
 import JobModel
 import JobProtocol
 
+/// A verb's input that takes `--queue`, `--depends-on` and `--retry`.
+protocol TakesScheduling {
+    var scheduling: SchedulingInput { get set }
+}
+
 /// `--queue`, `--depends-on` and `--retry`, which `start`, `invoke` and `foreach` take alike.
 struct SchedulingInput: Equatable {
     var queue: String?
@@ -14,20 +19,21 @@ struct SchedulingInput: Equatable {
     static let dependsOnHelp = "Start only once these jobs have all completed (fail without running otherwise); repeatable."
     static let retryHelp = "Run a child that fails again, up to N more times, after 1 s."
 
-    /// Its options for a verb whose input holds it at `path`.
-    static func options<Input>(_ path: WritableKeyPath<Input, SchedulingInput> & Sendable) -> [OptionSpec<Input>] {
+    /// Its options for a verb whose input holds it. (Closures through a protocol, not key
+    /// paths: a key path costs the fast path its first use of the runtime's metadata.)
+    static func options<Input: TakesScheduling>() -> [OptionSpec<Input>] {
         [
             OptionSpec<Input>("queue", value: "Q", help: queueHelp) { input, value in
-                input[keyPath: path].queue = value
+                input.scheduling.queue = value
                 return true
             },
             OptionSpec<Input>("depends-on", value: "JOB[,JOB…]", help: dependsOnHelp) { input, value in
-                input[keyPath: path].dependsOn += dependencyWords(value)
+                input.scheduling.dependsOn += dependencyWords(value)
                 return true
             },
             OptionSpec<Input>("retry", value: "N", help: retryHelp) { input, value in
                 guard let n = Int(value) else { return false }
-                input[keyPath: path].retry = n
+                input.scheduling.retry = n
                 return true
             },
         ]

@@ -50,7 +50,7 @@ struct StartCommand: InputCommand {
 }
 
 /// What `job start` takes, from ArgumentParser or the fast path alike.
-struct StartInput: TabledInput {
+struct StartInput: TabledInput, TakesScheduling {
     var name: String?
     var cwd: String?
     var env: [String] = []
@@ -80,7 +80,7 @@ struct StartInput: TabledInput {
         $0.stdin = true
     }
     static let options = [nameOption, cwdOption, envOption, mergeErrorOption, stdinOption, lineOption]
-        + SchedulingInput.options(\Self.scheduling)
+        + SchedulingInput.options()
     static let program: (@Sendable (inout Self, [String]) -> Void)? = { $0.command.program = $1 }
 
     func validate() throws(UsageError) {

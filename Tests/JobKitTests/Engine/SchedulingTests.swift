@@ -147,3 +147,17 @@ extension SchedulingRulesTests {
         #expect(table.beginReady(limits: ["q": 2], at: t0).begun == [5])
     }
 }
+
+@Suite("Launch plans", .tags(.small)) struct LaunchPlanTests {
+    @Test(arguments: [
+        ProcessSpec.Command.shell("echo \"a\\b\"\n\t$X \u{1}é 日本"), .argv(["printf", "%s\\n", "it's \"q\"", "", "\u{7f}\u{0}x"]),
+    ])
+    func aPlanWrittenByHandReadsBackTheSame(_ command: ProcessSpec.Command) throws {
+        for (merge, ssh) in [(false, nil), (true, "/home/ana/.ssh/lab \"config\"")] as [(Bool, String?)] {
+            var spec = ProcessSpec(command, workingDirectory: "/tmp/d ir\\x", environment: [:])
+            spec.mergeError = merge
+            let plan = LaunchPlan(spec: spec, options: InvokeOptions(throttle: 7, sshConfigFile: ssh))
+            #expect(LaunchPlan.decode(try plan.encoded()) == plan)
+        }
+    }
+}
