@@ -16,12 +16,14 @@ import Testing
         ["start", "--name", "first", "--name", "second", "-c", "x"],
         ["start", "--env", "EMPTY=", "--", "printf", "%s\n", "é ü 日本"],
         ["start", "--merge-error", "-c", "echo out; echo err >&2"],
+        ["start", "--queue", "build", "--depends-on", "1, fetch*", "--depends-on", "7", "--retry", "2", "-c", "make"],
     ]
     static let invoke: [[String]] = [
         ["invoke", "--computer", "web1,web2, db1", "-c", "uptime"],
         ["invoke", "--computer", "localhost", "--as-job", "--name", "fan", "--throttle", "2", "--", "df", "-h", "/"],
         ["invoke", "--hide-computer-name", "--computer", "a", "--ssh-config", "/etc/ssh/ssh_config", "-c", "x"],
         ["invoke", "-o", "json", "--property", "Id", "--computer", "a", "--as-job", "-c", "x"],
+        ["invoke", "--computer", "a,b", "--queue", "q", "--retry", "1", "--depends-on", "3", "--", "uptime"],
     ]
     static let get: [[String]] = [
         ["get"],
@@ -40,6 +42,7 @@ import Testing
         ["invoke", "--computer", "a", "--throttle", "0", "-c", "x"], ["invoke", "--computer", "a", "--throttle", "many", "-c", "x"],
         ["get", "--has-more-data", "maybe"], ["get", "--state", "Sleeping"], ["get", "--newest", "-1"],
         ["get", "--before", "yesterday"], ["get", "-x"],
+        ["start", "--retry", "many", "-c", "x"], ["start", "--retry", "-1", "-c", "x"], ["start", "--retry", "1001", "-c", "x"],
     ]
 
     private func same<Command: InputCommand>(_ line: [String], _ command: Command.Type) throws

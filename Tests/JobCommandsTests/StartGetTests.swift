@@ -190,7 +190,10 @@ import Testing
 }
 
 @Suite("help and output", .tags(.cli)) struct HelpTests {
-    @Test(arguments: ["start", "invoke", "get", "receive", "wait", "stop", "remove", "daemon"])
+    @Test(arguments: [
+        "start", "invoke", "foreach", "get", "receive", "wait", "stop", "remove", "suspend", "resume", "restart", "queue",
+        "daemon",
+    ])
     func everyCommandsHelpEndsWithAnExample(command: String) async throws {
         let result = try await CLI.execute(builtExecutable("job"), [command, "--help"])
         #expect(result.status == 0)
