@@ -13,7 +13,19 @@ extension JobManager {
         let ended = ids.flatMap(endProcessLeaf)
         announceProcessEnds(ended)
         let started = schedule(after: ended)
-        if !started.isEmpty { try? persist(started) }
+        guard !started.isEmpty else { return }
+        // Children begun in the slots the ends freed (and their parents' states, which follow
+        // from them) go with the next commit, as the ends do: each was asked of the fork
+        // server, whose slot says so to an engine that reopens (see `recover`). Anything else
+        // (a dependency decided, a child that could not start) is committed now.
+        if started.allSatisfy(isRecordedBySlot) { announceProcessEnds(started) } else { try? persist(started) }
+    }
+
+    /// A change the supervisors' slots already hold: a leaf begun and asked of the fork
+    /// server, or a parent's state while its children only begin and end.
+    private func isRecordedBySlot(_ record: JobRecord) -> Bool {
+        if record.parentId == nil { return !record.childIds.isEmpty && !record.state.isFinished && !record.dependenciesMet }
+        return record.state == .running && !record.retryPending && asked.contains { $0.id == record.id }
     }
 
     /// Tells waiters that process jobs ended, and leaves the commit to the engine's next

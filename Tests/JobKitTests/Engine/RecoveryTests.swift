@@ -1,5 +1,6 @@
 import Foundation
 import JobModel
+import JobTesting
 import Testing
 
 @testable import JobKit
@@ -43,5 +44,37 @@ import Testing
 
     @Test func aSupervisorGoneWithoutAWordIsReadAsSuch() {
         #expect(Recovery.action(for: leaf(), Evidence(ended: false, started: true, livePid: nil)) == .readEnd)
+    }
+}
+
+@Suite("Recovering what the last engine did not commit", .tags(.medium)) struct UncommittedBeginTests {
+    /// An engine that died after asking for a child's supervisor and before committing its
+    /// begin left the record NotStarted: the slot says it began, and it is watched, not started
+    /// a second time.
+    @Test func aBeginThatWasNotCommittedIsReadFromTheSlot() async throws {
+        let home = try TemporaryHome("lost-begin")
+        let jobsDirectory = home.path + "/jobs"
+        try FileManager.default.createDirectory(atPath: jobsDirectory, withIntermediateDirectories: true)
+        let supervisor = try Supervisor(executable: try Supervisor.locate(explicit: nil), jobsDirectory: jobsDirectory)
+        defer { supervisor.shutdown() }
+        let (pid, _) = try supervisor.spawn(2, Supervisor.Job(argv: ["sleep", "1000"], workingDirectory: "/", environment: [:]))
+        defer { kill(pid, SIGUSR1) }
+        #expect(try await eventually { supervisor.pids(2) != nil })
+        let parent = JobRecord(id: 1, instanceId: UUID(), name: "Job1", type: .backgroundJob, state: .notStarted, location: "localhost", command: "sleep 1000")
+        let child = JobRecord(
+            id: 2, instanceId: UUID(), name: "Job2", type: .backgroundJob, state: .notStarted, location: "localhost",
+            command: "sleep 1000", parentId: 1)
+        let waiting = JobRecord(
+            id: 3, instanceId: UUID(), name: "Job3", type: .backgroundJob, state: .notStarted, location: "localhost",
+            command: "x", parentId: 1)
+        var table = JobTable([parent, child, waiting])
+        let monitor = ExitMonitor()
+        defer { monitor.shutdown() }
+        let changed = JobManager.recover(&table, monitor: monitor, supervisor: supervisor, at: Date())
+        #expect(table[2]?.state == .running && table[2]?.beginTime != nil, "\(String(describing: table[2]))")
+        #expect(table[3]?.state == .notStarted, "one that was never asked for still waits")
+        #expect(table[1]?.state == .running)
+        #expect(changed.contains { $0.id == 2 })
+        #expect(monitor.signal(id: 2, 0), "its supervisor is watched again")
     }
 }
