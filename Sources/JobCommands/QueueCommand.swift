@@ -86,14 +86,7 @@ enum QueueRender {
     static let properties = ["Name", "Limit", "Running", "Waiting"]
 
     static func show(_ queues: [QueueInfo], _ options: CommonOptions) throws {
-        let chosen = try options.properties.map { requested in
-            try requested.map { name in
-                guard let match = properties.first(where: { $0.lowercased() == name.lowercased() }) else {
-                    throw UsageError("unknown property '\(JobError.shown(name))': use \(properties.joined(separator: ", "))")
-                }
-                return match
-            }
-        } ?? properties
+        let chosen = try JobRender.resolve(options.properties, default: properties, among: properties)
         switch options.format {
         case .table, .raw:
             guard !queues.isEmpty else { return }

@@ -18,11 +18,11 @@ enum JobRender {
     static let listProperties = allProperties
 
     /// The properties asked for, in their proper case; an unknown name is a usage error.
-    static func resolve(_ requested: [String]?, default defaults: [String]) throws -> [String] {
+    static func resolve(_ requested: [String]?, default defaults: [String], among known: [String] = allProperties) throws -> [String] {
         guard let requested else { return defaults }
         return try requested.map { name in
-            guard let match = allProperties.first(where: { $0.lowercased() == name.lowercased() }) else {
-                throw UsageError("unknown property '\(JobError.shown(name))': use \(allProperties.joined(separator: ", "))")
+            guard let match = known.first(where: { $0.lowercased() == name.lowercased() }) else {
+                throw UsageError("unknown property '\(JobError.shown(name))': use \(known.joined(separator: ", "))")
             }
             return match
         }

@@ -16,7 +16,6 @@ extension Handlers {
         guard !p.start.stdin else { throw JobError(.invalidArgument, "a foreach job's children have no stdin to be given") }
         let spec = try spec(p.start)
         let throttle = p.throttle ?? max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-        guard throttle >= 1 else { throw JobError(.invalidArgument, "--throttle takes 1 or more, not \(throttle)") }
         let fd: Int32
         if let file = p.inputFile {
             // Not waiting for a writer, should it be a FIFO: this is the daemon's thread.

@@ -71,7 +71,8 @@ struct JobTable: Sendable, JobSource {
 
     /// Replaces a record, keeping the tallies and the parent's place among the ready ones.
     mutating func put(_ record: JobRecord) {
-        guard let old = records.updateValue(record, forKey: record.id) else {
+        guard let old = records[record.id] else {
+            records[record.id] = record
             count(record, in: 1)
             return
         }

@@ -46,18 +46,18 @@ extension JobManager {
             guard found.childIds.isEmpty else { continue }
             var record = found
             let id = record.id
+            let ending = supervisor.ending(id)
             if Tally.phase(record) == .waiting {
                 // Waiting for a slot (or held back): nothing of it ran, unless its begin was
                 // not committed when the last engine died (it commits a begin once the
                 // supervisor is asked for): then the slot, cleared when it was asked for,
                 // says that it did.
-                let asked = supervisor.pids(id) != nil || supervisor.ending(id) != nil || supervisor.isAlive(id)
+                let asked = ending != nil || supervisor.pids(id) != nil || supervisor.isAlive(id)
                 guard record.state == .notStarted, asked else { continue }
                 changed += table.begin(id, at: Date())
                 guard let begun = table[id] else { continue }
                 record = begun
             }
-            let ending = supervisor.ending(id)
             var evidence = Recovery.Evidence(
                 ended: ending != nil, started: supervisor.pids(id) != nil,
                 livePid: supervisor.isAlive(id) ? supervisor.supervisorPid(id) : nil, endedAttempt: ending?.attempt)

@@ -44,6 +44,29 @@ extension JobManager {
         }
     }
 
+    // MARK: A new job
+
+    /// A new job's scheduling, checked: its queue (by the name it was first given), the ids
+    /// of the jobs it depends on, and whether it must wait for them.
+    func checked(_ scheduling: StartOptions) throws(JobError) -> (queue: String, dependsOn: [Int], waits: Bool) {
+        let given = try Self.checkedQueueName(scheduling.queue)
+        guard (0...Defaults.maxRetries).contains(scheduling.retry) else {
+            throw JobError(.invalidArgument, "--retry takes 0 to \(Defaults.maxRetries), not \(scheduling.retry)")
+        }
+        let (dependsOn, waits) = try dependencies(scheduling.dependsOn)
+        return (queueNames[JobTable.queueKey(given)] ?? given, dependsOn, waits)
+    }
+
+    /// A new family is in the table: its queue is known by its name from now on, and its plan
+    /// is at hand for its children.
+    func added(_ inserted: [JobRecord], plan: LaunchPlan) {
+        table.add(inserted)
+        guard let parent = inserted.first else { return }
+        let key = JobTable.queueKey(parent.queue)
+        if queueNames[key] == nil { queueNames[key] = parent.queue }
+        remember(plan, of: parent)
+    }
+
     // MARK: Dependencies
 
     /// The ids the selectors name (each must name a job), and whether the new job must wait:
@@ -115,15 +138,13 @@ extension JobManager {
 
     /// How a parent's children are started: its plan, with its environment (kept apart, see
     /// `LaunchPlan`). Remembered for a while: children of one parent start one after another.
+    /// The parent is in the table: its children are, to be started (or it was brought in, to
+    /// be restarted).
     func plan(of parentId: Int) -> LaunchPlan? {
         if let known = plans[parentId] { return known }
-        guard let parent = table[parentId] ?? (try? store.families(of: [parentId]))?.first(where: { $0.id == parentId }),
-            var plan = LaunchPlan.decode(parent.launch)
-        else { return nil }
+        guard let parent = table[parentId], var plan = LaunchPlan.decode(parent.launch) else { return nil }
         if let environmentId = parent.environmentId {
             guard let environment = environments[environmentId] ?? (try? store.environment(environmentId)) ?? nil else { return nil }
-            if environments.count >= 64 { environments.removeAll(keepingCapacity: true) }
-            environments[environmentId] = environment
             plan.spec.environment = environment
         }
         remember(plan, of: parent)
@@ -136,7 +157,8 @@ extension JobManager {
         guard !parent.state.isFinished else { return }
         if plans.count >= 256 { plans.removeAll(keepingCapacity: true) }
         plans[parent.id] = plan
-        if let environmentId = parent.environmentId, environments[environmentId] == nil, environments.count < 64 {
+        if let environmentId = parent.environmentId, environments[environmentId] == nil {
+            if environments.count >= 64 { environments.removeAll(keepingCapacity: true) }
             environments[environmentId] = plan.spec.environment
         }
     }

@@ -45,12 +45,7 @@ extension JobManager {
     ) throws(JobError) -> JobInfo {
         try checkOpen()
         guard throttle >= 1 else { throw JobError(.invalidArgument, "the throttle must be 1 or more, not \(throttle)") }
-        guard (0...Defaults.maxRetries).contains(scheduling.retry) else {
-            throw JobError(.invalidArgument, "--retry takes 0 to \(Defaults.maxRetries), not \(scheduling.retry)")
-        }
-        let given = try Self.checkedQueueName(scheduling.queue)
-        let queue = queueNames[JobTable.queueKey(given)] ?? given
-        let (dependsOn, waits) = try dependencies(scheduling.dependsOn)
+        let (queue, dependsOn, waits) = try checked(scheduling)
         let plan = LaunchPlan(spec: template, options: InvokeOptions(throttle: throttle))
         var parent = JobRecord(
             id: 0, instanceId: .random(), name: name ?? "", type: .psTaskJob, state: .notStarted, location: "localhost",
@@ -60,10 +55,9 @@ extension JobManager {
         let inserted = try withUnsaved { pending throws(JobError) in
             try store.insert([parent], environment: template.environment, alsoSaving: pending)
         }
-        table.add(inserted)
+        added(inserted, plan: plan)
         let id = inserted[0].id
-        if queueNames[JobTable.queueKey(queue)] == nil { queueNames[JobTable.queueKey(queue)] = queue }
-        remember(plan, of: inserted[0])
+        // Blocked before its first children come, decided (below) once they have.
         if waits { table.block(id) }
         switch input {
         case .list(let inputs):

@@ -40,7 +40,6 @@ final class InputFeed: Sendable {
 
     /// Why the input ended before its end of file (a read failed), if it did.
     var error: String? { state.withLock { $0.error } }
-    var wasCancelled: Bool { state.withLock { $0.cancelled } }
 
     /// Stops the feed: a read waiting returns nil, and no more is read.
     func cancel() {

@@ -78,12 +78,7 @@ extension JobManager {
         scheduling: StartOptions, stdin: Int32? = nil
     ) throws(JobError) -> JobInfo {
         try checkOpen()
-        let given = try Self.checkedQueueName(scheduling.queue)
-        let queue = queueNames[JobTable.queueKey(given)] ?? given
-        guard (0...Defaults.maxRetries).contains(scheduling.retry) else {
-            throw JobError(.invalidArgument, "--retry takes 0 to \(Defaults.maxRetries), not \(scheduling.retry)")
-        }
-        let (dependsOn, waits) = try dependencies(scheduling.dependsOn)
+        let (queue, dependsOn, waits) = try checked(scheduling)
         let now = Date()
         let throttle = options?.throttle ?? computers.count
         let room = table.room(inQueue: queue, limits: queueLimits) ?? Int.max
@@ -142,10 +137,7 @@ extension JobManager {
             }
             throw error
         }
-        table.add(inserted)
-        let queue = inserted[0].queue
-        if queueNames[JobTable.queueKey(queue)] == nil { queueNames[JobTable.queueKey(queue)] = queue }
-        remember(plan, of: inserted[0])
+        added(inserted, plan: plan)
         if let early, let job { asked.append((early, job)) }
         toLaunch.append((inserted.dropFirst().filter { $0.state == .running && $0.id != early }.map(\.id), plan))
         workContinuation.yield(.launch)

@@ -15,7 +15,7 @@ import JobTesting
     {
         var parent = JobRecord(id: id, instanceId: UUID(), name: "Job\(id)", type: .remoteJob, state: .notStarted, location: "x", command: "x")
         (parent.throttle, parent.queue, parent.dependsOn) = (throttle, queue, dependsOn)
-        return [parent] + (1...max(1, children)).prefix(children).map { n in
+        return [parent] + (0..<children).map { $0 + 1 }.map { n in
             var child = JobRecord(
                 id: id + n, instanceId: UUID(), name: "Job\(id + n)", type: .remoteJob, state: .notStarted, location: "h",
                 command: "x", parentId: id)
