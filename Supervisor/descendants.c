@@ -98,3 +98,79 @@ void reap_orphans(pid_t main_pid) {
         if (found[i] != main_pid) waitpid(found[i], NULL, WNOHANG);
     }
 }
+
+// ---- A session's command: the processes below the shell that the command started ----
+
+// The processes below the shell and the session's supervisor when the command began, by pid
+// and start time (a pid may be reused): an earlier command's background work, not this one's.
+enum { MAX_EXISTING = 4096 };
+static struct {
+    pid_t pid;
+    unsigned long long start;
+} existing[MAX_EXISTING];
+static size_t existing_count;
+
+// A process's start time (clock ticks since boot), 0 when it is gone.
+static unsigned long long start_time(pid_t pid) {
+    char path[64], stat[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *file = fopen(path, "re");
+    if (file == NULL) return 0;
+    size_t n = fread(stat, 1, sizeof stat - 1, file);
+    fclose(file);
+    stat[n] = 0;
+    char *p = strrchr(stat, ')');
+    // Field 22 (starttime); the state, field 3, follows the parenthesis.
+    for (int field = 2; p != NULL && field < 22; field++) p = strchr(p + 1, ' ');
+    return p == NULL ? 0 : strtoull(p + 1, NULL, 10);
+}
+
+static int existed(pid_t pid) {
+    unsigned long long start = 0;
+    for (size_t i = 0; i < existing_count; i++) {
+        if (existing[i].pid != pid) continue;
+        if (start == 0) start = start_time(pid);
+        if (existing[i].start == start) return 1;
+    }
+    return 0;
+}
+
+// The direct children of the shell and of the session's supervisor (but the shell).
+static size_t roots(pid_t shell, pid_t session_supervisor) {
+    size_t count = 0;
+    add_children(shell, &count);
+    if (session_supervisor > 0) add_children(session_supervisor, &count);
+    size_t kept = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (found[i] != shell) found[kept++] = found[i];
+    }
+    return kept;
+}
+
+void remember_existing(pid_t shell, pid_t session_supervisor) {
+    size_t count = roots(shell, session_supervisor);
+    existing_count = 0;
+    for (size_t i = 0; i < count && existing_count < MAX_EXISTING; i++) {
+        existing[existing_count].pid = found[i];
+        existing[existing_count].start = start_time(found[i]);
+        existing_count++;
+    }
+}
+
+int signal_command(pid_t shell, pid_t session_supervisor, int signo) {
+    size_t count = roots(shell, session_supervisor);
+    size_t kept = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (!existed(found[i])) found[kept++] = found[i];
+    }
+    count = kept;
+    for (size_t next = 0; next < count; next++) add_children(found[next], &count);
+    int living = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (is_dead(found[i])) continue;
+        living++;
+        kill(found[i], signo);
+        if (signo != SIGKILL && signo != SIGSTOP && signo != SIGCONT) kill(found[i], SIGCONT);
+    }
+    return living;
+}

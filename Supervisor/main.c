@@ -12,6 +12,9 @@
 //   --merge-error: the job's stderr is its stdout (2>&1).
 //   --append: the job's output goes after what its earlier attempts wrote.
 //   --attempt N: which run of the job this is (recorded with its end; default 1).
+//   --null-output: the job's stdout and stderr are /dev/null (a session's shell).
+//   --session: DIR ID SESSION_DIR SHELL_PID SESSION_SUPERVISOR_PID SESSION_SLOTS SESSION_ID
+//   COMMAND instead: job ID is COMMAND run in a session's shell (session.c).
 //   --mux: run COMMAND through the ssh master listening at SOCKET, as ssh would through it
 //   (mux.c); PROGRAM (ssh) runs only if no master answers there.
 //   fd 3 (optional): holds a lock on byte ID of DIR/locks; held until this process exits,
@@ -53,6 +56,14 @@ int main(int argc, char **argv) {
             }
             argv++;
             argc--;
+        } else if (argc > 1 && strcmp(argv[1], "--null-output") == 0) {
+            flags |= JOBKIT_REQUEST_NULL_OUTPUT;
+            argv++;
+            argc--;
+        } else if (argc > 1 && strcmp(argv[1], "--session") == 0) {
+            flags |= JOBKIT_REQUEST_SESSION;
+            argv++;
+            argc--;
         } else if (argc > 1 && strcmp(argv[1], "--merge-error") == 0) {
             flags |= JOBKIT_REQUEST_MERGE_ERROR;
             argv++;
@@ -79,12 +90,19 @@ int main(int argc, char **argv) {
     if (argc < 5) {
         static const char usage[] =
             "usage: jobkit-supervisor [--hold-stdin] [--stdin] [--merge-error] [--append] [--attempt N] [--mux SOCKET COMMAND]\n"
-            "                         DIR ID CWD PROGRAM [ARG...]\n"
+            "                         [--null-output] DIR ID CWD PROGRAM [ARG...]\n"
+            "       jobkit-supervisor [--append] [--attempt N] --session DIR ID SESSION_DIR SHELL_PID\n"
+            "                         SESSION_SUPERVISOR_PID SESSION_SLOTS SESSION_ID COMMAND\n"
             "       jobkit-supervisor --zygote DIR\n";
         write_all(2, usage, sizeof usage - 1);
         return 64;
     }
     long long id = strtoll(argv[2], NULL, 10);
     if (id <= 0) return 64;
+    // DIR ID SESSION_DIR SHELL_PID SESSION_SUPERVISOR_PID SESSION_SLOTS SESSION_ID COMMAND
+    if (flags & JOBKIT_REQUEST_SESSION) {
+        if (argc != 9) return 64;
+        run_in_session(argv[1], id, argv + 3, flags);
+    }
     supervise(argv[1], id, argv[3], argv + 4, environ, flags, mux_socket, mux_command, stdin_fd);
 }

@@ -280,8 +280,15 @@ _Noreturn void supervise(const char *dir, long long id, const char *cwd, char **
     // A local job's every process stays below this one (descendants.c). Not a remote job's:
     // its ssh may fork the computer's master, which outlives the job and is everyone's.
     if (!hold_stdin && become_subreaper() != 0) fail(JOBKIT_STAGE_SUPERVISOR, errno);
-    int out_pipe[2], err_pipe[2];
-    if (pipe2(out_pipe, O_CLOEXEC) < 0 || pipe2(err_pipe, O_CLOEXEC) < 0) fail(JOBKIT_STAGE_SUPERVISOR, errno);
+    int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
+    if (flags & JOBKIT_REQUEST_NULL_OUTPUT) {
+        // Nothing to take: a session's shell, whose commands have output of their own.
+        out_pipe[1] = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        err_pipe[1] = dup(out_pipe[1]);
+        if (out_pipe[1] < 0 || err_pipe[1] < 0) fail(JOBKIT_STAGE_SUPERVISOR, errno);
+    } else if (pipe2(out_pipe, O_CLOEXEC) < 0 || pipe2(err_pipe, O_CLOEXEC) < 0) {
+        fail(JOBKIT_STAGE_SUPERVISOR, errno);
+    }
     if (hold_stdin && pipe2(s.in_pipe, O_CLOEXEC) < 0) fail(JOBKIT_STAGE_SUPERVISOR, errno);
     s.signal_fd = signalfd(-1, &handled, SFD_CLOEXEC | SFD_NONBLOCK);
     if (s.signal_fd < 0) fail(JOBKIT_STAGE_SUPERVISOR, errno);
@@ -310,8 +317,8 @@ _Noreturn void supervise(const char *dir, long long id, const char *cwd, char **
 
     s.streams[0] = (struct stream){.pipe_fd = out_pipe[0], .file_fd = -1, .name = "stdout", .kind = JOBKIT_STREAM_OUTPUT};
     s.streams[1] = (struct stream){.pipe_fd = err_pipe[0], .file_fd = -1, .name = "stderr", .kind = JOBKIT_STREAM_ERROR};
-    fcntl(out_pipe[0], F_SETFL, O_NONBLOCK);
-    fcntl(err_pipe[0], F_SETFL, O_NONBLOCK);
+    if (out_pipe[0] >= 0) fcntl(out_pipe[0], F_SETFL, O_NONBLOCK);
+    if (err_pipe[0] >= 0) fcntl(err_pipe[0], F_SETFL, O_NONBLOCK);
     watch(&s);
 
     // The job ends when its main process has exited and every process holding its output

@@ -104,6 +104,11 @@ int signal_descendants(pid_t group, int signo);
 void kill_descendants(pid_t group);
 // Reaps the descendants re-parented to this process that have ended, but `main_pid`.
 void reap_orphans(pid_t main_pid);
+// A session's command (session.c): notes the processes below the shell and the session's
+// supervisor before the command begins, and later sends `signo` to those that came since and
+// to their descendants (SIGCONT after it, but for SIGKILL and SIGSTOP); how many lived.
+void remember_existing(pid_t shell, pid_t session_supervisor);
+int signal_command(pid_t shell, pid_t session_supervisor, int signo);
 
 // ---- supervise.c, zygote.c: the two ways the program runs ----
 
@@ -114,6 +119,10 @@ void reap_orphans(pid_t main_pid);
 // `stdin_fd` (if >= 0) is the job's stdin (`job start --stdin`), else /dev/null.
 _Noreturn void supervise(const char *dir, long long id, const char *cwd, char **job_argv, char **envp,
                          unsigned flags, const char *mux_socket, const char *mux_command, int stdin_fd);
+
+// Runs command `id` in a session's shell (JOBKIT_REQUEST_SESSION; see session.c for `args`)
+// and records it; never returns.
+_Noreturn void run_in_session(const char *jobs_dir, long long id, char **args, unsigned flags);
 
 // Serves fork requests on fd 3 until the engine's end closes; the exit status.
 int zygote(const char *dir);

@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 enum { CONTROL_FD = 3, EXIT_BROKEN = 70 };
+// A session's command's arguments (session.c).
+enum { SESSION_ARGS = 6 };
 
 static void answer(int64_t id, pid_t pid, int error, int pidfd) {
     struct jobkit_zygote_answer a = {.job_id = id, .pid = pid, .error = error};
@@ -70,6 +72,7 @@ static void fork_supervisor(const char *dir, const struct jobkit_zygote_request 
             close(lock_fd);
         }
         job_attempt = req->attempt == 0 ? 1 : req->attempt;
+        if (req->flags & JOBKIT_REQUEST_SESSION) run_in_session(dir, (long long)req->job_id, job_argv, req->flags);
         // The signals a supervisor handles stay blocked, as they are in the zygote: a stop
         // sent the moment the engine learns this pid waits in the signalfd that supervise()
         // makes, instead of killing a supervisor not ready for it.
@@ -93,7 +96,8 @@ static int serve(const char *dir, const struct jobkit_zygote_request *req, int l
         size_t count = 0, want = 1 + (size_t)req->argc + req->envc;
         for (char *p = strings; p < strings + req->length && count < want; p += strlen(p) + 1) words[count++] = p;
         uint32_t mux_words = (req->flags & JOBKIT_REQUEST_MUX) ? 2 : 0;
-        if (count != want || req->argc <= mux_words) {
+        uint32_t least = (req->flags & JOBKIT_REQUEST_SESSION) ? SESSION_ARGS - 1 : mux_words;
+        if (count != want || req->argc <= least) {
             answer(req->job_id, -1, EINVAL, -1);
         } else {
             fork_supervisor(dir, req, words, lock_fd, stdin_fd, child_fd);

@@ -20,7 +20,14 @@ enum { JOBKIT_SLOT_SIZE = 64 };
 // How a job ended (jobkit_slot_ended.kind); for JOBKIT_ENDED_ERROR, `stage` says what failed
 // and `code` is its errno.
 enum { JOBKIT_ENDED_EXIT = 1, JOBKIT_ENDED_SIGNAL = 2, JOBKIT_ENDED_ERROR = 3 };
-enum { JOBKIT_STAGE_NONE = 0, JOBKIT_STAGE_CHDIR = 1, JOBKIT_STAGE_EXEC = 2, JOBKIT_STAGE_SUPERVISOR = 3 };
+// JOBKIT_STAGE_SESSION: a session's command whose shell could not take it or tell its status.
+enum {
+    JOBKIT_STAGE_NONE = 0,
+    JOBKIT_STAGE_CHDIR = 1,
+    JOBKIT_STAGE_EXEC = 2,
+    JOBKIT_STAGE_SUPERVISOR = 3,
+    JOBKIT_STAGE_SESSION = 4
+};
 
 struct jobkit_slot_started {
     uint32_t magic;
@@ -87,13 +94,18 @@ _Static_assert(sizeof(struct jobkit_index_record) == 24, "an index record is 24 
 #define JOBKIT_ZYGOTE_MAGIC 0x5A594732u
 // With JOBKIT_REQUEST_STDIN a second descriptor comes after the lock: the job's stdin
 // (`job start --stdin`), instead of /dev/null. With JOBKIT_REQUEST_APPEND the job's output
-// goes after what its earlier attempts wrote, instead of starting its files anew.
+// goes after what its earlier attempts wrote, instead of starting its files anew. With
+// JOBKIT_REQUEST_SESSION the arguments are a session's command's (see session.c) rather than
+// a program's; with JOBKIT_REQUEST_NULL_OUTPUT the job's stdout and stderr are /dev/null (a
+// session's shell, whose commands each have their own).
 enum {
     JOBKIT_REQUEST_HOLD_STDIN = 1,
     JOBKIT_REQUEST_MUX = 2,
     JOBKIT_REQUEST_MERGE_ERROR = 4,
     JOBKIT_REQUEST_STDIN = 8,
-    JOBKIT_REQUEST_APPEND = 16
+    JOBKIT_REQUEST_APPEND = 16,
+    JOBKIT_REQUEST_SESSION = 32,
+    JOBKIT_REQUEST_NULL_OUTPUT = 64
 };
 // The largest request's strings the zygote takes.
 enum { JOBKIT_ZYGOTE_MAX_STRINGS = 64 << 20 };
