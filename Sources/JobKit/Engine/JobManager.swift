@@ -96,6 +96,12 @@ public actor JobManager {
     /// children to start before they read on.
     var feeds: [Int: InputFeed] = [:]
     var feedWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
+    /// The sessions (see `newSession`), their shells' supervisors (in `sessions/run`, with
+    /// slots and locks of their own, by session id), and those being removed.
+    var sessionRecords: [Int: SessionRecord] = [:]
+    let sessionSupervisor: Supervisor
+    let sessionMonitor = ExitMonitor()
+    var closingSessions: Set<Int> = []
 
     enum Work: Sendable {
         case thread(ThreadWork)
@@ -133,7 +139,7 @@ public actor JobManager {
             throw JobError(.storage, "cannot create the job home \(home): \(error.localizedDescription)")
         }
         homeLock = try HomeLock.acquire(home)
-        do {
+        do throws(JobError) {
             let databasePath = home + "/jobs.sqlite"
             if !FileManager.default.fileExists(atPath: databasePath) {
                 // Files left without their database belong to no job; ids start again at 1.
@@ -141,8 +147,16 @@ public actor JobManager {
                     try? FileManager.default.removeItem(atPath: jobsDirectory + "/" + name)
                 }
                 try? FileManager.default.removeItem(atPath: home + "/slots")
+                try? FileManager.default.removeItem(atPath: home + "/sessions")
             }
             supervisor = try Supervisor(executable: executable, jobsDirectory: jobsDirectory)
+            do {
+                try FileManager.default.createDirectory(
+                    atPath: home + "/sessions/run", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            } catch {
+                throw JobError(.storage, "cannot create \(home)/sessions: \(error.localizedDescription)")
+            }
+            sessionSupervisor = try Supervisor(executable: executable, jobsDirectory: home + "/sessions/run")
             store = try JobStore(path: databasePath)
             table = JobTable(try store.loadUnfinished())
         } catch {
@@ -169,6 +183,11 @@ public actor JobManager {
             cut += [parent] + table.refreshParent(id, at: Date())
         }
         try? store.save(cut)
+        let sessions = (try? store.sessions()) ?? []
+        for session in Self.recoverSessions(sessions, supervisor: sessionSupervisor, monitor: sessionMonitor) {
+            sessionRecords[session.id] = session
+            if !sessions.contains(session) { try? store.saveSession(session) }
+        }
         for queue in (try? store.queues()) ?? [] {
             let key = JobTable.queueKey(queue.name)
             queueNames[key] = queue.name
@@ -179,6 +198,7 @@ public actor JobManager {
     deinit {
         workContinuation.finish()
         monitor.shutdown()
+        sessionMonitor.shutdown()
         if homeLock >= 0 { close(homeLock) }
     }
 
@@ -197,6 +217,10 @@ public actor JobManager {
         await withDiscardingTaskGroup { group in
             group.addTask {
                 for await ids in exits { await self.supervisorsExited(ids) }
+            }
+            let shells = sessionMonitor.exits
+            group.addTask {
+                for await ids in shells { await self.sessionsEnded(ids) }
             }
             for await item in work {
                 switch item {
@@ -249,8 +273,10 @@ public actor JobManager {
         workContinuation.finish()
         for stop in threadStops.values { stop.finish() }
         monitor.shutdown()
+        sessionMonitor.shutdown()
         outputWatcher.shutdown()
         supervisor.shutdown()
+        sessionSupervisor.shutdown()
         // Here, not in deinit: the last reference may go a moment after the caller is done,
         // and a new engine on the home must not find it still taken.
         close(homeLock)

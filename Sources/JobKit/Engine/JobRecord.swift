@@ -52,6 +52,8 @@ struct JobRecord: Sendable, Equatable {
     var usage: ResourceUsage?
     /// `job suspend` asked for it: stopped with SIGSTOP if it runs, held back if not.
     var suspendRequested = false
+    /// For a child run in a session (`invoke --session`): the session.
+    var sessionId: Int?
     /// For a leaf: it failed and runs again after a pause (it stays `Running` meanwhile, with
     /// no process). Not stored: an engine that reopens reads the failed attempt's end again,
     /// and comes to the same.

@@ -113,6 +113,23 @@ final class JobStore: Sendable {
                     INSERT INTO queue (name, "limit") VALUES ('default', NULL);
                     """)
         }
+        migrator.registerMigration("v5") { db in
+            // Sessions (`job session`), with their own ids, never reused; a child run in one
+            // names it.
+            try db.execute(
+                sql: """
+                    ALTER TABLE job ADD COLUMN session INTEGER;
+                    CREATE TABLE session (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        name TEXT NOT NULL,
+                        computer TEXT NOT NULL,
+                        shell TEXT NOT NULL,
+                        state TEXT NOT NULL,
+                        reason TEXT,
+                        workingDirectory TEXT NOT NULL
+                    );
+                    """)
+        }
         return migrator
     }
 
@@ -395,7 +412,7 @@ final class JobStore: Sendable {
     }
 
 
-    private func access<T>(_ body: (Database) throws -> T) throws(JobError) -> T {
+    func access<T>(_ body: (Database) throws -> T) throws(JobError) -> T {
         do {
             return try queue.inDatabase(body)
         } catch let error as JobError {
@@ -415,15 +432,15 @@ final class JobStore: Sendable {
             INSERT INTO job (instanceId, name, type, state, location, command, parentId, beginTime, endTime,
                 exitCode, reason, received, recorded, stopRequested, program, workingDirectory, launch, queue,
                 dependsOn, attempt, retries, input, cpuMicros, maxRssBytes, environmentId, suspendRequested, throttle,
-                dependenciesMet, feed, id)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                dependenciesMet, feed, session, id)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """
             : """
             UPDATE job SET instanceId = ?, name = ?, type = ?, state = ?, location = ?, command = ?, parentId = ?,
                 beginTime = ?, endTime = ?, exitCode = ?, reason = ?, received = ?, recorded = ?,
                 stopRequested = ?, program = ?, workingDirectory = ?, launch = ?, queue = ?, dependsOn = ?,
                 attempt = ?, retries = ?, input = ?, cpuMicros = ?, maxRssBytes = ?, environmentId = ?,
-                suspendRequested = ?, throttle = ?, dependenciesMet = ?, feed = ?
+                suspendRequested = ?, throttle = ?, dependenciesMet = ?, feed = ?, session = ?
             WHERE id = ?
             """
         let arguments: StatementArguments = [
@@ -432,7 +449,7 @@ final class JobStore: Sendable {
             r.received, r.recorded, r.stopRequested, r.program, r.workingDirectory, r.launch, r.queue,
             r.dependsOn.isEmpty ? nil : r.dependsOn.map(String.init).joined(separator: ","), r.attempt, r.retries,
             r.input, r.usage?.cpuMicroseconds, r.usage?.maxRssBytes, r.environmentId, r.suspendRequested, r.throttle,
-            r.dependenciesMet, r.feed.rawValue, r.id,
+            r.dependenciesMet, r.feed.rawValue, r.sessionId, r.id,
         ]
         try db.cachedStatement(sql: sql).execute(arguments: arguments)
     }
@@ -442,7 +459,7 @@ final class JobStore: Sendable {
     private static let columns = """
         id, instanceId, name, type, state, location, command, parentId, beginTime, endTime, exitCode, reason, \
         received, recorded, stopRequested, program, workingDirectory, launch, queue, dependsOn, attempt, retries, \
-        input, cpuMicros, maxRssBytes, environmentId, suspendRequested, throttle, dependenciesMet, feed
+        input, cpuMicros, maxRssBytes, environmentId, suspendRequested, throttle, dependenciesMet, feed, session
         """
 
     /// The records a query of `columns` returns, read straight from SQLite's row (GRDB's
@@ -483,7 +500,8 @@ final class JobStore: Sendable {
             program: text(15), workingDirectory: text(16), launch: text(17), environmentId: int(25), throttle: int(27) ?? 1,
             queue: text(18) ?? Defaults.queue, dependsOn: idList(text(19)), dependenciesMet: int(28) == 1,
             attempt: int(20) ?? 1, retries: int(21) ?? 0, input: text(22), feed: Feed(rawValue: int(29) ?? 0) ?? .none,
-            usage: int(23).map { ResourceUsage(cpuMicroseconds: $0, maxRssBytes: int(24) ?? 0) }, suspendRequested: int(26) == 1)
+            usage: int(23).map { ResourceUsage(cpuMicroseconds: $0, maxRssBytes: int(24) ?? 0) }, suspendRequested: int(26) == 1,
+            sessionId: int(30))
     }
 
     static func idList(_ text: String?) -> [Int] {

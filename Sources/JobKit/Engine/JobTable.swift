@@ -28,6 +28,8 @@ struct JobTable: Sendable, JobSource {
     var blocked: Set<Int> = []
     /// For each job some parent waits for: those parents.
     var dependents: [Int: [Int]] = [:]
+    /// Per session: its leaves that hold it (running, stopping, suspended, between attempts).
+    private(set) var sessionActive: [Int: Int] = [:]
 
     init(_ loaded: [JobRecord] = []) {
         // The database hands records out in id order: then there is nothing to sort (a page
@@ -90,7 +92,14 @@ struct JobTable: Sendable, JobSource {
         guard let parentId = record.parentId else { return }
         tallies[parentId, default: Tally()].add(record, sign)
         queueTallies[Self.queueKey(record.queue), default: Tally()].add(record, sign)
+        if let session = record.sessionId, Tally.phase(record) == .active {
+            let held = (sessionActive[session] ?? 0) + sign
+            sessionActive[session] = held > 0 ? held : nil
+        }
     }
+
+    /// Whether a command runs in the session now: the next waits for it to end.
+    func isBusy(session: Int) -> Bool { sessionActive[session] != nil }
 
     /// Queue names are told apart without regard to case.
     static func queueKey(_ name: String) -> String { name.lowercased() }

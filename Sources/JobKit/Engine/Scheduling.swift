@@ -62,8 +62,9 @@ extension JobTable {
         return index < list.count ? list[index] : nil
     }
 
-    /// A parent's first child not started (and not held back), found from where the last
-    /// search left off: children start in order, so the ones before it have.
+    /// A parent's first child not started (and not held back, nor waiting for its session),
+    /// found from where the last search left off: children start in order, so the ones
+    /// before it have.
     private mutating func nextWaiting(of parentId: Int) -> Int? {
         guard let children = records[parentId]?.childIds else { return nil }
         var index = cursors[parentId] ?? 0
@@ -77,7 +78,12 @@ extension JobTable {
         cursors[parentId] = index
         var probe = index
         while probe < children.count {
-            if records[children[probe]]?.state == .notStarted { return children[probe] }
+            // One that runs in a busy session waits for it; the others need not.
+            if let child = records[children[probe]], child.state == .notStarted,
+                child.sessionId.map({ !isBusy(session: $0) }) ?? true
+            {
+                return children[probe]
+            }
             probe += 1
         }
         return nil

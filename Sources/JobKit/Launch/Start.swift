@@ -73,16 +73,18 @@ extension JobManager {
         return try startParent(spec, name: name, type: .remoteJob, computers: computers, options: options, scheduling: scheduling)
     }
 
+    /// `sessions`: the children run in these sessions (one each, on their computers), and
+    /// start as the scheduler finds their sessions free.
     func startParent(
         _ spec: ProcessSpec, name: String?, type: JobType, computers: [String], options: InvokeOptions? = nil,
-        scheduling: StartOptions, stdin: Int32? = nil
+        scheduling: StartOptions, stdin: Int32? = nil, sessions: [Int]? = nil
     ) throws(JobError) -> JobInfo {
         try checkOpen()
         let (queue, dependsOn, waits) = try checked(scheduling)
         let now = Date()
         let throttle = options?.throttle ?? computers.count
         let room = table.room(inQueue: queue, limits: queueLimits) ?? Int.max
-        let startNow = waits ? 0 : min(throttle, room, computers.count)
+        let startNow = waits || sessions != nil ? 0 : min(throttle, room, computers.count)
         let plan = LaunchPlan(spec: spec, options: options ?? InvokeOptions(throttle: throttle))
         var parent = JobRecord(
             id: 0, instanceId: .random(), name: name ?? "", type: type, state: startNow > 0 ? .running : .notStarted,
@@ -95,6 +97,10 @@ extension JobManager {
                 location: computer, command: parent.command, parentId: 0, beginTime: index < startNow ? now : nil,
                 program: isLocal(computer) ? spec.argv.first : "ssh", workingDirectory: spec.workingDirectory)
             (child.queue, child.retries) = (queue, scheduling.retry)
+            if let sessions {
+                child.sessionId = sessions[index]
+                child.program = nil
+            }
             return child
         }
         let job = Supervisor.Job(
@@ -107,6 +113,8 @@ extension JobManager {
             table.block(parentId)
             // Every job it waits for may have ended already: then it is decided now.
             try? persist(releaseDependents(of: dependsOn))
+        } else if sessions != nil {
+            try? persist(startReady())
         }
         return try startedJob(parentId)
     }
@@ -195,6 +203,7 @@ extension JobManager {
     /// known yet, but whose master answers, first asks it (in `run()`, holding up nobody).
     func launch(_ id: Int, plan: LaunchPlan) -> [JobRecord] {
         guard let child = table[id] else { return [] }
+        if let session = child.sessionId { return launchInSession(id, session: session) }
         let spec = child.type == .psTaskJob ? childSpec(child, plan: plan) : plan.spec
         if isLocal(child.location) {
             return spawnLeaf(

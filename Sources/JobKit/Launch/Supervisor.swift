@@ -115,6 +115,10 @@ final class Supervisor: Sendable {
         var attempt = 1
         /// Its output goes after what its earlier attempts wrote (`--append`).
         var append = false
+        /// A session's command (`--session`): `argv` is what session.c takes, not a program.
+        var inSession = false
+        /// Its stdout and stderr are /dev/null (`--null-output`): a session's shell.
+        var nullOutput = false
     }
 
     /// A remote command run through the ssh master listening at `socket`.
@@ -195,7 +199,12 @@ final class Supervisor: Sendable {
         if job.append { args.append("--append") }
         if job.attempt > 1 { args += ["--attempt", String(job.attempt)] }
         if let master = job.throughMaster { args += ["--mux", master.socket, master.command] }
-        args += [jobsDirectory, String(id), job.workingDirectory] + job.argv
+        if job.nullOutput { args.append("--null-output") }
+        if job.inSession {
+            args += ["--session", jobsDirectory, String(id)] + job.argv
+        } else {
+            args += [jobsDirectory, String(id), job.workingDirectory] + job.argv
+        }
         let env = job.environment.map { "\($0.key)=\($0.value)" }
         var pid: pid_t = 0
         let rc = withCStringArray(args) { cArgs in
@@ -263,6 +272,8 @@ final class Supervisor: Sendable {
         switch Int(ended.kind) {
         case JOBKIT_ENDED_EXIT: outcome = .exited(ended.code)
         case JOBKIT_ENDED_SIGNAL: outcome = .signaled(ended.code)
+        case JOBKIT_ENDED_ERROR where Int(ended.stage) == JOBKIT_STAGE_SESSION:
+            outcome = .failed("its session's shell is gone")
         case JOBKIT_ENDED_ERROR:
             let stages = [JOBKIT_STAGE_CHDIR: "chdir", JOBKIT_STAGE_EXEC: "exec", JOBKIT_STAGE_SUPERVISOR: "supervisor"]
             outcome = .couldNotStart(stage: stages[Int(ended.stage)] ?? "spawn", errno: ended.code)

@@ -74,7 +74,8 @@ final class Zygote: Sendable {
         let argv = (job.throughMaster.map { [$0.socket, $0.command] } ?? []) + job.argv
         let flags = UInt32(
             (job.holdStdin ? JOBKIT_REQUEST_HOLD_STDIN : 0) | (job.throughMaster != nil ? JOBKIT_REQUEST_MUX : 0)
-                | (job.mergeError ? JOBKIT_REQUEST_MERGE_ERROR : 0) | (job.append ? JOBKIT_REQUEST_APPEND : 0))
+                | (job.mergeError ? JOBKIT_REQUEST_MERGE_ERROR : 0) | (job.append ? JOBKIT_REQUEST_APPEND : 0)
+                | (job.inSession ? JOBKIT_REQUEST_SESSION : 0) | (job.nullOutput ? JOBKIT_REQUEST_NULL_OUTPUT : 0))
         let environment = job.environment
         var payload: [UInt8] = []
         for string in [job.workingDirectory] + argv + environment.map({ "\($0.key)=\($0.value)" }) {
