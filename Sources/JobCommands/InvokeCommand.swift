@@ -24,7 +24,10 @@ struct InvokeCommand: InputCommand {
     @OptionGroup var options: GlobalOptions
 
     @Option(name: InvokeInput.computerOption.names, help: InvokeInput.computerOption.argumentHelp)
-    var computer: String
+    var computer = ""
+
+    @Option(name: InvokeInput.sessionOption.names, help: InvokeInput.sessionOption.argumentHelp)
+    var session = ""
 
     @Flag(name: InvokeInput.asJobOption.names, help: InvokeInput.asJobOption.argumentHelp)
     var asJob = false
@@ -51,7 +54,7 @@ struct InvokeCommand: InputCommand {
 
     var input: InvokeInput {
         InvokeInput(
-            computer: computer, asJob: asJob, name: name, throttle: throttle, sshConfig: sshConfig,
+            computer: computer, session: session, asJob: asJob, name: name, throttle: throttle, sshConfig: sshConfig,
             hideComputerName: hideComputerName, command: CommandInput(line: line, program: program),
             scheduling: scheduling.input)
     }
@@ -60,6 +63,7 @@ struct InvokeCommand: InputCommand {
 /// What `job invoke` takes, from ArgumentParser or the fast path alike.
 struct InvokeInput: TabledInput, TakesScheduling {
     var computer = ""
+    var session = ""
     var asJob = false
     var name: String?
     var throttle = InvokeParameters.defaultThrottle
@@ -70,6 +74,13 @@ struct InvokeInput: TabledInput, TakesScheduling {
 
     static let computerOption = OptionSpec<Self>("computer", value: "HOST[,HOST…]", help: "The computers, in order.") {
         $0.computer = $1
+        return true
+    }
+    static let sessionOption = OptionSpec<Self>(
+        "session", value: "SESSION[,SESSION…]",
+        help: "Instead of --computer: run the command in these sessions' shells (Ids or Names; see 'job session')."
+    ) {
+        $0.session = $1
         return true
     }
     static let asJobOption = OptionSpec<Self>(flag: "as-job", help: "Return the parent job at once instead of waiting.") {
@@ -93,16 +104,21 @@ struct InvokeInput: TabledInput, TakesScheduling {
     }
     static let lineOption = OptionSpec<Self>.line(help: "A command line for the remote user's shell.") { $0.command.line = $1 }
     static let options = [
-        computerOption, asJobOption, nameOption, throttleOption, sshConfigOption, hideComputerNameOption, lineOption,
+        computerOption, sessionOption, asJobOption, nameOption, throttleOption, sshConfigOption, hideComputerNameOption, lineOption,
     ] + SchedulingInput.options()
     static let program: (@Sendable (inout Self, [String]) -> Void)? = { $0.command.program = $1 }
 
-    var computers: [String] { computer.split(separator: ",").map { String($0).trimmed }.filter { !$0.isEmpty } }
+    var computers: [String] { Self.list(computer) }
+    var sessions: [String] { Self.list(session) }
+
+    static func list(_ words: String) -> [String] { words.split(separator: ",").map { String($0).trimmed }.filter { !$0.isEmpty } }
 
     func validate() throws(UsageError) {
         try command.validate()
         try scheduling.validate()
-        if computers.isEmpty { throw UsageError("--computer needs at least one host") }
+        if !computer.isEmpty && !session.isEmpty { throw UsageError("give --computer or --session, not both") }
+        if computer.isEmpty && session.isEmpty { throw UsageError("name the computers (--computer HOST,…) or the sessions (--session S,…)") }
+        if computers.isEmpty && sessions.isEmpty { throw UsageError("--\(session.isEmpty ? "computer" : "session") needs at least one name") }
         if throttle < 1 { throw UsageError("--throttle takes 1 or more, not \(throttle)") }
         if let file = sshConfigFile, access(file, R_OK) != 0 {
             throw UsageError("cannot read the ssh config file \(file); check --ssh-config or JOB_SSH_CONFIG")
@@ -122,7 +138,11 @@ struct InvokeInput: TabledInput, TakesScheduling {
         var start = try startParameters(command: command.parameter, name: name, cwd: nil, env: [])
         scheduling.apply(to: &start)
         var started: JobInfo?
-        let request = Request(.invoke(InvokeParameters(computers: computers, start: start, throttle: throttle, sshConfig: sshConfigFile)))
+        let request = Request(
+            .invoke(
+                InvokeParameters(
+                    computers: computers, start: start, throttle: throttle, sshConfig: sshConfigFile,
+                    sessions: sessions.isEmpty ? nil : sessions)))
         let (_, status) = try perform(request, with: options) { frame in
             if case .job(let job) = frame { started = job }
         }
@@ -132,7 +152,7 @@ struct InvokeInput: TabledInput, TakesScheduling {
             return ExitStatus.ok
         }
         // Without --as-job the job is this command's own: interrupted, it goes with it.
-        let printer = OutputPrinter(format: .raw, properties: nil, prefix: computers.count > 1 && !hideComputerName ? .location : nil, live: true)
+        let printer = OutputPrinter(format: .raw, properties: nil, prefix: parent.childJobs.count > 1 && !hideComputerName ? .location : nil, live: true)
         let receive = ReceiveParameters(selectors: [.id(parent.id)], autoRemove: true)
         return try followOwnJob(parent, printer: printer, receive: receive, options) { complainOfFailure(at: $0.location, $0.reason) }
     }

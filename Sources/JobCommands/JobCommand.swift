@@ -21,7 +21,7 @@ public struct JobCommand: ParsableCommand {
         subcommands: [
             StartCommand.self, InvokeCommand.self, ForeachCommand.self, GetCommand.self, ReceiveCommand.self, WaitCommand.self,
             StopCommand.self, RemoveCommand.self, SuspendCommand.self, ResumeCommand.self, RestartCommand.self,
-            QueueCommand.self, DaemonCommand.self,
+            QueueCommand.self, SessionCommand.self, DaemonCommand.self,
         ]
     )
 
@@ -147,7 +147,7 @@ func hoistingGlobalOptions(_ args: [String]) -> [String] {
     rest = Array(args[index...])
     guard !globals.isEmpty, let first = rest.first, !first.hasPrefix("-") else { return args }
     var commandWords = 1
-    if first == "daemon" || first == "queue", rest.count > 1, !rest[1].hasPrefix("-") { commandWords = 2 }
+    if ["daemon", "queue", "session"].contains(first), rest.count > 1, !rest[1].hasPrefix("-") { commandWords = 2 }
     return Array(rest[..<commandWords]) + globals + Array(rest[commandWords...])
 }
 

@@ -86,21 +86,7 @@ enum QueueRender {
     static let properties = ["Name", "Limit", "Running", "Waiting"]
 
     static func show(_ queues: [QueueInfo], _ options: CommonOptions) throws {
-        let chosen = try JobRender.resolve(options.properties, default: properties, among: properties)
-        switch options.format {
-        case .table, .raw:
-            guard !queues.isEmpty else { return }
-            try writeOut(JobRender.table(columns: chosen, rows: queues.map { q in chosen.map { text(q, $0) } }))
-        case .list:
-            try writeOut(JobRender.list(properties: chosen, items: queues.map { q in chosen.map { text(q, $0) } }))
-        case .json, .jsonl:
-            let objects = queues.map { q in JSON.object(chosen.map { ($0.lowercased(), json(q, $0)) }) }
-            if options.format == .jsonl {
-                try writeOut(objects.map { $0.text(pretty: false) + "\n" }.joined())
-            } else {
-                try writeOut(JobRender.jsonText(.array(objects)))
-            }
-        }
+        try RecordRender.show(queues, options, defaults: properties, among: properties, text: text, json: json)
     }
 
     static func text(_ queue: QueueInfo, _ property: String) -> String {

@@ -53,6 +53,9 @@ struct Handlers: Sendable {
         case .queueRemove(let names):
             for name in names { try await engine.removeQueue(name) }
             return .ok
+        case .sessionNew(let parameters): return try await sessionNew(parameters, send: send)
+        case .sessionGet(let names): return try await sessionGet(names, send: send)
+        case .sessionRemove(let parameters): return try await sessionRemove(parameters, send: send)
         case .status:
             try await send(.status(status(try await engine.count())))
             return .ok

@@ -62,6 +62,12 @@ public enum Verb: Sendable, Equatable, CaseIterable {
     case queueSet(QueueSetParameters)
     /// `job queue remove`.
     case queueRemove([String])
+    /// `job session new`: answered with the sessions opened.
+    case sessionNew(SessionNewParameters)
+    /// `job session get`: the sessions named (all when none), answered with `sessions`.
+    case sessionGet([String])
+    /// `job session remove`: answered with the sessions, closed.
+    case sessionRemove(SessionRemoveParameters)
     /// `job daemon status`.
     case status
     /// `job daemon stop`: the daemon exits; jobs keep running.
@@ -76,7 +82,9 @@ public enum Verb: Sendable, Equatable, CaseIterable {
         .wait(WaitParameters(selectors: [])), .stop(StopParameters(selectors: [])), .remove(RemoveParameters()),
         .received([]), .suspend([]), .resume([]), .restart([]),
         .foreach(ForeachParameters(start: StartParameters(command: .shell("true"), workingDirectory: "/", environment: [:]))),
-        .queueGet([]), .queueSet(QueueSetParameters(name: "default")), .queueRemove([]), .status, .shutdown,
+        .queueGet([]), .queueSet(QueueSetParameters(name: "default")), .queueRemove([]),
+        .sessionNew(SessionNewParameters(workingDirectory: "/", environment: [:])), .sessionGet([]),
+        .sessionRemove(SessionRemoveParameters(names: [])), .status, .shutdown,
     ]
 
     /// The verb's name on the wire.
@@ -98,6 +106,9 @@ public enum Verb: Sendable, Equatable, CaseIterable {
         case .queueGet: "queueGet"
         case .queueSet: "queueSet"
         case .queueRemove: "queueRemove"
+        case .sessionNew: "sessionNew"
+        case .sessionGet: "sessionGet"
+        case .sessionRemove: "sessionRemove"
         case .status: "status"
         case .shutdown: "shutdown"
         }
@@ -201,12 +212,51 @@ public struct InvokeParameters: Sendable, Equatable {
     public var throttle: Int
     /// `ssh -F FILE` for the remote computers (absolute); the user's own configuration when nil.
     public var sshConfig: String?
+    /// `--session`: the sessions to run the command in (Ids or Names), instead of computers.
+    public var sessions: [String]?
 
-    public init(computers: [String], start: StartParameters, throttle: Int = defaultThrottle, sshConfig: String? = nil) {
+    public init(
+        computers: [String], start: StartParameters, throttle: Int = defaultThrottle, sshConfig: String? = nil,
+        sessions: [String]? = nil
+    ) {
         self.computers = computers
         self.start = start
         self.throttle = throttle
         self.sshConfig = sshConfig
+        self.sessions = sessions
+    }
+}
+
+public struct SessionNewParameters: Sendable, Equatable {
+    /// One session per computer.
+    public var computers: [String]
+    public var name: String?
+    /// The session's shell (`--shell`); `/bin/sh` when nil.
+    public var shell: String?
+    /// Where its shell starts, and with what environment: the client's.
+    public var workingDirectory: String
+    public var environment: [String: String]
+
+    public init(
+        computers: [String] = ["localhost"], name: String? = nil, shell: String? = nil, workingDirectory: String,
+        environment: [String: String]
+    ) {
+        self.computers = computers
+        self.name = name
+        self.shell = shell
+        self.workingDirectory = workingDirectory
+        self.environment = environment
+    }
+}
+
+public struct SessionRemoveParameters: Sendable, Equatable {
+    public var names: [String]
+    /// How long a command running in one has to end, once asked, before it is killed.
+    public var graceSeconds: Double
+
+    public init(names: [String], graceSeconds: Double = StopParameters.defaultGraceSeconds) {
+        self.names = names
+        self.graceSeconds = graceSeconds
     }
 }
 
@@ -315,6 +365,8 @@ public enum Response: Sendable, Equatable {
     case progress(finished: Int, total: Int, failed: [String])
     /// The queues `queueGet` and `queueSet` answer with.
     case queues([QueueInfo])
+    /// The sessions `sessionNew`, `sessionGet` and `sessionRemove` answer with.
+    case sessions([SessionInfo])
     case status(DaemonStatus)
     /// The end of the answer: the words that matched no job (the rest was acted on), whether a
     /// wait timed out, or the error that stopped the request.
@@ -323,7 +375,7 @@ public enum Response: Sendable, Equatable {
     case unknown(type: String)
 
     /// The frame types of this version.
-    public static let types = ["job", "jobs", "slices", "output", "failure", "progress", "queues", "status", "done"]
+    public static let types = ["job", "jobs", "slices", "output", "failure", "progress", "queues", "sessions", "status", "done"]
 
     /// The frame's `type` on the wire.
     public var type: String {
@@ -335,6 +387,7 @@ public enum Response: Sendable, Equatable {
         case .failure: "failure"
         case .progress: "progress"
         case .queues: "queues"
+        case .sessions: "sessions"
         case .status: "status"
         case .done: "done"
         case .unknown(let type): type

@@ -41,7 +41,10 @@ public enum Wire {
         case .start(let p): start(p)
         case .invoke(let p):
             [("computers", .array(p.computers.map(JSON.string)))] + start(p.start)
-                + [("throttle", .int(p.throttle)), ("sshConfig", optional(p.sshConfig, JSON.string))]
+                + [
+                    ("throttle", .int(p.throttle)), ("sshConfig", optional(p.sshConfig, JSON.string)),
+                    ("sessions", optional(p.sessions) { .array($0.map(JSON.string)) }),
+                ]
         case .get(let q):
             [
                 ("selectors", selectors(q.selectors)), ("state", optional(q.state) { .string($0.rawValue) }),
@@ -75,6 +78,14 @@ public enum Wire {
                 + [("throttle", optional(p.throttle, JSON.int)), ("inputFile", optional(p.inputFile, JSON.string)), ("nul", .bool(p.nul))]
         case .queueGet(let names), .queueRemove(let names): [("names", .array(names.map(JSON.string)))]
         case .queueSet(let p): [("name", .string(p.name)), ("limit", optional(p.limit, JSON.int))]
+        case .sessionNew(let p):
+            [
+                ("computers", .array(p.computers.map(JSON.string))), ("name", optional(p.name, JSON.string)),
+                ("shell", optional(p.shell, JSON.string)), ("workingDirectory", .string(p.workingDirectory)),
+                ("environment", environment(p.environment)),
+            ]
+        case .sessionGet(let names): [("names", .array(names.map(JSON.string)))]
+        case .sessionRemove(let p): [("names", .array(p.names.map(JSON.string))), ("graceSeconds", .double(p.graceSeconds))]
         case .status, .shutdown: []
         }
     }
@@ -87,7 +98,7 @@ public enum Wire {
                 InvokeParameters(
                     computers: try p.strings("computers"), start: try start(p),
                     throttle: try p.optionalInt("throttle") ?? InvokeParameters.defaultThrottle,
-                    sshConfig: try p.optionalString("sshConfig")))
+                    sshConfig: try p.optionalString("sshConfig"), sessions: try p.optionalStrings("sessions")))
         case "get":
             return .get(
                 JobQuery(
@@ -136,11 +147,36 @@ public enum Wire {
         case "queueGet": return .queueGet(try p.optionalStrings("names") ?? [])
         case "queueRemove": return .queueRemove(try p.optionalStrings("names") ?? [])
         case "queueSet": return .queueSet(QueueSetParameters(name: try p.string("name"), limit: try p.optionalInt("limit")))
+        case "sessionNew":
+            return .sessionNew(
+                SessionNewParameters(
+                    computers: try p.optionalStrings("computers") ?? ["localhost"], name: try p.optionalString("name"),
+                    shell: try p.optionalString("shell"), workingDirectory: try p.string("workingDirectory"),
+                    environment: try environment(p)))
+        case "sessionGet": return .sessionGet(try p.optionalStrings("names") ?? [])
+        case "sessionRemove":
+            return .sessionRemove(
+                SessionRemoveParameters(
+                    names: try p.strings("names"),
+                    graceSeconds: try p.optionalSeconds("graceSeconds") ?? StopParameters.defaultGraceSeconds))
         case "status": return .status
         case "shutdown": return .shutdown
         default:
             throw JobError(.unknownVerb, "this daemon does not know '\(JobError.shown(name))': use a job and a jobd of the same release")
         }
+    }
+
+    private static func environment(_ environment: [String: String]) -> JSON {
+        .object(environment.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })
+    }
+
+    private static func environment(_ p: Fields) throws(JobError) -> [String: String] {
+        var environment: [String: String] = [:]
+        for (key, value) in try p.object("environment", orEmpty: true).fields {
+            guard let text = value.string else { throw p.invalid("environment.\(key) must be a string") }
+            environment[key] = text
+        }
+        return environment
     }
 
     private static func start(_ p: StartParameters) -> [(String, JSON)] {
@@ -151,7 +187,7 @@ public enum Wire {
             }
         return [
             ("command", command), ("name", optional(p.name, JSON.string)), ("workingDirectory", .string(p.workingDirectory)),
-            ("environment", .object(p.environment.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })),
+            ("environment", environment(p.environment)),
             ("mergeError", .bool(p.mergeError)), ("stdin", .bool(p.stdin)), ("queue", optional(p.queue, JSON.string)),
             ("dependsOn", selectors(p.dependsOn)), ("retry", .int(p.retry)),
         ]
@@ -165,14 +201,9 @@ public enum Wire {
         case (nil, let argv?) where !argv.isEmpty: parsed = .argv(argv)
         default: throw command.invalid("holds either \"shell\" (a line) or \"argv\" (a program and its arguments)")
         }
-        var environment: [String: String] = [:]
-        for (key, value) in try p.object("environment", orEmpty: true).fields {
-            guard let text = value.string else { throw p.invalid("environment.\(key) must be a string") }
-            environment[key] = text
-        }
         return StartParameters(
             command: parsed, name: try p.optionalString("name"), workingDirectory: try p.string("workingDirectory"),
-            environment: environment, mergeError: try p.bool("mergeError", default: false),
+            environment: try environment(p), mergeError: try p.bool("mergeError", default: false),
             stdin: try p.bool("stdin", default: false), queue: try p.optionalString("queue"),
             dependsOn: try selectors(p, "dependsOn"), retry: try p.optionalInt("retry") ?? 0)
     }
@@ -242,6 +273,7 @@ public enum Wire {
                         ])
                     }))
                 ]
+            case .sessions(let sessions): [("sessions", .array(sessions.map(json)))]
             case .status(let s):
                 [
                     ("pid", .int(s.pid)), ("home", .string(s.home)), ("socket", .string(s.socket)), ("version", .string(s.version)),
@@ -298,6 +330,10 @@ public enum Wire {
                     name: try q.string("name"), limit: try q.optionalInt("limit"), running: try q.int("running"),
                     waiting: try q.int("waiting"))
             })
+        case "sessions":
+            return .sessions(try f.array("sessions").enumerated().map { (i, item) throws(JobError) in
+                try sessionInfo(try f.element(item, "sessions[\(i)]"))
+            })
         case "status":
             return .status(
                 DaemonStatus(
@@ -312,6 +348,26 @@ public enum Wire {
             return .done(Outcome(notFound: notFound, timedOut: try f.bool("timedOut", default: false), error: failure))
         default: return .unknown(type: type)
         }
+    }
+
+    /// A session on the wire: the contract's keys (`id, name, computerName, state,
+    /// availability, reason`), and its shell.
+    public static func json(_ session: SessionInfo) -> JSON {
+        .object([
+            ("id", .int(session.id)), ("name", .string(session.name)), ("computerName", .string(session.computerName)),
+            ("state", .string(session.state.rawValue)), ("availability", .string(session.availability.rawValue)),
+            ("reason", optional(session.reason, JSON.string)), ("shell", .string(session.shell)),
+        ])
+    }
+
+    private static func sessionInfo(_ s: Fields) throws(JobError) -> SessionInfo {
+        guard let state = SessionState(rawValue: try s.string("state")) else { throw s.invalid("state is not a session state") }
+        guard let availability = SessionAvailability(rawValue: try s.string("availability")) else {
+            throw s.invalid("availability is Available or Busy")
+        }
+        return SessionInfo(
+            id: try s.int("id"), name: try s.string("name"), computerName: try s.string("computerName"), state: state,
+            availability: availability, reason: try s.optionalString("reason"), shell: try s.optionalString("shell") ?? "/bin/sh")
     }
 
     /// A job object on the wire: the contract's keys, in its order; times in seconds since

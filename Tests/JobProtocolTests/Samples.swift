@@ -58,6 +58,16 @@ enum Samples {
         ("request-queueGet", Request(.queueGet(["default", "io*"]))),
         ("request-queueSet", Request(.queueSet(QueueSetParameters(name: "io", limit: 2)))),
         ("request-queueRemove", Request(.queueRemove(["old"]))),
+        (
+            "request-sessionNew",
+            Request(
+                .sessionNew(
+                    SessionNewParameters(
+                        computers: ["localhost"], name: "db", shell: "/bin/bash", workingDirectory: "/srv/é",
+                        environment: ["HOME": "/home/ana", "PS1": "$ "])))
+        ),
+        ("request-sessionGet", Request(.sessionGet(["db", "web*"]))),
+        ("request-sessionRemove", Request(.sessionRemove(SessionRemoveParameters(names: ["2"], graceSeconds: 1.5)))),
         ("request-status", Request(.status)),
         ("request-shutdown", Request(.shutdown)),
     ]
@@ -88,6 +98,15 @@ enum Samples {
         (
             "response-queues",
             .queues([QueueInfo(name: "default", limit: nil, running: 3, waiting: 0), QueueInfo(name: "io", limit: 2, running: 2, waiting: 7)])
+        ),
+        (
+            "response-sessions",
+            .sessions([
+                SessionInfo(id: 1, name: "db", computerName: "localhost", state: .opened, availability: .busy, reason: nil, shell: "/bin/sh"),
+                SessionInfo(
+                    id: 2, name: "web \"1\"", computerName: "localhost", state: .broken, availability: .available,
+                    reason: "its shell exited with status 3", shell: "/bin/bash"),
+            ])
         ),
         (
             "response-status",

@@ -9,7 +9,8 @@ VERSION = 1
 
 # The verbs a request may name, and the fields each answer frame type must have.
 VERBS = ["start", "invoke", "get", "receive", "receiveWait", "wait", "stop", "remove", "received", "suspend",
-         "resume", "restart", "foreach", "queueGet", "queueSet", "queueRemove", "status", "shutdown"]
+         "resume", "restart", "foreach", "queueGet", "queueSet", "queueRemove", "sessionNew", "sessionGet", "sessionRemove",
+         "status", "shutdown"]
 FRAME_FIELDS = {
     "job": ["job"],
     "jobs": ["jobs"],
@@ -18,6 +19,7 @@ FRAME_FIELDS = {
     "failure": ["jobId", "jobName", "location", "reason"],
     "progress": ["finished", "total", "failed"],
     "queues": ["queues"],
+    "sessions": ["sessions"],
     "status": ["pid", "home", "socket", "version", "uptimeSeconds", "jobs"],
     "done": ["notFound", "timedOut", "error"],
 }
