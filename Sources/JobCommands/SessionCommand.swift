@@ -3,6 +3,10 @@ import FoundationEssentials
 import JobModel
 import JobProtocol
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 struct SessionCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "session",
@@ -30,17 +34,26 @@ struct SessionCommand: ParsableCommand {
         @Option(help: ArgumentHelp("The shell it runs: a POSIX shell (default /bin/sh).", valueName: "PATH"))
         var shell: String?
 
+        @Option(name: InvokeInput.sshConfigOption.names, help: InvokeInput.sshConfigOption.argumentHelp)
+        var sshConfig: String?
+
         var computers: [String] { InvokeInput.list(computer) }
+
+        /// As `invoke` takes it.
+        var ssh: InvokeInput { InvokeInput(computer: computer, sshConfig: sshConfig) }
 
         func validate() throws {
             try options.validateJobFormat()
             if computers.isEmpty { throw ValidationError("--computer needs at least one host") }
+            if let file = ssh.sshConfigFile, access(file, R_OK) != 0 {
+                throw ValidationError("cannot read the ssh config file \(file); check --ssh-config or JOB_SSH_CONFIG")
+            }
         }
 
         func run() throws {
             let parameters = SessionNewParameters(
                 computers: computers, name: name, shell: shell, workingDirectory: currentDirectory(),
-                environment: currentEnvironment())
+                environment: currentEnvironment(), sshConfig: ssh.sshConfigFile)
             try runSessions(.sessionNew(parameters), options)
         }
     }

@@ -13,7 +13,7 @@ extension Handlers {
         for computer in p.computers {
             let options = SessionOptions(
                 name: p.name, shell: p.shell ?? "/bin/sh", computer: computer, workingDirectory: p.workingDirectory,
-                environment: p.environment)
+                environment: p.environment, sshConfigFile: p.sshConfig)
             do {
                 opened.append(try await engine.newSession(options))
             } catch {

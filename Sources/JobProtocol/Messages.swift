@@ -236,16 +236,19 @@ public struct SessionNewParameters: Sendable, Equatable {
     /// Where its shell starts, and with what environment: the client's.
     public var workingDirectory: String
     public var environment: [String: String]
+    /// `ssh -F FILE` for other computers (absolute); the user's own configuration when nil.
+    public var sshConfig: String?
 
     public init(
         computers: [String] = ["localhost"], name: String? = nil, shell: String? = nil, workingDirectory: String,
-        environment: [String: String]
+        environment: [String: String], sshConfig: String? = nil
     ) {
         self.computers = computers
         self.name = name
         self.shell = shell
         self.workingDirectory = workingDirectory
         self.environment = environment
+        self.sshConfig = sshConfig
     }
 }
 

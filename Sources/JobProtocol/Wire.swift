@@ -82,7 +82,7 @@ public enum Wire {
             [
                 ("computers", .array(p.computers.map(JSON.string))), ("name", optional(p.name, JSON.string)),
                 ("shell", optional(p.shell, JSON.string)), ("workingDirectory", .string(p.workingDirectory)),
-                ("environment", environment(p.environment)),
+                ("environment", environment(p.environment)), ("sshConfig", optional(p.sshConfig, JSON.string)),
             ]
         case .sessionGet(let names): [("names", .array(names.map(JSON.string)))]
         case .sessionRemove(let p): [("names", .array(p.names.map(JSON.string))), ("graceSeconds", .double(p.graceSeconds))]
@@ -152,7 +152,7 @@ public enum Wire {
                 SessionNewParameters(
                     computers: try p.optionalStrings("computers") ?? ["localhost"], name: try p.optionalString("name"),
                     shell: try p.optionalString("shell"), workingDirectory: try p.string("workingDirectory"),
-                    environment: try environment(p)))
+                    environment: try environment(p), sshConfig: try p.optionalString("sshConfig")))
         case "sessionGet": return .sessionGet(try p.optionalStrings("names") ?? [])
         case "sessionRemove":
             return .sessionRemove(

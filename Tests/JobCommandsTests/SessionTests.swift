@@ -99,3 +99,115 @@ import Testing
         }
     }
 }
+
+@Suite("Remote sessions", .tags(.cli)) struct RemoteSessionCLITests {
+    /// The session shell's pid on the host, as its session's script said it.
+    func shellPid(_ cli: CLI, session: Int) throws -> pid_t {
+        let text = try String(contentsOfFile: cli.home.path + "/sessions/run/\(session).stdout", encoding: .utf8)
+        return try #require(pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)))
+    }
+
+    func isGone(_ pid: pid_t) async throws -> Bool {
+        try await eventually { kill(pid, 0) != 0 || (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8))?.contains(") Z") == true }
+    }
+
+    @Test func aRemoteSessionKeepsItsStateWhateverTheLoginShell() async throws {
+        try await withSSHHosts(["rs1", "rsfish:fish"]) { hosts in
+            try await withCLI { cli in
+                let opened = try await cli.json("session", "new", "--computer", "rs1,rsfish", "--ssh-config", hosts.configFile)
+                #expect(opened.map { $0["computerName"] as? String } == ["rs1", "rsfish"])
+                for session in ["1", "2"] {
+                    let setUp = try await cli.run("invoke", "--session", session, "-c", "cd /tmp; X=1; f() { echo f; }; umask 077; set -u")
+                    #expect(setUp.status == 0, "\(setUp.stderr)")
+                    let used = try await cli.run("invoke", "--session", session, "-c", "pwd; echo $X; f; umask")
+                    #expect(used.stdout == "/tmp\n1\nf\n0077\n", "\(session): \(used.stdout)\(used.stderr)")
+                    let exact = try await cli.run("invoke", "--session", session, "-c", "printf 'no newline'; printf 'a\\\\b \"q\" $HOME\\n' >&2; (exit 6)")
+                    #expect(exact.status == 1 && exact.stdout == "no newline")
+                    #expect(exact.stderr.hasPrefix("a\\b \"q\" $HOME\n"), "\(exact.stderr)")
+                    #expect(exact.stderr.contains("exited with status 6"))
+                    let reads = try await cli.run("invoke", "--session", session, "-c", "if read x; then echo got; else echo eof; fi")
+                    #expect(reads.stdout == "eof\n")
+                    let framing = try await cli.run("invoke", "--session", session, "-c", "echo '_jobkit_report 1 0'; echo 0")
+                    #expect(framing.stdout == "_jobkit_report 1 0\n0\n")
+                }
+                let binary = try await cli.run(
+                    "invoke", "--session", "1", "--as-job", "--name", "bin", "-c", "head -c 100000 /dev/urandom | tee /tmp/jobkit-rs-$$; echo $$ >&2")
+                #expect(binary.status == 0)
+                #expect(try await cli.run("wait", "bin", "--timeout", "60").status == 0)
+                let out = try await cli.run("receive", "bin", "--keep")
+                let copy = "/tmp/jobkit-rs-" + out.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
+                defer { unlink(copy) }
+                let fetched = try await runProcessDetached(
+                    "/bin/sh", ["-c", "exec \"$0\" --home \"$1\" receive bin 2>/dev/null >\"$2\"", cli.job, cli.home.path, copy + ".got"])
+                defer { unlink(copy + ".got") }
+                #expect(fetched.status == 0)
+                #expect(FileManager.default.contents(atPath: copy + ".got") == FileManager.default.contents(atPath: copy))
+            }
+        }
+    }
+
+    @Test func stoppingARemoteCommandLeavesTheSessionItsStateAndNoProcessOfTheCommand() async throws {
+        try await withSSHHosts(["rs2"]) { hosts in
+            try await withCLI { cli in
+                try await cli.run("session", "new", "--computer", "rs2", "--ssh-config", hosts.configFile)
+                try await cli.run("invoke", "--session", "1", "-c", "Y=kept; sleep 2731 >/dev/null 2>&1 &")
+                for (name, line) in [("tree", "sh -c 'sleep 2732 & sleep 2732 & wait'"), ("loop", "while :; do :; done")] {
+                    try await cli.run("invoke", "--session", "1", "--as-job", "--name", name, "-c", line)
+                    #expect(try await eventually { try await cli.state(name) == "Running" })
+                    if name == "tree" {
+                        #expect(try await eventually { (try await runProcessDetached("/usr/bin/pgrep", ["-c", "-f", "^sleep 2732"])).stdout == "2\n" })
+                    }
+                    let stopped = try await cli.run("stop", name, "--grace", "20")
+                    #expect(stopped.status == 0)
+                    #expect(try await cli.state(name) == "Stopped")
+                }
+                #expect((try await runProcessDetached("/usr/bin/pgrep", ["-c", "-f", "^sleep 2732"])).stdout == "0\n")
+                let after = try await cli.run("invoke", "--session", "1", "-c", "echo $Y")
+                #expect(after.stdout == "kept\n", "\(after.stderr)")
+                // An earlier command's background work is the session's, not the stopped one's.
+                #expect((try await runProcessDetached("/usr/bin/pgrep", ["-c", "-f", "^sleep 2731"])).stdout == "1\n")
+                let shell = try shellPid(cli, session: 1)
+                #expect(try await cli.run("session", "remove", "1").status == 0)
+                #expect(try await isGone(shell))
+                #expect(try await eventually { (try await runProcessDetached("/usr/bin/pgrep", ["-c", "-f", "^sleep 2731"])).stdout == "0\n" })
+            }
+        }
+    }
+
+    @Test func aRemoteSessionWhoseMasterIsKilledIsBrokenAndLeavesNothingOnItsHost() async throws {
+        try await withSSHHosts(["rs3"]) { hosts in
+            try await withCLI { cli in
+                try await cli.run("session", "new", "--computer", "rs3", "--ssh-config", hosts.configFile)
+                try await cli.run("invoke", "--session", "1", "-c", "sleep 2741 >/dev/null 2>&1 &")
+                try await cli.run("invoke", "--session", "1", "--as-job", "--name", "running", "-c", "sleep 2742")
+                #expect(try await eventually { (try await runProcessDetached("/usr/bin/pgrep", ["-c", "-f", "^sleep 274[12]"])).stdout == "2\n" })
+                let shell = try shellPid(cli, session: 1)
+                // The master alone ("ssh: SOCKET [mux]"), not the supervisors that name its socket.
+                #expect(try runProcess("/usr/bin/pkill", ["-KILL", "-f", "^ssh: \(cli.home.path)/ssh/.*mux"]).status == 0)
+                #expect(try await eventually { try await cli.json("session", "get").first?["state"] as? String == "Broken" })
+                let session = try #require(try await cli.json("session", "get").first)
+                #expect(session["reason"] as? String == "rs3: the connection was lost", "\(session)")
+                #expect(try await eventually { try await cli.state("running") == "Failed" })
+                #expect(try await isGone(shell))
+                #expect(try await eventually { (try await runProcessDetached("/usr/bin/pgrep", ["-c", "-f", "^sleep 274[12]"])).stdout == "0\n" })
+                let refused = try await cli.run("invoke", "--session", "1", "-c", "true")
+                #expect(refused.status == 1 && refused.stderr.contains("is broken: rs3: the connection was lost"))
+            }
+        }
+    }
+
+    @Test func exitEndsARemoteSessionWithItsStatus() async throws {
+        try await withSSHHosts(["rs4"]) { hosts in
+            try await withCLI { cli in
+                try await cli.run("session", "new", "--computer", "rs4", "--ssh-config", hosts.configFile)
+                let shell = try shellPid(cli, session: 1)
+                let ended = try await cli.run("invoke", "--session", "1", "-c", "echo bye; exit 3")
+                #expect(ended.status == 1 && ended.stdout == "bye\n" && ended.stderr.contains("exited with status 3"), "\(ended)")
+                #expect(try await eventually { try await cli.json("session", "get").first?["reason"] as? String == "its shell exited with status 3" })
+                #expect(try await isGone(shell))
+                let unreachable = try await cli.run("session", "new", "--computer", "nosuchhost.invalid", "--ssh-config", hosts.configFile)
+                #expect(unreachable.status != 0 && unreachable.stderr.hasPrefix("job: the session could not be opened: nosuchhost.invalid: "), "\(unreachable.stderr)")
+            }
+        }
+    }
+}

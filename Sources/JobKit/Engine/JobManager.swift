@@ -102,6 +102,8 @@ public actor JobManager {
     let sessionSupervisor: Supervisor
     let sessionMonitor = ExitMonitor()
     var closingSessions: Set<Int> = []
+    /// Remote sessions' commands cut because their session ended, and how they end.
+    var sessionOutcomes: [Int: LeafOutcome] = [:]
 
     enum Work: Sendable {
         case thread(ThreadWork)
@@ -213,6 +215,10 @@ public actor JobManager {
         var resumed = releaseDependents(of: Array(table.dependents.keys))
         resumed += startReady()
         for id in table.ids where table[id]?.retryPending == true { scheduleRetry(id) }
+        // Commands of remote sessions that broke while no engine was there.
+        for session in sessionRecords.values where session.state == .broken {
+            endCommands(ofBroken: session, ending: sessionSupervisor.ending(session.id)?.outcome)
+        }
         try? persist(resumed)
         await withDiscardingTaskGroup { group in
             group.addTask {

@@ -130,6 +130,16 @@ final class JobStore: Sendable {
                     );
                     """)
         }
+        migrator.registerMigration("v6") { db in
+            // A session on another computer: where it lives there, its shell's pid, and the ssh
+            // configuration it was opened with.
+            try db.execute(
+                sql: """
+                    ALTER TABLE session ADD COLUMN remoteDirectory TEXT;
+                    ALTER TABLE session ADD COLUMN remotePid INTEGER;
+                    ALTER TABLE session ADD COLUMN sshConfig TEXT;
+                    """)
+        }
         return migrator
     }
 

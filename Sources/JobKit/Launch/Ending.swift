@@ -10,7 +10,11 @@ import Glibc
 /// Process jobs ending: read from what their supervisors left.
 extension JobManager {
     func supervisorsExited(_ ids: [Int]) {
-        let ended = ids.flatMap(endProcessLeaf)
+        let ended = ids.flatMap { id in
+            // A remote session's command cut because its session ended: it ends as the session did.
+            guard let outcome = sessionOutcomes.removeValue(forKey: id) else { return endProcessLeaf(id) }
+            return table.leafEnded(id, outcome: outcome, at: Date(), recorded: OutputFormat.recordCount(prefix: supervisor.prefix(id)))
+        }
         announceProcessEnds(ended)
         let started = schedule(after: ended)
         guard !started.isEmpty else { return }

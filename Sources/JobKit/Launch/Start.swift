@@ -55,12 +55,20 @@ extension JobManager {
         guard options.throttle >= 1 else {
             throw JobError(.invalidArgument, "the throttle must be 1 or more, not \(options.throttle)")
         }
+        for computer in computers { try Self.checkedComputer(computer, sshConfigFile: options.sshConfigFile) }
+        return try startParent(spec, name: name, type: .remoteJob, computers: computers, options: options, scheduling: scheduling)
+    }
+
+    /// `sessions`: the children run in these sessions (one each, on their computers), and
+    /// start as the scheduler finds their sessions free.
+    /// A computer to reach with ssh, and the ssh configuration to reach it with, checked.
+    static func checkedComputer(_ computer: String, sshConfigFile: String?) throws(JobError) {
         // ssh would read a leading '-' as an option, and blanks or commas would not survive
         // being listed in Location.
-        if let bad = computers.first(where: { $0.isEmpty || $0.hasPrefix("-") || $0.contains { $0.isWhitespace || $0 == "," } }) {
-            throw JobError(.invalidArgument, "not a computer name: '\(JobError.shown(bad))'")
+        if computer.isEmpty || computer.hasPrefix("-") || computer.contains(where: { $0.isWhitespace || $0 == "," }) {
+            throw JobError(.invalidArgument, "not a computer name: '\(JobError.shown(computer))'")
         }
-        if let file = options.sshConfigFile {
+        if let file = sshConfigFile {
             // ssh runs elsewhere (in "/"), and reads the file through an Include line.
             guard file.hasPrefix("/") else {
                 throw JobError(.invalidArgument, "the ssh config file must be given by its absolute path, not \(file)")
@@ -70,11 +78,8 @@ extension JobManager {
             }
             guard SSHLink.canInclude(file) else { throw SSHLink.unusable(file) }
         }
-        return try startParent(spec, name: name, type: .remoteJob, computers: computers, options: options, scheduling: scheduling)
     }
 
-    /// `sessions`: the children run in these sessions (one each, on their computers), and
-    /// start as the scheduler finds their sessions free.
     func startParent(
         _ spec: ProcessSpec, name: String?, type: JobType, computers: [String], options: InvokeOptions? = nil,
         scheduling: StartOptions, stdin: Int32? = nil, sessions: [Int]? = nil
@@ -203,7 +208,7 @@ extension JobManager {
     /// known yet, but whose master answers, first asks it (in `run()`, holding up nobody).
     func launch(_ id: Int, plan: LaunchPlan) -> [JobRecord] {
         guard let child = table[id] else { return [] }
-        if let session = child.sessionId { return launchInSession(id, session: session) }
+        if let session = child.sessionId { return launchInSession(id, session: session, plan: plan) }
         let spec = child.type == .psTaskJob ? childSpec(child, plan: plan) : plan.spec
         if isLocal(child.location) {
             return spawnLeaf(

@@ -1,6 +1,7 @@
 import CJobKitSystem
 import Foundation
 import JobModel
+import JobOutput
 
 #if canImport(Glibc)
 import Glibc
@@ -14,25 +15,30 @@ import Glibc
 /// shell for it (see Supervisor/session.c): its output, status, stop and suspend are a job's.
 extension JobManager {
     /// Opens a session: its shell starts now, and takes commands from `invoke(_:inSessions:)`.
-    public func newSession(_ options: SessionOptions = SessionOptions()) throws(JobError) -> SessionInfo {
+    ///
+    /// On another computer (`options.computer`), the shell runs there, through the host's
+    /// ControlMaster (made by this session's ssh if there is none): this waits until it runs.
+    public func newSession(_ options: SessionOptions = SessionOptions()) async throws(JobError) -> SessionInfo {
         try checkOpen()
-        guard isLocal(options.computer) else {
-            throw JobError(
-                .invalidArgument,
-                "sessions on other computers are not available yet (\(JobError.shown(options.computer))): open one on localhost, or run the command with 'job invoke --computer'"
-            )
-        }
         if let name = options.name { _ = try Self.checkedSessionName(name) }
-        let shell = try Self.sessionShell(options.shell, path: options.environment["PATH"])
+        let local = isLocal(options.computer)
+        if !local { try Self.checkedComputer(options.computer, sshConfigFile: options.sshConfigFile) }
+        let shell = local ? try Self.sessionShell(options.shell, path: options.environment["PATH"]) : options.shell
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: options.workingDirectory, isDirectory: &isDirectory), isDirectory.boolValue
+        guard !local || FileManager.default.fileExists(atPath: options.workingDirectory, isDirectory: &isDirectory),
+            !local || isDirectory.boolValue
         else { throw JobError(.invalidArgument, "no such directory: \(options.workingDirectory)") }
-        let session = try store.insertSession(
+        var session = try store.insertSession(
             SessionRecord(
-                id: 0, name: options.name ?? "", computer: "localhost", shell: shell, state: .opened, reason: nil,
-                workingDirectory: options.workingDirectory))
-        do {
-            try startShell(session, environment: options.environment)
+                id: 0, name: options.name ?? "", computer: local ? "localhost" : options.computer, shell: shell, state: .opened,
+                reason: nil, workingDirectory: local ? options.workingDirectory : "~", sshConfig: options.sshConfigFile))
+        do throws(JobError) {
+            if local {
+                try startShell(session, environment: options.environment)
+            } else {
+                session = try await startRemoteShell(session, environment: options.environment)
+                try store.saveSession(session)
+            }
         } catch {
             try? store.deleteSession(session.id)
             removeSessionDirectory(session.id)
@@ -57,6 +63,7 @@ extension JobManager {
     /// for it), then its shell ends, and the session is gone. Returns them as they ended
     /// (`Closed`).
     public func removeSessions(_ words: [String], grace: Duration = Defaults.grace) async throws(JobError) -> [SessionInfo] {
+        try checkOpen()
         let (found, errors) = resolveSessions(words)
         if let error = errors.first { throw error }
         var closed: [SessionInfo] = []
@@ -106,6 +113,7 @@ extension JobManager {
 
     private func removeSessionDirectory(_ id: Int) {
         try? FileManager.default.removeItem(atPath: sessionDirectory(id))
+        sessionSupervisor.removeFiles(id)
     }
 
     /// Starts a session's shell under its supervisor, reading from the session's FIFO, and
@@ -148,7 +156,7 @@ extension JobManager {
         // Its commands need the shell's pid: it is there once the supervisor started it (a
         // moment), or the shell could not start.
         guard sessionSupervisor.supervisorPid(session.id) != nil, sessionSupervisor.pids(session.id) != nil else {
-            let why = sessionSupervisor.ending(session.id).map { Self.shellEnd($0.outcome, shell: session.shell) }
+            let why = sessionSupervisor.ending(session.id).map { Self.shellEnd($0.outcome, of: session, supervisor: sessionSupervisor) }
             throw JobError(.supervisor, "the session could not be opened: \(why ?? "its shell did not start")")
         }
         sessionMonitor.watch(id: session.id, pid: pid)
@@ -162,7 +170,7 @@ extension JobManager {
         let d = ShellQuoting.singleQuoted(directory)
         return """
             _jobkit_run() { . \(d)/"$1".cmd </dev/null >|\(d)/"$1".out 2>|\(d)/"$1".err; }
-            _jobkit_report() { command printf '%s\\n' "$2" 1<>\(d)/"$1".status; }
+            _jobkit_report() { command echo "$2" 1<>\(d)/"$1".status; }
 
             """
     }
@@ -211,16 +219,74 @@ extension JobManager {
         return true
     }
 
+    /// Starts a session's shell on its computer (see `RemoteSession`) and waits until it runs:
+    /// the session's script says the shell's pid once it started it.
+    private func startRemoteShell(_ given: SessionRecord, environment: [String: String]) async throws(JobError) -> SessionRecord {
+        var session = given
+        let link = SSHLink.make(host: session.computer, configFile: session.sshConfig, home: home)
+        try prepareSSH(link)
+        let directory = RemoteSession.directory()
+        let line = RemoteSession.line(
+            RemoteSession.sessionScript, [directory, session.shell, RemoteSession.bootstrap(directory: directory)])
+        let job = Supervisor.Job(
+            argv: link.jobArguments(line: line, log: sessionSupervisor.prefix(session.id) + ".ssh"), workingDirectory: "/",
+            environment: environment, holdStdin: true,
+            throughMaster: link.masterIdentity != nil ? Supervisor.ThroughMaster(socket: link.controlPath, command: line) : nil)
+        let (pid, _) = try sessionSupervisor.spawnDirectly(session.id, job)
+        let output = sessionSupervisor.prefix(session.id) + ".stdout"
+        // ssh's ConnectTimeout is 30 s: the shell runs by then, or the supervisor has ended.
+        let deadline = ContinuousClock.now + .seconds(45)
+        while ContinuousClock.now < deadline {
+            let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+            if text.hasSuffix("\n"), let shellPid = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+                session.remoteDirectory = directory
+                session.remotePid = shellPid
+                sessionMonitor.watch(id: session.id, pid: pid)
+                return session
+            }
+            if !sessionSupervisor.isAlive(session.id) { break }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        if sessionSupervisor.isAlive(session.id) { kill(pid, SIGUSR1) }
+        var status: Int32 = 0
+        _ = waitpid(pid, &status, 0)
+        let why = sessionSupervisor.ending(session.id).map { Self.shellEnd($0.outcome, of: session, supervisor: sessionSupervisor) } ?? "it did not start in 45 s"
+        throw JobError(.unreachable, "the session could not be opened: \(why)")
+    }
+
     // MARK: Commands
 
-    /// Starts a child in its session: its supervisor asks the session's shell for it.
-    func launchInSession(_ id: Int, session sessionId: Int) -> [JobRecord] {
+    /// Starts a child in its session: its supervisor asks the session's shell for it (a
+    /// remote one's does it on the host, see `RemoteSession.commandScript`).
+    func launchInSession(_ id: Int, session sessionId: Int, plan: LaunchPlan) -> [JobRecord] {
         guard let child = table[id] else { return [] }
-        guard let session = sessionRecords[sessionId], session.state == .opened,
-            let pids = sessionSupervisor.pids(sessionId)
-        else {
+        guard let session = sessionRecords[sessionId], session.state == .opened else {
             let why = sessionRecords[sessionId]?.reason.map { ": \($0)" } ?? ""
             return table.leafEnded(id, outcome: .failed("session \(sessionId) is not open\(why)"), at: Date(), recorded: 0)
+        }
+        // Its shell may have ended a moment ago, its end not yet heard of but in its slot.
+        if let ending = sessionSupervisor.ending(sessionId) {
+            let why = Self.shellEnd(ending.outcome, of: session, supervisor: sessionSupervisor)
+            return table.leafEnded(id, outcome: .notRun("session '\(session.name)' is broken: \(why)"), at: Date(), recorded: 0)
+        }
+        guard let pids = sessionSupervisor.pids(sessionId) else {
+            return table.leafEnded(id, outcome: .failed("session '\(session.name)' has no shell"), at: Date(), recorded: 0)
+        }
+        if let directory = session.remoteDirectory, let shellPid = session.remotePid {
+            let link = SSHLink.make(host: session.computer, configFile: session.sshConfig, home: home)
+            do {
+                try prepareSSH(link)
+            } catch {
+                return table.leafEnded(id, outcome: .failed(error.message), at: Date(), recorded: 0)
+            }
+            let line = RemoteSession.line(
+                RemoteSession.commandScript, [directory, String(id), String(shellPid), RemoteSession.hex(child.command)])
+            return spawnLeaf(
+                id,
+                Supervisor.Job(
+                    argv: link.jobArguments(line: line, log: sshLogPath(id)), workingDirectory: "/",
+                    environment: plan.spec.environment, holdStdin: true,
+                    throughMaster: link.masterIdentity != nil ? Supervisor.ThroughMaster(socket: link.controlPath, command: line) : nil))
         }
         let args = [
             sessionDirectory(sessionId), String(pids.job), String(pids.supervisor),
@@ -232,19 +298,37 @@ extension JobManager {
     // MARK: Ends
 
     /// Sessions whose shells ended: `Broken` (with why), unless being removed; the commands
-    /// waiting for them will not run.
+    /// waiting for them will not run. A remote session's running command ends with it, as its
+    /// shell did (its channel is cut: on the host it waits for a status that will not come);
+    /// a local one's supervisor sees the shell end by itself.
     func sessionsEnded(_ ids: [Int]) {
         var changed: [JobRecord] = []
         for id in ids {
             guard var session = sessionRecords[id], session.state == .opened, !closingSessions.contains(id) else { continue }
+            let ending = sessionSupervisor.ending(id)
             session.state = .broken
-            session.reason = sessionSupervisor.ending(id).map { Self.shellEnd($0.outcome, shell: session.shell) }
+            session.reason = ending.map { Self.shellEnd($0.outcome, of: session, supervisor: sessionSupervisor) }
                 ?? "its shell ended without a word (was its supervisor killed?)"
             sessionRecords[id] = session
             try? store.saveSession(session)
             changed += failWaiting(inSession: session)
+            endCommands(ofBroken: session, ending: ending?.outcome)
         }
         try? persist(changed + schedule(after: changed))
+    }
+
+    /// A remote session that broke other than by its shell's exit (whose status its script
+    /// hands to the commands waiting, which then end by themselves): its running commands'
+    /// channels are cut (on the host each waits for a status that will not come), and once
+    /// their supervisors have taken what output there was and exited, they end as the session
+    /// did (`sessionOutcomes`, read by `supervisorsExited`).
+    func endCommands(ofBroken session: SessionRecord, ending: LeafOutcome?) {
+        guard session.remoteDirectory != nil else { return }
+        if case .exited(let status)? = ending, status != 255 { return }
+        let outcome = LeafOutcome.failed(session.reason ?? "its session broke")
+        for leaf in table.ids where table[leaf]?.sessionId == session.id && table[leaf]?.hasNoProcess == false {
+            if monitor.signal(id: leaf, SIGUSR1) { sessionOutcomes[leaf] = outcome }
+        }
     }
 
     private func failWaiting(inSession session: SessionRecord) -> [JobRecord] {
@@ -256,12 +340,20 @@ extension JobManager {
         return changed
     }
 
-    /// Why a session's shell ended, in a Reason's words.
-    static func shellEnd(_ outcome: LeafOutcome, shell: String) -> String {
+    /// Why a session's shell ended, in a Reason's words. A remote session's ssh ends 255 when
+    /// the connection could not be made or broke: its log, or the master's absence, says which.
+    static func shellEnd(_ outcome: LeafOutcome, of session: SessionRecord, supervisor: Supervisor) -> String {
+        if session.computer != "localhost", outcome == .exited(255) {
+            if let line = SSHLog.reason(path: supervisor.prefix(session.id) + ".ssh") { return "\(session.computer): \(line)" }
+            return "\(session.computer): the connection was lost"
+        }
+        if session.computer != "localhost", outcome == .exited(127) {
+            return "its shell exited with status 127 (is there a \(session.shell) on \(session.computer)?)"
+        }
         switch outcome {
         case .exited(let status): return "its shell exited with status \(status)"
         case .signaled(let signal): return "its shell was killed by signal \(JobTable.signalName(signal))"
-        case .couldNotStart(_, let error): return "its shell \(shell) could not start: \(String(cString: strerror(error)))"
+        case .couldNotStart(_, let error): return "its shell \(session.shell) could not start: \(String(cString: strerror(error)))"
         case .failed(let reason), .notRun(let reason): return reason
         case .returned, .cancelled: return "its shell ended"
         }
@@ -281,7 +373,7 @@ extension JobManager {
                 return session
             }
             session.state = .broken
-            session.reason = supervisor.ending(session.id).map { shellEnd($0.outcome, shell: session.shell) }
+            session.reason = supervisor.ending(session.id).map { shellEnd($0.outcome, of: session, supervisor: supervisor) }
                 ?? "its shell ended while the engine was away"
             return session
         }

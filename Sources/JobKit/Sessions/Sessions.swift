@@ -16,6 +16,11 @@ struct SessionRecord: Sendable, Equatable {
     var state: SessionState
     var reason: String?
     var workingDirectory: String
+    /// On another computer: where the session lives there and its shell's pid (known once
+    /// it opened), and the ssh configuration file it is reached with.
+    var remoteDirectory: String? = nil
+    var remotePid: Int? = nil
+    var sshConfig: String? = nil
 }
 
 /// How `newSession` opens a session.
@@ -28,17 +33,20 @@ public struct SessionOptions: Sendable {
     /// Where the shell starts, and the environment it starts with (the caller's, as for a job).
     public var workingDirectory: String
     public var environment: [String: String]
+    /// For another computer: `ssh -F FILE` (absolute); the user's own configuration when nil.
+    public var sshConfigFile: String?
 
     public init(
         name: String? = nil, shell: String = "/bin/sh", computer: String = "localhost",
         workingDirectory: String = FileManager.default.currentDirectoryPath,
-        environment: [String: String] = ProcessInfo.processInfo.environment
+        environment: [String: String] = ProcessInfo.processInfo.environment, sshConfigFile: String? = nil
     ) {
         self.name = name
         self.shell = shell
         self.computer = computer
         self.workingDirectory = workingDirectory
         self.environment = environment
+        self.sshConfigFile = sshConfigFile
     }
 }
 
@@ -49,7 +57,8 @@ extension JobStore {
                 guard let state = SessionState(rawValue: row["state"]) else { return nil }
                 return SessionRecord(
                     id: row["id"], name: row["name"], computer: row["computer"], shell: row["shell"], state: state,
-                    reason: row["reason"], workingDirectory: row["workingDirectory"])
+                    reason: row["reason"], workingDirectory: row["workingDirectory"], remoteDirectory: row["remoteDirectory"],
+                    remotePid: row["remotePid"], sshConfig: row["sshConfig"])
             }
         }
     }
@@ -60,8 +69,13 @@ extension JobStore {
             var made = new
             try db.inTransaction {
                 try db.execute(
-                    sql: "INSERT INTO session (name, computer, shell, state, reason, workingDirectory) VALUES (?, ?, ?, ?, ?, ?)",
-                    arguments: [new.name, new.computer, new.shell, new.state.rawValue, new.reason, new.workingDirectory])
+                    sql: """
+                        INSERT INTO session (name, computer, shell, state, reason, workingDirectory, sshConfig)
+                        VALUES (?, ?, ?, ?, ?, ?, ?)
+                        """,
+                    arguments: [
+                        new.name, new.computer, new.shell, new.state.rawValue, new.reason, new.workingDirectory, new.sshConfig,
+                    ])
                 made.id = Int(db.lastInsertedRowID)
                 if made.name.isEmpty {
                     made.name = "Session\(made.id)"
@@ -76,8 +90,8 @@ extension JobStore {
     func saveSession(_ session: SessionRecord) throws(JobError) {
         try access { db in
             try db.execute(
-                sql: "UPDATE session SET state = ?, reason = ? WHERE id = ?",
-                arguments: [session.state.rawValue, session.reason, session.id])
+                sql: "UPDATE session SET state = ?, reason = ?, remoteDirectory = ?, remotePid = ? WHERE id = ?",
+                arguments: [session.state.rawValue, session.reason, session.remoteDirectory, session.remotePid, session.id])
         }
     }
 

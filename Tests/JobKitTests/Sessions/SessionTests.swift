@@ -193,3 +193,19 @@ func withSession<R: Sendable>(
         }
     }
 }
+
+@Suite("Remote sessions' scripts", .tags(.small)) struct RemoteSessionScriptTests {
+    /// They travel in single quotes through any login shell: fish reads `\\` and `\'` there
+    /// as escapes, every other shell does not.
+    @Test func theScriptsReadTheSameInEveryLoginShell() {
+        for script in [RemoteSession.sessionScript, RemoteSession.commandScript, RemoteSession.bootstrap(directory: "/tmp/job-session.x")] {
+            #expect(!script.contains("\\\\"))
+            #expect(!script.contains("\\'"))
+        }
+    }
+
+    @Test func aCommandTravelsHexEncoded() {
+        #expect(RemoteSession.hex("a'b\\\n é") == "6127625c0a20c3a9")
+        #expect(RemoteSession.hex("") == "")
+    }
+}
