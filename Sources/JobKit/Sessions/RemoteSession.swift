@@ -8,7 +8,7 @@ import JobModel
 /// a local command's supervisor does here (`commandScript`). Each runs as `exec /bin/sh -c
 /// SCRIPT sh ARGS…`, which every login shell takes (fish too); the scripts hold no `\\` and no
 /// backslash before a quote, which fish would read differently inside single quotes, and the
-/// command's text travels hex-encoded, byte for byte.
+/// command's text travels as octal escapes, byte for byte.
 ///
 /// The session's channel is its shell's life: when it ends (the connection broke, the master
 /// died, `job session remove`), the script removes the session's directory and kills its
@@ -43,27 +43,33 @@ enum RemoteSession {
         exit "$r"
         """
 
-    /// What a remote session's shell reads first: its pid to the channel, then the functions.
-    static func bootstrap(directory: String) -> String {
-        "echo $$ >&5; exec 5>&-\n" + JobManager.bootstrap(directory: directory)
-    }
-
-    /// Args: the session's directory, the command's id, the shell's pid, the command's text in
-    /// hex. As a local command's supervisor: the text to a file, FIFOs for its streams and
-    /// status (held open from before the shell is asked: it may write and close before this
-    /// reads), one line to the shell, the streams relayed to this channel's stdout and stderr
-    /// until let go of, then `$?` asked for and made this channel's exit status. A line on
-    /// stdin (stop) abandons the command: SIGINT to the shell and to the processes it started
-    /// for the command, SIGTERM to them half a second later; stdin's end (the stop's grace is
-    /// over, or the connection went) kills them, and the shell too if it still has not let go
-    /// of the command two seconds later (its session is then broken).
+    /// Args: the session's directory, the command's id, the shell's pid, the command's text
+    /// (as `printf` escapes, see `escaped`). As a local command's supervisor: the text to a
+    /// file, a FIFO for the status (held open from here: the shell may write and close before
+    /// this reads), a line to the shell that runs the command with this channel's own stdout
+    /// and stderr as its streams (through /proc, as copies on fds 7 and 8: a builtin's
+    /// redirection here swaps fd 1 for a moment; where there is no /proc, FIFOs relayed by
+    /// `cat`),
+    /// and once the shell says it began, a second line asking for `$?` (sent while the
+    /// command runs, the line waits in the FIFO: an interactive shell that abandons a command
+    /// drops only what it had read ahead). The channel ends, and its child with it, once the
+    /// command's streams are let go of, as a pipeline's. A line on stdin (stop) abandons the
+    /// command: SIGINT to the shell and to the processes it started for it, SIGTERM to them
+    /// half a second later (those seen before too: nothing reaps orphans for the session
+    /// here, and one whose parent died has left the tree); stdin's end (the stop's grace is
+    /// over, or the connection went) kills them, and the shell too if it has still not
+    /// finished the command two seconds later (its session is then broken). The watcher of
+    /// stdin outlives the script: a stop under way goes on, and the channel's end (once the
+    /// command's streams are let go of) tells it to clean up.
     static let commandScript = """
         exec 3<&0 </dev/null
         d=$1; n=$2; s=$3; f=$1/$2
         if [ ! -p "$d/in" ] || ! kill -0 "$s" 2>/dev/null; then echo "job: the shell of this session is gone" >&2; exit 125; fi
         umask 077
-        echo "$4" | LC_ALL=C awk '{ h = "0123456789abcdef"; for (i = 1; i < length($0); i += 2) printf "%c", (index(h, substr($0, i, 1)) - 1) * 16 + index(h, substr($0, i + 1, 1)) - 1 }' >"$f.cmd" && mkfifo "$f.out" "$f.err" "$f.status" || { rm -f "$f.cmd" "$f.out" "$f.err" "$f.status"; exit 125; }
-        old=" $(ps -e -o pid= -o ppid= | awk -v p="$s" '$2 == p { printf "%s ", $1 }')"
+        printf "$4" >"$f.cmd" && mkfifo "$f.status" || { rm -f "$f.cmd" "$f.status"; exit 125; }
+        old=
+        if [ -r "/proc/$s/task/$s/children" ]; then read -r old <"/proc/$s/task/$s/children"; else old=$(ps -e -o pid= -o ppid= | awk -v p="$s" '$2 == p { printf "%s ", $1 }'); fi
+        old=" $old "
         procs() {
           ps -e -o pid= -o ppid= | awk -v root="$s" -v old="$old" '{ k[$2] = k[$2] " " $1 } END { q = k[root]; while (q != "") { sub(/^ +/, "", q); if (q == "") break; p = q; sub(/ .*/, "", p); sub(/^[^ ]+/, "", q); if (index(old, " " p " ")) continue; printf "%s ", p; q = q " " k[p] } }'
         }
@@ -82,40 +88,63 @@ enum RemoteSession {
           i=0
           while [ $i -lt 20 ]; do l=$(procs); [ -z "$l" ] && break; kill -KILL $l; sleep 0.1; i=$((i+1)); done 2>/dev/null
           i=0
-          while [ $i -lt 20 ] && { kill -0 "$o" || kill -0 "$e"; }; do sleep 0.1; i=$((i+1)); done 2>/dev/null
-          if kill -0 "$o" 2>/dev/null || kill -0 "$e" 2>/dev/null; then kill -KILL "$s"; fi
+          while [ $i -lt 20 ] && kill -0 $$; do sleep 0.1; i=$((i+1)); done 2>/dev/null
+          if kill -0 $$ 2>/dev/null; then kill -KILL "$s"; fi
         }
         trap "" TERM INT HUP
-        cat "$f.out" & o=$!
-        cat "$f.err" >&2 & e=$!
-        { read -r _ <&3; while read -r _; do soft; done <&3; hard; rm -f "$f.cmd" "$f.out" "$f.err" "$f.status"; kill -KILL $$ "$o" "$e"; } >/dev/null 2>&1 &
-        w=$!
-        exec 3<&-
         exec 5<>"$f.status"
-        echo "_jobkit_run $n" 1<>"$d/in" 2>/dev/null
-        wait "$o"; wait "$e"
-        echo "_jobkit_report $n" '$?' 1<>"$d/in" 2>/dev/null
+        o=; e=
+        if [ -e "/proc/$$/fd/1" ]; then exec 7>&1 8>&2; out=/proc/$$/fd/7; err=/proc/$$/fd/8
+        else mkfifo "$f.out" "$f.err" || exit 125; out=$f.out; err=$f.err; cat "$f.out" & o=$!; cat "$f.err" >&2 & e=$!
+        fi
+        {
+          exec 7>&- 8>&-
+          read -r _ <&3
+          while read -r _; do soft; done <&3
+          if [ ! -e "$f.done" ]; then hard; kill -KILL $$ $o $e; fi
+          rm -f "$f.cmd" "$f.out" "$f.err" "$f.status" "$f.done"
+        } >/dev/null 2>&1 &
+        exec 3<&-
+        echo "_jobkit_run $n $out $err" 2>/dev/null 1<>"$d/in"
         read -r r <&5
-        rm -f "$f.cmd" "$f.out" "$f.err" "$f.status"
-        kill -KILL "$w" 2>/dev/null
+        if [ "$r" = started ]; then echo "_jobkit_report $n" '$?' 2>/dev/null 1<>"$d/in"; read -r r <&5; fi
+        if [ -n "$o" ]; then wait "$o"; wait "$e"; fi
+        true 2>/dev/null >"$f.done"
         exit "${r:-125}"
         """
+
+    /// What a remote session's shell reads first: its pid to the channel (fd 5), then the
+    /// functions: `_jobkit_run N OUT ERR` says it began, then dot-sources command N's file with
+    /// /dev/null as stdin and OUT and ERR as stdout and stderr; `_jobkit_report N STATUS`
+    /// writes the status and removes the command's files.
+    static func bootstrap(directory: String) -> String {
+        let d = ShellQuoting.singleQuoted(directory)
+        return """
+            echo $$ >&5; exec 5>&-
+            _jobkit_run() { command echo started 1<>\(d)/"$1".status; . \(d)/"$1".cmd </dev/null >|"$2" 2>|"$3"; }
+            _jobkit_report() { command echo "$2" 1<>\(d)/"$1".status; command rm -f \(d)/"$1".cmd \(d)/"$1".out \(d)/"$1".err \(d)/"$1".status; }
+
+            """
+    }
+
+    /// A command's text as `printf` takes it for a format: every byte an octal escape, so
+    /// that no byte is read as anything else there, nor by the login shell on the way (it
+    /// holds no `\\` and no backslash before a quote).
+    static func escaped(_ text: String) -> String {
+        var out = ""
+        out.reserveCapacity(text.utf8.count * 4)
+        for byte in text.utf8 {
+            out += "\\"
+            out += String(byte >> 6)
+            out += String((byte >> 3) & 7)
+            out += String(byte & 7)
+        }
+        return out
+    }
 
     /// The remote command line that runs `script` with `args`, whatever the login shell.
     static func line(_ script: String, _ args: [String]) -> String {
         (["exec", "/bin/sh", "-c", script, "sh"] + args).map(ShellQuoting.singleQuoted).joined(separator: " ")
-    }
-
-    /// A command's text, as the command script takes it.
-    static func hex(_ text: String) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(text.utf8.count * 2)
-        for byte in text.utf8 {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 15)])
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// Where a session lives on its host: made by its script, named here so that the

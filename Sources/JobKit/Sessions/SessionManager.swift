@@ -280,7 +280,7 @@ extension JobManager {
                 return table.leafEnded(id, outcome: .failed(error.message), at: Date(), recorded: 0)
             }
             let line = RemoteSession.line(
-                RemoteSession.commandScript, [directory, String(id), String(shellPid), RemoteSession.hex(child.command)])
+                RemoteSession.commandScript, [directory, String(id), String(shellPid), RemoteSession.escaped(child.command)])
             return spawnLeaf(
                 id,
                 Supervisor.Job(

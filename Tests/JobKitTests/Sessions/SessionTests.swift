@@ -204,8 +204,9 @@ func withSession<R: Sendable>(
         }
     }
 
-    @Test func aCommandTravelsHexEncoded() {
-        #expect(RemoteSession.hex("a'b\\\n é") == "6127625c0a20c3a9")
-        #expect(RemoteSession.hex("") == "")
+    @Test func aCommandTravelsAsOctalEscapes() {
+        #expect(RemoteSession.escaped("a'%\\\n é") == "\\141\\047\\045\\134\\012\\040\\303\\251")
+        #expect(RemoteSession.escaped("") == "")
+        #expect(!RemoteSession.escaped("\\\\'").contains("\\\\"))
     }
 }
