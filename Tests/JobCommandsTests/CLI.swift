@@ -73,7 +73,7 @@ final class CLI: Sendable {
     func finish() async {
         // Sessions' shells outlive the daemon, as jobs do: a test's are ended with it.
         let sessions = (try? FileManager.default.contentsOfDirectory(atPath: home.path + "/sessions/run")) ?? []
-        if sessions.contains(where: { Int($0) != nil }) { _ = try? await run("session", "remove", "*", "--grace", "2") }
+        if sessions.contains(where: { $0 != "locks" }) { _ = try? await run("session", "remove", "*", "--grace", "2") }
         _ = try? await run("daemon", "stop")
     }
 

@@ -28,7 +28,7 @@ enum RemoteSession {
         umask 077
         d=$1
         command -v "$2" >/dev/null || exit 127
-        mkdir "$d" && mkfifo "$d/in" || exit 125
+        mkdir "$d" && mkfifo "$d/in" "$d/status" || exit 125
         exec 4<>"$d/in"
         echo "$3" >&4
         { read -r _ <&3; read -r _ <&3; rm -rf "$d"; kill -KILL 0; } >/dev/null 2>&1 &
@@ -37,16 +37,16 @@ enum RemoteSession {
         PS1= PS2= ENV= HISTFILE= MAIL= MAILPATH= "$2" -i +m <&4 5>&1 >/dev/null 2>&1 4<&-
         r=$?
         exec 4<&-
-        for f in "$d"/*.status; do [ -p "$f" ] && echo "$r" 1<>"$f"; done
+        echo "exit $r" 1<>"$d/status"
         rm -rf "$d"
         kill -KILL "$w" 2>/dev/null
         exit "$r"
         """
 
     /// Args: the session's directory, the command's id, the shell's pid, the command's text
-    /// (as `printf` escapes, see `escaped`). As a local command's supervisor: the text to a
-    /// file, a FIFO for the status (held open from here: the shell may write and close before
-    /// this reads), a line to the shell that runs the command with this channel's own stdout
+    /// (as `printf` escapes, see `escaped`). As a local command's supervisor: the text to the
+    /// session's command file, the session's status FIFO held open (the shell may write and
+    /// close before this reads), a line to the shell that runs the command with this channel's own stdout
     /// and stderr as its streams (through /proc, as copies on fds 7 and 8: a builtin's
     /// redirection here swaps fd 1 for a moment; where there is no /proc, FIFOs relayed by
     /// `cat`),
@@ -66,7 +66,7 @@ enum RemoteSession {
         d=$1; n=$2; s=$3; f=$1/$2
         if [ ! -p "$d/in" ] || ! kill -0 "$s" 2>/dev/null; then echo "job: the shell of this session is gone" >&2; exit 125; fi
         umask 077
-        printf "$4" >"$f.cmd" && mkfifo "$f.status" || { rm -f "$f.cmd" "$f.status"; exit 125; }
+        printf "$4" >"$d/cmd" || exit 125
         old=
         if [ -r "/proc/$s/task/$s/children" ]; then read -r old <"/proc/$s/task/$s/children"; else old=$(ps -e -o pid= -o ppid= | awk -v p="$s" '$2 == p { printf "%s ", $1 }'); fi
         old=" $old "
@@ -92,7 +92,7 @@ enum RemoteSession {
           if kill -0 $$ 2>/dev/null; then kill -KILL "$s"; fi
         }
         trap "" TERM INT HUP
-        exec 5<>"$f.status"
+        exec 5<>"$d/status"
         o=; e=
         if [ -e "/proc/$$/fd/1" ]; then exec 7>&1 8>&2; out=/proc/$$/fd/7; err=/proc/$$/fd/8
         else mkfifo "$f.out" "$f.err" || exit 125; out=$f.out; err=$f.err; cat "$f.out" & o=$!; cat "$f.err" >&2 & e=$!
@@ -102,27 +102,36 @@ enum RemoteSession {
           read -r _ <&3
           while read -r _; do soft; done <&3
           if [ ! -e "$f.done" ]; then hard; kill -KILL $$ $o $e; fi
-          rm -f "$f.cmd" "$f.out" "$f.err" "$f.status" "$f.done"
+          rm -f "$f.out" "$f.err" "$f.done"
         } >/dev/null 2>&1 &
         exec 3<&-
         echo "_jobkit_run $n $out $err" 2>/dev/null 1<>"$d/in"
-        read -r r <&5
-        if [ "$r" = started ]; then echo "_jobkit_report $n" '$?' 2>/dev/null 1<>"$d/in"; read -r r <&5; fi
+        r=
+        while read -r k a b <&5; do
+          case $k in
+          started) [ "$a" = "$n" ] && echo "_jobkit_report $n" '$?' 2>/dev/null 1<>"$d/in" ;;
+          done) if [ "$a" = "$n" ]; then r=$b; break; fi ;;
+          exit) r=$a; break ;;
+          esac
+        done
         if [ -n "$o" ]; then wait "$o"; wait "$e"; fi
         true 2>/dev/null >"$f.done"
         exit "${r:-125}"
         """
 
     /// What a remote session's shell reads first: its pid to the channel (fd 5), then the
-    /// functions: `_jobkit_run N OUT ERR` says it began, then dot-sources command N's file with
-    /// /dev/null as stdin and OUT and ERR as stdout and stderr; `_jobkit_report N STATUS`
-    /// writes the status and removes the command's files.
+    /// functions: `_jobkit_run N OUT ERR` says command N began, then dot-sources the command's
+    /// file with /dev/null as stdin and OUT and ERR as stdout and stderr; `_jobkit_report N
+    /// STATUS` says how it ended. One command at a time: one file for the command's text and
+    /// one FIFO for what the shell says (each line naming its command: a line a killed
+    /// command's script did not read is not taken for the next one's, and none outlives the
+    /// FIFO's last reader anyway).
     static func bootstrap(directory: String) -> String {
         let d = ShellQuoting.singleQuoted(directory)
         return """
             echo $$ >&5; exec 5>&-
-            _jobkit_run() { command echo started 1<>\(d)/"$1".status; . \(d)/"$1".cmd </dev/null >|"$2" 2>|"$3"; }
-            _jobkit_report() { command echo "$2" 1<>\(d)/"$1".status; command rm -f \(d)/"$1".cmd \(d)/"$1".out \(d)/"$1".err \(d)/"$1".status; }
+            _jobkit_run() { command echo started "$1" 1<>\(d)/status; . \(d)/cmd </dev/null >|"$2" 2>|"$3"; }
+            _jobkit_report() { command echo done "$1" "$2" 1<>\(d)/status; }
 
             """
     }
