@@ -242,6 +242,7 @@ extension JobManager {
                 session.remoteDirectory = directory
                 session.remotePid = shellPid
                 sessionMonitor.watch(id: session.id, pid: pid)
+                await learnShellForm(link, environment: environment)
                 return session
             }
             if !sessionSupervisor.isAlive(session.id) { break }
@@ -252,6 +253,16 @@ extension JobManager {
         _ = waitpid(pid, &status, 0)
         let why = sessionSupervisor.ending(session.id).map { Self.shellEnd($0.outcome, of: session, supervisor: sessionSupervisor) } ?? "it did not start in 45 s"
         throw JobError(.unreachable, "the session could not be opened: \(why)")
+    }
+
+    /// Asks the host's login shell whether it is POSIX, once the session is open (its master
+    /// is up then: the session's own ssh became it if there was none), so that the session's
+    /// commands can skip `/bin/sh`.
+    private func learnShellForm(_ link: SSHLink, environment: [String: String]) async {
+        guard let master = link.masterIdentity else { return }
+        if let known = shellForms[link.controlPath], known.master == master { return }
+        guard let status = try? await runToEnd(link.probeArguments, environment: environment), status != 255 else { return }
+        shellForms[link.controlPath] = (master, status == RemoteCommand.posixProbeAnswer ? .direct : .viaSh)
     }
 
     // MARK: Commands
@@ -279,8 +290,11 @@ extension JobManager {
             } catch {
                 return table.leafEnded(id, outcome: .failed(error.message), at: Date(), recorded: 0)
             }
+            // The login shell's form, as learnt of this master (see `connect`); /bin/sh until known.
+            let form = shellForms[link.controlPath].flatMap { $0.master == link.masterIdentity ? $0.form : nil } ?? .viaSh
             let line = RemoteSession.line(
-                RemoteSession.commandScript, [directory, String(id), String(shellPid), RemoteSession.escaped(child.command)])
+                RemoteSession.commandScript, [directory, String(id), String(shellPid), RemoteSession.escaped(child.command)],
+                form: form)
             return spawnLeaf(
                 id,
                 Supervisor.Job(
