@@ -50,17 +50,23 @@ static size_t walk(void) {
     return count;
 }
 
-// Whether `pid` is a zombie (or gone): nothing left to signal.
-static int is_dead(pid_t pid) {
-    char path[64], stat[256];
+// `pid`'s /proc/PID/stat read into `buf`, from the parenthesis that ends its command name
+// (which may hold anything; field 3, the state, follows it), or NULL when it is gone.
+static char *read_stat(pid_t pid, char *buf, size_t size) {
+    char path[64];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
     FILE *file = fopen(path, "re");
-    if (file == NULL) return 1;
-    size_t n = fread(stat, 1, sizeof stat - 1, file);
+    if (file == NULL) return NULL;
+    size_t n = fread(buf, 1, size - 1, file);
     fclose(file);
-    stat[n] = 0;
-    // The state follows the command name, which is in parentheses and may hold anything.
-    char *close = strrchr(stat, ')');
+    buf[n] = 0;
+    return strrchr(buf, ')');
+}
+
+// Whether `pid` is a zombie (or gone): nothing left to signal.
+static int is_dead(pid_t pid) {
+    char stat[256];
+    char *close = read_stat(pid, stat, sizeof stat);
     return close == NULL || close[1] == 0 || close[2] == 'Z' || close[2] == 'X';
 }
 
@@ -112,15 +118,9 @@ static size_t existing_count;
 
 // A process's start time (clock ticks since boot), 0 when it is gone.
 static unsigned long long start_time(pid_t pid) {
-    char path[64], stat[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *file = fopen(path, "re");
-    if (file == NULL) return 0;
-    size_t n = fread(stat, 1, sizeof stat - 1, file);
-    fclose(file);
-    stat[n] = 0;
-    char *p = strrchr(stat, ')');
-    // Field 22 (starttime); the state, field 3, follows the parenthesis.
+    char stat[512];
+    char *p = read_stat(pid, stat, sizeof stat);
+    // Field 22 (starttime).
     for (int field = 2; p != NULL && field < 22; field++) p = strchr(p + 1, ' ');
     return p == NULL ? 0 : strtoull(p + 1, NULL, 10);
 }

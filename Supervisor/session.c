@@ -171,15 +171,8 @@ static int read_status(struct session_command *c, int *code) {
 _Noreturn void run_in_session(const char *jobs_dir, long long id, char **args, unsigned flags) {
     // args: the session's directory, the shell's pid, its supervisor's pid, the session
     // slots file and the session's id (for the shell's end), and the command's text.
-    append_output = (flags & JOBKIT_REQUEST_APPEND) != 0;
-    job_id = id;
-    setsid();
-    fcntl(LOCK_FD, F_SETFD, FD_CLOEXEC);
     sigset_t handled;
-    handled_signals(&handled);
-    sigprocmask(SIG_SETMASK, &handled, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    if (open_shared(jobs_dir) != 0) _exit(70);
+    begin_supervising(jobs_dir, id, flags, &handled);
 
     struct session_command c = {.dir = args[0], .shell = (pid_t)atoi(args[1]), .session_supervisor = (pid_t)atoi(args[2])};
     const char *slot_file = args[3];

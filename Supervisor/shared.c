@@ -90,6 +90,20 @@ void handled_signals(sigset_t *set) {
     sigaddset(set, SIGCONT);
 }
 
+void begin_supervising(const char *dir, long long id, unsigned flags, sigset_t *handled) {
+    append_output = (flags & JOBKIT_REQUEST_APPEND) != 0;
+    job_id = id;
+    setsid();  // a no-op when spawned with POSIX_SPAWN_SETSID; needed when forked
+    // The lock must not leak into the job: a straggler holding it would make a dead
+    // supervisor look alive.
+    fcntl(LOCK_FD, F_SETFD, FD_CLOEXEC);
+    handled_signals(handled);
+    sigprocmask(SIG_SETMASK, handled, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    // Nowhere to record anything without them: the engine then sees no status.
+    if (open_shared(dir) != 0) _exit(70);
+}
+
 _Noreturn void finish(uint8_t kind, uint8_t stage, int code, int64_t end_ns) {
     job_slot.ended = (struct jobkit_slot_ended){
         .magic = JOBKIT_ENDED_MAGIC, .kind = kind, .stage = stage, .attempt = (uint16_t)job_attempt, .code = code,

@@ -262,19 +262,9 @@ static void watch(struct supervision *s) {
 _Noreturn void supervise(const char *dir, long long id, const char *cwd, char **job_argv, char **envp,
                          unsigned flags, const char *mux_socket, const char *mux_command, int stdin_fd) {
     int hold_stdin = (flags & JOBKIT_REQUEST_HOLD_STDIN) != 0;
-    append_output = (flags & JOBKIT_REQUEST_APPEND) != 0;
-    job_id = id;
     environ = envp;  // execvpe looks PROGRAM up in the PATH of environ: the job's
-    setsid();        // a no-op when spawned with POSIX_SPAWN_SETSID; needed when forked
-    // The lock must not leak into the job: a straggler holding it would make a dead
-    // supervisor look alive.
-    fcntl(LOCK_FD, F_SETFD, FD_CLOEXEC);
     sigset_t handled;
-    handled_signals(&handled);
-    sigprocmask(SIG_SETMASK, &handled, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    // Nowhere to record anything without them: the engine then sees no status.
-    if (open_shared(dir) != 0) _exit(70);
+    begin_supervising(dir, id, flags, &handled);
 
     struct supervision s = {.hold_stdin = hold_stdin, .in_pipe = {-1, -1}, .pid = -1, .stdin_fd = stdin_fd};
     // A local job's every process stays below this one (descendants.c). Not a remote job's:

@@ -42,6 +42,10 @@ int open_shared(const char *dir);
 // birth (by whoever spawns it, and in the zygote that forks it), so that one sent before it
 // is ready waits for it rather than kills it.
 void handled_signals(sigset_t *set);
+// What every supervisor does first: job `id`'s globals from the request's flags, a session of
+// its own, the lock kept from the job, `handled` (the signals it takes from a signalfd)
+// blocked, SIGPIPE ignored, and the shared descriptors open (or exit 70).
+void begin_supervising(const char *dir, long long id, unsigned flags, sigset_t *handled);
 // Records how the job ended in its slot, with what its processes used, and exits.
 _Noreturn void finish(uint8_t kind, uint8_t stage, int code, int64_t end_ns);
 _Noreturn void fail(uint8_t stage, int err);

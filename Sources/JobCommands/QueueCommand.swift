@@ -73,12 +73,7 @@ struct QueueCommand: ParsableCommand {
 
 /// Sends a queue request and shows the queues it answers with.
 private func runQueues(_ verb: Verb, _ options: GlobalOptions) throws {
-    var queues: [QueueInfo] = []
-    let (_, status) = try perform(Request(verb), with: options) { frame in
-        if case .queues(let answered) = frame { queues += answered }
-    }
-    if !queues.isEmpty || status == ExitStatus.ok { try QueueRender.show(queues, options.common) }
-    if status != ExitStatus.ok { throw Exit(status: status) }
+    try RecordRender.run(verb, options, taking: { if case .queues(let q) = $0 { q } else { nil } }, show: QueueRender.show)
 }
 
 /// Queues as a table, a list or JSON (`name, limit, running, waiting`).

@@ -96,12 +96,7 @@ struct SessionCommand: ParsableCommand {
 
 /// Sends a session request and shows the sessions it answers with.
 private func runSessions(_ verb: Verb, _ options: GlobalOptions) throws {
-    var sessions: [SessionInfo] = []
-    let (_, status) = try perform(Request(verb), with: options) { frame in
-        if case .sessions(let answered) = frame { sessions += answered }
-    }
-    if !sessions.isEmpty || status == ExitStatus.ok { try SessionRender.show(sessions, options.common) }
-    if status != ExitStatus.ok { throw Exit(status: status) }
+    try RecordRender.run(verb, options, taking: { if case .sessions(let s) = $0 { s } else { nil } }, show: SessionRender.show)
 }
 
 /// Sessions as a table, a list or JSON (`id, name, computerName, state, availability, reason`).
@@ -138,6 +133,17 @@ enum SessionRender {
 /// Records of one kind (queues, sessions) as a table, a list or JSON, with the properties
 /// chosen (`--property`); JSON keys are the properties in lower camel case.
 enum RecordRender {
+    /// Sends a request and shows the records its frames carry (`taking`), also those that came
+    /// before an error; the error's status is the command's.
+    static func run<Item>(
+        _ verb: Verb, _ options: GlobalOptions, taking: (Response) -> [Item]?, show: ([Item], CommonOptions) throws -> Void
+    ) throws {
+        var items: [Item] = []
+        let (_, status) = try perform(Request(verb), with: options) { frame in items += taking(frame) ?? [] }
+        if !items.isEmpty || status == ExitStatus.ok { try show(items, options.common) }
+        if status != ExitStatus.ok { throw Exit(status: status) }
+    }
+
     static func show<Item>(
         _ items: [Item], _ options: CommonOptions, defaults: [String], among properties: [String],
         text: (Item, String) -> String, json: (Item, String) -> JSON

@@ -196,6 +196,39 @@ import Testing
         }
     }
 
+    @Test func aRemoteSessionRunsCommandsOneAtATimeInOrderAndOutlivesASIGKILLedDaemon() async throws {
+        // The marks are written by the host's user: in a directory it may write to.
+        let directory = "/tmp/jobkit-marks-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o777])
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let marks = Marks(directory: directory)
+        try await withSSHHosts(["rs5"]) { hosts in
+            try await withCLI { cli in
+                try await cli.run("session", "new", "--computer", "rs5", "--ssh-config", hosts.configFile)
+                try await cli.run("invoke", "--session", "1", "-c", "cd /tmp; K=kept")
+                for n in 1...3 { try await cli.run("invoke", "--session", "1", "--as-job", "--name", "c\(n)", "-c", marks.command("\(n)")) }
+                #expect(try await marks.waitUntilBegun(1))
+                #expect(try await cli.state("c2") == "NotStarted")
+                try await cli.killDaemon()
+                // The first ends while no daemon is there; the next daemon (started by the next
+                // command) reads its end and starts the second, and only the second.
+                marks.go("1")
+                #expect(try await eventually { marks.lines.contains("e1") })
+                #expect(try await cli.run("get").status == 0)
+                #expect(try await marks.waitUntilBegun(2), "\(marks.lines)")
+                #expect(try await cli.state("c3") == "NotStarted")
+                marks.go("2")
+                #expect(try await marks.waitUntilBegun(3), "\(marks.lines)")
+                marks.go("3")
+                let done = try await cli.run("wait", "--timeout", "60")
+                #expect(done.status == 0, "\(done.stderr)")
+                #expect(marks.begun == ["1", "2", "3"] && marks.mostAtOnce == 1, "\(marks.lines)")
+                let after = try await cli.run("invoke", "--session", "1", "-c", "echo $K $PWD")
+                #expect(after.stdout == "kept /tmp\n", "\(after.stderr)")
+            }
+        }
+    }
+
     @Test func exitEndsARemoteSessionWithItsStatus() async throws {
         try await withSSHHosts(["rs4"]) { hosts in
             try await withCLI { cli in

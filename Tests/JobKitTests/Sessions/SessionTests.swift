@@ -123,7 +123,7 @@ func withSession<R: Sendable>(
         try await withTemporaryEngine { jobs, home in
             try await withSession(jobs) { _ in
                 _ = try await jobs.inSession("1", "cd /tmp; Y=kept; sleep 990 >/dev/null 2>&1 & echo $! > '\(home.path)/earlier'")
-                for line in ["sleep 1000", "sh -c 'sleep 1001 & sleep 1002 & wait' & sleep 1003", "while :; do :; done"] {
+                for line in ["sleep 1100", "sh -c 'sleep 1101 & sleep 1102 & wait' & sleep 1103", "while :; do :; done"] {
                     let parent = try await jobs.invoke(.shell(line), inSessions: ["1"])
                     let child = parent.childJobs[0]
                     try await eventually { try await jobs.job(child)?.state == .running }
@@ -133,7 +133,7 @@ func withSession<R: Sendable>(
                     #expect(stopped.first?.state == .stopped)
                     #expect(try await jobs.job(child)?.state == .stopped)
                 }
-                let after = try await jobs.inSession("1", "pwd; echo $Y; pgrep -f 'sleep 100[0-3]' || echo none")
+                let after = try await jobs.inSession("1", "pwd; echo $Y; pgrep -f '^sleep 110[0-3]' || echo none")
                 #expect(try await jobs.text(after.id) == "/tmp\nkept\nnone\n")
                 // An earlier command's background work is not a later command's to stop.
                 let earlier = try #require(Int32(try String(contentsOfFile: home.path + "/earlier", encoding: .utf8)
