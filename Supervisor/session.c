@@ -168,6 +168,49 @@ static int read_status(struct session_command *c, int *code) {
     return 1;
 }
 
+// The command's events until the shell has told its status (or ended).
+static _Noreturn void watch_command(struct session_command *c, const char *slot_file, long long session_id) {
+    char line[64];
+    for (;;) {
+        struct pollfd p[5] = {
+            {.fd = c->streams[0].pipe_fd, .events = POLLIN},
+            {.fd = c->streams[1].pipe_fd, .events = POLLIN},
+            {.fd = c->status_fd, .events = POLLIN},
+            {.fd = c->signal_fd, .events = POLLIN},
+            {.fd = c->shell_fd, .events = POLLIN},
+        };
+        if (poll(p, 5, timeout_ms(c)) < 0) {
+            if (errno == EINTR) continue;
+            fail(JOBKIT_STAGE_SUPERVISOR, errno);
+        }
+        for (int i = 0; i < 2; i++) {
+            if (c->streams[i].pipe_fd >= 0 && (p[i].revents & (POLLIN | POLLHUP | POLLERR))) take(&c->streams[i]);
+        }
+        if (p[3].revents & POLLIN) {
+            struct signalfd_siginfo si;
+            while (read(c->signal_fd, &si, sizeof si) == sizeof si) on_signal(c, (int)si.ssi_signo);
+        }
+        on_timers(c);
+        if (p[2].revents & (POLLIN | POLLHUP)) {
+            int code;
+            int got = read_status(c, &code);
+            remove_files(c);
+            // Let go of with no status in it: the shell could not write one.
+            if (!got) finish(JOBKIT_ENDED_ERROR, JOBKIT_STAGE_SESSION, EIO, now_ns());
+            if (c->stopped_by != 0 && code > 128) finish(JOBKIT_ENDED_SIGNAL, JOBKIT_STAGE_NONE, code - 128, now_ns());
+            finish(JOBKIT_ENDED_EXIT, JOBKIT_STAGE_NONE, code, now_ns());
+        }
+        if (p[4].revents & POLLIN) shell_ended(c, slot_file, session_id);
+        if (!c->reported && c->streams[0].pipe_fd < 0 && c->streams[1].pipe_fd < 0) {
+            // Both let go of: the shell is done with the command (or is about to be, if the
+            // command closed them itself), and `$?` is its status until the next line.
+            snprintf(line, sizeof line, "_jobkit_report %lld $?\n", job_id);
+            if (tell_shell(c, line) != 0) shell_ended(c, slot_file, session_id);
+            c->reported = 1;
+        }
+    }
+}
+
 _Noreturn void run_in_session(const char *jobs_dir, long long id, char **args, unsigned flags) {
     // args: the session's directory, the shell's pid, its supervisor's pid, the session
     // slots file and the session's id (for the shell's end), and the command's text.
@@ -211,43 +254,5 @@ _Noreturn void run_in_session(const char *jobs_dir, long long id, char **args, u
     char line[64];
     snprintf(line, sizeof line, "_jobkit_run %lld\n", job_id);
     if (tell_shell(&c, line) != 0) shell_ended(&c, slot_file, session_id);
-
-    for (;;) {
-        struct pollfd p[5] = {
-            {.fd = c.streams[0].pipe_fd, .events = POLLIN},
-            {.fd = c.streams[1].pipe_fd, .events = POLLIN},
-            {.fd = c.status_fd, .events = POLLIN},
-            {.fd = c.signal_fd, .events = POLLIN},
-            {.fd = c.shell_fd, .events = POLLIN},
-        };
-        if (poll(p, 5, timeout_ms(&c)) < 0) {
-            if (errno == EINTR) continue;
-            fail(JOBKIT_STAGE_SUPERVISOR, errno);
-        }
-        for (int i = 0; i < 2; i++) {
-            if (c.streams[i].pipe_fd >= 0 && (p[i].revents & (POLLIN | POLLHUP | POLLERR))) take(&c.streams[i]);
-        }
-        if (p[3].revents & POLLIN) {
-            struct signalfd_siginfo si;
-            while (read(c.signal_fd, &si, sizeof si) == sizeof si) on_signal(&c, (int)si.ssi_signo);
-        }
-        on_timers(&c);
-        if (p[2].revents & (POLLIN | POLLHUP)) {
-            int code;
-            int got = read_status(&c, &code);
-            remove_files(&c);
-            // Let go of with no status in it: the shell could not write one.
-            if (!got) finish(JOBKIT_ENDED_ERROR, JOBKIT_STAGE_SESSION, EIO, now_ns());
-            if (c.stopped_by != 0 && code > 128) finish(JOBKIT_ENDED_SIGNAL, JOBKIT_STAGE_NONE, code - 128, now_ns());
-            finish(JOBKIT_ENDED_EXIT, JOBKIT_STAGE_NONE, code, now_ns());
-        }
-        if (p[4].revents & POLLIN) shell_ended(&c, slot_file, session_id);
-        if (!c.reported && c.streams[0].pipe_fd < 0 && c.streams[1].pipe_fd < 0) {
-            // Both let go of: the shell is done with the command (or is about to be, if the
-            // command closed them itself), and `$?` is its status until the next line.
-            snprintf(line, sizeof line, "_jobkit_report %lld $?\n", job_id);
-            if (tell_shell(&c, line) != 0) shell_ended(&c, slot_file, session_id);
-            c.reported = 1;
-        }
-    }
+    watch_command(&c, slot_file, session_id);
 }

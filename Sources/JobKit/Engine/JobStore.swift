@@ -113,6 +113,12 @@ final class JobStore: Sendable {
                     INSERT INTO queue (name, "limit") VALUES ('default', NULL);
                     """)
         }
+        registerSessionMigrations(&migrator)
+        return migrator
+    }
+
+    /// Sessions (`job session`): their table, and a child's session.
+    private static func registerSessionMigrations(_ migrator: inout DatabaseMigrator) {
         migrator.registerMigration("v5") { db in
             // Sessions (`job session`), with their own ids, never reused; a child run in one
             // names it.
@@ -140,7 +146,6 @@ final class JobStore: Sendable {
                     ALTER TABLE session ADD COLUMN sshConfig TEXT;
                     """)
         }
-        return migrator
     }
 
     /// SQL that holds for a job not finished.
