@@ -28,8 +28,10 @@ struct JobTable: Sendable, JobSource {
     var blocked: Set<Int> = []
     /// For each job some parent waits for: those parents.
     var dependents: [Int: [Int]] = [:]
-    /// Per session: its leaves that hold it (running, stopping, suspended, between attempts).
+    /// Per session: its leaves that hold it (running, stopping, suspended, between attempts),
+    /// and those waiting for it.
     private(set) var sessionActive: [Int: Int] = [:]
+    private(set) var sessionWaiting: [Int: Int] = [:]
 
     init(_ loaded: [JobRecord] = []) {
         // The database hands records out in id order: then there is nothing to sort (a page
@@ -92,14 +94,26 @@ struct JobTable: Sendable, JobSource {
         guard let parentId = record.parentId else { return }
         tallies[parentId, default: Tally()].add(record, sign)
         queueTallies[Self.queueKey(record.queue), default: Tally()].add(record, sign)
-        if let session = record.sessionId, Tally.phase(record) == .active {
-            let held = (sessionActive[session] ?? 0) + sign
-            sessionActive[session] = held > 0 ? held : nil
+        if let session = record.sessionId {
+            switch Tally.phase(record) {
+            case .active: Self.add(sign, to: &sessionActive, session)
+            case .waiting: Self.add(sign, to: &sessionWaiting, session)
+            case .finished: break
+            }
         }
+    }
+
+    private static func add(_ sign: Int, to counts: inout [Int: Int], _ key: Int) {
+        let count = (counts[key] ?? 0) + sign
+        counts[key] = count > 0 ? count : nil
     }
 
     /// Whether a command runs in the session now: the next waits for it to end.
     func isBusy(session: Int) -> Bool { sessionActive[session] != nil }
+
+    /// Whether a new command may start in the session at once: none runs there, and none
+    /// waits for it (which would go first).
+    func isFree(session: Int) -> Bool { sessionActive[session] == nil && sessionWaiting[session] == nil }
 
     /// Queue names are told apart without regard to case.
     static func queueKey(_ name: String) -> String { name.lowercased() }

@@ -89,37 +89,41 @@ extension JobManager {
         let now = Date()
         let throttle = options?.throttle ?? computers.count
         let room = table.room(inQueue: queue, limits: queueLimits) ?? Int.max
-        let startNow = waits || sessions != nil ? 0 : min(throttle, room, computers.count)
+        let startNow = waits ? 0 : min(throttle, room, computers.count)
+        // In sessions, a child starts at once if its session is free (and it is the first of
+        // this job's for it): the others wait for the scheduler.
+        var free = sessions.map { Set($0.filter { table.isFree(session: $0) }) } ?? []
         let plan = LaunchPlan(spec: spec, options: options ?? InvokeOptions(throttle: throttle))
         var parent = JobRecord(
             id: 0, instanceId: .random(), name: name ?? "", type: type, state: startNow > 0 ? .running : .notStarted,
             location: computers.joined(separator: ","), command: spec.commandText, beginTime: startNow > 0 ? now : nil)
         (parent.queue, parent.dependsOn, parent.throttle, parent.launch) = (queue, dependsOn, throttle, try plan.encoded())
         parent.dependenciesMet = !dependsOn.isEmpty && !waits
+        var starting = 0
         let children = computers.enumerated().map { index, computer in
+            let session = sessions?[index]
+            let starts = starting < startNow && (session.map { free.remove($0) != nil } ?? true)
+            if starts { starting += 1 }
             var child = JobRecord(
-                id: 0, instanceId: .random(), name: "", type: type, state: index < startNow ? .running : .notStarted,
-                location: computer, command: parent.command, parentId: 0, beginTime: index < startNow ? now : nil,
-                program: isLocal(computer) ? spec.argv.first : "ssh", workingDirectory: spec.workingDirectory)
-            (child.queue, child.retries) = (queue, scheduling.retry)
-            if let sessions {
-                child.sessionId = sessions[index]
-                child.program = nil
-            }
+                id: 0, instanceId: .random(), name: "", type: type, state: starts ? .running : .notStarted,
+                location: computer, command: parent.command, parentId: 0, beginTime: starts ? now : nil,
+                program: session != nil ? nil : isLocal(computer) ? spec.argv.first : "ssh",
+                workingDirectory: spec.workingDirectory)
+            (child.queue, child.retries, child.sessionId) = (queue, scheduling.retry, session)
             return child
         }
+        if starting == 0 { (parent.state, parent.beginTime) = (.notStarted, nil) }
         let job = Supervisor.Job(
             argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment,
             mergeError: spec.mergeError, stdin: stdin)
-        let inserted = try insertStarting([parent] + children, plan: plan, early: options == nil && startNow == 1 ? job : nil)
+        let early = options == nil && sessions == nil && startNow == 1
+        let inserted = try insertStarting([parent] + children, plan: plan, early: early ? job : nil)
         let parentId = inserted[0].id
         if let stdin, let child = inserted.last { ownedStdin[child.id] = stdin }
         if waits {
             table.block(parentId)
             // Every job it waits for may have ended already: then it is decided now.
             try? persist(releaseDependents(of: dependsOn))
-        } else if sessions != nil {
-            try? persist(startReady())
         }
         return try startedJob(parentId)
     }
