@@ -158,7 +158,7 @@ enum RemoteSession {
         switch form {
         case .direct:
             return (["set", "--"] + args.map(ShellQuoting.singleQuoted)).joined(separator: " ")
-                + "\nemulate sh 2>/dev/null\n" + script
+                + "\n[ -n \"${ZSH_VERSION-}\" ] && emulate sh\n" + script
         case .viaSh:
             return (["exec", "/bin/sh", "-c", script, "sh"] + args).map(ShellQuoting.singleQuoted).joined(separator: " ")
         }
