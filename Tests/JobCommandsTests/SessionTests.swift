@@ -238,6 +238,10 @@ import Testing
                 #expect(ended.status == 1 && ended.stdout == "bye\n" && ended.stderr.contains("exited with status 3"), "\(ended)")
                 #expect(try await eventually { try await cli.json("session", "get").first?["reason"] as? String == "its shell exited with status 3" })
                 #expect(try await isGone(shell))
+                if FileManager.default.isExecutableFile(atPath: "/usr/bin/fish") {
+                    let fish = try await cli.run("session", "new", "--computer", "rs4", "--shell", "/usr/bin/fish", "--ssh-config", hosts.configFile)
+                    #expect(fish.status != 0 && fish.stderr.contains("/usr/bin/fish on rs4 is not a POSIX shell"), "\(fish.stderr)")
+                }
                 let unreachable = try await cli.run("session", "new", "--computer", "nosuchhost.invalid", "--ssh-config", hosts.configFile)
                 #expect(unreachable.status != 0 && unreachable.stderr.hasPrefix("job: the session could not be opened: nosuchhost.invalid: "), "\(unreachable.stderr)")
             }

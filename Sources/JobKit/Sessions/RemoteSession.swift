@@ -16,7 +16,8 @@ import JobModel
 /// control makes no group of its own). Nothing is left on the host.
 enum RemoteSession {
     /// Args: the session's directory (made here), the shell, the bootstrap (which writes the
-    /// shell's pid to fd 5, this channel's stdout: its one line of output). The shell runs in
+    /// shell's pid to fd 5, this channel's stdout: its one line of output), and the probe that
+    /// a POSIX shell answers 42 (the bootstrap's functions are POSIX sh). The shell runs in
     /// the foreground: run with `&` it would ignore SIGINT for good, and so would every
     /// command it runs, as a background command of a shell without job control does. Its
     /// stdin is the supervisor's held pipe, watched by a process of its own: the hello, then a
@@ -28,6 +29,7 @@ enum RemoteSession {
         umask 077
         d=$1
         command -v "$2" >/dev/null || exit 127
+        "$2" -c "$4" </dev/null >/dev/null 2>&1; [ $? = 42 ] || exit 126
         mkdir "$d" && mkfifo "$d/in" "$d/status" || exit 125
         exec 4<>"$d/in"
         echo "$3" >&4

@@ -32,6 +32,13 @@ extension JobManager {
             SessionRecord(
                 id: 0, name: options.name ?? "", computer: local ? "localhost" : options.computer, shell: shell, state: .opened,
                 reason: nil, workingDirectory: local ? options.workingDirectory : "~", sshConfig: options.sshConfigFile))
+        // The functions its commands are run with are POSIX sh: fish, csh and rc cannot take them.
+        if local, (try? await runToEnd([shell, "-c", RemoteCommand.posixProbe], environment: options.environment))
+            != RemoteCommand.posixProbeAnswer
+        {
+            try? store.deleteSession(session.id)
+            throw JobError(.invalidArgument, "\(shell) is not a POSIX shell; a session needs one (sh, bash, zsh, ksh, dash)")
+        }
         do throws(JobError) {
             if local {
                 try startShell(session, environment: options.environment)
@@ -227,7 +234,8 @@ extension JobManager {
         try prepareSSH(link)
         let directory = RemoteSession.directory()
         let line = RemoteSession.line(
-            RemoteSession.sessionScript, [directory, session.shell, RemoteSession.bootstrap(directory: directory)])
+            RemoteSession.sessionScript,
+            [directory, session.shell, RemoteSession.bootstrap(directory: directory), RemoteCommand.posixProbe])
         let job = Supervisor.Job(
             argv: link.jobArguments(line: line, log: sessionSupervisor.prefix(session.id) + ".ssh"), workingDirectory: "/",
             environment: environment, holdStdin: true,
@@ -363,6 +371,9 @@ extension JobManager {
         }
         if session.computer != "localhost", outcome == .exited(127) {
             return "its shell exited with status 127 (is there a \(session.shell) on \(session.computer)?)"
+        }
+        if session.computer != "localhost", outcome == .exited(126) {
+            return "\(session.shell) on \(session.computer) is not a POSIX shell; a session needs one (sh, bash, zsh, ksh, dash)"
         }
         switch outcome {
         case .exited(let status): return "its shell exited with status \(status)"

@@ -189,6 +189,11 @@ func withSession<R: Sendable>(
             await #expect(throws: JobError(.notFound, "no session with id 4")) { try await jobs.invoke(.shell("true"), inSessions: ["4"]) }
             await #expect(throws: JobError.self) { try await jobs.newSession(SessionOptions(shell: "/no/such/shell")) }
             await #expect(throws: JobError.self) { try await jobs.newSession(SessionOptions(name: "7")) }
+            if FileManager.default.isExecutableFile(atPath: "/usr/bin/fish") {
+                await #expect(throws: JobError(.invalidArgument, "/usr/bin/fish is not a POSIX shell; a session needs one (sh, bash, zsh, ksh, dash)")) {
+                    try await jobs.newSession(SessionOptions(shell: "/usr/bin/fish"))
+                }
+            }
             #expect(try await jobs.sessions().isEmpty)
         }
     }
