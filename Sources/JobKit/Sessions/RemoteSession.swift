@@ -39,7 +39,7 @@ enum RemoteSession {
         PS1= PS2= ENV= HISTFILE= MAIL= MAILPATH= "$2" -i +m <&4 5>&1 >/dev/null 2>&1 4<&-
         r=$?
         exec 4<&-
-        echo "exit $r" 1<>"$d/status"
+        read -r a <"$d/answers" 2>/dev/null && echo "exit $r" 2>/dev/null 1<>"$a"
         rm -rf "$d"
         kill -KILL "$w" 2>/dev/null
         exit "$r"
@@ -47,22 +47,24 @@ enum RemoteSession {
 
     /// Args: the session's directory, the command's id, the shell's pid, the command's text
     /// (as `printf` escapes, see `escaped`). As a local command's supervisor: the text to the
-    /// session's command file, the session's status FIFO held open (the shell may write and
-    /// close before this reads), a line to the shell that runs the command with this channel's own stdout
-    /// and stderr as its streams (through /proc, as copies on fds 7 and 8: a builtin's
-    /// redirection here swaps fd 1 for a moment; where there is no /proc, FIFOs relayed by
-    /// `cat`),
-    /// and once the shell says it began, a second line asking for `$?` (sent while the
-    /// command runs, the line waits in the FIFO: an interactive shell that abandons a command
-    /// drops only what it had read ahead). The channel ends, and its child with it, once the
-    /// command's streams are let go of, as a pipeline's. A line on stdin (stop) abandons the
-    /// command: SIGINT to the shell and to the processes it started for it, SIGTERM to them
-    /// half a second later (those seen before too: nothing reaps orphans for the session
-    /// here, and one whose parent died has left the tree); stdin's end (the stop's grace is
-    /// over, or the connection went) kills them, and the shell too if it has still not
-    /// finished the command two seconds later (its session is then broken). The watcher of
-    /// stdin outlives the script: a stop under way goes on, and the channel's end (once the
-    /// command's streams are let go of) tells it to clean up.
+    /// session's command file, then a line to the shell that runs the command with this
+    /// channel's own stdout and stderr as its streams and this channel's stdin for the shell's
+    /// answers (through /proc, as copies on fds 7 and 8 for the streams: a builtin's
+    /// redirection here swaps fd 1 for a moment), so that one reader takes both the shell's
+    /// answers and the stop lines, and nothing is forked on the way. Once the shell says it
+    /// began, a second line asks for `$?` (sent while the command runs, it waits in the FIFO:
+    /// an interactive shell that abandons a command drops only what it had read ahead). The
+    /// channel ends, and its child with it, once the command's streams are let go of, as a
+    /// pipeline's; if the command left a process behind, a watcher of stdin stays for a stop
+    /// meanwhile. Where there is no /proc, FIFOs relayed by `cat` carry the streams, and the
+    /// session's status FIFO the answers, with a watcher of stdin from the start.
+    ///
+    /// A stop line abandons the command: SIGINT to the shell and to the processes it started
+    /// for it, SIGTERM to them half a second later (those seen before too: nothing reaps
+    /// orphans for the session here, and one whose parent died has left the tree); stdin's end
+    /// before the status (the stop's grace is over, or the connection went) kills them, and the
+    /// shell too if it has still not finished the command two seconds later (its session is
+    /// then broken).
     static let commandScript = """
         exec 3<&0 </dev/null
         d=$1; n=$2; s=$3; f=$1/$2
@@ -94,46 +96,62 @@ enum RemoteSession {
           if kill -0 $$ 2>/dev/null; then kill -KILL "$s"; fi
         }
         trap "" TERM INT HUP
-        exec 5<>"$d/status"
-        o=; e=
-        if [ -e "/proc/$$/fd/1" ]; then exec 7>&1 8>&2; out=/proc/$$/fd/7; err=/proc/$$/fd/8
-        else mkfifo "$f.out" "$f.err" || exit 125; out=$f.out; err=$f.err; cat "$f.out" & o=$!; cat "$f.err" >&2 & e=$!
+        answers() {
+          r=
+          while read -r k a b; do
+            case $k in
+            started) [ "$a" = "$n" ] && echo "_jobkit_report $n" '$?' "$1" 2>/dev/null 1<>"$d/in" ;;
+            done) if [ "$a" = "$n" ]; then r=$b; return; fi ;;
+            exit) r=$a; return ;;
+            "") if [ -n "$h" ]; then soft; fi; h=1 ;;
+            esac
+          done
+        }
+        h=
+        if [ -e "/proc/$$/fd/3" ]; then
+          exec 7>&1 8>&2
+          echo "_jobkit_run $n /proc/$$/fd/7 /proc/$$/fd/8 /proc/$$/fd/3" 2>/dev/null 1<>"$d/in"
+          answers "/proc/$$/fd/3" <&3
+          if [ -z "$r" ]; then hard; exit 125; fi
+          now=
+          read -r now <"/proc/$s/task/$s/children"
+          for p in $now; do
+            case $old in *" $p "*) ;; *) { exec 7>&- 8>&-; h=1; answers x <&3; } >/dev/null 2>&1 & break ;; esac
+          done
+          exit "$r"
         fi
+        exec 5<>"$d/status"
+        mkfifo "$f.out" "$f.err" || exit 125
+        cat "$f.out" & o=$!
+        cat "$f.err" >&2 & e=$!
         {
-          exec 7>&- 8>&-
           read -r _ <&3
           while read -r _; do soft; done <&3
           if [ ! -e "$f.done" ]; then hard; kill -KILL $$ $o $e; fi
           rm -f "$f.out" "$f.err" "$f.done"
         } >/dev/null 2>&1 &
         exec 3<&-
-        echo "_jobkit_run $n $out $err" 2>/dev/null 1<>"$d/in"
-        r=
-        while read -r k a b <&5; do
-          case $k in
-          started) [ "$a" = "$n" ] && echo "_jobkit_report $n" '$?' 2>/dev/null 1<>"$d/in" ;;
-          done) if [ "$a" = "$n" ]; then r=$b; break; fi ;;
-          exit) r=$a; break ;;
-          esac
-        done
-        if [ -n "$o" ]; then wait "$o"; wait "$e"; fi
+        echo "_jobkit_run $n $f.out $f.err $d/status" 2>/dev/null 1<>"$d/in"
+        h=1
+        answers "$d/status" <&5
+        wait "$o"; wait "$e"
         true 2>/dev/null >"$f.done"
         exit "${r:-125}"
         """
 
     /// What a remote session's shell reads first: its pid to the channel (fd 5), then the
-    /// functions: `_jobkit_run N OUT ERR` says command N began, then dot-sources the command's
-    /// file with /dev/null as stdin and OUT and ERR as stdout and stderr; `_jobkit_report N
-    /// STATUS` says how it ended. One command at a time: one file for the command's text and
-    /// one FIFO for what the shell says (each line naming its command: a line a killed
-    /// command's script did not read is not taken for the next one's, and none outlives the
-    /// FIFO's last reader anyway).
+    /// functions: `_jobkit_run N OUT ERR ANSWERS` notes where command N's answers go (for the
+    /// session's script, should the shell end), says there that N began, then dot-sources the
+    /// command's file with /dev/null as stdin and OUT and ERR as stdout and stderr;
+    /// `_jobkit_report N STATUS ANSWERS` says how it ended. One command at a time, so one file
+    /// for the command's text; each answer names its command, so that one a killed command's
+    /// script did not read (in the session's status FIFO) is not taken for the next one's.
     static func bootstrap(directory: String) -> String {
         let d = ShellQuoting.singleQuoted(directory)
         return """
             echo $$ >&5; exec 5>&-
-            _jobkit_run() { command echo started "$1" 1<>\(d)/status; . \(d)/cmd </dev/null >|"$2" 2>|"$3"; }
-            _jobkit_report() { command echo done "$1" "$2" 1<>\(d)/status; }
+            _jobkit_run() { command echo "$4" >|\(d)/answers; command echo started "$1" 1<>"$4"; . \(d)/cmd </dev/null >|"$2" 2>|"$3"; }
+            _jobkit_report() { command echo done "$1" "$2" 1<>"$3"; }
 
             """
     }
