@@ -105,7 +105,7 @@ struct Benchmarks {
                 while running < concurrency && started < count {
                     var pid: pid_t = 0
                     let rc = withCStrings(["/bin/true"]) { argv in
-                        withCStrings(env) { envp in jobkit_spawn_plain("/bin/true", argv, envp, &pid) }
+                        withCStrings(env) { envp in jobkit_spawn_plain("/bin/true", argv, envp, -1, &pid) }
                     }
                     guard rc == 0 else { throw JobError(.supervisor, "posix_spawn: \(rc)") }
                     started += 1

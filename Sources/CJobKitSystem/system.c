@@ -21,11 +21,12 @@
 #define P_PIDFD 3
 #endif
 
-// A spawn of `path` with stdio on /dev/null and `flags`, `mask` and `defaults` as its
-// signal attributes; `lock_fd` (if >= 0) becomes fd 3; with `close_others`, no other
-// descriptor goes along.
+// A spawn of `path` with stdio on /dev/null (but stdin_fd and stdout_fd, if >= 0) and
+// `flags`, `mask` and `defaults` as its signal attributes; `lock_fd` (if >= 0) becomes fd 3;
+// with `close_others`, no other descriptor goes along.
 static int spawn_quiet(const char *path, char *const argv[], char *const envp[], short flags, const sigset_t *mask,
-                       const sigset_t *defaults, int lock_fd, int close_others, int stdin_fd, pid_t *pid) {
+                       const sigset_t *defaults, int lock_fd, int close_others, int stdin_fd, int stdout_fd,
+                       pid_t *pid) {
     posix_spawnattr_t attr;
     posix_spawn_file_actions_t actions;
     int rc = posix_spawnattr_init(&attr);
@@ -43,7 +44,11 @@ static int spawn_quiet(const char *path, char *const argv[], char *const envp[],
     } else {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
     }
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    if (stdout_fd >= 0) {
+        posix_spawn_file_actions_adddup2(&actions, stdout_fd, 1);
+    } else {
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    }
     posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
     if (lock_fd >= 0) posix_spawn_file_actions_adddup2(&actions, lock_fd, 3);
     // The engine's own descriptors (its database above all) must not leak into jobs.
@@ -70,10 +75,10 @@ int jobkit_spawn_supervisor(const char *path, char *const argv[], char *const en
     // A new session: the supervisor must not get the terminal's SIGINT/SIGHUP meant for
     // the program that embeds the engine. Blocking from birth means a stop that arrives
     // before the supervisor is ready waits for it instead of killing it.
-    return spawn_quiet(path, argv, envp, POSIX_SPAWN_SETSID, &blocked, &defaults, lock_fd, 1, stdin_fd, pid);
+    return spawn_quiet(path, argv, envp, POSIX_SPAWN_SETSID, &blocked, &defaults, lock_fd, 1, stdin_fd, -1, pid);
 }
 
-int jobkit_spawn_plain(const char *path, char *const argv[], char *const envp[], pid_t *pid) {
+int jobkit_spawn_plain(const char *path, char *const argv[], char *const envp[], int stdout_fd, pid_t *pid) {
     // A new program gets no blocked signals and SIGPIPE at its default, whatever the calling
     // thread has (a daemon's threads block the signals its handler thread takes): an ssh
     // master started with SIGTERM blocked could not be stopped.
@@ -81,7 +86,7 @@ int jobkit_spawn_plain(const char *path, char *const argv[], char *const envp[],
     sigemptyset(&none);
     sigemptyset(&defaults);
     sigaddset(&defaults, SIGPIPE);
-    return spawn_quiet(path, argv, envp, 0, &none, &defaults, -1, 0, -1, pid);
+    return spawn_quiet(path, argv, envp, 0, &none, &defaults, -1, 0, -1, stdout_fd, pid);
 }
 
 int jobkit_pidfd_open(pid_t pid) {

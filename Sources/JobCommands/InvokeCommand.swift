@@ -44,6 +44,9 @@ struct InvokeCommand: InputCommand {
     @Flag(name: InvokeInput.hideComputerNameOption.names, help: InvokeInput.hideComputerNameOption.argumentHelp)
     var hideComputerName = false
 
+    @Flag(name: InvokeInput.detachedOption.names, help: InvokeInput.detachedOption.argumentHelp)
+    var detached = false
+
     @OptionGroup var scheduling: SchedulingOptions
 
     @Option(name: InvokeInput.lineOption.names, help: InvokeInput.lineOption.argumentHelp)
@@ -55,7 +58,7 @@ struct InvokeCommand: InputCommand {
     var input: InvokeInput {
         InvokeInput(
             computer: computer, session: session, asJob: asJob, name: name, throttle: throttle, sshConfig: sshConfig,
-            hideComputerName: hideComputerName, command: CommandInput(line: line, program: program),
+            hideComputerName: hideComputerName, detached: detached, command: CommandInput(line: line, program: program),
             scheduling: scheduling.input)
     }
 }
@@ -69,6 +72,7 @@ struct InvokeInput: TabledInput, TakesScheduling {
     var throttle = InvokeParameters.defaultThrottle
     var sshConfig: String?
     var hideComputerName = false
+    var detached = false
     var command = CommandInput()
     var scheduling = SchedulingInput()
 
@@ -102,9 +106,16 @@ struct InvokeInput: TabledInput, TakesScheduling {
     static let hideComputerNameOption = OptionSpec<Self>(flag: "hide-computer-name", help: "No 'HOST: ' prefixes.") {
         $0.hideComputerName = true
     }
+    static let detachedOption = OptionSpec<Self>(
+        flag: "detached",
+        help: "Run each command on its computer detached from the connection: it goes on if the connection, the daemon or this machine goes away, and the job follows it (Disconnected meanwhile)."
+    ) {
+        $0.detached = true
+    }
     static let lineOption = OptionSpec<Self>.line(help: "A command line for the remote user's shell.") { $0.command.line = $1 }
     static let options = [
-        computerOption, sessionOption, asJobOption, nameOption, throttleOption, sshConfigOption, hideComputerNameOption, lineOption,
+        computerOption, sessionOption, asJobOption, nameOption, throttleOption, sshConfigOption, hideComputerNameOption,
+        detachedOption, lineOption,
     ] + SchedulingInput.options()
     static let program: (@Sendable (inout Self, [String]) -> Void)? = { $0.command.program = $1 }
 
@@ -120,6 +131,9 @@ struct InvokeInput: TabledInput, TakesScheduling {
         if computer.isEmpty && session.isEmpty { throw UsageError("name the computers (--computer HOST,…) or the sessions (--session S,…)") }
         if computers.isEmpty && sessions.isEmpty { throw UsageError("--\(session.isEmpty ? "computer" : "session") needs at least one name") }
         if throttle < 1 { throw UsageError("--throttle takes 1 or more, not \(throttle)") }
+        if detached && !session.isEmpty {
+            throw UsageError("--detached runs commands on computers (--computer), not in sessions")
+        }
         if let file = sshConfigFile, access(file, R_OK) != 0 {
             throw UsageError("cannot read the ssh config file \(file); check --ssh-config or JOB_SSH_CONFIG")
         }
@@ -142,7 +156,7 @@ struct InvokeInput: TabledInput, TakesScheduling {
             .invoke(
                 InvokeParameters(
                     computers: computers, start: start, throttle: throttle, sshConfig: sshConfigFile,
-                    sessions: sessions.isEmpty ? nil : sessions)))
+                    sessions: sessions.isEmpty ? nil : sessions, detached: detached)))
         let (_, status) = try perform(request, with: options) { frame in
             if case .job(let job) = frame { started = job }
         }

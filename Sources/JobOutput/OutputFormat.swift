@@ -45,6 +45,32 @@ public enum OutputFormat {
             length: raw.length)
     }
 
+    /// How many bytes of each stream the job's index records (what readers see of it).
+    public static func streamLengths(prefix: String) -> (output: Int, error: Int) {
+        let fd = open(indexPath(prefix: prefix), O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return (0, 0) }
+        defer { close(fd) }
+        var output = 0, error = 0
+        var buffer = [UInt8](repeating: 0, count: recordSize * 4_096)
+        var carry = 0
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress! + carry, $0.count - carry) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { break }
+            let have = carry + n
+            let whole = have - have % recordSize
+            buffer.withUnsafeBytes { raw in
+                for offset in stride(from: 0, to: whole, by: recordSize) {
+                    guard let record = decode(raw, at: offset) else { continue }
+                    if record.stream == .output { output += Int(record.length) } else { error += Int(record.length) }
+                }
+            }
+            carry = have - whole
+            if carry > 0 { buffer.replaceSubrange(0..<carry, with: buffer[whole..<have]) }
+        }
+        return (output, error)
+    }
+
     /// How many complete records the job's index holds now.
     public static func recordCount(prefix: String) -> Int {
         var st = stat()

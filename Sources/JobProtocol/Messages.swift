@@ -214,16 +214,19 @@ public struct InvokeParameters: Sendable, Equatable {
     public var sshConfig: String?
     /// `--session`: the sessions to run the command in (Ids or Names), instead of computers.
     public var sessions: [String]?
+    /// `--detached`: each command runs detached from its connection on its computer.
+    public var detached: Bool
 
     public init(
         computers: [String], start: StartParameters, throttle: Int = defaultThrottle, sshConfig: String? = nil,
-        sessions: [String]? = nil
+        sessions: [String]? = nil, detached: Bool = false
     ) {
         self.computers = computers
         self.start = start
         self.throttle = throttle
         self.sshConfig = sshConfig
         self.sessions = sessions
+        self.detached = detached
     }
 }
 

@@ -44,7 +44,7 @@ public enum Wire {
                 + [
                     ("throttle", .int(p.throttle)), ("sshConfig", optional(p.sshConfig, JSON.string)),
                     ("sessions", optional(p.sessions) { .array($0.map(JSON.string)) }),
-                ]
+                ] + (p.detached ? [("detached", .bool(true))] : [])
         case .get(let q):
             [
                 ("selectors", selectors(q.selectors)), ("state", optional(q.state) { .string($0.rawValue) }),
@@ -98,7 +98,8 @@ public enum Wire {
                 InvokeParameters(
                     computers: try p.strings("computers"), start: try start(p),
                     throttle: try p.optionalInt("throttle") ?? InvokeParameters.defaultThrottle,
-                    sshConfig: try p.optionalString("sshConfig"), sessions: try p.optionalStrings("sessions")))
+                    sshConfig: try p.optionalString("sshConfig"), sessions: try p.optionalStrings("sessions"),
+                    detached: try p.bool("detached", default: false)))
         case "get":
             return .get(
                 JobQuery(

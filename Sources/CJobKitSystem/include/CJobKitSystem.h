@@ -34,9 +34,10 @@ void jobkit_release_free_memory(void);
 /// A connected pair of stream sockets, close-on-exec.
 int jobkit_socketpair(int fds[2]);
 
-/// posix_spawn with stdio on /dev/null, no signal blocked and SIGPIPE at its default: for
-/// helper programs (ssh masters), and the baseline the benchmarks compare against.
-int jobkit_spawn_plain(const char *path, char *const argv[], char *const envp[], pid_t *pid);
+/// posix_spawn with stdio on /dev/null (stdout on `stdout_fd` if it is >= 0), no signal
+/// blocked and SIGPIPE at its default: for helper programs (ssh masters, requests to a
+/// host), and the baseline the benchmarks compare against.
+int jobkit_spawn_plain(const char *path, char *const argv[], char *const envp[], int stdout_fd, pid_t *pid);
 
 /// pidfd_open(2); -1 and errno on failure.
 int jobkit_pidfd_open(pid_t pid);

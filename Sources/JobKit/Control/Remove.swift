@@ -71,7 +71,11 @@ extension JobManager {
         }
         // The table after the database: a removal that could not be recorded leaves both as they were.
         let removed = Array(Set(ids + leaves.map(\.id)))
-        try store.delete(removed)
+        // Detached children's directories on their hosts go too (what still runs there is
+        // ended first), now or once the host can be reached.
+        let cleanups = remoteCleanups(of: leaves)
+        try store.delete(removed, cleanups: cleanups)
+        if !cleanups.isEmpty { workContinuation.yield(.cleanUp(after: .zero)) }
         for id in table.remove(ids) { unsaved.removeValue(forKey: id) }
         hub.publish(events)
         // Jobs that waited for these fail ("was removed") once the others they wait for end.

@@ -104,6 +104,8 @@ public actor JobManager {
     var closingSessions: Set<Int> = []
     /// Remote sessions' commands cut because their session ended, and how they end.
     var sessionOutcomes: [Int: LeafOutcome] = [:]
+    /// Detached remote children being reached, and removed ones' host directories.
+    var detachedWork = DetachedWork()
 
     enum Work: Sendable {
         case thread(ThreadWork)
@@ -116,6 +118,12 @@ public actor JobManager {
         case feed(Int)
         /// Ends announced and not committed yet, to commit soon (`flushSoon`).
         case flush
+        /// A detached child to reach (start, check, follow), after a pause.
+        case reach(Int, after: Duration)
+        /// A stop's grace, for a detached child's follower started after the stop.
+        case killAfterGrace(Int)
+        /// Removed detached children's host directories to delete, after a pause.
+        case cleanUp(after: Duration)
     }
 
     struct ThreadWork: Sendable {
@@ -215,6 +223,13 @@ public actor JobManager {
         var resumed = releaseDependents(of: Array(table.dependents.keys))
         resumed += startReady()
         for id in table.ids where table[id]?.retryPending == true { scheduleRetry(id) }
+        // Detached children with no follower: the last engine's were cut, or ended while it
+        // was gone, or this machine restarted.
+        for id in table.ids {
+            guard let record = table[id], record.detached != nil, !record.state.isFinished, !supervisor.isAlive(id) else { continue }
+            workContinuation.yield(.reach(id, after: .zero))
+        }
+        workContinuation.yield(.cleanUp(after: .zero))
         // Commands of remote sessions that broke while no engine was there.
         for session in sessionRecords.values where session.state == .broken {
             endCommands(ofBroken: session, ending: sessionSupervisor.ending(session.id)?.outcome)
@@ -236,6 +251,17 @@ public actor JobManager {
                 case .retry(let id): group.addTask { await self.retry(id) }
                 case .feed(let id): group.addTask { await self.runFeed(id) }
                 case .flush: group.addTask { await self.flushSoon() }
+                case .reach(let id, let delay):
+                    group.addTask {
+                        if delay > .zero { try? await Task.sleep(for: delay) }
+                        await self.reach(id)
+                    }
+                case .killAfterGrace(let id): group.addTask { await self.killAfterGrace(id) }
+                case .cleanUp(let delay):
+                    group.addTask {
+                        if delay > .zero { try? await Task.sleep(for: delay) }
+                        await self.cleanUpHosts()
+                    }
                 }
             }
         }
@@ -330,7 +356,9 @@ public actor JobManager {
 
     /// `job get`: the jobs the query selects, sorted by id.
     public func get(_ query: JobQuery = JobQuery()) throws(JobError) -> [JobInfo] {
-        try query.apply(to: history)
+        let jobs = try query.apply(to: history)
+        touchDetached(jobs.filter { !$0.state.isFinished }.map(\.id))
+        return jobs
     }
 
     /// One page of `get` for a query that names no jobs and keeps no `newest`: its matches
@@ -342,7 +370,9 @@ public actor JobManager {
             throw JobError(.storage, "the job database cannot be read")
         }
         if page.jobs.isEmpty { return ([], nil) }
-        return (try query.apply(to: JobPage(page.jobs)), page.last)
+        let jobs = try query.apply(to: JobPage(page.jobs))
+        touchDetached(jobs.filter { !$0.state.isFinished }.map(\.id))
+        return (jobs, page.last)
     }
 
     /// The jobs the selectors name (in order, each once), and an error for each word that
@@ -355,6 +385,7 @@ public actor JobManager {
     func resolveStrict(_ selectors: [JobSelector]) throws(JobError) -> [JobInfo] {
         let jobs = try JobSelection.resolve(selectors, in: history)
         faultIn(jobs.map(\.id))
+        touchDetached(jobs.map(\.id))
         return jobs
     }
 

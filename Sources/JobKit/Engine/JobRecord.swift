@@ -54,6 +54,9 @@ struct JobRecord: Sendable, Equatable {
     var suspendRequested = false
     /// For a child run in a session (`invoke --session`): the session.
     var sessionId: Int?
+    /// For a detached remote child (`invoke --detached`): how far its command on the host is
+    /// known to be, and where this attempt's output begins.
+    var detached: DetachedProgress?
     /// For a leaf: it failed and runs again after a pause (it stays `Running` meanwhile, with
     /// no process). Not stored: an engine that reopens reads the failed attempt's end again,
     /// and comes to the same.
@@ -63,6 +66,30 @@ struct JobRecord: Sendable, Equatable {
 
     /// A leaf with no process of its own now: not started, or between attempts.
     var hasNoProcess: Bool { state == .notStarted || beginTime == nil || retryPending }
+}
+
+/// A detached remote child's attempt, as the engine knows it (see `DetachedCommand`).
+struct DetachedProgress: Sendable, Equatable {
+    /// The host answered that it has the command (`start`): from here on it is only followed,
+    /// never started again.
+    var started = false
+    /// The child's output before this attempt (earlier attempts'): the host's files start
+    /// after it.
+    var base = StreamOffsets.zero
+
+    /// As the database keeps it: `started out err`.
+    var stored: String { "\(started ? 1 : 0) \(base.output) \(base.error)" }
+
+    init(started: Bool = false, base: StreamOffsets = .zero) {
+        self.started = started
+        self.base = base
+    }
+
+    init?(stored: String?) {
+        let words = (stored ?? "").split(separator: " ").compactMap { Int($0) }
+        guard words.count == 3 else { return nil }
+        self.init(started: words[0] == 1, base: StreamOffsets(output: words[1], error: words[2]))
+    }
 }
 
 /// Where a `foreach` parent's inputs are: more children may come while they are read.

@@ -146,6 +146,19 @@ final class JobStore: Sendable {
                     ALTER TABLE session ADD COLUMN sshConfig TEXT;
                     """)
         }
+        migrator.registerMigration("v7") { db in
+            // Detached remote children: how far each is known to be on its host; and the
+            // hosts' directories of removed ones, to delete once the host can be reached.
+            try db.execute(
+                sql: """
+                    ALTER TABLE job ADD COLUMN detached TEXT;
+                    CREATE TABLE remoteCleanup (
+                        key TEXT PRIMARY KEY,
+                        computer TEXT NOT NULL,
+                        sshConfig TEXT
+                    );
+                    """)
+        }
     }
 
     /// SQL that holds for a job not finished.
@@ -325,11 +338,18 @@ final class JobStore: Sendable {
     }
 
     /// Deletes jobs, and the environments no job shares any more.
-    func delete(_ ids: [Int]) throws(JobError) {
+    /// Deletes jobs; `cleanups` (the host directories of detached children among them) are
+    /// kept in the same transaction, for `remoteCleanups` to delete on their hosts.
+    func delete(_ ids: [Int], cleanups: [RemoteCleanup] = []) throws(JobError) {
         guard !ids.isEmpty else { return }
         let list = ids.map(String.init).joined(separator: ",")
         try access { db in
             try db.inTransaction {
+                for cleanup in cleanups {
+                    try db.execute(
+                        sql: "INSERT OR REPLACE INTO remoteCleanup (key, computer, sshConfig) VALUES (?, ?, ?)",
+                        arguments: [cleanup.key, cleanup.computer, cleanup.sshConfig])
+                }
                 let environments = try Int.fetchAll(
                     db, sql: "SELECT DISTINCT environmentId FROM job WHERE id IN (\(list)) AND environmentId IS NOT NULL")
                 try db.execute(sql: "DELETE FROM job WHERE id IN (\(list))")
@@ -346,6 +366,19 @@ final class JobStore: Sendable {
                 return .commit
             }
         }
+    }
+
+    /// The host directories still to delete, oldest first.
+    func remoteCleanups() throws(JobError) -> [RemoteCleanup] {
+        try access { db in
+            try Row.fetchAll(db, sql: "SELECT key, computer, sshConfig FROM remoteCleanup ORDER BY rowid").map {
+                RemoteCleanup(key: $0["key"], computer: $0["computer"], sshConfig: $0["sshConfig"])
+            }
+        }
+    }
+
+    func finishCleanup(_ key: String) throws(JobError) {
+        try access { db in try db.execute(sql: "DELETE FROM remoteCleanup WHERE key = ?", arguments: [key]) }
     }
 
     /// The id of a stored environment equal to this one, stored now if there is none; the
@@ -447,15 +480,15 @@ final class JobStore: Sendable {
             INSERT INTO job (instanceId, name, type, state, location, command, parentId, beginTime, endTime,
                 exitCode, reason, received, recorded, stopRequested, program, workingDirectory, launch, queue,
                 dependsOn, attempt, retries, input, cpuMicros, maxRssBytes, environmentId, suspendRequested, throttle,
-                dependenciesMet, feed, session, id)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                dependenciesMet, feed, session, detached, id)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """
             : """
             UPDATE job SET instanceId = ?, name = ?, type = ?, state = ?, location = ?, command = ?, parentId = ?,
                 beginTime = ?, endTime = ?, exitCode = ?, reason = ?, received = ?, recorded = ?,
                 stopRequested = ?, program = ?, workingDirectory = ?, launch = ?, queue = ?, dependsOn = ?,
                 attempt = ?, retries = ?, input = ?, cpuMicros = ?, maxRssBytes = ?, environmentId = ?,
-                suspendRequested = ?, throttle = ?, dependenciesMet = ?, feed = ?, session = ?
+                suspendRequested = ?, throttle = ?, dependenciesMet = ?, feed = ?, session = ?, detached = ?
             WHERE id = ?
             """
         let arguments: StatementArguments = [
@@ -464,7 +497,7 @@ final class JobStore: Sendable {
             r.received, r.recorded, r.stopRequested, r.program, r.workingDirectory, r.launch, r.queue,
             r.dependsOn.isEmpty ? nil : r.dependsOn.map(String.init).joined(separator: ","), r.attempt, r.retries,
             r.input, r.usage?.cpuMicroseconds, r.usage?.maxRssBytes, r.environmentId, r.suspendRequested, r.throttle,
-            r.dependenciesMet, r.feed.rawValue, r.sessionId, r.id,
+            r.dependenciesMet, r.feed.rawValue, r.sessionId, r.detached?.stored, r.id,
         ]
         try db.cachedStatement(sql: sql).execute(arguments: arguments)
     }
@@ -474,7 +507,8 @@ final class JobStore: Sendable {
     private static let columns = """
         id, instanceId, name, type, state, location, command, parentId, beginTime, endTime, exitCode, reason, \
         received, recorded, stopRequested, program, workingDirectory, launch, queue, dependsOn, attempt, retries, \
-        input, cpuMicros, maxRssBytes, environmentId, suspendRequested, throttle, dependenciesMet, feed, session
+        input, cpuMicros, maxRssBytes, environmentId, suspendRequested, throttle, dependenciesMet, feed, session, \
+        detached
         """
 
     /// The records a query of `columns` returns, read straight from SQLite's row (GRDB's
@@ -516,7 +550,7 @@ final class JobStore: Sendable {
             queue: text(18) ?? Defaults.queue, dependsOn: idList(text(19)), dependenciesMet: int(28) == 1,
             attempt: int(20) ?? 1, retries: int(21) ?? 0, input: text(22), feed: Feed(rawValue: int(29) ?? 0) ?? .none,
             usage: int(23).map { ResourceUsage(cpuMicroseconds: $0, maxRssBytes: int(24) ?? 0) }, suspendRequested: int(26) == 1,
-            sessionId: int(30))
+            sessionId: int(30), detached: DetachedProgress(stored: text(31)))
     }
 
     static func idList(_ text: String?) -> [Int] {

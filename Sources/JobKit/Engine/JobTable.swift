@@ -391,8 +391,8 @@ struct JobTable: Sendable, JobSource {
 
     /// A parent is NotStarted until a child starts, then Running until every child has
     /// finished; then Failed if any failed, else Stopped if any was stopped, else Completed.
-    /// Suspended while every unfinished child is; Disconnected children (and finished ones)
-    /// make it Disconnected.
+    /// Suspended while every unfinished child is; Disconnected while any child is (its work
+    /// goes on where nobody can see it), unless it is being stopped.
     static func parentState(_ tally: Tally, stopping: Bool = false) -> JobState {
         let finished = tally.completed + tally.failed + tally.stopped
         if finished == tally.total {
@@ -400,8 +400,8 @@ struct JobTable: Sendable, JobSource {
             if tally.stopped > 0 { return .stopped }
             return .completed
         }
-        if finished + tally.disconnected == tally.total { return .disconnected }
         if stopping { return .stopping }
+        if tally.disconnected > 0 { return .disconnected }
         if tally.suspended == tally.total - finished { return .suspended }
         if tally.notStarted + tally.suspended == tally.total { return .notStarted }
         return .running

@@ -119,6 +119,9 @@ enum Recovery {
         if record.type == .threadJob { return .fail(reason: "the process that ran it exited", keepOutput: true) }
         if let attempt = evidence.endedAttempt, attempt < record.attempt, evidence.livePid == nil { return .retry }
         if evidence.ended { return .readEnd }
+        // A detached child with no follower: its command is on its host, reached once the
+        // engine runs (an end not read here is not one).
+        if record.detached != nil, evidence.livePid == nil { return .readEnd }
         if let pid = evidence.livePid { return .watch(pid: pid, finishStop: record.state == .stopping) }
         if !evidence.started {
             if !isLocal(record.location), record.type == .remoteJob, !record.stopRequested { return .requeue }

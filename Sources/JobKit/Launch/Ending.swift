@@ -58,7 +58,10 @@ extension JobManager {
     static let flushDelay = Duration.milliseconds(100)
 
     func endProcessLeaf(_ id: Int) -> [JobRecord] {
-        Self.endProcessLeaf(id, table: &table, supervisor: supervisor, justNow: true)
+        let ended = Self.endProcessLeaf(id, table: &table, supervisor: supervisor, justNow: true)
+        // A detached child's follower that did not bring the command's end: it is reached again.
+        if ended.isEmpty, let leaf = table[id], leaf.detached != nil, !leaf.state.isFinished { followerEnded(id) }
+        return ended
     }
 
     /// Reads how a process leaf ended from what its supervisor left. A supervisor that died
@@ -67,6 +70,17 @@ extension JobManager {
     /// later (at recovery) only while that session's leader is alive to vouch for the id.
     static func endProcessLeaf(_ id: Int, table: inout JobTable, supervisor: Supervisor, justNow: Bool) -> [JobRecord] {
         let recorded = OutputFormat.recordCount(prefix: supervisor.prefix(id))
+        if table[id]?.detached != nil {
+            // A detached child's supervisor is its follower's: its exit status is the
+            // command's, but 255 (ask the host), a signal or no word at all say nothing of
+            // the command, which is reached again (`reach`) and goes on.
+            guard let ending = supervisor.ending(id) else { return [] }
+            // Output that could not be stored here ends it whatever the command does.
+            if ending.lost == nil {
+                guard case .exited(let status) = ending.outcome, status != DetachedCommand.askCheck else { return [] }
+            }
+            return table.leafEnded(id, outcome: ending.outcome, at: ending.time, recorded: recorded, lost: ending.lost)
+        }
         if let ending = supervisor.ending(id) {
             let seen = remoteOutcome(ending.outcome, of: id, table: table, supervisor: supervisor)
             // What ran here is this leaf's; a remote one's processes are on its computer.

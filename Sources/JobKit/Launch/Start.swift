@@ -220,6 +220,7 @@ extension JobManager {
                     argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment,
                     mergeError: spec.mergeError, stdin: ownedStdin[id]))
         }
+        if plan.options.detached { return launchDetached(id) }
         let link = SSHLink.make(host: child.location, configFile: plan.options.sshConfigFile, home: home)
         // The socket file, not a connection to it: that would cost the master work per job. A
         // socket left by a dead master is ssh's to replace; the shell asked of it still holds.
@@ -241,7 +242,7 @@ extension JobManager {
         var job = given
         // A run after the first goes on from what the earlier ones wrote.
         job.attempt = table[id]?.attempt ?? 1
-        job.append = job.attempt > 1
+        job.append = job.append || job.attempt > 1
         do {
             if try supervisor.ask(id, job) {
                 asked.append((id, job))

@@ -305,7 +305,7 @@ final class Supervisor: Sendable {
             ? [OutputFormat.indexPath(prefix: prefix), OutputFormat.path(prefix: prefix, stream: .output),
                OutputFormat.path(prefix: prefix, stream: .error)]
             : []
-        if sshLog { paths.append(prefix + ".ssh") }
+        if sshLog { paths += [prefix + ".ssh", prefix + ".ask"] }
         for path in paths { unlink(path) }
     }
 }

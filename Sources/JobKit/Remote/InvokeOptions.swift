@@ -8,10 +8,25 @@ public struct InvokeOptions: Sendable, Equatable, Codable {
     public var throttle: Int
     /// An ssh client configuration file (`ssh -F`); the user's own (`~/.ssh/config`) when nil.
     public var sshConfigFile: String?
+    /// Each remote child's command runs on its computer detached from the connection (see
+    /// `DetachedCommand`): it outlives the connection, the master, the engine and this
+    /// machine, and the child follows it, `Disconnected` while the computer cannot be reached.
+    public var detached: Bool
 
-    public init(throttle: Int = Defaults.throttle, sshConfigFile: String? = nil) {
+    public init(throttle: Int = Defaults.throttle, sshConfigFile: String? = nil, detached: Bool = false) {
         self.throttle = throttle
         self.sshConfigFile = sshConfigFile
+        self.detached = detached
+    }
+
+    private enum CodingKeys: String, CodingKey { case throttle, sshConfigFile, detached }
+
+    // Plans written before `detached` existed have no such key.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        throttle = try container.decode(Int.self, forKey: .throttle)
+        sshConfigFile = try container.decodeIfPresent(String.self, forKey: .sshConfigFile)
+        detached = try container.decodeIfPresent(Bool.self, forKey: .detached) ?? false
     }
 }
 
@@ -50,7 +65,8 @@ struct LaunchPlan: Sendable, Codable, Equatable {
         case .shell(let line): command = #"{"shell":{"_0":"# + Self.quoted(line) + "}}"
         case .argv(let words): command = #"{"argv":{"_0":["# + words.map(Self.quoted).joined(separator: ",") + "]}}"
         }
-        let ssh = options.sshConfigFile.map { #","sshConfigFile":"# + Self.quoted($0) } ?? ""
+        let ssh = (options.sshConfigFile.map { #","sshConfigFile":"# + Self.quoted($0) } ?? "")
+            + (options.detached ? #","detached":true"# : "")
         return #"{"spec":{"command":"# + command + #","workingDirectory":"# + Self.quoted(spec.workingDirectory)
             + #","environment":{},"mergeError":"# + (spec.mergeError ? "true" : "false") + #"},"options":{"throttle":"#
             + String(options.throttle) + ssh + "}}"

@@ -43,6 +43,15 @@ enum SSHLog {
 /// its exit status (128+signal when killed), waiting on a thread of its own: never on the
 /// cooperative pool.
 func runToEnd(_ argv: [String], environment: [String: String]) async throws(JobError) -> Int32 {
+    try await runCapturing(argv, environment: environment, capture: false).status
+}
+
+/// The same, with what it wrote to stdout (up to a pipe's worth: for one-line answers). Read
+/// once it has exited: an ssh that becomes a master leaves a process behind, which must not
+/// be waited for.
+func runCapturing(_ argv: [String], environment: [String: String], capture: Bool = true) async throws(JobError)
+    -> (status: Int32, output: String)
+{
     guard let program = argv.first else { throw JobError(.invalidArgument, "nothing to run") }
     let path: String
     if program.contains("/") {
@@ -55,20 +64,40 @@ func runToEnd(_ argv: [String], environment: [String: String]) async throws(JobE
         }
         path = found
     }
+    var fds: [Int32] = [-1, -1]
+    if capture {
+        guard jobkit_socketpair(&fds) == 0 else { throw JobError(.unavailable, "cannot run \(program): \(errnoMessage())") }
+        _ = fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK)
+    }
     var pid: pid_t = 0
+    let writeEnd = fds[1]
     let rc = withCStringArray(argv) { cArgs in
         withCStringArray(environment.map { "\($0.key)=\($0.value)" }) { cEnv in
-            jobkit_spawn_plain(path, cArgs, cEnv, &pid)
+            jobkit_spawn_plain(path, cArgs, cEnv, writeEnd, &pid)
         }
     }
-    guard rc == 0 else { throw JobError(.unavailable, "cannot run \(program): \(errnoMessage(rc))") }
+    if writeEnd >= 0 { close(writeEnd) }
+    let readEnd = fds[0]
+    guard rc == 0 else {
+        if readEnd >= 0 { close(readEnd) }
+        throw JobError(.unavailable, "cannot run \(program): \(errnoMessage(rc))")
+    }
     let spawned = pid
     return await withCheckedContinuation { continuation in
         let waiter = Thread {
             var status: Int32 = 0
             while waitpid(spawned, &status, 0) < 0 && errno == EINTR {}
             let code = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-            continuation.resume(returning: code)
+            var bytes: [UInt8] = []
+            if readEnd >= 0 {
+                var buffer = [UInt8](repeating: 0, count: 65_536)
+                while true {
+                    let n = buffer.withUnsafeMutableBytes { read(readEnd, $0.baseAddress, $0.count) }
+                    if n > 0 { bytes += buffer[0..<n] } else if n < 0 && errno == EINTR { continue } else { break }
+                }
+                close(readEnd)
+            }
+            continuation.resume(returning: (code, String(decoding: bytes, as: UTF8.self)))
         }
         waiter.start()
     }

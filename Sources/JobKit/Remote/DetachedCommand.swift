@@ -1,0 +1,222 @@
+import Foundation
+import JobModel
+
+/// What a detached remote child (`invoke --detached`) runs on its computer: one POSIX `sh`
+/// script, sent whole with each request, that takes a verb. The command lives in a directory
+/// of its own on the host, `${XDG_STATE_HOME:-~/.local/state}/job/detached/KEY`, under a small
+/// `sh` supervisor in a session of its own (setsid), so that nothing that happens to the
+/// connection reaches it; the supervisor writes there:
+/// - `out`, `err`: the command's stdout and stderr, byte for byte;
+/// - `pid`: the command's pid, which is its session's and process group's (setsid again), and
+///   `sup`, the supervisor's; `boot`: the host's boot id, where it has one;
+/// - `status`: the exit status (128+signal when killed), written once the command ended,
+///   by a rename, so that a reader sees it whole or not at all.
+///
+/// Verbs (`$1`; `$2` is the key):
+/// - `start MODE ARG…`: makes the directory and starts the command (MODE `line`: ARG is a
+///   line for the user's `$SHELL`; `argv`: ARG… are the words; `merge-`: stderr into stdout),
+///   and answers `started` once it runs. Starting a key that exists already answers
+///   `started` again without running anything: a start repeated (its answer was lost) is
+///   harmless. `error REASON` when it cannot.
+/// - `follow OUT ERR`: writes the streams from those offsets on, stdout to stdout and stderr
+///   to stderr, as they grow, and exits with the command's status once it ended and all is
+///   written. 255 means "ask `check`" (the status itself was 255, the command was lost, or
+///   the directory is gone). Its stdin is held by the local supervisor: the first line is its
+///   hello, each further line a stop (SIGTERM to the command's process group and session,
+///   then SIGKILL), and end of file after a stop means SIGKILL; end of file otherwise only
+///   ends the following: the command goes on.
+/// - `check`: answers `running OUT ERR`, `ended STATUS OUT ERR`, `lost OUT ERR` (no status,
+///   and the supervisor is gone: the host restarted, or it was killed) or `gone` (no such
+///   directory), with the streams' sizes.
+/// - `clean`: ends the command if it still runs (TERM, up to 5 s, KILL), removes the
+///   directory, and answers `cleaned`.
+///
+/// Every answer is one line on stdout; the script's own errors never reach the job's
+/// streams. No single quote and no backslash in it: it is sent in single quotes, which fish
+/// and csh read too.
+enum DetachedCommand {
+    static let script = """
+        umask 077
+        d=${XDG_STATE_HOME:-$HOME/.local/state}/job/detached/$3
+        s=$1 v=$2
+        shift 3
+        alive() {
+          kill -0 "$(cat "$d/sup" 2>/dev/null)" 2>/dev/null || return 1
+          [ ! -f "$d/boot" ] || [ "$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)" = "$(cat "$d/boot")" ]
+        }
+        hit() {
+          kill -"$1" -- "-$p" 2>/dev/null
+          command -v pkill >/dev/null 2>&1 && pkill -"$1" -s "$p" 2>/dev/null
+          [ "$1" = KILL ] || kill -CONT -- "-$p" 2>/dev/null
+        }
+        size() { echo $(($(wc -c <"$d/$1" 2>/dev/null || echo 0))); }
+        case $v in
+        start)
+          for t in setsid mkfifo; do
+            command -v $t >/dev/null 2>&1 || { echo "error the host has no $t"; exit 0; }
+          done
+          mkdir -p "${d%/*}" 2>/dev/null && chmod 700 "${d%/*}" 2>/dev/null
+          if ! mkdir "$d" 2>/dev/null; then
+            [ -f "$d/pid" ] && { echo started; exit 0; }
+            [ -d "$d" ] || { echo "error cannot create $d"; exit 0; }
+          fi
+          rm -f "$d/ready"
+          mkfifo "$d/ready" || { echo "error cannot create $d/ready"; exit 0; }
+          cat /proc/sys/kernel/random/boot_id >"$d/boot" 2>/dev/null || rm -f "$d/boot"
+          setsid /bin/sh -c "$s" sh "$s" supervise "${d##*/}" "$@" </dev/null >/dev/null 2>&1 &
+          read -r _ <"$d/ready"
+          rm -f "$d/ready"
+          [ -f "$d/pid" ] && echo started || echo "error the command could not be started in $d"
+          ;;
+        supervise)
+          m=$1
+          shift
+          case $m in
+          line) (cd && exec setsid "${SHELL:-/bin/sh}" -c "$1") </dev/null >"$d/out" 2>"$d/err" & ;;
+          merge-line) (cd && exec setsid "${SHELL:-/bin/sh}" -c "$1") </dev/null >"$d/out" 2>&1 & ;;
+          argv) (cd && exec setsid "$@") </dev/null >"$d/out" 2>"$d/err" & ;;
+          *) (cd && exec setsid "$@") </dev/null >"$d/out" 2>&1 & ;;
+          esac
+          p=$!
+          [ -f "$d/err" ] || : >"$d/err"
+          echo $$ >"$d/sup"
+          echo $p >"$d/pid"
+          : >"$d/ready"
+          trap "" HUP INT TERM
+          wait $p
+          r=$?
+          echo $r >"$d/status.new" && mv "$d/status.new" "$d/status"
+          ;;
+        follow)
+          [ -f "$d/pid" ] || exit 255
+          o=$1 e=$2 p=$(cat "$d/pid")
+          exec 3<&0 </dev/null
+          { read -r _ || exit 0
+            t=
+            while read -r _; do
+              if [ -z "$t" ]; then hit TERM; t=1; else hit KILL; fi
+            done
+            [ -z "$t" ] || hit KILL
+            kill -TERM $$
+          } <&3 >/dev/null 2>&1 &
+          w=$!
+          exec 3<&-
+          trap "kill $w 2>/dev/null; exit 255" TERM
+          f=0 n=0
+          sleep 0.01 2>/dev/null && q=1 || q=
+          while :; do
+            if [ -f "$d/status" ]; then f=1; elif ! alive; then [ -f "$d/status" ] && f=1 || f=2; fi
+            g=
+            z=$(size out)
+            if [ "$z" -gt "$o" ]; then tail -c +$((o + 1)) "$d/out" | head -c $((z - o)); o=$z g=1; fi
+            z=$(size err)
+            if [ "$z" -gt "$e" ]; then tail -c +$((e + 1)) "$d/err" | head -c $((z - e)) >&2; e=$z g=1; fi
+            if [ $f != 0 ]; then
+              kill $w 2>/dev/null
+              [ $f = 1 ] && exit "$(cat "$d/status")"
+              exit 255
+            fi
+            if [ -n "$g" ]; then n=0; else n=$((n + 1)); fi
+            if [ -z "$q" ]; then i=1; else case $n in 0) i=0.05 ;; 1) i=0.1 ;; 2) i=0.2 ;; 3) i=0.5 ;; *) i=1 ;; esac; fi
+            sleep $i &
+            wait $!
+          done
+          ;;
+        check)
+          [ -f "$d/pid" ] || { echo gone; exit 0; }
+          if [ -f "$d/status" ]; then echo "ended $(cat "$d/status") $(size out) $(size err)"
+          elif alive; then echo "running $(size out) $(size err)"
+          elif [ -f "$d/status" ]; then echo "ended $(cat "$d/status") $(size out) $(size err)"
+          else echo "lost $(size out) $(size err)"
+          fi
+          ;;
+        clean)
+          if [ -f "$d/pid" ] && [ ! -f "$d/status" ] && alive; then
+            p=$(cat "$d/pid")
+            hit TERM
+            i=0
+            while [ $i -lt 50 ] && [ ! -f "$d/status" ] && alive; do sleep 0.1 2>/dev/null || sleep 1; i=$((i + 1)); done
+            hit KILL
+          fi
+          [ ! -d "$d" ] || rm -rf "$d" || { echo "error cannot remove $d"; exit 0; }
+          echo cleaned
+          ;;
+        *) echo "error unknown request $v" ;;
+        esac
+        """
+
+    /// The command line for the login shell: `/bin/sh` runs the script (which any login shell
+    /// can be asked to do: see `RemoteCommand.Form.viaSh`), with the script itself as `$1`, so
+    /// that the start can hand it on to the supervisor it starts.
+    static func line(_ verb: String, key: String, _ arguments: [String] = []) -> String {
+        (["exec", "/bin/sh", "-c", "eval \"$1\"", "sh", script, verb, key] + arguments)
+            .map(RemoteCommand.quote).joined(separator: " ")
+    }
+
+    static func start(key: String, command: ProcessSpec.Command, mergeError: Bool) -> String {
+        let merge = mergeError ? "merge-" : ""
+        switch command {
+        case .shell(let text): return line("start", key: key, [merge + "line", text])
+        case .argv(let words): return line("start", key: key, [merge + "argv"] + words)
+        }
+    }
+
+    static func follow(key: String, from offsets: StreamOffsets) -> String {
+        line("follow", key: key, [String(offsets.output), String(offsets.error)])
+    }
+
+    static func check(key: String) -> String { line("check", key: key) }
+    static func clean(key: String) -> String { line("clean", key: key) }
+
+    /// The follower's exit status that means "ask `check`" rather than the command's own.
+    static let askCheck: Int32 = 255
+
+    /// What `check` answered.
+    enum State: Equatable {
+        case running(StreamOffsets)
+        case ended(status: Int32, StreamOffsets)
+        case lost(StreamOffsets)
+        case gone
+    }
+
+    static func parse(check answer: String) -> State? {
+        let words = answer.split(whereSeparator: \.isWhitespace)
+        func offsets(_ at: Int) -> StreamOffsets? {
+            guard words.count == at + 2, let out = Int(words[at]), let err = Int(words[at + 1]) else { return nil }
+            return StreamOffsets(output: out, error: err)
+        }
+        switch words.first {
+        case "running": return offsets(1).map { .running($0) }
+        case "ended":
+            guard words.count > 1, let status = Int32(words[1]) else { return nil }
+            return offsets(2).map { .ended(status: status, $0) }
+        case "lost": return offsets(1).map { .lost($0) }
+        case "gone": return words.count == 1 ? .gone : nil
+        default: return nil
+        }
+    }
+
+    /// `start` and `clean` answer this word, or `error REASON`.
+    static func error(in answer: String) -> String? {
+        let line = answer.split(separator: "\n").last.map(String.init) ?? ""
+        if line.hasPrefix("error ") { return String(line.dropFirst(6)) }
+        return nil
+    }
+
+    /// Where the directory is on the host, for messages (the host's XDG_STATE_HOME may move it).
+    static func directoryHint(_ key: String) -> String { "~/.local/state/job/detached/\(key)" }
+
+    /// The directory's name on the host: the child's instance id and its attempt, so that a
+    /// retried child runs anew, and a start repeated for the same attempt finds its own.
+    static func key(instanceId: UUID, attempt: Int) -> String {
+        "\(instanceId.uuidString.lowercased())-\(attempt)"
+    }
+}
+
+/// How many bytes of each stream: where a follower goes on from.
+struct StreamOffsets: Sendable, Equatable {
+    var output: Int
+    var error: Int
+
+    static let zero = StreamOffsets(output: 0, error: 0)
+}

@@ -1,0 +1,320 @@
+import CJobKitSystem
+import Foundation
+import JobModel
+import JobOutput
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Detached remote children (`invoke --detached`): the command is started on the host under
+/// a supervisor there (`DetachedCommand`), and the child follows it with a follower, a remote
+/// job of its own under a local supervisor, whose output is the command's from where this
+/// side has it. A follower that ends without the command's status (the connection broke, the
+/// master died, the status was 255) is followed by `check`: the child is `Disconnected` while
+/// the host cannot be reached, and reached again with a backoff, at once when a command
+/// touches it, and by the next engine.
+extension JobManager {
+    /// What the engine keeps of the detached children it is reaching.
+    struct DetachedWork {
+        /// Reaching it now (one at a time per child).
+        var reaching: Set<Int> = []
+        /// Failed reaches in a row, for the backoff.
+        var failures: [Int: Int] = [:]
+        /// Children whose first start is this engine's: a host that cannot be reached then
+        /// fails them (the command never ran), as for any remote child.
+        var firstStart: Set<Int> = []
+        /// When each one's follower began, and when a command last touched it.
+        var followed: [Int: Date] = [:]
+        var touched: [Int: Date] = [:]
+        /// The host directories of removed jobs are being deleted; failures in a row.
+        var cleaning = false
+        var cleanupFailures = 0
+    }
+
+    /// The most a disconnected child waits before it is tried again.
+    static let reachBackoffLimit = 30.0
+
+    /// Starts a detached child's attempt: its record says so, then it is reached.
+    func launchDetached(_ id: Int) -> [JobRecord] {
+        guard var child = table[id] else { return [] }
+        let base = child.attempt > 1 ? streamLengths(id) : .zero
+        child.detached = DetachedProgress(started: false, base: base)
+        table.put(child)
+        detachedWork.firstStart.insert(id)
+        workContinuation.yield(.reach(id, after: .zero))
+        return [child]
+    }
+
+    /// The bytes of each stream the child's output holds (as its index records them).
+    nonisolated func streamLengths(_ id: Int) -> StreamOffsets {
+        let lengths = OutputFormat.streamLengths(prefix: outputPrefix(id))
+        return StreamOffsets(output: lengths.output, error: lengths.error)
+    }
+
+    /// Starts the command on the host if it was not yet, asks how it is if it was, and then
+    /// follows it, or ends the child, or leaves it `Disconnected` for a later try.
+    func reach(_ id: Int) async {
+        guard !isShutDown, let child = table[id], !child.state.isFinished, let progress = child.detached,
+            let parentId = child.parentId, let plan = plan(of: parentId), !detachedWork.reaching.contains(id),
+            !supervisor.isAlive(id)
+        else { return }
+        detachedWork.reaching.insert(id)
+        defer { detachedWork.reaching.remove(id) }
+        let link = SSHLink.make(host: child.location, configFile: plan.options.sshConfigFile, home: home)
+        let key = DetachedCommand.key(instanceId: child.instanceId, attempt: child.attempt)
+        do {
+            try prepareSSH(link)
+        } catch {
+            return endDetached(id, .failed(error.message))
+        }
+        let environment = plan.spec.environment
+        if !progress.started {
+            guard await startOnHost(id, link: link, key: key, plan: plan) else { return }
+        } else {
+            guard await followable(id, link: link, key: key, environment: environment) else { return }
+        }
+        guard let current = table[id], !current.state.isFinished, !supervisor.isAlive(id), !isShutDown else { return }
+        follow(id, link: link, key: key, environment: environment)
+    }
+
+    /// `start` on the host. True once the host has the command; otherwise the child has ended
+    /// or is `Disconnected`.
+    private func startOnHost(_ id: Int, link: SSHLink, key: String, plan: LaunchPlan) async -> Bool {
+        let host = link.host
+        if table[id]?.stopRequested == true {
+            // Stopped before the host answered that it has it: whatever a lost start did
+            // there is undone.
+            _ = await ask(id, link, DetachedCommand.clean(key: key), environment: plan.spec.environment)
+            endDetached(id, .cancelled)
+            return false
+        }
+        let line = DetachedCommand.start(key: key, command: plan.spec.command, mergeError: plan.spec.mergeError)
+        switch await ask(id, link, line, environment: plan.spec.environment) {
+        case .unreachable(let reason):
+            if detachedWork.firstStart.remove(id) != nil {
+                endDetached(id, .failed(reason))
+            } else {
+                disconnected(id, reason: reason)
+            }
+            return false
+        case .answered(let answer):
+            detachedWork.firstStart.remove(id)
+            guard answer.split(separator: "\n").last == "started" else {
+                let why = DetachedCommand.error(in: answer) ?? "the host gave no answer (is /bin/sh there a POSIX shell?)"
+                endDetached(id, .failed("\(host): cannot start the command: \(why)"))
+                return false
+            }
+            guard var record = table[id], !record.state.isFinished else { return false }
+            record.detached?.started = true
+            table.put(record)
+            try? persist([record])
+            return true
+        }
+    }
+
+    /// `check` on the host: true when the command is to be followed (it runs, or this side
+    /// lacks some of its output); otherwise the child has ended or is `Disconnected`.
+    private func followable(_ id: Int, link: SSHLink, key: String, environment: [String: String]) async -> Bool {
+        let host = link.host
+        switch await ask(id, link, DetachedCommand.check(key: key), environment: environment) {
+        case .unreachable(let reason):
+            disconnected(id, reason: reason)
+            return false
+        case .answered(let answer):
+            guard let state = DetachedCommand.parse(check: answer), let record = table[id] else {
+                disconnected(id, reason: "\(host): the host gave no answer about the command (is /bin/sh there a POSIX shell?)")
+                return false
+            }
+            detachedWork.failures[id] = nil
+            let have = remoteOffsets(id, record)
+            switch state {
+            case .gone:
+                endDetached(id, .failed("\(host): the command's directory on the host is gone (\(DetachedCommand.directoryHint(key)))"))
+                return false
+            case .ended(let status, let sizes) where sizes == have:
+                endDetached(id, .exited(status))
+                return false
+            case .lost(let sizes) where sizes == have:
+                endDetached(
+                    id, .failed("\(host): the command's supervisor on the host ended without its exit status (did the host restart?)"))
+                return false
+            default:
+                return true
+            }
+        }
+    }
+
+    /// Where this side's output of the attempt ends, in the host's files.
+    private func remoteOffsets(_ id: Int, _ record: JobRecord) -> StreamOffsets {
+        let have = streamLengths(id)
+        let base = record.detached?.base ?? .zero
+        return StreamOffsets(output: max(0, have.output - base.output), error: max(0, have.error - base.error))
+    }
+
+    /// Starts the child's follower, from where this side's output ends.
+    private func follow(_ id: Int, link: SSHLink, key: String, environment: [String: String]) {
+        guard var record = table[id] else { return }
+        let line = DetachedCommand.follow(key: key, from: remoteOffsets(id, record))
+        var changed: [JobRecord] = []
+        if record.state == .disconnected || record.reason != nil {
+            record.state = record.stopRequested ? .stopping : .running
+            record.reason = nil
+            table.put(record)
+            changed = [record] + table.refreshParent(of: record, at: Date())
+        }
+        detachedWork.followed[id] = Date()
+        var job = Supervisor.Job(
+            argv: link.jobArguments(line: line, log: sshLogPath(id)), workingDirectory: "/", environment: environment,
+            holdStdin: true,
+            throughMaster: link.masterAnswers ? Supervisor.ThroughMaster(socket: link.controlPath, command: line) : nil)
+        job.append = true
+        changed += spawnLeaf(id, job)
+        // A stop asked while nobody followed: the follower is stopped as soon as it is
+        // collected (`collectAsked`), and killed after the grace, as any stop.
+        if record.stopRequested { workContinuation.yield(.killAfterGrace(id)) }
+        try? persist(changed + schedule(after: changed))
+    }
+
+    /// After a stop's grace: a follower still there is cut, which kills the command on the
+    /// host (its stop came first).
+    func killAfterGrace(_ id: Int) async {
+        try? await Task.sleep(for: Defaults.grace)
+        guard table[id]?.stopRequested == true, table[id]?.state.isFinished == false else { return }
+        signal(id, kill: true)
+    }
+
+    /// A follower ended without the command's status: the child is reached again, at once
+    /// unless its follower lived only a moment (then after the backoff).
+    func followerEnded(_ id: Int) {
+        let began = detachedWork.followed.removeValue(forKey: id) ?? .distantPast
+        if Date().timeIntervalSince(began) < 2 {
+            detachedWork.failures[id, default: 0] += 1
+            workContinuation.yield(.reach(id, after: reachDelay(id)))
+        } else {
+            workContinuation.yield(.reach(id, after: .zero))
+        }
+    }
+
+    /// The host cannot be reached: `Disconnected` (or still `Stopping`) with ssh's reason,
+    /// and tried again after the backoff.
+    private func disconnected(_ id: Int, reason: String) {
+        guard var record = table[id], !record.state.isFinished else { return }
+        if record.state != .stopping { record.state = .disconnected }
+        record.reason = reason
+        table.put(record)
+        try? persist([record] + table.refreshParent(of: record, at: Date()))
+        detachedWork.failures[id, default: 0] += 1
+        workContinuation.yield(.reach(id, after: reachDelay(id)))
+    }
+
+    /// 1 s, doubling with each failure in a row, up to `reachBackoffLimit`.
+    private func reachDelay(_ id: Int) -> Duration {
+        let failures = detachedWork.failures[id] ?? 1
+        return .seconds(min(Self.reachBackoffLimit, pow(2, Double(max(0, failures - 1)))))
+    }
+
+    private func endDetached(_ id: Int, _ outcome: LeafOutcome) {
+        detachedWork.failures[id] = nil
+        detachedWork.followed[id] = nil
+        let ended = table.leafEnded(id, outcome: outcome, at: Date(), recorded: OutputFormat.recordCount(prefix: outputPrefix(id)))
+        try? persist(ended + schedule(after: ended))
+    }
+
+    /// A command touched these jobs: their disconnected children are tried now (at most
+    /// every 2 s each), not at the end of their backoff.
+    func touchDetached(_ ids: [Int]) {
+        let now = Date()
+        for leaf in table.leaves(of: ids) {
+            guard let record = table[leaf], record.detached != nil, !record.state.isFinished,
+                record.state == .disconnected || record.state == .stopping, !detachedWork.reaching.contains(leaf),
+                now.timeIntervalSince(detachedWork.touched[leaf] ?? .distantPast) >= 2
+            else { continue }
+            detachedWork.touched[leaf] = now
+            workContinuation.yield(.reach(leaf, after: .zero))
+        }
+    }
+
+    /// One of the requests of `DetachedCommand` to a host, through its master (or making it).
+    enum HostAnswer {
+        case answered(String)
+        /// ssh could not reach the host: its reason, as the child's Reason says it.
+        case unreachable(String)
+    }
+
+    func ask(_ id: Int?, _ link: SSHLink, _ line: String, environment: [String: String]) async -> HostAnswer {
+        let log = id.map { outputPrefix($0) + ".ask" } ?? SSHLink.directory(home: home) + "/clean.\(UInt64.random(in: 0...UInt64.max)).log"
+        // ssh appends to its log: each answer's reason is its own.
+        let fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        if fd >= 0 { close(fd) }
+        defer { if id == nil { unlink(log) } }
+        let argv = ["ssh"] + link.options + ["-E", log, "--", link.host, line]
+        guard let (status, output) = try? await runCapturing(argv, environment: environment) else {
+            return .unreachable("\(link.host): cannot run ssh")
+        }
+        if status == 255 {
+            return .unreachable("\(link.host): \(SSHLog.reason(path: log) ?? "ssh could not reach the host")")
+        }
+        return .answered(output.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    // MARK: The host directories of removed jobs
+
+    /// What removing these leaves leaves on their hosts: the directories of detached ones.
+    /// Every attempt's, for a child retried in place.
+    func remoteCleanups(of leaves: [JobRecord]) -> [RemoteCleanup] {
+        leaves.flatMap { leaf -> [RemoteCleanup] in
+            guard leaf.detached != nil, let parentId = leaf.parentId else { return [] }
+            let sshConfig = plan(of: parentId)?.options.sshConfigFile
+            return (1...max(1, leaf.attempt)).map { attempt in
+                RemoteCleanup(
+                    key: DetachedCommand.key(instanceId: leaf.instanceId, attempt: attempt), computer: leaf.location,
+                    sshConfig: sshConfig)
+            }
+        }
+    }
+
+    /// Deletes the host directories of removed jobs (ending what still runs there), each host
+    /// at once; those whose host cannot be reached are tried again later, and by the next
+    /// engine, until they are gone.
+    func cleanUpHosts() async {
+        guard !detachedWork.cleaning, !isShutDown, let pending = try? store.remoteCleanups(), !pending.isEmpty else { return }
+        detachedWork.cleaning = true
+        defer { detachedWork.cleaning = false }
+        let environment = ProcessInfo.processInfo.environment
+        var reachable: [(RemoteCleanup, SSHLink)] = []
+        for cleanup in pending {
+            let link = SSHLink.make(host: cleanup.computer, configFile: cleanup.sshConfig, home: home)
+            if (try? prepareSSH(link)) != nil { reachable.append((cleanup, link)) }
+        }
+        let done = await withTaskGroup(of: String?.self) { group in
+            for (cleanup, link) in reachable {
+                let line = DetachedCommand.clean(key: cleanup.key)
+                group.addTask {
+                    guard case .answered(let answer) = await self.ask(nil, link, line, environment: environment),
+                        answer.split(separator: "\n").last == "cleaned"
+                    else { return nil }
+                    return cleanup.key
+                }
+            }
+            var done: [String] = []
+            for await key in group { if let key { done.append(key) } }
+            return done
+        }
+        for key in done { try? store.finishCleanup(key) }
+        if done.count < pending.count {
+            detachedWork.cleanupFailures += 1
+            let delay = min(600.0, 30 * pow(2, Double(detachedWork.cleanupFailures - 1)))
+            workContinuation.yield(.cleanUp(after: .seconds(delay)))
+        } else {
+            detachedWork.cleanupFailures = 0
+        }
+    }
+}
+
+/// A removed detached child's directory on its host, still to delete.
+struct RemoteCleanup: Sendable, Equatable {
+    var key: String
+    var computer: String
+    var sshConfig: String?
+}
