@@ -80,6 +80,28 @@ public final class SSHHosts: Sendable {
         try (lines.joined(separator: "\n") + "\n").write(toFile: knownHosts, atomically: true, encoding: .utf8)
     }
 
+    /// Kills a host's sshd and every connection to it, as if it crashed; what runs detached
+    /// there goes on.
+    public func stop(_ name: String) async throws {
+        let result = try await runProcessDetached("/bin/bash", [Self.script, "stop", directory, name])
+        guard result.status == 0 else { throw FixtureError(message: "ssh-hosts stop failed: \(result.stderr)") }
+    }
+
+    /// Starts a stopped host's sshd again, on its port.
+    public func start(_ name: String) async throws {
+        let result = try await runProcessDetached("/bin/bash", [Self.script, "start", directory, name])
+        guard result.status == 0 else { throw FixtureError(message: "ssh-hosts start failed: \(result.stderr)") }
+    }
+
+    /// A host's state directory (its sessions' XDG_STATE_HOME).
+    public func stateDirectory(_ name: String) -> String { "\(directory)/state/\(name)" }
+
+    /// The directories detached jobs have on a host (`job/detached/KEY`), by key.
+    public func detachedJobs(_ name: String) -> [String] {
+        let path = stateDirectory(name) + "/job/detached"
+        return ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted().map { "\(path)/\($0)" }
+    }
+
     /// Runs a command on a host as the test user, straight through ssh (no master).
     public func ssh(_ name: String, _ command: String) async throws -> ProcessResult {
         try await runProcessDetached("/usr/bin/ssh", ["-F", configFile, "-o", "ControlPath=none", name, command])

@@ -27,8 +27,10 @@ extension JobManager {
         /// When each one's follower began, and when a command last touched it.
         var followed: [Int: Date] = [:]
         var touched: [Int: Date] = [:]
-        /// The host directories of removed jobs are being deleted; failures in a row.
+        /// The host directories of removed jobs are being deleted; more were asked for
+        /// meanwhile; failures in a row.
         var cleaning = false
+        var cleanAgain = false
         var cleanupFailures = 0
     }
 
@@ -278,9 +280,20 @@ extension JobManager {
     /// at once; those whose host cannot be reached are tried again later, and by the next
     /// engine, until they are gone.
     func cleanUpHosts() async {
-        guard !detachedWork.cleaning, !isShutDown, let pending = try? store.remoteCleanups(), !pending.isEmpty else { return }
+        // One at a time; what is removed meanwhile is taken once this one is done.
+        if detachedWork.cleaning {
+            detachedWork.cleanAgain = true
+            return
+        }
+        guard !isShutDown, let pending = try? store.remoteCleanups(), !pending.isEmpty else { return }
         detachedWork.cleaning = true
-        defer { detachedWork.cleaning = false }
+        defer {
+            detachedWork.cleaning = false
+            if detachedWork.cleanAgain {
+                detachedWork.cleanAgain = false
+                workContinuation.yield(.cleanUp(after: .zero))
+            }
+        }
         let environment = ProcessInfo.processInfo.environment
         var reachable: [(RemoteCleanup, SSHLink)] = []
         for cleanup in pending {

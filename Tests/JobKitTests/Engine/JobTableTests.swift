@@ -25,6 +25,7 @@ import JobTesting
         ([.completed, .stopped], .stopped),
         ([.completed, .running], .running),
         ([.disconnected, .completed], .disconnected),
+        ([.disconnected, .running], .disconnected),
         ([.notStarted, .completed], .running),
     ])
     func parentRule(children: [JobState], parent: JobState) {

@@ -1,0 +1,218 @@
+import Foundation
+import JobTesting
+import Testing
+
+/// `job invoke --detached` on real sshd hosts (`scripts/ssh-hosts`), with faults made for
+/// real: a host's sshd and its connections killed and started again, the master killed, the
+/// daemon SIGKILLed. Each host has a state directory of its own, where its detached jobs live.
+@Suite(.tags(.cli, .ssh))
+struct DetachedTests {
+    /// A counter that runs until the go-file exists, then prints `end` and exits `status`.
+    static func counter(go: String, status: Int = 0) -> String {
+        "i=0; while [ ! -e \(go) ]; do echo $i; i=$((i+1)); sleep 0.05; done; echo end; exit \(status)"
+    }
+
+    /// The counter's output is whole: 0, 1, 2, … once each, in order, then `end`.
+    static func expectWholeCount(_ text: String, atLeast: Int, sourceLocation: SourceLocation = #_sourceLocation) {
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        #expect(lines.last == "", "ends with a newline", sourceLocation: sourceLocation)
+        lines.removeLast()
+        #expect(lines.last == "end", sourceLocation: sourceLocation)
+        let numbers = lines.dropLast()
+        #expect(numbers.count >= atLeast, "\(numbers.count) numbers", sourceLocation: sourceLocation)
+        #expect(Array(numbers) == (0..<numbers.count).map(String.init), "every number once, in order", sourceLocation: sourceLocation)
+    }
+
+    /// A directory the hosts' user can write to, for go-files.
+    static func notes(_ hosts: SSHHosts) throws -> String {
+        let notes = hosts.directory + "/notes"
+        try FileManager.default.createDirectory(atPath: notes, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o777])
+        return notes
+    }
+
+    func invoke(_ cli: CLI, _ hosts: SSHHosts, _ computers: String, _ line: String) async throws {
+        let started = try await cli.run([
+            "invoke", "--computer", computers, "--as-job", "--detached", "--ssh-config", hosts.configFile, "-c", line,
+        ])
+        #expect(started.status == 0, "\(started.stderr)")
+    }
+
+    @Test func aDetachedJobRunsOnItsHostAndItsFilesGoWithIt() async throws {
+        try await withSSHHosts(["d1", "d2"]) { hosts in
+            try await withCLI { cli in
+                try await invoke(cli, hosts, "d1,d2", "echo out $(hostname); echo err >&2; [ $(hostname) = d1 ] || exit 3")
+                #expect(try await cli.run("wait", "1").status == 1, "a child failed")
+                let children = try await cli.json("get", "2", "3")
+                #expect(children.map { $0["state"] as? String } == ["Completed", "Failed"])
+                #expect(children.map { $0["exitCode"] as? Int } == [0, 3])
+                #expect(children[1]["reason"] as? String == "exited with status 3")
+                #expect(try await cli.run("receive", "2", "--keep").stdout == "out d1\n")
+                let failed = try await cli.run("receive", "3", "--keep", "-o", "json")
+                #expect(failed.status == 1, "the child failed")
+                let errors = (try JSONSerialization.jsonObject(with: Data(failed.stdout.utf8)) as? [[String: Any]]) ?? []
+                #expect(errors.map { $0["stream"] as? String } == ["output", "error"], "\(errors)")
+                #expect(errors.map { $0["text"] as? String } == ["out d2", "err"])
+                // What it left on its host stays until the job is removed, then goes.
+                #expect(hosts.detachedJobs("d1").count == 1)
+                let files = try FileManager.default.contentsOfDirectory(atPath: try #require(hosts.detachedJobs("d1").first))
+                #expect(Set(files).isSuperset(of: ["out", "err", "status", "pid"]), "\(files)")
+                #expect(try await cli.run("remove", "1").status == 0)
+                #expect(try await eventually { hosts.detachedJobs("d1").isEmpty && hosts.detachedJobs("d2").isEmpty })
+            }
+        }
+    }
+
+    @Test func theCommandGoesOnWhileItsHostCannotBeReachedAndNothingIsLostOrRepeated() async throws {
+        try await withSSHHosts(["dc1"]) { hosts in
+            let go = try Self.notes(hosts) + "/go"
+            try await withCLI { cli in
+                try await invoke(cli, hosts, "dc1", Self.counter(go: go))
+                #expect(try await eventually { try await cli.run("receive", "2", "--keep").stdout.count > 10 }, "the counter runs")
+                try await hosts.stop("dc1")
+                #expect(try await eventually { try await cli.state("2") == "Disconnected" }, "the child is Disconnected")
+                #expect(try await cli.state("1") == "Disconnected", "and so is its parent")
+                let reason = try await cli.job("2")["reason"] as? String ?? ""
+                #expect(reason.hasPrefix("dc1: ssh: connect to host 127.0.0.1"), "\(reason)")
+                // The counter keeps counting on the host meanwhile.
+                let out = try #require(hosts.detachedJobs("dc1").first) + "/out"
+                let size = { (try? FileManager.default.attributesOfItem(atPath: out)[.size] as? Int) ?? 0 }
+                let before = size()
+                #expect(try await eventually { size() > before + 20 }, "the command goes on")
+                try await hosts.start("dc1")
+                #expect(try await eventually { try await cli.state("2") == "Running" }, "reached again")
+                FileManager.default.createFile(atPath: go, contents: nil)
+                #expect(try await cli.run("wait", "1").status == 0)
+                Self.expectWholeCount(try await cli.run("receive", "1").stdout, atLeast: 20)
+            }
+        }
+    }
+
+    @Test func aKilledMasterIsReplacedAndTheOutputGoesOnWhole() async throws {
+        try await withSSHHosts(["dm1"]) { hosts in
+            let go = try Self.notes(hosts) + "/go"
+            try await withCLI { cli in
+                try await invoke(cli, hosts, "dm1", Self.counter(go: go))
+                #expect(try await eventually { try await cli.run("receive", "2", "--keep").stdout.count > 10 })
+                // The master: the ssh named after the home's control socket ("ssh: SOCKET [mux]").
+                let masters = try await CLI.execute("/usr/bin/pkill", ["-KILL", "-f", "\(cli.home.path)/ssh/.*mux"])
+                #expect(masters.status == 0, "a master was killed")
+                let count = { try await cli.run("receive", "2", "--keep").stdout.count }
+                let after = try await count()
+                #expect(try await eventually { try await count() > after + 20 }, "followed again")
+                FileManager.default.createFile(atPath: go, contents: nil)
+                #expect(try await cli.run("wait", "1").status == 0)
+                Self.expectWholeCount(try await cli.run("receive", "1").stdout, atLeast: 20)
+            }
+        }
+    }
+
+    @Test func aNewDaemonReconnectsToWhatTheKilledOneFollowed() async throws {
+        try await withSSHHosts(["dk1"]) { hosts in
+            let go = try Self.notes(hosts) + "/go"
+            try await withCLI { cli in
+                try await invoke(cli, hosts, "dk1", Self.counter(go: go))
+                #expect(try await eventually { try await cli.run("receive", "2", "--keep").stdout.count > 10 })
+                try await hosts.stop("dk1")
+                try await cli.killDaemon()
+                // The next command starts a daemon, which finds the host away.
+                #expect(try await eventually { try await cli.state("2") == "Disconnected" })
+                try await hosts.start("dk1")
+                #expect(try await eventually { try await cli.state("2") == "Running" })
+                FileManager.default.createFile(atPath: go, contents: nil)
+                #expect(try await cli.run("wait", "1").status == 0)
+                Self.expectWholeCount(try await cli.run("receive", "1").stdout, atLeast: 20)
+            }
+        }
+    }
+
+    @Test func aCommandThatEndsWhileNobodyIsConnectedKeepsItsStatus() async throws {
+        try await withSSHHosts(["de1"]) { hosts in
+            let go = try Self.notes(hosts) + "/go"
+            try await withCLI { cli in
+                try await invoke(cli, hosts, "de1", Self.counter(go: go, status: 7))
+                #expect(try await eventually { try await cli.run("receive", "2", "--keep").stdout.count > 10 })
+                try await hosts.stop("de1")
+                #expect(try await eventually { try await cli.state("2") == "Disconnected" })
+                FileManager.default.createFile(atPath: go, contents: nil)
+                let status = try #require(hosts.detachedJobs("de1").first) + "/status"
+                #expect(try await eventually { FileManager.default.fileExists(atPath: status) }, "it ended on its host")
+                #expect(try await cli.state("2") == "Disconnected", "unseen here")
+                #expect(try await cli.run("wait", "1").status == 0, "Disconnected is done for wait, without --force")
+                try await hosts.start("de1")
+                #expect(try await cli.run("wait", "1", "--force").status == 1)
+                let child = try await cli.job("2")
+                #expect(child["state"] as? String == "Failed")
+                #expect(child["exitCode"] as? Int == 7)
+                Self.expectWholeCount(try await cli.run("receive", "1").stdout, atLeast: 10)
+            }
+        }
+    }
+
+    @Test func stopEndsTheWholeTreeOnTheHostAlsoOnceTheHostIsBack() async throws {
+        try await withSSHHosts(["ds1"]) { hosts in
+            try await withCLI { cli in
+                let tree = { (pattern: String) in
+                    try await CLI.execute("/usr/bin/pgrep", ["-f", pattern]).status == 0
+                }
+                // Both sleeps of a tree run: two processes match "sleep 450N" beside the shell.
+                let both = { (a: String, b: String) in
+                    let first = try await CLI.execute("/usr/bin/pgrep", ["-fx", "sleep \(a)"]).status == 0
+                    let second = try await CLI.execute("/usr/bin/pgrep", ["-fx", "sleep \(b)"]).status == 0
+                    return first && second
+                }
+                try await invoke(cli, hosts, "ds1", "sleep 4501 & sleep 4502 & echo up; wait")
+                #expect(try await eventually { try await both("4501", "4502") })
+                #expect(try await cli.run("stop", "1").status == 0)
+                #expect(try await cli.state("2") == "Stopped")
+                #expect(try await eventually { try await !tree("sleep 450[12]") }, "no process of it left on the host")
+
+                // Stopped while the host is away: Stopping until it is back, then stopped there.
+                try await invoke(cli, hosts, "ds1", "sleep 4503 & sleep 4504 & echo up; wait")
+                #expect(try await eventually { try await both("4503", "4504") })
+                #expect(try await eventually { try await cli.run("receive", "4", "--keep").stdout == "up\n" })
+                try await hosts.stop("ds1")
+                #expect(try await eventually { try await cli.state("4") == "Disconnected" })
+                let stop = try await cli.run("stop", "3")
+                #expect(stop.status == 0, "\(stop.stderr)")
+                #expect(try await cli.state("4") == "Stopping")
+                #expect(try await tree("sleep 4503"), "it runs until the host is reached")
+                try await hosts.start("ds1")
+                #expect(try await eventually { try await cli.state("4") == "Stopped" })
+                #expect(try await eventually { try await !tree("sleep 450[34]") })
+                let ids = try await cli.run("get", "--include-children", "-o", "table", "--property", "Id,InstanceId,State")
+                #expect(try await cli.run("remove", "*").status == 0)
+                #expect(try await eventually { hosts.detachedJobs("ds1").isEmpty }, "\(ids.stdout) left: \(hosts.detachedJobs("ds1"))")
+            }
+        }
+    }
+
+    @Test func binaryOutputArrivesByteForByteAndCostsTheDaemonNoMemory() async throws {
+        try await withSSHHosts(["db1"]) { hosts in
+            let notes = try Self.notes(hosts)
+            try await withCLI { cli in
+                try await cli.run("get")
+                let pid = try await cli.daemonPid()
+                let rss = { () -> Int in
+                    let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+                    let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+                    return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+                }
+                try await invoke(cli, hosts, "db1", "head -c 10485760 /dev/urandom | tee \(notes)/copy")
+                #expect(try await cli.run("wait", "1").status == 0)
+                let copy = try Data(contentsOf: URL(fileURLWithPath: notes + "/copy"))
+                #expect(copy.count == 10_485_760)
+                let received = try Data(contentsOf: URL(fileURLWithPath: cli.home.path + "/jobs/2.stdout"))
+                #expect(received == copy, "byte-identical")
+                let raw = try await CLI.execute("/bin/sh", ["-c", "\"$0\" --home \"$1\" receive 1 --keep | cmp - \"$2\"", cli.job, cli.home.path, notes + "/copy"])
+                #expect(raw.status == 0, "receive writes the same bytes: \(raw.stdout)\(raw.stderr)")
+
+                let before = rss()
+                try await invoke(cli, hosts, "db1", "head -c 104857600 /dev/zero")
+                #expect(try await cli.run("wait", "3").status == 0)
+                let size = (try FileManager.default.attributesOfItem(atPath: cli.home.path + "/jobs/4.stdout")[.size] as? Int) ?? 0
+                #expect(size == 104_857_600)
+                #expect(rss() - before < 20_000, "the daemon's RSS grew \(rss() - before) KiB for 100 MB of output")
+            }
+        }
+    }
+}
