@@ -3,6 +3,8 @@
 # on N loopback sshd hosts (scripts/ssh-hosts, each its own sshd, port and host key), cold
 # (no connection up) and warm (masters up):
 #   - job invoke --computer h1,…,hN -c true          (waits, like the others)
+#   - the same --detached (warm): started on each host detached from the connection, followed
+#     to its end, and removed (the hosts' directories are deleted after it returns)
 #   - pdsh -R ssh, clush, and a plain bash `ssh … &` loop (cold), the same loop through
 #     ControlPersist masters (warm: the floor for any tool that runs ssh per command)
 # Builds job and jobd as one would install them: release mode, the Swift runtime linked
@@ -68,10 +70,12 @@ done
 loop "${persist[@]}"   # the loop's masters up; job's are up since its last cold run
 for round in $(seq "$runs"); do
   time_ms job_warm "$job" --home "$work/job" invoke --computer "$list" -c true
+  time_ms job_detached "$job" --home "$work/job" invoke --computer "$list" --detached -c true
   time_ms loop_warm loop "${persist[@]}"
 done
 cold_job=$(median job_cold); pdsh_cold=$(median pdsh_cold); clush_cold=$(median clush_cold)
 loop_cold=$(median loop_cold); warm_job=$(median job_warm); loop_warm=$(median loop_warm)
+detached_job=$(median job_detached)
 
 r() { python3 -c "print('%.2f' % ($1/$2))"; }
 echo "| $n hosts, \`true\` | job | peer | ratio (job / peer) | target |"
@@ -80,3 +84,5 @@ echo "| cold (no connection up) | ${cold_job} ms | pdsh -R ssh ${pdsh_cold} ms |
 echo "| cold | ${cold_job} ms | clush ${clush_cold} ms | $(r $cold_job $clush_cold)× | |"
 echo "| cold | ${cold_job} ms | bash \`ssh … &\` loop ${loop_cold} ms | $(r $cold_job $loop_cold)× | |"
 echo "| warm (masters up) | ${warm_job} ms | bash loop with ControlPersist ${loop_warm} ms | $(r $warm_job $loop_warm)× | ≤ 1.2× |"
+echo "| warm, \`--detached\` | ${detached_job} ms | job attached ${warm_job} ms | $(r $detached_job $warm_job)× | ≤ 1.5× |"
+echo "| warm, \`--detached\` | ${detached_job} ms | pdsh -R ssh (cold) ${pdsh_cold} ms | $(r $detached_job $pdsh_cold)× | |"

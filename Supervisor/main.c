@@ -23,6 +23,8 @@
 //
 // Or: jobkit-supervisor --zygote DIR, with fd 3 a stream socket to the engine: a fork server
 // of supervisors (zygote.c).
+// Or: jobkit-supervisor --ask SOCKET COMMAND: COMMAND through the master at SOCKET, its
+// stdout this one's, exiting with its status (ask.c).
 //
 // Writes (layouts: jobkit_abi.h), creating no file for a job that prints nothing, since
 // creating inodes is most of the cost of a short job:
@@ -38,6 +40,7 @@
 
 int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "--zygote") == 0) return zygote(argv[2]);
+    if (argc == 4 && strcmp(argv[1], "--ask") == 0) return ask_master(argv[2], argv[3]);
     unsigned flags = 0;
     const char *mux_socket = NULL, *mux_command = NULL;
     int stdin_fd = -1;

@@ -96,6 +96,13 @@ int mux_fill(struct mux *m);
 // exit message came.
 int mux_exit_status(struct mux *m, int *status);
 
+// ---- ask.c: one request to a host through its master (jobkit-supervisor --ask) ----
+
+// Runs COMMAND through the master at `socket_path`, its stdout this process's; the command's
+// exit status, ASK_NO_MASTER when none answers (ask ssh instead), ASK_LOST when it went away.
+enum { ASK_NO_MASTER = 254, ASK_LOST = 255 };
+int ask_master(const char *socket_path, const char *command);
+
 // ---- descendants.c: every process of the job, also those that left its group ----
 
 // Makes this process the subreaper of what it starts. 0 or -1.

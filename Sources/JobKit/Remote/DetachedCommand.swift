@@ -12,12 +12,14 @@ import JobModel
 /// - `status`: the exit status (128+signal when killed), written once the command ended,
 ///   by a rename, so that a reader sees it whole or not at all.
 ///
-/// Verbs (`$1`; `$2` is the key):
+/// Verbs (`$2`; `$3` is the key, `$1` the script itself):
 /// - `start MODE ARG…`: makes the directory and starts the command (MODE `line`: ARG is a
 ///   line for the user's `$SHELL`; `argv`: ARG… are the words; `merge-`: stderr into stdout),
 ///   and answers `started` once it runs. Starting a key that exists already answers
 ///   `started` again without running anything: a start repeated (its answer was lost) is
 ///   harmless. `error REASON` when it cannot.
+/// - `run OUT ERR MODE ARG…`: `start`, then `follow OUT ERR`, in one request (exit 255 if it
+///   could not start: `check` and `start` then say why).
 /// - `follow OUT ERR`: writes the streams from those offsets on, stdout to stdout and stderr
 ///   to stderr, as they grow, and exits with the command's status once it ended and all is
 ///   written. 255 means "ask `check`" (the status itself was 255, the command was lost, or
@@ -40,33 +42,83 @@ enum DetachedCommand {
         d=${XDG_STATE_HOME:-$HOME/.local/state}/job/detached/$3
         s=$1 v=$2
         shift 3
-        alive() {
-          kill -0 "$(cat "$d/sup" 2>/dev/null)" 2>/dev/null || return 1
-          [ ! -f "$d/boot" ] || [ "$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)" = "$(cat "$d/boot")" ]
-        }
+        alive() { [ -n "$u" ] && kill -0 "$u" 2>/dev/null; }
         hit() {
           kill -"$1" -- "-$p" 2>/dev/null
           command -v pkill >/dev/null 2>&1 && pkill -"$1" -s "$p" 2>/dev/null
           [ "$1" = KILL ] || kill -CONT -- "-$p" 2>/dev/null
         }
-        size() { echo $(($(wc -c <"$d/$1" 2>/dev/null || echo 0))); }
-        case $v in
-        start)
-          for t in setsid mkfifo; do
-            command -v $t >/dev/null 2>&1 || { echo "error the host has no $t"; exit 0; }
-          done
-          mkdir -p "${d%/*}" 2>/dev/null && chmod 700 "${d%/*}" 2>/dev/null
-          if ! mkdir "$d" 2>/dev/null; then
-            [ -f "$d/pid" ] && { echo started; exit 0; }
-            [ -d "$d" ] || { echo "error cannot create $d"; exit 0; }
+        size() { if [ -s "$d/$1" ]; then echo $(($(wc -c <"$d/$1"))); else echo 0; fi; }
+        ids() {
+          read -r p <"$d/pid" 2>/dev/null && read -r u <"$d/sup" 2>/dev/null || return 1
+          if [ -f "$d/boot" ] && { read -r b </proc/sys/kernel/random/boot_id; } 2>/dev/null; then
+            read -r c <"$d/boot"
+            [ "$b" = "$c" ] || u=
           fi
+        }
+        begin() {
+          if ! mkdir "$d" 2>/dev/null; then
+            [ -f "$d/pid" ] && return 0
+            if [ ! -d "$d" ]; then
+              mkdir -p "${d%/*}" 2>/dev/null && chmod 700 "${d%/*}" && mkdir "$d" 2>/dev/null ||
+                { why="cannot create $d"; return 1; }
+            fi
+          fi
+          for t in setsid mkfifo; do
+            command -v $t >/dev/null 2>&1 || { why="the host has no $t"; return 1; }
+          done
           rm -f "$d/ready"
-          mkfifo "$d/ready" || { echo "error cannot create $d/ready"; exit 0; }
-          cat /proc/sys/kernel/random/boot_id >"$d/boot" 2>/dev/null || rm -f "$d/boot"
-          setsid /bin/sh -c "$s" sh "$s" supervise "${d##*/}" "$@" </dev/null >/dev/null 2>&1 &
+          mkfifo "$d/ready" || { why="cannot create $d/ready"; return 1; }
+          { read -r b </proc/sys/kernel/random/boot_id && echo "$b" >"$d/boot"; } 2>/dev/null
+          # In a subshell that ends at once: the supervisor is nobody's child here, so that
+          # nothing done to this connection's processes reaches it.
+          (setsid /bin/sh -c "$s" sh "$s" supervise "${d##*/}" "$@" </dev/null >/dev/null 2>&1 &)
           read -r _ <"$d/ready"
           rm -f "$d/ready"
-          [ -f "$d/pid" ] && echo started || echo "error the command could not be started in $d"
+          [ -f "$d/pid" ] || { why="the command could not be started in $d"; return 1; }
+        }
+        follow() {
+          ids || exit 255
+          o=$1 e=$2
+          exec 3<&0 </dev/null
+          { read -r _ || exit 0
+            t=
+            while read -r _; do
+              if [ -z "$t" ]; then hit TERM; t=1; else hit KILL; fi
+            done
+            [ -z "$t" ] || hit KILL
+            kill -TERM $$
+          } <&3 >/dev/null 2>&1 &
+          w=$!
+          exec 3<&-
+          trap "kill $w 2>/dev/null; exit 255" TERM
+          f=0 n=0
+          while :; do
+            if [ -f "$d/status" ]; then f=1; elif ! alive; then [ -f "$d/status" ] && f=1 || f=2; fi
+            g=
+            z=$(size out)
+            if [ "$z" -gt "$o" ]; then tail -c +$((o + 1)) "$d/out" | head -c $((z - o)); o=$z g=1; fi
+            z=$(size err)
+            if [ "$z" -gt "$e" ]; then tail -c +$((e + 1)) "$d/err" | head -c $((z - e)) >&2; e=$z g=1; fi
+            if [ $f != 0 ]; then
+              kill $w 2>/dev/null
+              [ $f = 1 ] && read -r r <"$d/status" && exit "$r"
+              exit 255
+            fi
+            if [ -n "$g" ]; then n=0; else n=$((n + 1)); fi
+            case $n in 0 | 1) i=0.005 ;; 2) i=0.02 ;; 3) i=0.05 ;; 4) i=0.1 ;; 5) i=0.2 ;; 6) i=0.5 ;; *) i=1 ;; esac
+            sleep $i 2>/dev/null || sleep 1
+          done
+        }
+        case $v in
+        run)
+          o=$1 e=$2
+          shift 2
+          begin "$@" || exit 255
+          follow "$o" "$e"
+          ;;
+        start)
+          if begin "$@"; then echo started; else echo "error $why"; fi
           ;;
         supervise)
           m=$1
@@ -87,52 +139,17 @@ enum DetachedCommand {
           r=$?
           echo $r >"$d/status.new" && mv "$d/status.new" "$d/status"
           ;;
-        follow)
-          [ -f "$d/pid" ] || exit 255
-          o=$1 e=$2 p=$(cat "$d/pid")
-          exec 3<&0 </dev/null
-          { read -r _ || exit 0
-            t=
-            while read -r _; do
-              if [ -z "$t" ]; then hit TERM; t=1; else hit KILL; fi
-            done
-            [ -z "$t" ] || hit KILL
-            kill -TERM $$
-          } <&3 >/dev/null 2>&1 &
-          w=$!
-          exec 3<&-
-          trap "kill $w 2>/dev/null; exit 255" TERM
-          f=0 n=0
-          sleep 0.01 2>/dev/null && q=1 || q=
-          while :; do
-            if [ -f "$d/status" ]; then f=1; elif ! alive; then [ -f "$d/status" ] && f=1 || f=2; fi
-            g=
-            z=$(size out)
-            if [ "$z" -gt "$o" ]; then tail -c +$((o + 1)) "$d/out" | head -c $((z - o)); o=$z g=1; fi
-            z=$(size err)
-            if [ "$z" -gt "$e" ]; then tail -c +$((e + 1)) "$d/err" | head -c $((z - e)) >&2; e=$z g=1; fi
-            if [ $f != 0 ]; then
-              kill $w 2>/dev/null
-              [ $f = 1 ] && exit "$(cat "$d/status")"
-              exit 255
-            fi
-            if [ -n "$g" ]; then n=0; else n=$((n + 1)); fi
-            if [ -z "$q" ]; then i=1; else case $n in 0) i=0.05 ;; 1) i=0.1 ;; 2) i=0.2 ;; 3) i=0.5 ;; *) i=1 ;; esac; fi
-            sleep $i &
-            wait $!
-          done
-          ;;
+        follow) follow "$1" "$2" ;;
         check)
-          [ -f "$d/pid" ] || { echo gone; exit 0; }
-          if [ -f "$d/status" ]; then echo "ended $(cat "$d/status") $(size out) $(size err)"
+          ids || { echo gone; exit 0; }
+          if [ -f "$d/status" ]; then read -r r <"$d/status"; echo "ended $r $(size out) $(size err)"
           elif alive; then echo "running $(size out) $(size err)"
-          elif [ -f "$d/status" ]; then echo "ended $(cat "$d/status") $(size out) $(size err)"
+          elif [ -f "$d/status" ]; then read -r r <"$d/status"; echo "ended $r $(size out) $(size err)"
           else echo "lost $(size out) $(size err)"
           fi
           ;;
         clean)
-          if [ -f "$d/pid" ] && [ ! -f "$d/status" ] && alive; then
-            p=$(cat "$d/pid")
+          if ids && [ ! -f "$d/status" ] && alive; then
             hit TERM
             i=0
             while [ $i -lt 50 ] && [ ! -f "$d/status" ] && alive; do sleep 0.1 2>/dev/null || sleep 1; i=$((i + 1)); done
@@ -154,10 +171,19 @@ enum DetachedCommand {
     }
 
     static func start(key: String, command: ProcessSpec.Command, mergeError: Bool) -> String {
+        line("start", key: key, commandWords(command, mergeError: mergeError))
+    }
+
+    /// `run`: the start (if it was not yet), then the follower, in one request.
+    static func run(key: String, command: ProcessSpec.Command, mergeError: Bool, from offsets: StreamOffsets) -> String {
+        line("run", key: key, [String(offsets.output), String(offsets.error)] + commandWords(command, mergeError: mergeError))
+    }
+
+    private static func commandWords(_ command: ProcessSpec.Command, mergeError: Bool) -> [String] {
         let merge = mergeError ? "merge-" : ""
         switch command {
-        case .shell(let text): return line("start", key: key, [merge + "line", text])
-        case .argv(let words): return line("start", key: key, [merge + "argv"] + words)
+        case .shell(let text): return [merge + "line", text]
+        case .argv(let words): return [merge + "argv"] + words
         }
     }
 

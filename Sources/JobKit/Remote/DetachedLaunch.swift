@@ -71,18 +71,30 @@ extension JobManager {
             return endDetached(id, .failed(error.message))
         }
         let environment = plan.spec.environment
-        if !progress.started {
-            guard await startOnHost(id, link: link, key: key, plan: plan) else { return }
+        if !progress.started, detachedWork.firstStart.remove(id) != nil {
+            // First contact: through a master that answers, the start and the follower are
+            // one request; without one, ssh starts it (and becomes the master), and a host it
+            // cannot reach fails the child: the command never ran.
+            if link.masterAnswers { return follow(id, link: link, key: key, plan: plan) }
+            guard await startOnHost(id, link: link, key: key, plan: plan, firstContact: true) else { return }
         } else {
-            guard await followable(id, link: link, key: key, environment: environment) else { return }
+            switch await checkOnHost(id, link: link, key: key, environment: environment) {
+            case .decided: return
+            case .follow: break
+            case .absent:
+                guard !progress.started else {
+                    return endDetached(id, .failed("\(link.host): the command's directory on the host is gone (\(DetachedCommand.directoryHint(key)))"))
+                }
+                guard await startOnHost(id, link: link, key: key, plan: plan, firstContact: false) else { return }
+            }
         }
         guard let current = table[id], !current.state.isFinished, !supervisor.isAlive(id), !isShutDown else { return }
-        follow(id, link: link, key: key, environment: environment)
+        follow(id, link: link, key: key, plan: plan)
     }
 
     /// `start` on the host. True once the host has the command; otherwise the child has ended
     /// or is `Disconnected`.
-    private func startOnHost(_ id: Int, link: SSHLink, key: String, plan: LaunchPlan) async -> Bool {
+    private func startOnHost(_ id: Int, link: SSHLink, key: String, plan: LaunchPlan, firstContact: Bool) async -> Bool {
         let host = link.host
         if table[id]?.stopRequested == true {
             // Stopped before the host answered that it has it: whatever a lost start did
@@ -94,55 +106,57 @@ extension JobManager {
         let line = DetachedCommand.start(key: key, command: plan.spec.command, mergeError: plan.spec.mergeError)
         switch await ask(id, link, line, environment: plan.spec.environment) {
         case .unreachable(let reason):
-            if detachedWork.firstStart.remove(id) != nil {
-                endDetached(id, .failed(reason))
-            } else {
-                disconnected(id, reason: reason)
-            }
+            if firstContact { endDetached(id, .failed(reason)) } else { disconnected(id, reason: reason) }
             return false
         case .answered(let answer):
-            detachedWork.firstStart.remove(id)
             guard answer.split(separator: "\n").last == "started" else {
                 let why = DetachedCommand.error(in: answer) ?? "the host gave no answer (is /bin/sh there a POSIX shell?)"
                 endDetached(id, .failed("\(host): cannot start the command: \(why)"))
                 return false
             }
-            guard var record = table[id], !record.state.isFinished else { return false }
-            record.detached?.started = true
-            table.put(record)
-            try? persist([record])
-            return true
+            markStarted(id)
+            return table[id]?.state.isFinished == false
         }
     }
 
-    /// `check` on the host: true when the command is to be followed (it runs, or this side
-    /// lacks some of its output); otherwise the child has ended or is `Disconnected`.
-    private func followable(_ id: Int, link: SSHLink, key: String, environment: [String: String]) async -> Bool {
+    /// The host has the command: it is never started again.
+    private func markStarted(_ id: Int) {
+        guard var record = table[id], !record.state.isFinished, record.detached?.started == false else { return }
+        record.detached?.started = true
+        table.put(record)
+        try? persist([record])
+    }
+
+    enum CheckResult { case follow, decided, absent }
+
+    /// `check` on the host: `follow` when the command is to be followed (it runs, or this
+    /// side lacks some of its output), `absent` when the host has no such command; otherwise
+    /// the child has ended or is `Disconnected` (`decided`).
+    private func checkOnHost(_ id: Int, link: SSHLink, key: String, environment: [String: String]) async -> CheckResult {
         let host = link.host
         switch await ask(id, link, DetachedCommand.check(key: key), environment: environment) {
         case .unreachable(let reason):
             disconnected(id, reason: reason)
-            return false
+            return .decided
         case .answered(let answer):
             guard let state = DetachedCommand.parse(check: answer), let record = table[id] else {
                 disconnected(id, reason: "\(host): the host gave no answer about the command (is /bin/sh there a POSIX shell?)")
-                return false
+                return .decided
             }
             detachedWork.failures[id] = nil
+            if state == .gone { return .absent }
+            markStarted(id)
             let have = remoteOffsets(id, record)
             switch state {
-            case .gone:
-                endDetached(id, .failed("\(host): the command's directory on the host is gone (\(DetachedCommand.directoryHint(key)))"))
-                return false
             case .ended(let status, let sizes) where sizes == have:
                 endDetached(id, .exited(status))
-                return false
+                return .decided
             case .lost(let sizes) where sizes == have:
                 endDetached(
                     id, .failed("\(host): the command's supervisor on the host ended without its exit status (did the host restart?)"))
-                return false
+                return .decided
             default:
-                return true
+                return .follow
             }
         }
     }
@@ -155,9 +169,14 @@ extension JobManager {
     }
 
     /// Starts the child's follower, from where this side's output ends.
-    private func follow(_ id: Int, link: SSHLink, key: String, environment: [String: String]) {
+    /// A child the host is not known to have yet is started by it (`run`).
+    private func follow(_ id: Int, link: SSHLink, key: String, plan: LaunchPlan) {
         guard var record = table[id] else { return }
-        let line = DetachedCommand.follow(key: key, from: remoteOffsets(id, record))
+        let environment = plan.spec.environment
+        let offsets = remoteOffsets(id, record)
+        let line = record.detached?.started == true
+            ? DetachedCommand.follow(key: key, from: offsets)
+            : DetachedCommand.run(key: key, command: plan.spec.command, mergeError: plan.spec.mergeError, from: offsets)
         var changed: [JobRecord] = []
         if record.state == .disconnected || record.reason != nil {
             record.state = record.stopRequested ? .stopping : .running
@@ -244,7 +263,17 @@ extension JobManager {
         case unreachable(String)
     }
 
+    /// Through the master by the supervisor's `--ask` (no ssh process: a few milliseconds),
+    /// or by ssh, which connects (and becomes the master) when none answers.
     func ask(_ id: Int?, _ link: SSHLink, _ line: String, environment: [String: String]) async -> HostAnswer {
+        if link.masterAnswers,
+            let (status, output) = try? await runCapturing(
+                [supervisor.executable, "--ask", link.controlPath, line], environment: environment),
+            status != Self.askNoMaster
+        {
+            // The master went away meanwhile: ssh says why it cannot reach the host, if it cannot.
+            if status != Self.askLost { return .answered(output.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
         let log = id.map { outputPrefix($0) + ".ask" } ?? SSHLink.directory(home: home) + "/clean.\(UInt64.random(in: 0...UInt64.max)).log"
         // ssh appends to its log: each answer's reason is its own.
         let fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
@@ -259,6 +288,10 @@ extension JobManager {
         }
         return .answered(output.trimmingCharacters(in: .whitespacesAndNewlines))
     }
+
+    /// `jobkit-supervisor --ask`'s own statuses (ask.c): no master answered; it went away.
+    static let askNoMaster: Int32 = 254
+    static let askLost: Int32 = 255
 
     // MARK: The host directories of removed jobs
 
