@@ -7,14 +7,17 @@ import JobModel
 /// `sh` supervisor in a session of its own (setsid), so that nothing that happens to the
 /// connection reaches it; the supervisor writes there:
 /// - `out`, `err`: the command's stdout and stderr, byte for byte;
-/// - `pid`: the command's pid, which is its session's and process group's (setsid again), and
-///   `sup`, the supervisor's; `boot`: the host's boot id, where it has one;
-/// - `status`: the exit status (128+signal when killed), written once the command ended,
-///   by a rename, so that a reader sees it whole or not at all.
+/// - `pid`: the supervisor's pid, which is its session's and process group's, the command's
+///   too (a stop's SIGTERM, which the supervisor ignores, ends the command; its SIGKILL ends
+///   both, and the status with them: the engine knows the end of what it stopped); `boot`:
+///   the host's boot id, where it has one; `follower`: the pid of the follower to wake at
+///   the end (SIGWINCH), if any;
+/// - `status`: the exit status (128+signal when killed), written once the command ended
+///   (empty for a moment while it is written: a reader that finds it so looks again).
 ///
 /// Verbs (`$2`; `$3` is the key, `$1` the script itself):
 /// - `start MODE ARG…`: makes the directory and starts the command (MODE `line`: ARG is a
-///   line for the user's `$SHELL`; `argv`: ARG… are the words; `merge-`: stderr into stdout),
+///   line for the user's `$SHELL`, run by this `sh` when that is `/bin/sh`; `argv`: ARG… are the words; `merge-`: stderr into stdout),
 ///   and answers `started` once it runs. Starting a key that exists already answers
 ///   `started` again without running anything: a start repeated (its answer was lost) is
 ///   harmless. `error REASON` when it cannot.
@@ -43,6 +46,9 @@ enum DetachedCommand {
         s=$1 v=$2
         shift 3
         alive() { [ -n "$u" ] && kill -0 "$u" 2>/dev/null; }
+        # The status, in $r, once written whole (it is written in place: a reader may find it
+        # empty for a moment).
+        ended() { [ -f "$d/status" ] && read -r r <"$d/status" && [ -n "$r" ]; }
         hit() {
           kill -"$1" -- "-$p" 2>/dev/null
           command -v pkill >/dev/null 2>&1 && pkill -"$1" -s "$p" 2>/dev/null
@@ -50,7 +56,8 @@ enum DetachedCommand {
         }
         size() { if [ -s "$d/$1" ]; then echo $(($(wc -c <"$d/$1"))); else echo 0; fi; }
         ids() {
-          read -r p <"$d/pid" 2>/dev/null && read -r u <"$d/sup" 2>/dev/null || return 1
+          { read -r p <"$d/pid" && [ -n "$p" ]; } 2>/dev/null || return 1
+          u=$p
           if [ -f "$d/boot" ] && { read -r b </proc/sys/kernel/random/boot_id; } 2>/dev/null; then
             read -r c <"$d/boot"
             [ "$b" = "$c" ] || u=
@@ -64,22 +71,22 @@ enum DetachedCommand {
                 { why="cannot create $d"; return 1; }
             fi
           fi
-          for t in setsid mkfifo; do
-            command -v $t >/dev/null 2>&1 || { why="the host has no $t"; return 1; }
-          done
-          rm -f "$d/ready"
-          mkfifo "$d/ready" || { why="cannot create $d/ready"; return 1; }
+          command -v setsid >/dev/null 2>&1 || { why="the host has no setsid"; return 1; }
           { read -r b </proc/sys/kernel/random/boot_id && echo "$b" >"$d/boot"; } 2>/dev/null
+          : >"$d/out"
+          : >"$d/err"
           # In a subshell that ends at once: the supervisor is nobody's child here, so that
-          # nothing done to this connection's processes reaches it.
-          (setsid /bin/sh -c "$s" sh "$s" supervise "${d##*/}" "$@" </dev/null >/dev/null 2>&1 &)
-          read -r _ <"$d/ready"
-          rm -f "$d/ready"
-          [ -f "$d/pid" ] || { why="the command could not be started in $d"; return 1; }
+          # nothing done to this connection's processes reaches it. Its pid is its session's
+          # and its process group's, which the command shares.
+          (setsid /bin/sh -c "$s" sh "$s" supervise "${d##*/}" "$@" </dev/null >/dev/null 2>&1 &
+            echo $! >"$d/pid")
+          [ -s "$d/pid" ] || { why="the command could not be started in $d"; return 1; }
         }
         follow() {
           ids || exit 255
           o=$1 e=$2
+          echo $$ >"$d/follower"
+          trap : WINCH
           exec 3<&0 </dev/null
           { read -r _ || exit 0
             t=
@@ -91,10 +98,10 @@ enum DetachedCommand {
           } <&3 >/dev/null 2>&1 &
           w=$!
           exec 3<&-
-          trap "kill $w 2>/dev/null; exit 255" TERM
+          trap "kill $w 2>/dev/null; : >$d/follower; exit 255" TERM
           f=0 n=0
           while :; do
-            if [ -f "$d/status" ]; then f=1; elif ! alive; then [ -f "$d/status" ] && f=1 || f=2; fi
+            if ended; then f=1; elif ! alive; then ended && f=1 || f=2; fi
             g=
             z=$(size out)
             if [ "$z" -gt "$o" ]; then tail -c +$((o + 1)) "$d/out" | head -c $((z - o)); o=$z g=1; fi
@@ -102,12 +109,18 @@ enum DetachedCommand {
             if [ "$z" -gt "$e" ]; then tail -c +$((e + 1)) "$d/err" | head -c $((z - e)) >&2; e=$z g=1; fi
             if [ $f != 0 ]; then
               kill $w 2>/dev/null
-              [ $f = 1 ] && read -r r <"$d/status" && exit "$r"
+              : >"$d/follower"
+              [ $f = 1 ] && exit "$r"
               exit 255
             fi
+            # The supervisor wakes this one (SIGWINCH, whose default is to do nothing) when
+            # the command ends; meanwhile it looks for output, more rarely as none comes.
             if [ -n "$g" ]; then n=0; else n=$((n + 1)); fi
-            case $n in 0 | 1) i=0.005 ;; 2) i=0.02 ;; 3) i=0.05 ;; 4) i=0.1 ;; 5) i=0.2 ;; 6) i=0.5 ;; *) i=1 ;; esac
-            sleep $i 2>/dev/null || sleep 1
+            case $n in 0 | 1) i=0.05 ;; 2) i=0.1 ;; 3) i=0.2 ;; 4) i=0.5 ;; *) i=1 ;; esac
+            sleep $i 2>/dev/null &
+            wait $!
+            # 1: this sleep takes whole seconds only.
+            if [ $? = 1 ]; then sleep 1; else kill $! 2>/dev/null; fi
           done
         }
         case $v in
@@ -121,38 +134,39 @@ enum DetachedCommand {
           if begin "$@"; then echo started; else echo "error $why"; fi
           ;;
         supervise)
+          trap "" HUP
           m=$1
           shift
+          # A line for /bin/sh runs in a subshell of this one, with no program to start; the
+          # user's other shells get it as ssh would give it to them.
+          case ${SHELL:-/bin/sh} in /bin/sh | /usr/bin/sh) h= ;; *) h=$SHELL ;; esac
+          e=$d/err
+          case $m in merge-*) e=$d/out ;; esac
           case $m in
-          line) (cd && exec setsid "${SHELL:-/bin/sh}" -c "$1") </dev/null >"$d/out" 2>"$d/err" & ;;
-          merge-line) (cd && exec setsid "${SHELL:-/bin/sh}" -c "$1") </dev/null >"$d/out" 2>&1 & ;;
-          argv) (cd && exec setsid "$@") </dev/null >"$d/out" 2>"$d/err" & ;;
-          *) (cd && exec setsid "$@") </dev/null >"$d/out" 2>&1 & ;;
+          *line) if [ -z "$h" ]; then (cd && eval "$1"); else (cd && exec "$h" -c "$1"); fi </dev/null >>"$d/out" 2>>"$e" & ;;
+          *) (cd && exec "$@") </dev/null >>"$d/out" 2>>"$e" & ;;
           esac
-          p=$!
-          [ -f "$d/err" ] || : >"$d/err"
-          echo $$ >"$d/sup"
-          echo $p >"$d/pid"
-          : >"$d/ready"
-          trap "" HUP INT TERM
-          wait $p
+          c=$!
+          trap "" INT TERM
+          wait $c
           r=$?
-          echo $r >"$d/status.new" && mv "$d/status.new" "$d/status"
+          echo $r >"$d/status"
+          { read -r f <"$d/follower" && [ -n "$f" ] && kill -WINCH "$f"; } 2>/dev/null
           ;;
         follow) follow "$1" "$2" ;;
         check)
           ids || { echo gone; exit 0; }
-          if [ -f "$d/status" ]; then read -r r <"$d/status"; echo "ended $r $(size out) $(size err)"
+          if ended; then echo "ended $r $(size out) $(size err)"
           elif alive; then echo "running $(size out) $(size err)"
-          elif [ -f "$d/status" ]; then read -r r <"$d/status"; echo "ended $r $(size out) $(size err)"
+          elif ended; then echo "ended $r $(size out) $(size err)"
           else echo "lost $(size out) $(size err)"
           fi
           ;;
         clean)
-          if ids && [ ! -f "$d/status" ] && alive; then
+          if ids && ! ended && alive; then
             hit TERM
             i=0
-            while [ $i -lt 50 ] && [ ! -f "$d/status" ] && alive; do sleep 0.1 2>/dev/null || sleep 1; i=$((i + 1)); done
+            while [ $i -lt 50 ] && ! ended && alive; do sleep 0.1 2>/dev/null || sleep 1; i=$((i + 1)); done
             hit KILL
           fi
           [ ! -d "$d" ] || rm -rf "$d" || { echo "error cannot remove $d"; exit 0; }
@@ -165,18 +179,26 @@ enum DetachedCommand {
     /// The command line for the login shell: `/bin/sh` runs the script (which any login shell
     /// can be asked to do: see `RemoteCommand.Form.viaSh`), with the script itself as `$1`, so
     /// that the start can hand it on to the supervisor it starts.
-    static func line(_ verb: String, key: String, _ arguments: [String] = []) -> String {
-        (["exec", "/bin/sh", "-c", "eval \"$1\"", "sh", script, verb, key] + arguments)
-            .map(RemoteCommand.quote).joined(separator: " ")
+    /// A POSIX login shell (`direct`) runs it itself, one program start less.
+    static func line(_ verb: String, key: String, _ arguments: [String] = [], form: RemoteCommand.Form = .viaSh) -> String {
+        switch form {
+        case .direct:
+            return "set -- " + ([script, verb, key] + arguments).map(RemoteCommand.quote).joined(separator: " ") + "\neval \"$1\""
+        case .viaSh:
+            return (["exec", "/bin/sh", "-c", "eval \"$1\"", "sh", script, verb, key] + arguments)
+                .map(RemoteCommand.quote).joined(separator: " ")
+        }
     }
 
-    static func start(key: String, command: ProcessSpec.Command, mergeError: Bool) -> String {
-        line("start", key: key, commandWords(command, mergeError: mergeError))
+    static func start(key: String, command: ProcessSpec.Command, mergeError: Bool, form: RemoteCommand.Form) -> String {
+        line("start", key: key, commandWords(command, mergeError: mergeError), form: form)
     }
 
     /// `run`: the start (if it was not yet), then the follower, in one request.
-    static func run(key: String, command: ProcessSpec.Command, mergeError: Bool, from offsets: StreamOffsets) -> String {
-        line("run", key: key, [String(offsets.output), String(offsets.error)] + commandWords(command, mergeError: mergeError))
+    static func run(
+        key: String, command: ProcessSpec.Command, mergeError: Bool, from offsets: StreamOffsets, form: RemoteCommand.Form
+    ) -> String {
+        line("run", key: key, [String(offsets.output), String(offsets.error)] + commandWords(command, mergeError: mergeError), form: form)
     }
 
     private static func commandWords(_ command: ProcessSpec.Command, mergeError: Bool) -> [String] {
@@ -187,12 +209,12 @@ enum DetachedCommand {
         }
     }
 
-    static func follow(key: String, from offsets: StreamOffsets) -> String {
-        line("follow", key: key, [String(offsets.output), String(offsets.error)])
+    static func follow(key: String, from offsets: StreamOffsets, form: RemoteCommand.Form) -> String {
+        line("follow", key: key, [String(offsets.output), String(offsets.error)], form: form)
     }
 
-    static func check(key: String) -> String { line("check", key: key) }
-    static func clean(key: String) -> String { line("clean", key: key) }
+    static func check(key: String, form: RemoteCommand.Form) -> String { line("check", key: key, form: form) }
+    static func clean(key: String, form: RemoteCommand.Form = .viaSh) -> String { line("clean", key: key, form: form) }
 
     /// The follower's exit status that means "ask `check`" rather than the command's own.
     static let askCheck: Int32 = 255

@@ -71,14 +71,15 @@ extension JobManager {
             return endDetached(id, .failed(error.message))
         }
         let environment = plan.spec.environment
+        let form = shellForm(link)
         if !progress.started, detachedWork.firstStart.remove(id) != nil {
             // First contact: through a master that answers, the start and the follower are
             // one request; without one, ssh starts it (and becomes the master), and a host it
             // cannot reach fails the child: the command never ran.
-            if link.masterAnswers { return follow(id, link: link, key: key, plan: plan) }
+            if link.masterAnswers { return follow(id, link: link, key: key, plan: plan, form: form) }
             guard await startOnHost(id, link: link, key: key, plan: plan, firstContact: true) else { return }
         } else {
-            switch await checkOnHost(id, link: link, key: key, environment: environment) {
+            switch await checkOnHost(id, link: link, key: key, environment: environment, form: form) {
             case .decided: return
             case .follow: break
             case .absent:
@@ -89,7 +90,14 @@ extension JobManager {
             }
         }
         guard let current = table[id], !current.state.isFinished, !supervisor.isAlive(id), !isShutDown else { return }
-        follow(id, link: link, key: key, plan: plan)
+        follow(id, link: link, key: key, plan: plan, form: shellForm(link))
+    }
+
+    /// How the host's login shell takes the script: as it was last found (`connect`), for
+    /// the master now up, else the form any shell takes.
+    private func shellForm(_ link: SSHLink) -> RemoteCommand.Form {
+        guard let known = shellForms[link.controlPath], known.master == link.masterIdentity else { return .viaSh }
+        return known.form
     }
 
     /// `start` on the host. True once the host has the command; otherwise the child has ended
@@ -103,7 +111,7 @@ extension JobManager {
             endDetached(id, .cancelled)
             return false
         }
-        let line = DetachedCommand.start(key: key, command: plan.spec.command, mergeError: plan.spec.mergeError)
+        let line = DetachedCommand.start(key: key, command: plan.spec.command, mergeError: plan.spec.mergeError, form: .viaSh)
         switch await ask(id, link, line, environment: plan.spec.environment) {
         case .unreachable(let reason):
             if firstContact { endDetached(id, .failed(reason)) } else { disconnected(id, reason: reason) }
@@ -132,9 +140,11 @@ extension JobManager {
     /// `check` on the host: `follow` when the command is to be followed (it runs, or this
     /// side lacks some of its output), `absent` when the host has no such command; otherwise
     /// the child has ended or is `Disconnected` (`decided`).
-    private func checkOnHost(_ id: Int, link: SSHLink, key: String, environment: [String: String]) async -> CheckResult {
+    private func checkOnHost(
+        _ id: Int, link: SSHLink, key: String, environment: [String: String], form: RemoteCommand.Form
+    ) async -> CheckResult {
         let host = link.host
-        switch await ask(id, link, DetachedCommand.check(key: key), environment: environment) {
+        switch await ask(id, link, DetachedCommand.check(key: key, form: form), environment: environment) {
         case .unreachable(let reason):
             disconnected(id, reason: reason)
             return .decided
@@ -150,6 +160,10 @@ extension JobManager {
             switch state {
             case .ended(let status, let sizes) where sizes == have:
                 endDetached(id, .exited(status))
+                return .decided
+            case .lost(let sizes) where sizes == have && record.stopRequested:
+                // The stop's SIGKILL ended the host's supervisor with the command.
+                endDetached(id, .cancelled)
                 return .decided
             case .lost(let sizes) where sizes == have:
                 endDetached(
@@ -170,13 +184,13 @@ extension JobManager {
 
     /// Starts the child's follower, from where this side's output ends.
     /// A child the host is not known to have yet is started by it (`run`).
-    private func follow(_ id: Int, link: SSHLink, key: String, plan: LaunchPlan) {
+    private func follow(_ id: Int, link: SSHLink, key: String, plan: LaunchPlan, form: RemoteCommand.Form) {
         guard var record = table[id] else { return }
         let environment = plan.spec.environment
         let offsets = remoteOffsets(id, record)
         let line = record.detached?.started == true
-            ? DetachedCommand.follow(key: key, from: offsets)
-            : DetachedCommand.run(key: key, command: plan.spec.command, mergeError: plan.spec.mergeError, from: offsets)
+            ? DetachedCommand.follow(key: key, from: offsets, form: form)
+            : DetachedCommand.run(key: key, command: plan.spec.command, mergeError: plan.spec.mergeError, from: offsets, form: form)
         var changed: [JobRecord] = []
         if record.state == .disconnected || record.reason != nil {
             record.state = record.stopRequested ? .stopping : .running
