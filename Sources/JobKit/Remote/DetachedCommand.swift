@@ -54,7 +54,9 @@ enum DetachedCommand {
           command -v pkill >/dev/null 2>&1 && pkill -"$1" -s "$p" 2>/dev/null
           [ "$1" = KILL ] || kill -CONT -- "-$p" 2>/dev/null
         }
-        size() { if [ -s "$d/$1" ]; then echo $(($(wc -c <"$d/$1"))); else echo 0; fi; }
+        # A stream's size in $z: no process for an empty one.
+        size() { z=0; [ ! -s "$d/$1" ] || z=$(($(wc -c <"$d/$1"))); }
+        sizes() { size out; y=$z; size err; }
         ids() {
           { read -r p <"$d/pid" && [ -n "$p" ]; } 2>/dev/null || return 1
           u=$p
@@ -103,9 +105,9 @@ enum DetachedCommand {
           while :; do
             if ended; then f=1; elif ! alive; then ended && f=1 || f=2; fi
             g=
-            z=$(size out)
+            size out
             if [ "$z" -gt "$o" ]; then tail -c +$((o + 1)) "$d/out" | head -c $((z - o)); o=$z g=1; fi
-            z=$(size err)
+            size err
             if [ "$z" -gt "$e" ]; then tail -c +$((e + 1)) "$d/err" | head -c $((z - e)) >&2; e=$z g=1; fi
             if [ $f != 0 ]; then
               kill $w 2>/dev/null
@@ -156,10 +158,10 @@ enum DetachedCommand {
         follow) follow "$1" "$2" ;;
         check)
           ids || { echo gone; exit 0; }
-          if ended; then echo "ended $r $(size out) $(size err)"
-          elif alive; then echo "running $(size out) $(size err)"
-          elif ended; then echo "ended $r $(size out) $(size err)"
-          else echo "lost $(size out) $(size err)"
+          # The status before the sizes: once it is there, the sizes are the last.
+          if ended || { ! alive && ended; }; then sizes; echo "ended $r $y $z"
+          elif alive; then sizes; echo "running $y $z"
+          else sizes; echo "lost $y $z"
           fi
           ;;
         clean)

@@ -107,7 +107,7 @@ extension JobManager {
         if table[id]?.stopRequested == true {
             // Stopped before the host answered that it has it: whatever a lost start did
             // there is undone.
-            _ = await ask(id, link, DetachedCommand.clean(key: key), environment: plan.spec.environment)
+            _ = await ask(id, link, DetachedCommand.clean(key: key, form: shellForm(link)), environment: plan.spec.environment)
             endDetached(id, .cancelled)
             return false
         }
@@ -349,7 +349,7 @@ extension JobManager {
         }
         let done = await withTaskGroup(of: String?.self) { group in
             for (cleanup, link) in reachable {
-                let line = DetachedCommand.clean(key: cleanup.key)
+                let line = DetachedCommand.clean(key: cleanup.key, form: shellForm(link))
                 group.addTask {
                     guard case .answered(let answer) = await self.ask(nil, link, line, environment: environment),
                         answer.split(separator: "\n").last == "cleaned"
