@@ -38,13 +38,15 @@ struct DetachedTests {
     }
 
     @Test func aDetachedJobRunsOnItsHostAndItsFilesGoWithIt() async throws {
-        try await withSSHHosts(["d1", "d2"]) { hosts in
+        // d3's login shell is fish: the host's supervisor is /bin/sh all the same.
+        try await withSSHHosts(["d1", "d2", "d3:fish"]) { hosts in
             try await withCLI { cli in
-                try await invoke(cli, hosts, "d1,d2", "echo out $(hostname); echo err >&2; [ $(hostname) = d1 ] || exit 3")
+                try await invoke(cli, hosts, "d1,d2,d3", "echo out $(hostname); echo err >&2; [ $(hostname) != d2 ] || exit 3")
                 #expect(try await cli.run("wait", "1").status == 1, "a child failed")
-                let children = try await cli.json("get", "2", "3")
-                #expect(children.map { $0["state"] as? String } == ["Completed", "Failed"])
-                #expect(children.map { $0["exitCode"] as? Int } == [0, 3])
+                let children = try await cli.json("get", "2", "3", "4")
+                #expect(children.map { $0["state"] as? String } == ["Completed", "Failed", "Completed"])
+                #expect(children.map { $0["exitCode"] as? Int } == [0, 3, 0])
+                #expect(try await cli.run("receive", "4", "--keep").stdout == "out d3\n")
                 #expect(children[1]["reason"] as? String == "exited with status 3")
                 #expect(try await cli.run("receive", "2", "--keep").stdout == "out d1\n")
                 let failed = try await cli.run("receive", "3", "--keep", "-o", "json")
@@ -57,7 +59,7 @@ struct DetachedTests {
                 let files = try FileManager.default.contentsOfDirectory(atPath: try #require(hosts.detachedJobs("d1").first))
                 #expect(Set(files).isSuperset(of: ["out", "err", "status", "pid"]), "\(files)")
                 #expect(try await cli.run("remove", "1").status == 0)
-                #expect(try await eventually { hosts.detachedJobs("d1").isEmpty && hosts.detachedJobs("d2").isEmpty })
+                #expect(try await eventually { ["d1", "d2", "d3"].allSatisfy { hosts.detachedJobs($0).isEmpty } })
             }
         }
     }

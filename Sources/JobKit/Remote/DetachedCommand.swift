@@ -9,9 +9,10 @@ import JobModel
 /// - `out`, `err`: the command's stdout and stderr, byte for byte;
 /// - `pid`: the supervisor's pid, which is its session's and process group's, the command's
 ///   too (a stop's SIGTERM, which the supervisor ignores, ends the command; its SIGKILL ends
-///   both, and the status with them: the engine knows the end of what it stopped); `boot`:
-///   the host's boot id, where it has one; `follower`: the pid of the follower to wake at
-///   the end (SIGWINCH), if any;
+///   both, and the status with them: the engine knows the end of what it stopped), and the
+///   host's boot id, where it has one; `follower`: the pid of a follower that did not start
+///   it, to wake at the end (SIGWINCH), if any (a file made only when one reconnects: every
+///   file is an inode made on the host);
 /// - `status`: the exit status (128+signal when killed), written once the command ended
 ///   (empty for a moment while it is written: a reader that finds it so looks again).
 ///
@@ -37,10 +38,15 @@ import JobModel
 ///   directory, and answers `cleaned`.
 ///
 /// Every answer is one line on stdout; the script's own errors never reach the job's
-/// streams. No single quote and no backslash in it: it is sent in single quotes, which fish
-/// and csh read too.
+/// streams. No single quote and no backslash in it (but in its comments, which are not
+/// sent): it is sent in single quotes, which fish and csh read too.
 enum DetachedCommand {
-    static let script = """
+    /// The script as sent: without its comments, which are for the reader of this file.
+    static let script = source.split(separator: "\n").filter {
+        !$0.drop { $0 == " " }.hasPrefix("#")
+    }.joined(separator: "\n")
+
+    private static let source = """
         umask 077
         d=${XDG_STATE_HOME:-$HOME/.local/state}/job/detached/$3
         s=$1 v=$2
@@ -57,11 +63,11 @@ enum DetachedCommand {
         # A stream's size in $z: no process for an empty one.
         size() { z=0; [ ! -s "$d/$1" ] || z=$(($(wc -c <"$d/$1"))); }
         sizes() { size out; y=$z; size err; }
+        # The supervisor's pid in $p and, while it runs on this boot of the host, in $u.
         ids() {
-          { read -r p <"$d/pid" && [ -n "$p" ]; } 2>/dev/null || return 1
+          { read -r p c <"$d/pid" && [ -n "$p" ]; } 2>/dev/null || return 1
           u=$p
-          if [ -f "$d/boot" ] && { read -r b </proc/sys/kernel/random/boot_id; } 2>/dev/null; then
-            read -r c <"$d/boot"
+          if [ -n "$c" ] && { read -r b </proc/sys/kernel/random/boot_id; } 2>/dev/null; then
             [ "$b" = "$c" ] || u=
           fi
         }
@@ -74,20 +80,27 @@ enum DetachedCommand {
             fi
           fi
           command -v setsid >/dev/null 2>&1 || { why="the host has no setsid"; return 1; }
-          { read -r b </proc/sys/kernel/random/boot_id && echo "$b" >"$d/boot"; } 2>/dev/null
-          : >"$d/out"
-          : >"$d/err"
+          b=
+          { read -r b </proc/sys/kernel/random/boot_id; } 2>/dev/null
           # In a subshell that ends at once: the supervisor is nobody's child here, so that
           # nothing done to this connection's processes reaches it. Its pid is its session's
           # and its process group's, which the command shares.
-          (setsid /bin/sh -c "$s" sh "$s" supervise "${d##*/}" "$@" </dev/null >/dev/null 2>&1 &
-            echo $! >"$d/pid")
+          (setsid /bin/sh -c "$s" sh "$s" supervise "${d##*/}" "$w" "$@" </dev/null >/dev/null 2>&1 &
+            echo "$! $b" >"$d/pid")
           [ -s "$d/pid" ] || { why="the command could not be started in $d"; return 1; }
+        }
+        # The follower told to end (its connection went): its watcher goes, the command stays.
+        quit() {
+          kill $w 2>/dev/null
+          [ -z "$k" ] || : >"$k"
+          exit 255
         }
         follow() {
           ids || exit 255
           o=$1 e=$2
-          echo $$ >"$d/follower"
+          # The supervisor knows a follower that started it; a later one says where it is.
+          k=
+          [ "$3" = - ] || { k=$d/follower; echo $$ >"$k"; }
           trap : WINCH
           exec 3<&0 </dev/null
           { read -r _ || exit 0
@@ -100,7 +113,7 @@ enum DetachedCommand {
           } <&3 >/dev/null 2>&1 &
           w=$!
           exec 3<&-
-          trap "kill $w 2>/dev/null; : >$d/follower; exit 255" TERM
+          trap quit TERM
           f=0 n=0
           while :; do
             if ended; then f=1; elif ! alive; then ended && f=1 || f=2; fi
@@ -111,7 +124,7 @@ enum DetachedCommand {
             if [ "$z" -gt "$e" ]; then tail -c +$((e + 1)) "$d/err" | head -c $((z - e)) >&2; e=$z g=1; fi
             if [ $f != 0 ]; then
               kill $w 2>/dev/null
-              : >"$d/follower"
+              [ -z "$k" ] || : >"$k"
               [ $f = 1 ] && exit "$r"
               exit 255
             fi
@@ -127,18 +140,19 @@ enum DetachedCommand {
         }
         case $v in
         run)
-          o=$1 e=$2
+          o=$1 e=$2 w=$$
           shift 2
           begin "$@" || exit 255
-          follow "$o" "$e"
+          follow "$o" "$e" -
           ;;
         start)
+          w=
           if begin "$@"; then echo started; else echo "error $why"; fi
           ;;
         supervise)
           trap "" HUP
-          m=$1
-          shift
+          w=$1 m=$2
+          shift 2
           # A line for /bin/sh runs in a subshell of this one, with no program to start; the
           # user's other shells get it as ssh would give it to them.
           case ${SHELL:-/bin/sh} in /bin/sh | /usr/bin/sh) h= ;; *) h=$SHELL ;; esac
@@ -153,6 +167,7 @@ enum DetachedCommand {
           wait $c
           r=$?
           echo $r >"$d/status"
+          [ -z "$w" ] || kill -WINCH "$w" 2>/dev/null
           { read -r f <"$d/follower" && [ -n "$f" ] && kill -WINCH "$f"; } 2>/dev/null
           ;;
         follow) follow "$1" "$2" ;;

@@ -1,0 +1,31 @@
+import Foundation
+import Testing
+
+@testable import JobKit
+
+/// What the engine sends to hosts for detached jobs, and how it reads their answers.
+@Suite struct DetachedScriptTests {
+    @Test func theScriptNeedsNoQuotingInAnyLoginShell() {
+        // It goes in single quotes to any login shell: fish reads a backslash in them.
+        #expect(!DetachedCommand.script.contains("'"))
+        #expect(!DetachedCommand.script.contains("\\"))
+        #expect(!DetachedCommand.script.split(separator: "\n").contains { $0.drop { $0 == " " }.hasPrefix("#") }, "comments stay here")
+    }
+
+    @Test func checkAnswersAreReadExactly() {
+        #expect(DetachedCommand.parse(check: "running 12 0") == .running(StreamOffsets(output: 12, error: 0)))
+        #expect(DetachedCommand.parse(check: "ended 255 3 4") == .ended(status: 255, StreamOffsets(output: 3, error: 4)))
+        #expect(DetachedCommand.parse(check: "lost 0 9") == .lost(StreamOffsets(output: 0, error: 9)))
+        #expect(DetachedCommand.parse(check: "gone") == .gone)
+        for wrong in ["", "running", "running 1", "ended x 1 2", "gone 1", "sh: not found", "ended 3 1 2 extra"] {
+            #expect(DetachedCommand.parse(check: wrong) == nil, "\(wrong)")
+        }
+    }
+
+    @Test func aChildKeepsItsProgressInTheDatabase() {
+        let progress = DetachedProgress(started: true, base: StreamOffsets(output: 10, error: 20))
+        #expect(DetachedProgress(stored: progress.stored) == progress)
+        #expect(DetachedProgress(stored: nil) == nil)
+        #expect(DetachedProgress(stored: "garbage") == nil)
+    }
+}
