@@ -96,10 +96,12 @@ public final class SSHHosts: Sendable {
     /// A host's state directory (its sessions' XDG_STATE_HOME).
     public func stateDirectory(_ name: String) -> String { "\(directory)/state/\(name)" }
 
-    /// The directories detached jobs have on a host (`job/detached/KEY`), by key.
+    /// The detached jobs a host has files of (`job/detached/KEY.*`): each one's path without
+    /// the suffix, by key.
     public func detachedJobs(_ name: String) -> [String] {
         let path = stateDirectory(name) + "/job/detached"
-        return ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted().map { "\(path)/\($0)" }
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+        return Set(files.map { String($0.prefix { $0 != "." }) }).sorted().map { "\(path)/\($0)" }
     }
 
     /// Runs a command on a host as the test user, straight through ssh (no master).

@@ -56,8 +56,10 @@ struct DetachedTests {
                 #expect(errors.map { $0["text"] as? String } == ["out d2", "err"])
                 // What it left on its host stays until the job is removed, then goes.
                 #expect(hosts.detachedJobs("d1").count == 1)
-                let files = try FileManager.default.contentsOfDirectory(atPath: try #require(hosts.detachedJobs("d1").first))
-                #expect(Set(files).isSuperset(of: ["out", "err", "status", "pid"]), "\(files)")
+                let job = try #require(hosts.detachedJobs("d1").first)
+                for suffix in ["out", "err", "status", "pid"] {
+                    #expect(FileManager.default.fileExists(atPath: "\(job).\(suffix)"), "\(job).\(suffix)")
+                }
                 #expect(try await cli.run("remove", "1").status == 0)
                 #expect(try await eventually { ["d1", "d2", "d3"].allSatisfy { hosts.detachedJobs($0).isEmpty } })
             }
@@ -76,7 +78,7 @@ struct DetachedTests {
                 let reason = try await cli.job("2")["reason"] as? String ?? ""
                 #expect(reason.hasPrefix("dc1: ssh: connect to host 127.0.0.1"), "\(reason)")
                 // The counter keeps counting on the host meanwhile.
-                let out = try #require(hosts.detachedJobs("dc1").first) + "/out"
+                let out = try #require(hosts.detachedJobs("dc1").first) + ".out"
                 let size = { (try? FileManager.default.attributesOfItem(atPath: out)[.size] as? Int) ?? 0 }
                 let before = size()
                 #expect(try await eventually { size() > before + 20 }, "the command goes on")
@@ -136,7 +138,7 @@ struct DetachedTests {
                 try await hosts.stop("de1")
                 #expect(try await eventually { try await cli.state("2") == "Disconnected" })
                 FileManager.default.createFile(atPath: go, contents: nil)
-                let status = try #require(hosts.detachedJobs("de1").first) + "/status"
+                let status = try #require(hosts.detachedJobs("de1").first) + ".status"
                 #expect(try await eventually { FileManager.default.fileExists(atPath: status) }, "it ended on its host")
                 #expect(try await cli.state("2") == "Disconnected", "unseen here")
                 #expect(try await cli.run("wait", "1").status == 0, "Disconnected is done for wait, without --force")

@@ -2,40 +2,40 @@ import Foundation
 import JobModel
 
 /// What a detached remote child (`invoke --detached`) runs on its computer: one POSIX `sh`
-/// script, sent whole with each request, that takes a verb. The command lives in a directory
-/// of its own on the host, `${XDG_STATE_HOME:-~/.local/state}/job/detached/KEY`, under a small
-/// `sh` supervisor in a session of its own (setsid), so that nothing that happens to the
-/// connection reaches it; the supervisor writes there:
-/// - `out`, `err`: the command's stdout and stderr, byte for byte;
-/// - `pid`: the supervisor's pid, which is its session's and process group's, the command's
-///   too (a stop's SIGTERM, which the supervisor ignores, ends the command; its SIGKILL ends
-///   both, and the status with them: the engine knows the end of what it stopped), and the
-///   host's boot id, where it has one; `follower`: the pid of a follower that did not start
-///   it, to wake at the end (SIGWINCH), if any (a file made only when one reconnects: every
-///   file is an inode made on the host);
-/// - `status`: the exit status (128+signal when killed), written once the command ended
-///   (empty for a moment while it is written: a reader that finds it so looks again).
+/// script, sent whole with each request, that takes a verb. The command's files are
+/// `${XDG_STATE_HOME:-~/.local/state}/job/detached/KEY.*` on the host (files, not a directory
+/// per job: every inode made there, and every program started, is on each job's path):
+/// - `KEY.out`, `KEY.err`: the command's stdout and stderr, byte for byte;
+/// - `KEY.pid`: the supervisor's pid, its process group and session (the one sshd made for
+///   the request that started it, which the command shares and which a stop signals: the
+///   supervisor ignores SIGTERM, SIGKILL ends both, and the engine knows the end of what it
+///   stopped), and the host's boot id, where it has one;
+/// - `KEY.status`: the exit status (128+signal when killed), written once the command ended
+///   (empty for a moment while it is written: a reader that finds it so looks again);
+/// - `KEY.follower`: the pid of a follower that did not start the command, to wake at the
+///   end (SIGWINCH), made only when one reconnects.
+/// The supervisor is a subshell, orphaned at once (nothing done to the connection's processes
+/// reaches it), with SIGHUP ignored, as `nohup` would.
 ///
 /// Verbs (`$2`; `$3` is the key, `$1` the script itself):
-/// - `start MODE ARG…`: makes the directory and starts the command (MODE `line`: ARG is a
-///   line for the user's `$SHELL`, run by this `sh` when that is `/bin/sh`; `argv`: ARG… are the words; `merge-`: stderr into stdout),
-///   and answers `started` once it runs. Starting a key that exists already answers
-///   `started` again without running anything: a start repeated (its answer was lost) is
-///   harmless. `error REASON` when it cannot.
+/// - `start MODE ARG…`: starts the command (MODE `line`: ARG is a line for the user's
+///   `$SHELL`, run by this `sh` when that is `/bin/sh`; `argv`: ARG… are the words; `merge-`:
+///   stderr into stdout), and answers `started`. A key started already answers `started`
+///   again without running anything: a start repeated (its answer was lost) is harmless.
+///   `error REASON` when it cannot.
 /// - `run OUT ERR MODE ARG…`: `start`, then `follow OUT ERR`, in one request (exit 255 if it
 ///   could not start: `check` and `start` then say why).
 /// - `follow OUT ERR`: writes the streams from those offsets on, stdout to stdout and stderr
 ///   to stderr, as they grow, and exits with the command's status once it ended and all is
 ///   written. 255 means "ask `check`" (the status itself was 255, the command was lost, or
-///   the directory is gone). Its stdin is held by the local supervisor: the first line is its
-///   hello, each further line a stop (SIGTERM to the command's process group and session,
-///   then SIGKILL), and end of file after a stop means SIGKILL; end of file otherwise only
-///   ends the following: the command goes on.
+///   its files are gone). Its stdin is held by the local supervisor: the first line is its
+///   hello, each further line a stop (SIGTERM, then SIGKILL), and end of file after a stop
+///   means SIGKILL; end of file otherwise only ends the following: the command goes on.
 /// - `check`: answers `running OUT ERR`, `ended STATUS OUT ERR`, `lost OUT ERR` (no status,
 ///   and the supervisor is gone: the host restarted, or it was killed) or `gone` (no such
-///   directory), with the streams' sizes.
-/// - `clean`: ends the command if it still runs (TERM, up to 5 s, KILL), removes the
-///   directory, and answers `cleaned`.
+///   command), with the streams' sizes.
+/// - `clean`: ends the command if it still runs (TERM, up to 5 s, KILL), removes its files,
+///   and answers `cleaned`.
 ///
 /// Every answer is one line on stdout; the script's own errors never reach the job's
 /// streams. No single quote and no backslash in it (but in its comments, which are not
@@ -49,45 +49,71 @@ enum DetachedCommand {
     private static let source = """
         umask 077
         d=${XDG_STATE_HOME:-$HOME/.local/state}/job/detached/$3
-        s=$1 v=$2
+        v=$2
         shift 3
         alive() { [ -n "$u" ] && kill -0 "$u" 2>/dev/null; }
         # The status, in $r, once written whole (it is written in place: a reader may find it
         # empty for a moment).
-        ended() { [ -f "$d/status" ] && read -r r <"$d/status" && [ -n "$r" ]; }
+        ended() { [ -f "$d.status" ] && read -r r <"$d.status" && [ -n "$r" ]; }
+        # A signal to the command's process group and session (which the supervisor shares),
+        # then SIGCONT, so that a stopped process can act on it.
         hit() {
-          kill -"$1" -- "-$p" 2>/dev/null
-          command -v pkill >/dev/null 2>&1 && pkill -"$1" -s "$p" 2>/dev/null
-          [ "$1" = KILL ] || kill -CONT -- "-$p" 2>/dev/null
+          kill -"$1" -- "-$g" 2>/dev/null
+          command -v pkill >/dev/null 2>&1 && pkill -"$1" -s "$g" 2>/dev/null
+          [ "$1" = KILL ] || kill -CONT -- "-$g" 2>/dev/null
         }
         # A stream's size in $z: no process for an empty one.
-        size() { z=0; [ ! -s "$d/$1" ] || z=$(($(wc -c <"$d/$1"))); }
+        size() { z=0; [ ! -s "$d.$1" ] || z=$(($(wc -c <"$d.$1"))); }
         sizes() { size out; y=$z; size err; }
-        # The supervisor's pid in $p and, while it runs on this boot of the host, in $u.
+        # The supervisor's pid in $p, its group in $g and, while it runs on this boot of the
+        # host, its pid in $u.
         ids() {
-          { read -r p c <"$d/pid" && [ -n "$p" ]; } 2>/dev/null || return 1
+          { read -r p g c <"$d.pid" && [ -n "$g" ]; } 2>/dev/null || return 1
           u=$p
           if [ -n "$c" ] && { read -r b </proc/sys/kernel/random/boot_id; } 2>/dev/null; then
             [ "$b" = "$c" ] || u=
           fi
         }
         begin() {
-          if ! mkdir "$d" 2>/dev/null; then
-            [ -f "$d/pid" ] && return 0
-            if [ ! -d "$d" ]; then
-              mkdir -p "${d%/*}" 2>/dev/null && chmod 700 "${d%/*}" && mkdir "$d" 2>/dev/null ||
-                { why="cannot create $d"; return 1; }
-            fi
+          [ ! -s "$d.pid" ] || return 0
+          if [ ! -d "${d%/*}" ]; then
+            { mkdir -p "${d%/*}" && chmod 700 "${d%/*}"; } 2>/dev/null || { why="cannot create ${d%/*}"; return 1; }
           fi
-          command -v setsid >/dev/null 2>&1 || { why="the host has no setsid"; return 1; }
           b=
           { read -r b </proc/sys/kernel/random/boot_id; } 2>/dev/null
-          # In a subshell that ends at once: the supervisor is nobody's child here, so that
-          # nothing done to this connection's processes reaches it. Its pid is its session's
-          # and its process group's, which the command shares.
-          (setsid /bin/sh -c "$s" sh "$s" supervise "${d##*/}" "$w" "$@" </dev/null >/dev/null 2>&1 &
-            echo "$! $b" >"$d/pid")
-          [ -s "$d/pid" ] || { why="the command could not be started in $d"; return 1; }
+          : >>"$d.out" && : >>"$d.err" || { why="cannot write in ${d%/*}"; return 1; }
+          # The supervisor is a subshell of a subshell that ends at once: nobody's child
+          # here, so that nothing done to this connection's processes reaches it. It keeps
+          # the session and process group sshd made for this request, alone in them once
+          # the request is answered: the command's, which a stop signals.
+          (supervise "$w" "$@" &
+            echo "$! $$ $b" >"$d.pid")
+          [ -s "$d.pid" ] || { why="the command could not be started"; return 1; }
+        }
+        supervise() {
+          # Not redirections of the call: sh would keep copies of the connection's
+          # descriptors meanwhile, which would hold the request open.
+          exec </dev/null >/dev/null 2>&1
+          trap "" HUP
+          w=$1 m=$2
+          shift 2
+          # A line for /bin/sh runs in a subshell of this one, with no program to start; the
+          # user's other shells get it as ssh would give it to them.
+          case ${SHELL:-/bin/sh} in /bin/sh | /usr/bin/sh) h= ;; *) h=$SHELL ;; esac
+          e=$d.err
+          case $m in merge-*) e=$d.out ;; esac
+          case $m in
+          *line) if [ -z "$h" ]; then (cd && eval "$1"); else (cd && exec "$h" -c "$1"); fi </dev/null >>"$d.out" 2>>"$e" & ;;
+          *) (cd && exec "$@") </dev/null >>"$d.out" 2>>"$e" & ;;
+          esac
+          c=$!
+          trap "" INT TERM
+          wait $c
+          r=$?
+          echo $r >"$d.status"
+          # The follower that started it, and one that came later, hear of the end at once.
+          [ -z "$w" ] || kill -WINCH "$w" 2>/dev/null
+          { read -r f <"$d.follower" && [ -n "$f" ] && kill -WINCH "$f"; } 2>/dev/null
         }
         # The follower told to end (its connection went): its watcher goes, the command stays.
         quit() {
@@ -100,28 +126,32 @@ enum DetachedCommand {
           o=$1 e=$2
           # The supervisor knows a follower that started it; a later one says where it is.
           k=
-          [ "$3" = - ] || { k=$d/follower; echo $$ >"$k"; }
+          [ "$3" = - ] || { k=$d.follower; echo $$ >"$k"; }
+          # A stop's SIGTERM reaches the follower that started the command (its group is
+          # the command's): it goes on, to bring the status.
           trap : WINCH
+          trap "" TERM
+          trap quit USR1
           exec 3<&0 </dev/null
-          { read -r _ || exit 0
+          { trap "" TERM
+            read -r _ || exit 0
             t=
             while read -r _; do
               if [ -z "$t" ]; then hit TERM; t=1; else hit KILL; fi
             done
             [ -z "$t" ] || hit KILL
-            kill -TERM $$
+            kill -USR1 $$
           } <&3 >/dev/null 2>&1 &
           w=$!
           exec 3<&-
-          trap quit TERM
           f=0 n=0
           while :; do
             if ended; then f=1; elif ! alive; then ended && f=1 || f=2; fi
-            g=
+            q=
             size out
-            if [ "$z" -gt "$o" ]; then tail -c +$((o + 1)) "$d/out" | head -c $((z - o)); o=$z g=1; fi
+            if [ "$z" -gt "$o" ]; then tail -c +$((o + 1)) "$d.out" | head -c $((z - o)); o=$z q=1; fi
             size err
-            if [ "$z" -gt "$e" ]; then tail -c +$((e + 1)) "$d/err" | head -c $((z - e)) >&2; e=$z g=1; fi
+            if [ "$z" -gt "$e" ]; then tail -c +$((e + 1)) "$d.err" | head -c $((z - e)) >&2; e=$z q=1; fi
             if [ $f != 0 ]; then
               kill $w 2>/dev/null
               [ -z "$k" ] || : >"$k"
@@ -130,7 +160,7 @@ enum DetachedCommand {
             fi
             # The supervisor wakes this one (SIGWINCH, whose default is to do nothing) when
             # the command ends; meanwhile it looks for output, more rarely as none comes.
-            if [ -n "$g" ]; then n=0; else n=$((n + 1)); fi
+            if [ -n "$q" ]; then n=0; else n=$((n + 1)); fi
             case $n in 0 | 1) i=0.05 ;; 2) i=0.1 ;; 3) i=0.2 ;; 4) i=0.5 ;; *) i=1 ;; esac
             sleep $i 2>/dev/null &
             wait $!
@@ -149,27 +179,6 @@ enum DetachedCommand {
           w=
           if begin "$@"; then echo started; else echo "error $why"; fi
           ;;
-        supervise)
-          trap "" HUP
-          w=$1 m=$2
-          shift 2
-          # A line for /bin/sh runs in a subshell of this one, with no program to start; the
-          # user's other shells get it as ssh would give it to them.
-          case ${SHELL:-/bin/sh} in /bin/sh | /usr/bin/sh) h= ;; *) h=$SHELL ;; esac
-          e=$d/err
-          case $m in merge-*) e=$d/out ;; esac
-          case $m in
-          *line) if [ -z "$h" ]; then (cd && eval "$1"); else (cd && exec "$h" -c "$1"); fi </dev/null >>"$d/out" 2>>"$e" & ;;
-          *) (cd && exec "$@") </dev/null >>"$d/out" 2>>"$e" & ;;
-          esac
-          c=$!
-          trap "" INT TERM
-          wait $c
-          r=$?
-          echo $r >"$d/status"
-          [ -z "$w" ] || kill -WINCH "$w" 2>/dev/null
-          { read -r f <"$d/follower" && [ -n "$f" ] && kill -WINCH "$f"; } 2>/dev/null
-          ;;
         follow) follow "$1" "$2" ;;
         check)
           ids || { echo gone; exit 0; }
@@ -186,7 +195,7 @@ enum DetachedCommand {
             while [ $i -lt 50 ] && ! ended && alive; do sleep 0.1 2>/dev/null || sleep 1; i=$((i + 1)); done
             hit KILL
           fi
-          [ ! -d "$d" ] || rm -rf "$d" || { echo "error cannot remove $d"; exit 0; }
+          rm -f "$d.pid" "$d.out" "$d.err" "$d.status" "$d.follower" || { echo "error cannot remove $d.*"; exit 0; }
           echo cleaned
           ;;
         *) echo "error unknown request $v" ;;
@@ -268,10 +277,10 @@ enum DetachedCommand {
         return nil
     }
 
-    /// Where the directory is on the host, for messages (the host's XDG_STATE_HOME may move it).
-    static func directoryHint(_ key: String) -> String { "~/.local/state/job/detached/\(key)" }
+    /// Where the files are on the host, for messages (the host's XDG_STATE_HOME may move them).
+    static func directoryHint(_ key: String) -> String { "~/.local/state/job/detached/\(key).*" }
 
-    /// The directory's name on the host: the child's instance id and its attempt, so that a
+    /// The files' name on the host: the child's instance id and its attempt, so that a
     /// retried child runs anew, and a start repeated for the same attempt finds its own.
     static func key(instanceId: UUID, attempt: Int) -> String {
         "\(instanceId.uuidString.lowercased())-\(attempt)"

@@ -84,7 +84,7 @@ extension JobManager {
             case .follow: break
             case .absent:
                 guard !progress.started else {
-                    return endDetached(id, .failed("\(link.host): the command's directory on the host is gone (\(DetachedCommand.directoryHint(key)))"))
+                    return endDetached(id, .failed("\(link.host): the command's files on the host are gone (\(DetachedCommand.directoryHint(key)))"))
                 }
                 guard await startOnHost(id, link: link, key: key, plan: plan, firstContact: false) else { return }
             }
