@@ -93,6 +93,11 @@ public final class SSHHosts: Sendable {
         guard result.status == 0 else { throw FixtureError(message: "ssh-hosts start failed: \(result.stderr)") }
     }
 
+    /// Puts a program on the hosts' PATH (a link in the fixture's `bin`, first in it).
+    public func install(_ program: String, as name: String) throws {
+        try FileManager.default.createSymbolicLink(atPath: "\(directory)/bin/\(name)", withDestinationPath: program)
+    }
+
     /// A host's state directory (its sessions' XDG_STATE_HOME).
     public func stateDirectory(_ name: String) -> String { "\(directory)/state/\(name)" }
 

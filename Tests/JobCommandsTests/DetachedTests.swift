@@ -30,6 +30,29 @@ struct DetachedTests {
         return notes
     }
 
+    /// The seed's third configuration ("Invoke-Command running Start-Job"): where `job` is
+    /// installed on the computers, each one's job is kept by its own daemon there.
+    @Test func jobsStartedOnComputersAreKeptByTheirOwnDaemons() async throws {
+        try await withSSHHosts(["js1", "js2"]) { hosts in
+            try hosts.install(builtExecutable("job"), as: "job")
+            try await withCLI { cli in
+                let remote = { (line: String) in
+                    try await cli.run(["invoke", "--computer", "js1,js2", "--ssh-config", hosts.configFile, "-c", line])
+                }
+                let started = try await remote("job start --name seed -- sh -c 'echo hello from $(hostname)'")
+                #expect(started.status == 0, "\(started.stderr)")
+                let lines = started.stdout.split(separator: "\n")
+                #expect(lines.contains { $0.hasPrefix("js1: ") && $0.contains("seed") }, "\(started.stdout)")
+                #expect(lines.contains { $0.hasPrefix("js2: ") && $0.contains("seed") })
+                #expect(try await cli.run("get").stdout.isEmpty, "nothing of theirs is kept here")
+                let received = try await remote("job wait seed >/dev/null && job receive seed")
+                #expect(received.status == 0, "\(received.stderr)")
+                #expect(Set(received.stdout.split(separator: "\n")) == ["js1: hello from js1", "js2: hello from js2"])
+                #expect(try await remote("job remove seed && job daemon stop").status == 0)
+            }
+        }
+    }
+
     func invoke(_ cli: CLI, _ hosts: SSHHosts, _ computers: String, _ line: String) async throws {
         let started = try await cli.run([
             "invoke", "--computer", computers, "--as-job", "--detached", "--ssh-config", hosts.configFile, "-c", line,
