@@ -93,6 +93,12 @@ public final class SSHHosts: Sendable {
         guard result.status == 0 else { throw FixtureError(message: "ssh-hosts start failed: \(result.stderr)") }
     }
 
+    /// Cuts (false) or restores (true) a `NAME:netns` host's link: packets vanish meanwhile.
+    public func link(_ name: String, up: Bool) async throws {
+        let result = try await runProcessDetached("/bin/bash", [Self.script, "link", directory, name, up ? "up" : "down"])
+        guard result.status == 0 else { throw FixtureError(message: "ssh-hosts link failed: \(result.stderr)") }
+    }
+
     /// Puts a program on the hosts' PATH (a link in the fixture's `bin`, first in it).
     public func install(_ program: String, as name: String) throws {
         try FileManager.default.createSymbolicLink(atPath: "\(directory)/bin/\(name)", withDestinationPath: program)

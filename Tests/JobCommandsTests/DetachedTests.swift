@@ -114,6 +114,32 @@ struct DetachedTests {
         }
     }
 
+    /// A host whose network goes away (its link set down): the connection times out rather
+    /// than being refused; ssh is told to notice within seconds.
+    @Test func aHostWhoseLinkGoesDownForAWhileLosesNothing() async throws {
+        try await withSSHHosts(["dl1:netns"]) { hosts in
+            try hosts.appendToConfig("Host dl1\n  ServerAliveInterval 1\n  ServerAliveCountMax 2\n  ConnectTimeout 2\n")
+            let go = try Self.notes(hosts) + "/go"
+            try await withCLI { cli in
+                try await invoke(cli, hosts, "dl1", Self.counter(go: go))
+                #expect(try await eventually { try await cli.run("receive", "2", "--keep").stdout.count > 10 })
+                try await hosts.link("dl1", up: false)
+                #expect(try await eventually { try await cli.state("2") == "Disconnected" }, "noticed without a refusal")
+                let reason = try await cli.job("2")["reason"] as? String ?? ""
+                #expect(reason.hasPrefix("dl1: ") && reason.contains("timed out"), "\(reason)")
+                let out = try #require(hosts.detachedJobs("dl1").first) + ".out"
+                let size = { (try? FileManager.default.attributesOfItem(atPath: out)[.size] as? Int) ?? 0 }
+                let before = size()
+                #expect(try await eventually { size() > before + 20 }, "the command goes on")
+                try await hosts.link("dl1", up: true)
+                #expect(try await eventually { try await cli.state("2") == "Running" }, "reached again")
+                FileManager.default.createFile(atPath: go, contents: nil)
+                #expect(try await cli.run("wait", "1").status == 0)
+                Self.expectWholeCount(try await cli.run("receive", "1").stdout, atLeast: 20)
+            }
+        }
+    }
+
     @Test func aKilledMasterIsReplacedAndTheOutputGoesOnWhole() async throws {
         try await withSSHHosts(["dm1"]) { hosts in
             let go = try Self.notes(hosts) + "/go"
