@@ -178,6 +178,46 @@ struct DetachedTests {
         }
     }
 
+    /// This machine restarting: the daemon, every supervisor and every master of the home
+    /// gone at once; the daemon started later reconnects.
+    @Test func everythingLocalKilledAtOnceIsLikeARestartAndLosesNothing() async throws {
+        try await withSSHHosts(["dr1"]) { hosts in
+            let go = try Self.notes(hosts) + "/go"
+            try await withCLI { cli in
+                try await invoke(cli, hosts, "dr1", Self.counter(go: go))
+                #expect(try await eventually { try await cli.run("receive", "2", "--keep").stdout.count > 10 })
+                try await cli.killDaemon()
+                // The supervisors (their argv names the home's jobs) and the masters (named by
+                // the home's sockets).
+                _ = try await CLI.execute("/usr/bin/pkill", ["-KILL", "-f", "\(cli.home.path)/"])
+                #expect(try await eventually { try await CLI.execute("/usr/bin/pgrep", ["-f", "\(cli.home.path)/"]).status != 0 })
+                #expect(try await eventually { try await cli.state("2") == "Running" }, "the next daemon reconnects")
+                FileManager.default.createFile(atPath: go, contents: nil)
+                #expect(try await cli.run("wait", "1").status == 0)
+                Self.expectWholeCount(try await cli.run("receive", "1").stdout, atLeast: 5)
+            }
+        }
+    }
+
+    @Test func aRemovedJobsFilesGoFromAHostThatWasAwayOnceItIsBack() async throws {
+        try await withSSHHosts(["da1"]) { hosts in
+            try await withCLI { cli in
+                try await invoke(cli, hosts, "da1", "sleep 4601; echo never")
+                #expect(try await eventually { try await CLI.execute("/usr/bin/pgrep", ["-fx", "sleep 4601"]).status == 0 })
+                try await hosts.stop("da1")
+                #expect(try await eventually { try await cli.state("2") == "Disconnected" })
+                let removed = try await cli.run("remove", "1", "--force")
+                #expect(removed.status == 0, "\(removed.stderr)")
+                #expect(try await cli.run("get").stdout.isEmpty, "gone here at once")
+                #expect(!hosts.detachedJobs("da1").isEmpty, "its files wait for the host")
+                try await hosts.start("da1")
+                // The daemon tries again on its own (30 s after a failure, at most).
+                #expect(try await eventually(within: .seconds(90)) { hosts.detachedJobs("da1").isEmpty }, "then they go")
+                #expect(try await CLI.execute("/usr/bin/pgrep", ["-fx", "sleep 4601"]).status != 0, "and so does the command")
+            }
+        }
+    }
+
     @Test func aCommandThatEndsWhileNobodyIsConnectedKeepsItsStatus() async throws {
         try await withSSHHosts(["de1"]) { hosts in
             let go = try Self.notes(hosts) + "/go"
