@@ -75,6 +75,7 @@ extension JobManager {
         // ended first), now or once the host can be reached.
         let cleanups = remoteCleanups(of: leaves)
         try store.delete(removed, cleanups: cleanups)
+        forgetDetached(removed)
         if !cleanups.isEmpty { workContinuation.yield(.cleanUp(after: .zero)) }
         for id in table.remove(ids) { unsaved.removeValue(forKey: id) }
         hub.publish(events)

@@ -59,8 +59,6 @@ extension JobManager {
         return try startParent(spec, name: name, type: .remoteJob, computers: computers, options: options, scheduling: scheduling)
     }
 
-    /// `sessions`: the children run in these sessions (one each, on their computers), and
-    /// start as the scheduler finds their sessions free.
     /// A computer to reach with ssh, and the ssh configuration to reach it with, checked.
     static func checkedComputer(_ computer: String, sshConfigFile: String?) throws(JobError) {
         // ssh would read a leading '-' as an option, and blanks or commas would not survive
@@ -80,6 +78,9 @@ extension JobManager {
         }
     }
 
+    /// A parent and its children, inserted, the children that start now launched. `sessions`:
+    /// the children run in these sessions (one each, on their computers), and start as the
+    /// scheduler finds their sessions free.
     func startParent(
         _ spec: ProcessSpec, name: String?, type: JobType, computers: [String], options: InvokeOptions? = nil,
         scheduling: StartOptions, stdin: Int32? = nil, sessions: [Int]? = nil
@@ -298,11 +299,6 @@ extension JobManager {
         }
         return changed
     }
-
-    /// Starts a thread job: `body` runs in this process, as a task of `run()`. It has no
-    /// children; its Type is `ThreadJob`. Output written through the context is stored like a
-    /// process's. A thrown error makes it `Failed` with the error as Reason; `stop` cancels it
-    /// (`Stopped`). It cannot outlive this process: an engine opened later shows it `Failed`,
 
     /// Where a job's output files are: `<prefix>.stdout`, `<prefix>.stderr`, `<prefix>.index`.
     nonisolated func outputPrefix(_ id: Int) -> String { supervisor.prefix(id) }

@@ -73,6 +73,8 @@ extension JobManager {
         let environment = plan.spec.environment
         let form = shellForm(link)
         if !progress.started, detachedWork.firstStart.remove(id) != nil {
+            // Stopped before anything was sent to the host: it never runs.
+            if child.stopRequested { return endDetached(id, .cancelled) }
             // First contact: through a master that answers, the start and the follower are
             // one request; without one, ssh starts it (and becomes the master), and a host it
             // cannot reach fails the child: the command never ran.
@@ -250,10 +252,19 @@ extension JobManager {
     }
 
     private func endDetached(_ id: Int, _ outcome: LeafOutcome) {
-        detachedWork.failures[id] = nil
-        detachedWork.followed[id] = nil
+        forgetDetached([id])
         let ended = table.leafEnded(id, outcome: outcome, at: Date(), recorded: OutputFormat.recordCount(prefix: outputPrefix(id)))
         try? persist(ended + schedule(after: ended))
+    }
+
+    /// What the engine kept for reaching these children, which need no more of it.
+    func forgetDetached(_ ids: [Int]) {
+        for id in ids {
+            detachedWork.failures[id] = nil
+            detachedWork.followed[id] = nil
+            detachedWork.touched[id] = nil
+            detachedWork.firstStart.remove(id)
+        }
     }
 
     /// A command touched these jobs: their disconnected children are tried now (at most
