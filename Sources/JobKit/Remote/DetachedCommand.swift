@@ -41,12 +41,38 @@ import JobModel
 /// streams. No single quote and no backslash in it (but in its comments, which are not
 /// sent): it is sent in single quotes, which fish and csh read too.
 enum DetachedCommand {
-    /// The script as sent: without its comments, which are for the reader of this file.
-    static let script = source.split(separator: "\n").filter {
-        !$0.drop { $0 == " " }.hasPrefix("#")
-    }.joined(separator: "\n")
+    /// The script, whole, as sent: without its comments, which are for the reader of this file.
+    static let script = sections.map(\.text).joined(separator: "\n")
+
+    /// What a verb needs of it: every request carries its script, and sshd and the host's
+    /// shell handle every byte of it.
+    static func script(for verb: String) -> String {
+        let needs: Set<String>
+        switch verb {
+        case "run": needs = ["common", "begin", "follow", "dispatch"]
+        case "start": needs = ["common", "begin", "dispatch"]
+        case "follow": needs = ["common", "follow", "dispatch"]
+        default: needs = ["common", "dispatch"]
+        }
+        return sections.filter { needs.contains($0.name) }.map(\.text).joined(separator: "\n")
+    }
+
+    /// The source's parts (`#= NAME` lines begin them), without comments.
+    private static let sections: [(name: String, text: String)] = {
+        var result: [(name: String, text: String)] = []
+        for line in source.split(separator: "\n") {
+            let code = line.drop { $0 == " " }
+            if code.hasPrefix("#= ") {
+                result.append((String(code.dropFirst(3)), ""))
+            } else if !code.hasPrefix("#"), let last = result.indices.last {
+                result[last].text += (result[last].text.isEmpty ? "" : "\n") + line
+            }
+        }
+        return result
+    }()
 
     private static let source = """
+        #= common
         umask 077
         d=${XDG_STATE_HOME:-$HOME/.local/state}/job/detached/$3
         v=$2
@@ -74,6 +100,7 @@ enum DetachedCommand {
             [ "$b" = "$c" ] || u=
           fi
         }
+        #= begin
         begin() {
           [ ! -s "$d.pid" ] || return 0
           if [ ! -d "${d%/*}" ]; then
@@ -115,6 +142,7 @@ enum DetachedCommand {
           [ -z "$w" ] || kill -WINCH "$w" 2>/dev/null
           { read -r f <"$d.follower" && [ -n "$f" ] && kill -WINCH "$f"; } 2>/dev/null
         }
+        #= follow
         # The follower told to end (its connection went): its watcher goes, the command stays.
         quit() {
           kill $w 2>/dev/null
@@ -168,6 +196,7 @@ enum DetachedCommand {
             if [ $? = 1 ]; then sleep 1; else kill $! 2>/dev/null; fi
           done
         }
+        #= dispatch
         case $v in
         run)
           o=$1 e=$2 w=$$
@@ -209,9 +238,9 @@ enum DetachedCommand {
     static func line(_ verb: String, key: String, _ arguments: [String] = [], form: RemoteCommand.Form = .viaSh) -> String {
         switch form {
         case .direct:
-            return "set -- " + ([script, verb, key] + arguments).map(RemoteCommand.quote).joined(separator: " ") + "\neval \"$1\""
+            return "set -- " + ([script(for: verb), verb, key] + arguments).map(RemoteCommand.quote).joined(separator: " ") + "\neval \"$1\""
         case .viaSh:
-            return (["exec", "/bin/sh", "-c", "eval \"$1\"", "sh", script, verb, key] + arguments)
+            return (["exec", "/bin/sh", "-c", "eval \"$1\"", "sh", script(for: verb), verb, key] + arguments)
                 .map(RemoteCommand.quote).joined(separator: " ")
         }
     }

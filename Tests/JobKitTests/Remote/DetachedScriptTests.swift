@@ -12,6 +12,20 @@ import Testing
         #expect(!DetachedCommand.script.split(separator: "\n").contains { $0.drop { $0 == " " }.hasPrefix("#") }, "comments stay here")
     }
 
+    @Test func eachRequestCarriesWhatItsVerbNeeds() {
+        let run = DetachedCommand.script(for: "run")
+        #expect(run.contains("begin() {") && run.contains("supervise() {") && run.contains("follow() {"))
+        #expect(DetachedCommand.script(for: "start").contains("supervise() {"))
+        #expect(!DetachedCommand.script(for: "start").contains("follow() {"))
+        #expect(DetachedCommand.script(for: "follow").contains("follow() {"))
+        #expect(!DetachedCommand.script(for: "follow").contains("begin() {"))
+        for verb in ["check", "clean"] {
+            let script = DetachedCommand.script(for: verb)
+            #expect(script.contains("ids() {") && script.contains("case $v in") && !script.contains("begin() {"), "\(verb)")
+            #expect(script.count < run.count / 2, "\(verb): \(script.count) bytes")
+        }
+    }
+
     @Test func checkAnswersAreReadExactly() {
         #expect(DetachedCommand.parse(check: "running 12 0") == .running(StreamOffsets(output: 12, error: 0)))
         #expect(DetachedCommand.parse(check: "ended 255 3 4") == .ended(status: 255, StreamOffsets(output: 3, error: 4)))
