@@ -91,25 +91,8 @@ struct DetachedTests {
 
     @Test func theCommandGoesOnWhileItsHostCannotBeReachedAndNothingIsLostOrRepeated() async throws {
         try await withSSHHosts(["dc1"]) { hosts in
-            let go = try Self.notes(hosts) + "/go"
-            try await withCLI { cli in
-                try await invoke(cli, hosts, "dc1", Self.counter(go: go))
-                #expect(try await eventually { try await cli.run("receive", "2", "--keep").stdout.count > 10 }, "the counter runs")
-                try await hosts.stop("dc1")
-                #expect(try await eventually { try await cli.state("2") == "Disconnected" }, "the child is Disconnected")
-                #expect(try await cli.state("1") == "Disconnected", "and so is its parent")
-                let reason = try await cli.job("2")["reason"] as? String ?? ""
-                #expect(reason.hasPrefix("dc1: ssh: connect to host 127.0.0.1"), "\(reason)")
-                // The counter keeps counting on the host meanwhile.
-                let out = try #require(hosts.detachedJobs("dc1").first) + ".out"
-                let size = { (try? FileManager.default.attributesOfItem(atPath: out)[.size] as? Int) ?? 0 }
-                let before = size()
-                #expect(try await eventually { size() > before + 20 }, "the command goes on")
-                try await hosts.start("dc1")
-                #expect(try await eventually { try await cli.state("2") == "Running" }, "reached again")
-                FileManager.default.createFile(atPath: go, contents: nil)
-                #expect(try await cli.run("wait", "1").status == 0)
-                Self.expectWholeCount(try await cli.run("receive", "1").stdout, atLeast: 20)
+            try await expectItGoesOnWhileAway(hosts, "dc1", cut: { try await hosts.stop("dc1") }, restore: { try await hosts.start("dc1") }) {
+                $0.hasPrefix("dc1: ssh: connect to host 127.0.0.1")
             }
         }
     }
@@ -119,24 +102,38 @@ struct DetachedTests {
     @Test func aHostWhoseLinkGoesDownForAWhileLosesNothing() async throws {
         try await withSSHHosts(["dl1:netns"]) { hosts in
             try hosts.appendToConfig("Host dl1\n  ServerAliveInterval 1\n  ServerAliveCountMax 2\n  ConnectTimeout 2\n")
-            let go = try Self.notes(hosts) + "/go"
-            try await withCLI { cli in
-                try await invoke(cli, hosts, "dl1", Self.counter(go: go))
-                #expect(try await eventually { try await cli.run("receive", "2", "--keep").stdout.count > 10 })
-                try await hosts.link("dl1", up: false)
-                #expect(try await eventually { try await cli.state("2") == "Disconnected" }, "noticed without a refusal")
-                let reason = try await cli.job("2")["reason"] as? String ?? ""
-                #expect(reason.hasPrefix("dl1: ") && reason.contains("timed out"), "\(reason)")
-                let out = try #require(hosts.detachedJobs("dl1").first) + ".out"
-                let size = { (try? FileManager.default.attributesOfItem(atPath: out)[.size] as? Int) ?? 0 }
-                let before = size()
-                #expect(try await eventually { size() > before + 20 }, "the command goes on")
-                try await hosts.link("dl1", up: true)
-                #expect(try await eventually { try await cli.state("2") == "Running" }, "reached again")
-                FileManager.default.createFile(atPath: go, contents: nil)
-                #expect(try await cli.run("wait", "1").status == 0)
-                Self.expectWholeCount(try await cli.run("receive", "1").stdout, atLeast: 20)
-            }
+            try await expectItGoesOnWhileAway(
+                hosts, "dl1", cut: { try await hosts.link("dl1", up: false) }, restore: { try await hosts.link("dl1", up: true) }
+            ) { $0.hasPrefix("dl1: ") && $0.contains("timed out") }
+        }
+    }
+
+    /// A counter on `host`, cut off by `cut`: the child and its parent are Disconnected with
+    /// ssh's reason, the counter goes on there; after `restore` the child is Running again,
+    /// and once it ends its output is whole.
+    func expectItGoesOnWhileAway(
+        _ hosts: SSHHosts, _ host: String, cut: () async throws -> Void, restore: () async throws -> Void,
+        reason expected: (String) -> Bool
+    ) async throws {
+        let go = try Self.notes(hosts) + "/go"
+        try await withCLI { cli in
+            try await invoke(cli, hosts, host, Self.counter(go: go))
+            #expect(try await eventually { try await cli.run("receive", "2", "--keep").stdout.count > 10 }, "the counter runs")
+            try await cut()
+            #expect(try await eventually { try await cli.state("2") == "Disconnected" }, "the child is Disconnected")
+            #expect(try await cli.state("1") == "Disconnected", "and so is its parent")
+            let reason = try await cli.job("2")["reason"] as? String ?? ""
+            #expect(expected(reason), "\(reason)")
+            // The counter keeps counting on the host meanwhile.
+            let out = try #require(hosts.detachedJobs(host).first) + ".out"
+            let size = { (try? FileManager.default.attributesOfItem(atPath: out)[.size] as? Int) ?? 0 }
+            let before = size()
+            #expect(try await eventually { size() > before + 20 }, "the command goes on")
+            try await restore()
+            #expect(try await eventually { try await cli.state("2") == "Running" }, "reached again")
+            FileManager.default.createFile(atPath: go, contents: nil)
+            #expect(try await cli.run("wait", "1").status == 0)
+            Self.expectWholeCount(try await cli.run("receive", "1").stdout, atLeast: 20)
         }
     }
 
