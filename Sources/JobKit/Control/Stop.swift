@@ -26,15 +26,17 @@ extension JobManager {
         guard !toSignal.isEmpty else { return }
         let finished: @Sendable (JobInfo?) -> Bool = { $0?.state.isFinished ?? true }
         for id in toSignal { signal(id, kill: false) }
-        // A detached child with no follower now is stopped once its host is reached: tried now.
-        touchDetached(toSignal.filter { !supervisor.isAlive($0) })
-        if await waitUntil(toSignal, any: false, timeout: grace, done: finished) != nil { return }
+        // A detached child that nobody follows now (its host is away) is stopped once its
+        // host is reached, tried now; it stays Stopping meanwhile, and is not waited for.
+        let unfollowed = Set(toSignal.filter { table[$0]?.detached != nil && !supervisor.isAlive($0) })
+        touchDetached(Array(unfollowed))
+        let followed = toSignal.filter { !unfollowed.contains($0) }
+        if await waitUntil(followed, any: false, timeout: grace, done: finished) != nil { return }
         // Every path ends in SIGKILL: what ignored SIGTERM does not outlive the grace period.
-        for id in toSignal where table[id]?.state.isFinished == false { signal(id, kill: true) }
-        // Detached children are waited for a while: a host away keeps them Stopping, and the
-        // stop is finished when it comes back.
-        let detached = toSignal.filter { table[$0]?.detached != nil }
-        let others = toSignal.filter { table[$0]?.detached == nil }
+        for id in followed where table[id]?.state.isFinished == false { signal(id, kill: true) }
+        // Detached children are waited for a while: their end comes from their host.
+        let detached = followed.filter { table[$0]?.detached != nil }
+        let others = followed.filter { table[$0]?.detached == nil }
         _ = await waitUntil(others, any: false, timeout: nil, done: finished)
         if !detached.isEmpty { _ = await waitUntil(detached, any: false, timeout: Self.detachedStopWait, done: finished) }
     }
