@@ -34,8 +34,8 @@ import JobModel
 /// - `check`: answers `running OUT ERR`, `ended STATUS OUT ERR`, `lost OUT ERR` (no status,
 ///   and the supervisor is gone: the host restarted, or it was killed) or `gone` (no such
 ///   command), with the streams' sizes.
-/// - `clean`: ends the command if it still runs (TERM, up to 5 s, KILL), removes its files,
-///   and answers `cleaned`.
+/// - `clean [KEY…]`: for this key and any more, ends the command if it still runs (TERM, up
+///   to 5 s, KILL) and removes its files; answers `cleaned`.
 ///
 /// Every answer is one line on stdout; the script's own errors never reach the job's
 /// streams. No single quote and no backslash in it (but in its comments, which are not
@@ -218,13 +218,17 @@ enum DetachedCommand {
           fi
           ;;
         clean)
-          if ids && ! ended && alive; then
-            hit TERM
-            i=0
-            while [ $i -lt 50 ] && ! ended && alive; do sleep 0.1 2>/dev/null || sleep 1; i=$((i + 1)); done
-            hit KILL
-          fi
-          rm -f "$d.pid" "$d.out" "$d.err" "$d.status" "$d.follower" || { echo "error cannot remove $d.*"; exit 0; }
+          # The key, then any more: the removed jobs of one host in one request.
+          for k in "${d##*/}" "$@"; do
+            d=${d%/*}/$k
+            if ids && ! ended && alive; then
+              hit TERM
+              i=0
+              while [ $i -lt 50 ] && ! ended && alive; do sleep 0.1 2>/dev/null || sleep 1; i=$((i + 1)); done
+              hit KILL
+            fi
+            rm -f "$d.pid" "$d.out" "$d.err" "$d.status" "$d.follower" || { echo "error cannot remove $d.*"; exit 0; }
+          done
           echo cleaned
           ;;
         *) echo "error unknown request $v" ;;
@@ -269,7 +273,12 @@ enum DetachedCommand {
     }
 
     static func check(key: String, form: RemoteCommand.Form) -> String { line("check", key: key, form: form) }
-    static func clean(key: String, form: RemoteCommand.Form = .viaSh) -> String { line("clean", key: key, form: form) }
+    static func clean(key: String, form: RemoteCommand.Form = .viaSh) -> String { clean(keys: [key], form: form) }
+
+    /// `clean` of several jobs of one host, in one request (`keys` not empty).
+    static func clean(keys: [String], form: RemoteCommand.Form = .viaSh) -> String {
+        line("clean", key: keys.first ?? "", Array(keys.dropFirst()), form: form)
+    }
 
     /// The follower's exit status that means "ask `check`" rather than the command's own.
     static let askCheck: Int32 = 255

@@ -34,6 +34,9 @@ extension JobManager {
         var cleanupFailures = 0
     }
 
+    /// The most jobs of one host one cleanup request takes.
+    static let cleanupBatch = 200
+
     /// The most a disconnected child waits before it is tried again.
     static let reachBackoffLimit = 30.0
 
@@ -353,23 +356,32 @@ extension JobManager {
             }
         }
         let environment = ProcessInfo.processInfo.environment
-        var reachable: [(RemoteCleanup, SSHLink)] = []
+        // One request per host (and ssh configuration), for up to `cleanupBatch` of its jobs.
+        var batches: [(keys: [String], link: SSHLink)] = []
+        var batchIndex: [String: Int] = [:]
         for cleanup in pending {
+            let group = cleanup.computer + "\u{0}" + (cleanup.sshConfig ?? "")
+            if let index = batchIndex[group], batches[index].keys.count < Self.cleanupBatch {
+                batches[index].keys.append(cleanup.key)
+                continue
+            }
             let link = SSHLink.make(host: cleanup.computer, configFile: cleanup.sshConfig, home: home)
-            if (try? prepareSSH(link)) != nil { reachable.append((cleanup, link)) }
+            guard (try? prepareSSH(link)) != nil else { continue }
+            batchIndex[group] = batches.count
+            batches.append(([cleanup.key], link))
         }
-        let done = await withTaskGroup(of: String?.self) { group in
-            for (cleanup, link) in reachable {
-                let line = DetachedCommand.clean(key: cleanup.key, form: shellForm(link))
+        let done = await withTaskGroup(of: [String].self) { group in
+            for (keys, link) in batches {
+                let line = DetachedCommand.clean(keys: keys, form: shellForm(link))
                 group.addTask {
                     guard case .answered(let answer) = await self.ask(nil, link, line, environment: environment),
                         answer.split(separator: "\n").last == "cleaned"
-                    else { return nil }
-                    return cleanup.key
+                    else { return [] }
+                    return keys
                 }
             }
             var done: [String] = []
-            for await key in group { if let key { done.append(key) } }
+            for await keys in group { done += keys }
             return done
         }
         for key in done { try? store.finishCleanup(key) }

@@ -1,4 +1,5 @@
 import Foundation
+import JobTesting
 import Testing
 
 @testable import JobKit
@@ -24,6 +25,32 @@ import Testing
             #expect(script.contains("ids() {") && script.contains("case $v in") && !script.contains("begin() {"), "\(verb)")
             #expect(script.count < run.count / 2, "\(verb): \(script.count) bytes")
         }
+    }
+
+    /// The script run here by /bin/sh as a host would, its state in `state`.
+    func host(_ state: String, _ verb: String, key: String, _ arguments: [String] = []) throws -> String {
+        let result = try runProcess(
+            "/bin/sh", ["-c", "eval \"$1\"", "sh", DetachedCommand.script(for: verb), verb, key] + arguments,
+            environment: ["XDG_STATE_HOME": state, "HOME": state, "PATH": "/usr/bin:/bin"])
+        return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    @Test func aHostAnswersCheckAndCleansSeveralJobsInOneRequest() throws {
+        let state = try TemporaryHome("detached-script")
+        let directory = state.path + "/job/detached"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        #expect(try host(state.path, "check", key: "k1") == "gone")
+        // Two jobs as a supervisor leaves them once ended (no process of theirs alive).
+        for key in ["k1", "k2"] {
+            try "2147483646 2147483646\n".write(toFile: "\(directory)/\(key).pid", atomically: true, encoding: .utf8)
+            try "hello\n".write(toFile: "\(directory)/\(key).out", atomically: true, encoding: .utf8)
+            try "".write(toFile: "\(directory)/\(key).err", atomically: true, encoding: .utf8)
+        }
+        #expect(try host(state.path, "check", key: "k1") == "lost 6 0", "no status, no supervisor")
+        try "3\n".write(toFile: "\(directory)/k1.status", atomically: true, encoding: .utf8)
+        #expect(try host(state.path, "check", key: "k1") == "ended 3 6 0")
+        #expect(try host(state.path, "clean", key: "k1", ["k2"]) == "cleaned")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).isEmpty, "both jobs' files are gone")
     }
 
     @Test func checkAnswersAreReadExactly() {
