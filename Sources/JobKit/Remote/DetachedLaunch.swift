@@ -274,7 +274,14 @@ extension JobManager {
     /// every 2 s each), not at the end of their backoff.
     func touchDetached(_ ids: [Int]) {
         let now = Date()
-        for leaf in table.leaves(of: ids) {
+        // Only detached families are looked into: `get` passes every job under way, and a
+        // foreach may have a hundred thousand children.
+        let detachedIds = ids.filter { id in
+            guard let record = table[id] else { return false }
+            return record.parentId == nil ? record.launch?.contains(#""detached":true"#) == true : record.detached != nil
+        }
+        guard !detachedIds.isEmpty else { return }
+        for leaf in table.leaves(of: detachedIds) {
             guard let record = table[leaf], record.detached != nil, !record.state.isFinished,
                 record.state == .disconnected || record.state == .stopping, !detachedWork.reaching.contains(leaf),
                 now.timeIntervalSince(detachedWork.touched[leaf] ?? .distantPast) >= 2
