@@ -157,7 +157,7 @@ enum DetachedCommand {
           [ "$3" = - ] || { k=$d.follower; echo $$ >"$k"; }
           # A stop's SIGTERM reaches the follower that started the command (its group is
           # the command's): it goes on, to bring the status.
-          trap : WINCH
+          trap "x=1" WINCH
           trap "" TERM
           trap quit USR1
           exec 3<&0 </dev/null
@@ -174,6 +174,7 @@ enum DetachedCommand {
           exec 3<&-
           f=0 n=0
           while :; do
+            x=
             if ended; then f=1; elif ! alive; then ended && f=1 || f=2; fi
             q=
             size out
@@ -190,10 +191,15 @@ enum DetachedCommand {
             # the command ends; meanwhile it looks for output, more rarely as none comes.
             if [ -n "$q" ]; then n=0; else n=$((n + 1)); fi
             case $n in 0 | 1) i=0.05 ;; 2) i=0.1 ;; 3) i=0.2 ;; 4) i=0.5 ;; *) i=1 ;; esac
+            # A wake that came since the look above (x) is not waited through.
             sleep $i 2>/dev/null &
-            wait $!
-            # 1: this sleep takes whole seconds only.
-            if [ $? = 1 ]; then sleep 1; else kill $! 2>/dev/null; fi
+            j=$!
+            if [ -z "$x" ]; then
+              wait $j
+              # 1: this sleep takes whole seconds only.
+              [ $? != 1 ] || sleep 1
+            fi
+            kill $j 2>/dev/null
           done
         }
         #= dispatch
