@@ -145,7 +145,7 @@ enum DetachedCommand {
         #= follow
         # The follower told to end (its connection went): its watcher goes, the command stays.
         quit() {
-          kill $w 2>/dev/null
+          kill -KILL $w 2>/dev/null
           [ -z "$k" ] || : >"$k"
           exit 255
         }
@@ -182,7 +182,7 @@ enum DetachedCommand {
             size err
             if [ "$z" -gt "$e" ]; then tail -c +$((e + 1)) "$d.err" | head -c $((z - e)) >&2; e=$z q=1; fi
             if [ $f != 0 ]; then
-              kill $w 2>/dev/null
+              kill -KILL $w 2>/dev/null
               [ -z "$k" ] || : >"$k"
               [ $f = 1 ] && exit "$r"
               exit 255
@@ -192,14 +192,16 @@ enum DetachedCommand {
             if [ -n "$q" ]; then n=0; else n=$((n + 1)); fi
             case $n in 0 | 1) i=0.05 ;; 2) i=0.1 ;; 3) i=0.2 ;; 4) i=0.5 ;; *) i=1 ;; esac
             # A wake that came since the look above (x) is not waited through.
-            sleep $i 2>/dev/null &
+            # Apart from the request's descriptors, and killed with SIGKILL: this shell may
+            # ignore SIGTERM (see above), and so would its children.
+            sleep $i </dev/null >/dev/null 2>&1 &
             j=$!
             if [ -z "$x" ]; then
               wait $j
               # 1: this sleep takes whole seconds only.
               [ $? != 1 ] || sleep 1
             fi
-            kill $j 2>/dev/null
+            kill -KILL $j 2>/dev/null
           done
         }
         #= dispatch
