@@ -207,7 +207,9 @@ extension JobManager {
         var job = Supervisor.Job(
             argv: link.jobArguments(line: line, log: sshLogPath(id)), workingDirectory: "/", environment: environment,
             holdStdin: true,
-            throughMaster: link.masterAnswers ? Supervisor.ThroughMaster(socket: link.controlPath, command: line) : nil)
+            // The socket file, not a connection to it (which costs the master work): one that
+            // does not answer makes the supervisor run ssh instead.
+            throughMaster: link.masterIdentity != nil ? Supervisor.ThroughMaster(socket: link.controlPath, command: line) : nil)
         job.append = true
         changed += spawnLeaf(id, job)
         // A stop asked while nobody followed: the follower is stopped as soon as it is
@@ -299,9 +301,9 @@ extension JobManager {
     }
 
     /// Through the master by the supervisor's `--ask` (no ssh process: a few milliseconds),
-    /// or by ssh, which connects (and becomes the master) when none answers.
+    /// or by ssh, which connects (and becomes the master) when none answers (`--ask` says so).
     func ask(_ id: Int?, _ link: SSHLink, _ line: String, environment: [String: String]) async -> HostAnswer {
-        if link.masterAnswers,
+        if link.masterIdentity != nil,
             let (status, output) = try? await runCapturing(
                 [supervisor.executable, "--ask", link.controlPath, line], environment: environment),
             status != Self.askNoMaster
