@@ -113,7 +113,7 @@ enum DetachedCommand {
           # here, so that nothing done to this connection's processes reaches it. It keeps
           # the session and process group sshd made for this request, alone in them once
           # the request is answered: the command's, which a stop signals.
-          (supervise "$w" "$@" &
+          (supervise "$a" "$@" &
             echo "$! $$ $b" >"$d.pid")
           [ -s "$d.pid" ] || { why="the command could not be started"; return 1; }
         }
@@ -122,7 +122,7 @@ enum DetachedCommand {
           # descriptors meanwhile, which would hold the request open.
           exec </dev/null >/dev/null 2>&1
           trap "" HUP
-          w=$1 m=$2
+          a=$1 m=$2
           shift 2
           # A line for /bin/sh runs in a subshell of this one, with no program to start; the
           # user's other shells get it as ssh would give it to them.
@@ -139,15 +139,30 @@ enum DetachedCommand {
           r=$?
           echo $r >"$d.status"
           # The follower that started it, and one that came later, hear of the end at once.
-          [ -z "$w" ] || kill -WINCH "$w" 2>/dev/null
+          [ -z "$a" ] || kill -WINCH "$a" 2>/dev/null
           { read -r f <"$d.follower" && [ -n "$f" ] && kill -WINCH "$f"; } 2>/dev/null
         }
         #= follow
         # The follower told to end (its connection went): its watcher goes, the command stays.
         quit() {
-          kill -KILL $w 2>/dev/null
+          [ -z "$w" ] || kill -KILL $w 2>/dev/null
           [ -z "$k" ] || : >"$k"
           exit 255
+        }
+        # The watcher of the request's stdin: its first line is the hello, each further one
+        # a stop; its end, after a stop, the stop's SIGKILL; else the end of following.
+        watch() {
+          { trap "" TERM
+            t=
+            read -r _ &&
+            while read -r _; do
+              if [ -z "$t" ]; then hit TERM; t=1; else hit KILL; fi
+            done
+            [ -z "$t" ] || hit KILL
+            kill -USR1 $$
+          } <&3 >/dev/null 2>&1 &
+          w=$!
+          exec 3<&-
         }
         follow() {
           ids || exit 255
@@ -161,17 +176,7 @@ enum DetachedCommand {
           trap "" TERM
           trap quit USR1
           exec 3<&0 </dev/null
-          { trap "" TERM
-            read -r _ || exit 0
-            t=
-            while read -r _; do
-              if [ -z "$t" ]; then hit TERM; t=1; else hit KILL; fi
-            done
-            [ -z "$t" ] || hit KILL
-            kill -USR1 $$
-          } <&3 >/dev/null 2>&1 &
-          w=$!
-          exec 3<&-
+          w= l=
           f=0 n=0
           while :; do
             x=
@@ -182,7 +187,7 @@ enum DetachedCommand {
             size err
             if [ "$z" -gt "$e" ]; then tail -c +$((e + 1)) "$d.err" | head -c $((z - e)) >&2; e=$z q=1; fi
             if [ $f != 0 ]; then
-              kill -KILL $w 2>/dev/null
+              [ -z "$w" ] || kill -KILL $w 2>/dev/null
               [ -z "$k" ] || : >"$k"
               [ $f = 1 ] && exit "$r"
               exit 255
@@ -194,7 +199,11 @@ enum DetachedCommand {
             # A wake that came since the look above (x) is not waited through.
             # Apart from the request's descriptors, and killed with SIGKILL: this shell may
             # ignore SIGTERM (see above), and so would its children.
-            sleep $i </dev/null >/dev/null 2>&1 &
+            # The request's stdin is watched from the second wait on: a command that ends at
+            # once needs no watcher (a stop line waits in the pipe meanwhile).
+            if [ -z "$w" ] && [ -n "$l" ]; then watch; fi
+            l=1
+            sleep $i </dev/null >/dev/null 2>&1 3<&- &
             j=$!
             if [ -z "$x" ]; then
               wait $j
@@ -207,13 +216,13 @@ enum DetachedCommand {
         #= dispatch
         case $v in
         run)
-          o=$1 e=$2 w=$$
+          o=$1 e=$2 a=$$
           shift 2
           begin "$@" || exit 255
           follow "$o" "$e" -
           ;;
         start)
-          w=
+          a=
           if begin "$@"; then echo started; else echo "error $why"; fi
           ;;
         follow) follow "$1" "$2" ;;
