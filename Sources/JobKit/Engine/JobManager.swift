@@ -226,8 +226,9 @@ public actor JobManager {
         // Detached children with no follower: the last engine's were cut, or ended while it
         // was gone, or this machine restarted.
         for id in table.ids {
-            guard let record = table[id], record.detached != nil, !record.state.isFinished, !supervisor.isAlive(id) else { continue }
-            workContinuation.yield(.reach(id, after: .zero))
+            guard let record = table[id], record.detached != nil, !record.state.isFinished else { continue }
+            if let parentId = record.parentId { detachedWork.parents.insert(parentId) }
+            if !supervisor.isAlive(id) { workContinuation.yield(.reach(id, after: .zero)) }
         }
         workContinuation.yield(.cleanUp(after: .zero))
         // Commands of remote sessions that broke while no engine was there.

@@ -24,6 +24,8 @@ extension JobManager {
         /// Children whose first start is this engine's: a host that cannot be reached then
         /// fails them (the command never ran), as for any remote child.
         var firstStart: Set<Int> = []
+        /// The parents of detached children under way, for `touchDetached`.
+        var parents: Set<Int> = []
         /// When each one's follower began, and when a command last touched it.
         var followed: [Int: Date] = [:]
         var touched: [Int: Date] = [:]
@@ -47,6 +49,7 @@ extension JobManager {
         child.detached = DetachedProgress(started: false, base: base)
         table.put(child)
         detachedWork.firstStart.insert(id)
+        if let parentId = child.parentId { detachedWork.parents.insert(parentId) }
         workContinuation.yield(.reach(id, after: .zero))
         return [child]
     }
@@ -265,6 +268,7 @@ extension JobManager {
     /// What the engine kept for reaching these children, which need no more of it.
     func forgetDetached(_ ids: [Int]) {
         for id in ids {
+            detachedWork.parents.remove(id)
             detachedWork.failures[id] = nil
             detachedWork.followed[id] = nil
             detachedWork.touched[id] = nil
@@ -280,7 +284,7 @@ extension JobManager {
         // foreach may have a hundred thousand children.
         let detachedIds = ids.filter { id in
             guard let record = table[id] else { return false }
-            return record.parentId == nil ? record.launch?.contains(#""detached":true"#) == true : record.detached != nil
+            return record.parentId == nil ? detachedWork.parents.contains(id) : record.detached != nil
         }
         guard !detachedIds.isEmpty else { return }
         for leaf in table.leaves(of: detachedIds) {
