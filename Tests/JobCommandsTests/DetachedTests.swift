@@ -89,9 +89,50 @@ struct DetachedTests {
         }
     }
 
+    /// A counter on the host `spec` names, until it is told to end: `interrupt` does what the
+    /// test does to it once it prints; then it ends, and its output must be whole.
+    func expectCounterWhole(
+        on spec: String, atLeast: Int = 20, config: String? = nil, label: String = #function,
+        _ interrupt: (SSHHosts, CLI) async throws -> Void
+    ) async throws {
+        let host = String(spec.prefix { $0 != ":" })
+        try await withSSHHosts([spec], label: label) { hosts in
+            if let config { try hosts.appendToConfig(config) }
+            let go = try Self.notes(hosts) + "/go"
+            try await withCLI(label) { cli in
+                try await invoke(cli, hosts, host, Self.counter(go: go))
+                #expect(try await eventually { try await cli.run("receive", "2", "--keep").stdout.count > 10 }, "the counter runs")
+                try await interrupt(hosts, cli)
+                FileManager.default.createFile(atPath: go, contents: nil)
+                #expect(try await cli.run("wait", "1").status == 0)
+                Self.expectWholeCount(try await cli.run("receive", "1").stdout, atLeast: atLeast)
+            }
+        }
+    }
+
+    /// `host` cut off by `cut`: the child and its parent are Disconnected with ssh's reason,
+    /// the counter goes on there; after `restore` the child is Running again.
+    func expectAwayAndBack(
+        _ hosts: SSHHosts, _ cli: CLI, _ host: String, cut: () async throws -> Void, restore: () async throws -> Void,
+        reason expected: (String) -> Bool
+    ) async throws {
+        try await cut()
+        #expect(try await eventually { try await cli.state("2") == "Disconnected" }, "the child is Disconnected")
+        #expect(try await cli.state("1") == "Disconnected", "and so is its parent")
+        let reason = try await cli.job("2")["reason"] as? String ?? ""
+        #expect(expected(reason), "\(reason)")
+        // The counter keeps counting on the host meanwhile.
+        let out = try #require(hosts.detachedJobs(host).first) + ".out"
+        let size = { (try? FileManager.default.attributesOfItem(atPath: out)[.size] as? Int) ?? 0 }
+        let before = size()
+        #expect(try await eventually { size() > before + 20 }, "the command goes on")
+        try await restore()
+        #expect(try await eventually { try await cli.state("2") == "Running" }, "reached again")
+    }
+
     @Test func theCommandGoesOnWhileItsHostCannotBeReachedAndNothingIsLostOrRepeated() async throws {
-        try await withSSHHosts(["dc1"]) { hosts in
-            try await expectItGoesOnWhileAway(hosts, "dc1", cut: { try await hosts.stop("dc1") }, restore: { try await hosts.start("dc1") }) {
+        try await expectCounterWhole(on: "dc1") { hosts, cli in
+            try await expectAwayAndBack(hosts, cli, "dc1", cut: { try await hosts.stop("dc1") }, restore: { try await hosts.start("dc1") }) {
                 $0.hasPrefix("dc1: ssh: connect to host 127.0.0.1")
             }
         }
@@ -100,99 +141,47 @@ struct DetachedTests {
     /// A host whose network goes away (its link set down): the connection times out rather
     /// than being refused; ssh is told to notice within seconds.
     @Test func aHostWhoseLinkGoesDownForAWhileLosesNothing() async throws {
-        try await withSSHHosts(["dl1:netns"]) { hosts in
-            try hosts.appendToConfig("Host dl1\n  ServerAliveInterval 1\n  ServerAliveCountMax 2\n  ConnectTimeout 2\n")
-            try await expectItGoesOnWhileAway(
-                hosts, "dl1", cut: { try await hosts.link("dl1", up: false) }, restore: { try await hosts.link("dl1", up: true) }
+        try await expectCounterWhole(
+            on: "dl1:netns", config: "Host dl1\n  ServerAliveInterval 1\n  ServerAliveCountMax 2\n  ConnectTimeout 2\n"
+        ) { hosts, cli in
+            try await expectAwayAndBack(
+                hosts, cli, "dl1", cut: { try await hosts.link("dl1", up: false) }, restore: { try await hosts.link("dl1", up: true) }
             ) { $0.hasPrefix("dl1: ") && $0.contains("timed out") }
         }
     }
 
-    /// A counter on `host`, cut off by `cut`: the child and its parent are Disconnected with
-    /// ssh's reason, the counter goes on there; after `restore` the child is Running again,
-    /// and once it ends its output is whole.
-    func expectItGoesOnWhileAway(
-        _ hosts: SSHHosts, _ host: String, cut: () async throws -> Void, restore: () async throws -> Void,
-        reason expected: (String) -> Bool
-    ) async throws {
-        let go = try Self.notes(hosts) + "/go"
-        try await withCLI { cli in
-            try await invoke(cli, hosts, host, Self.counter(go: go))
-            #expect(try await eventually { try await cli.run("receive", "2", "--keep").stdout.count > 10 }, "the counter runs")
-            try await cut()
-            #expect(try await eventually { try await cli.state("2") == "Disconnected" }, "the child is Disconnected")
-            #expect(try await cli.state("1") == "Disconnected", "and so is its parent")
-            let reason = try await cli.job("2")["reason"] as? String ?? ""
-            #expect(expected(reason), "\(reason)")
-            // The counter keeps counting on the host meanwhile.
-            let out = try #require(hosts.detachedJobs(host).first) + ".out"
-            let size = { (try? FileManager.default.attributesOfItem(atPath: out)[.size] as? Int) ?? 0 }
-            let before = size()
-            #expect(try await eventually { size() > before + 20 }, "the command goes on")
-            try await restore()
-            #expect(try await eventually { try await cli.state("2") == "Running" }, "reached again")
-            FileManager.default.createFile(atPath: go, contents: nil)
-            #expect(try await cli.run("wait", "1").status == 0)
-            Self.expectWholeCount(try await cli.run("receive", "1").stdout, atLeast: 20)
-        }
-    }
-
     @Test func aKilledMasterIsReplacedAndTheOutputGoesOnWhole() async throws {
-        try await withSSHHosts(["dm1"]) { hosts in
-            let go = try Self.notes(hosts) + "/go"
-            try await withCLI { cli in
-                try await invoke(cli, hosts, "dm1", Self.counter(go: go))
-                #expect(try await eventually { try await cli.run("receive", "2", "--keep").stdout.count > 10 })
-                // The master: the ssh named after the home's control socket ("ssh: SOCKET [mux]").
-                let masters = try await CLI.execute("/usr/bin/pkill", ["-KILL", "-f", "\(cli.home.path)/ssh/.*mux"])
-                #expect(masters.status == 0, "a master was killed")
-                let count = { try await cli.run("receive", "2", "--keep").stdout.count }
-                let after = try await count()
-                #expect(try await eventually { try await count() > after + 20 }, "followed again")
-                FileManager.default.createFile(atPath: go, contents: nil)
-                #expect(try await cli.run("wait", "1").status == 0)
-                Self.expectWholeCount(try await cli.run("receive", "1").stdout, atLeast: 20)
-            }
+        try await expectCounterWhole(on: "dm1") { _, cli in
+            // The master: the ssh named after the home's control socket ("ssh: SOCKET [mux]").
+            let masters = try await CLI.execute("/usr/bin/pkill", ["-KILL", "-f", "\(cli.home.path)/ssh/.*mux"])
+            #expect(masters.status == 0, "a master was killed")
+            let count = { try await cli.run("receive", "2", "--keep").stdout.count }
+            let after = try await count()
+            #expect(try await eventually { try await count() > after + 20 }, "followed again")
         }
     }
 
     @Test func aNewDaemonReconnectsToWhatTheKilledOneFollowed() async throws {
-        try await withSSHHosts(["dk1"]) { hosts in
-            let go = try Self.notes(hosts) + "/go"
-            try await withCLI { cli in
-                try await invoke(cli, hosts, "dk1", Self.counter(go: go))
-                #expect(try await eventually { try await cli.run("receive", "2", "--keep").stdout.count > 10 })
-                try await hosts.stop("dk1")
-                try await cli.killDaemon()
-                // The next command starts a daemon, which finds the host away.
-                #expect(try await eventually { try await cli.state("2") == "Disconnected" })
-                try await hosts.start("dk1")
-                #expect(try await eventually { try await cli.state("2") == "Running" })
-                FileManager.default.createFile(atPath: go, contents: nil)
-                #expect(try await cli.run("wait", "1").status == 0)
-                Self.expectWholeCount(try await cli.run("receive", "1").stdout, atLeast: 20)
-            }
+        try await expectCounterWhole(on: "dk1") { hosts, cli in
+            try await hosts.stop("dk1")
+            try await cli.killDaemon()
+            // The next command starts a daemon, which finds the host away.
+            #expect(try await eventually { try await cli.state("2") == "Disconnected" })
+            try await hosts.start("dk1")
+            #expect(try await eventually { try await cli.state("2") == "Running" })
         }
     }
 
     /// This machine restarting: the daemon, every supervisor and every master of the home
     /// gone at once; the daemon started later reconnects.
     @Test func everythingLocalKilledAtOnceIsLikeARestartAndLosesNothing() async throws {
-        try await withSSHHosts(["dr1"]) { hosts in
-            let go = try Self.notes(hosts) + "/go"
-            try await withCLI { cli in
-                try await invoke(cli, hosts, "dr1", Self.counter(go: go))
-                #expect(try await eventually { try await cli.run("receive", "2", "--keep").stdout.count > 10 })
-                try await cli.killDaemon()
-                // The supervisors (their argv names the home's jobs) and the masters (named by
-                // the home's sockets).
-                _ = try await CLI.execute("/usr/bin/pkill", ["-KILL", "-f", "\(cli.home.path)/"])
-                #expect(try await eventually { try await CLI.execute("/usr/bin/pgrep", ["-f", "\(cli.home.path)/"]).status != 0 })
-                #expect(try await eventually { try await cli.state("2") == "Running" }, "the next daemon reconnects")
-                FileManager.default.createFile(atPath: go, contents: nil)
-                #expect(try await cli.run("wait", "1").status == 0)
-                Self.expectWholeCount(try await cli.run("receive", "1").stdout, atLeast: 5)
-            }
+        try await expectCounterWhole(on: "dr1", atLeast: 5) { _, cli in
+            try await cli.killDaemon()
+            // The supervisors (their argv names the home's jobs) and the masters (named by
+            // the home's sockets).
+            _ = try await CLI.execute("/usr/bin/pkill", ["-KILL", "-f", "\(cli.home.path)/"])
+            #expect(try await eventually { try await CLI.execute("/usr/bin/pgrep", ["-f", "\(cli.home.path)/"]).status != 0 })
+            #expect(try await eventually { try await cli.state("2") == "Running" }, "the next daemon reconnects")
         }
     }
 

@@ -71,7 +71,7 @@ extension JobManager {
         }
         // The table after the database: a removal that could not be recorded leaves both as they were.
         let removed = Array(Set(ids + leaves.map(\.id)))
-        // Detached children's directories on their hosts go too (what still runs there is
+        // Detached children's files on their hosts go too (what still runs there is
         // ended first), now or once the host can be reached.
         let cleanups = remoteCleanups(of: leaves)
         try store.delete(removed, cleanups: cleanups)

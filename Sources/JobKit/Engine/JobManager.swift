@@ -104,7 +104,7 @@ public actor JobManager {
     var closingSessions: Set<Int> = []
     /// Remote sessions' commands cut because their session ended, and how they end.
     var sessionOutcomes: [Int: LeafOutcome] = [:]
-    /// Detached remote children being reached, and removed ones' host directories.
+    /// Detached remote children being reached, and removed ones' host files.
     var detachedWork = DetachedWork()
 
     enum Work: Sendable {
@@ -122,7 +122,7 @@ public actor JobManager {
         case reach(Int, after: Duration)
         /// A stop's grace, for a detached child's follower started after the stop.
         case killAfterGrace(Int)
-        /// Removed detached children's host directories to delete, after a pause.
+        /// Removed detached children's host files to delete, after a pause.
         case cleanUp(after: Duration)
     }
 
@@ -357,7 +357,11 @@ public actor JobManager {
 
     /// `job get`: the jobs the query selects, sorted by id.
     public func get(_ query: JobQuery = JobQuery()) throws(JobError) -> [JobInfo] {
-        let jobs = try query.apply(to: history)
+        touching(try query.apply(to: history))
+    }
+
+    /// Jobs listed: their disconnected detached children are tried now (`touchDetached`).
+    private func touching(_ jobs: [JobInfo]) -> [JobInfo] {
         touchDetached(jobs.filter { !$0.state.isFinished }.map(\.id))
         return jobs
     }
@@ -371,9 +375,7 @@ public actor JobManager {
             throw JobError(.storage, "the job database cannot be read")
         }
         if page.jobs.isEmpty { return ([], nil) }
-        let jobs = try query.apply(to: JobPage(page.jobs))
-        touchDetached(jobs.filter { !$0.state.isFinished }.map(\.id))
-        return (jobs, page.last)
+        return (touching(try query.apply(to: JobPage(page.jobs))), page.last)
     }
 
     /// The jobs the selectors name (in order, each once), and an error for each word that

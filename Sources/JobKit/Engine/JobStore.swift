@@ -148,7 +148,7 @@ final class JobStore: Sendable {
         }
         migrator.registerMigration("v7") { db in
             // Detached remote children: how far each is known to be on its host; and the
-            // hosts' directories of removed ones, to delete once the host can be reached.
+            // hosts' files of removed ones, to delete once the host can be reached.
             try db.execute(
                 sql: """
                     ALTER TABLE job ADD COLUMN detached TEXT;
@@ -337,9 +337,9 @@ final class JobStore: Sendable {
         }
     }
 
-    /// Deletes jobs, and the environments no job shares any more.
-    /// Deletes jobs; `cleanups` (the host directories of detached children among them) are
-    /// kept in the same transaction, for `remoteCleanups` to delete on their hosts.
+    /// Deletes jobs, and the environments no job shares any more; `cleanups` (the host files
+    /// of detached children among them) are kept in the same transaction, for
+    /// `remoteCleanups` to delete on their hosts.
     func delete(_ ids: [Int], cleanups: [RemoteCleanup] = []) throws(JobError) {
         guard !ids.isEmpty else { return }
         let list = ids.map(String.init).joined(separator: ",")
@@ -368,7 +368,7 @@ final class JobStore: Sendable {
         }
     }
 
-    /// The host directories still to delete, oldest first.
+    /// The host files still to delete, oldest first.
     func remoteCleanups() throws(JobError) -> [RemoteCleanup] {
         try access { db in
             try Row.fetchAll(db, sql: "SELECT key, computer, sshConfig FROM remoteCleanup ORDER BY rowid").map {

@@ -333,7 +333,7 @@ enum DetachedCommand {
     }
 
     /// Where the files are on the host, for messages (the host's XDG_STATE_HOME may move them).
-    static func directoryHint(_ key: String) -> String { "~/.local/state/job/detached/\(key).*" }
+    static func filesHint(_ key: String) -> String { "~/.local/state/job/detached/\(key).*" }
 
     /// The files' name on the host: the child's instance id and its attempt, so that a
     /// retried child runs anew, and a start repeated for the same attempt finds its own.

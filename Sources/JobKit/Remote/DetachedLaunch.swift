@@ -29,7 +29,7 @@ extension JobManager {
         /// When each one's follower began, and when a command last touched it.
         var followed: [Int: Date] = [:]
         var touched: [Int: Date] = [:]
-        /// The host directories of removed jobs are being deleted; more were asked for
+        /// The host files of removed jobs are being deleted; more were asked for
         /// meanwhile; failures in a row.
         var cleaning = false
         var cleanAgain = false
@@ -78,6 +78,8 @@ extension JobManager {
         }
         let environment = plan.spec.environment
         let form = shellForm(link)
+        // Where this side's output ends, when `check` just read it.
+        var have: StreamOffsets?
         if !progress.started, detachedWork.firstStart.remove(id) != nil {
             // Stopped before anything was sent to the host: it never runs.
             if child.stopRequested { return endDetached(id, .cancelled) }
@@ -89,16 +91,16 @@ extension JobManager {
         } else {
             switch await checkOnHost(id, link: link, key: key, environment: environment, form: form) {
             case .decided: return
-            case .follow: break
+            case .follow(let offsets): have = offsets
             case .absent:
                 guard !progress.started else {
-                    return endDetached(id, .failed("\(link.host): the command's files on the host are gone (\(DetachedCommand.directoryHint(key)))"))
+                    return endDetached(id, .failed("\(link.host): the command's files on the host are gone (\(DetachedCommand.filesHint(key)))"))
                 }
                 guard await startOnHost(id, link: link, key: key, plan: plan, firstContact: false) else { return }
             }
         }
         guard let current = table[id], !current.state.isFinished, !supervisor.isAlive(id), !isShutDown else { return }
-        follow(id, link: link, key: key, plan: plan, form: shellForm(link))
+        follow(id, link: link, key: key, plan: plan, form: shellForm(link), from: have)
     }
 
     /// How the host's login shell takes the script: as it was last found (`connect`), for
@@ -143,7 +145,11 @@ extension JobManager {
         try? persist([record])
     }
 
-    enum CheckResult { case follow, decided, absent }
+    enum CheckResult {
+        /// To be followed, from where this side's output ends.
+        case follow(StreamOffsets)
+        case decided, absent
+    }
 
     /// `check` on the host: `follow` when the command is to be followed (it runs, or this
     /// side lacks some of its output), `absent` when the host has no such command; otherwise
@@ -178,7 +184,7 @@ extension JobManager {
                     id, .failed("\(host): the command's supervisor on the host ended without its exit status (did the host restart?)"))
                 return .decided
             default:
-                return .follow
+                return .follow(have)
             }
         }
     }
@@ -192,10 +198,12 @@ extension JobManager {
 
     /// Starts the child's follower, from where this side's output ends.
     /// A child the host is not known to have yet is started by it (`run`).
-    private func follow(_ id: Int, link: SSHLink, key: String, plan: LaunchPlan, form: RemoteCommand.Form) {
+    private func follow(
+        _ id: Int, link: SSHLink, key: String, plan: LaunchPlan, form: RemoteCommand.Form, from known: StreamOffsets? = nil
+    ) {
         guard var record = table[id] else { return }
         let environment = plan.spec.environment
-        let offsets = remoteOffsets(id, record)
+        let offsets = known ?? remoteOffsets(id, record)
         let line = record.detached?.started == true
             ? DetachedCommand.follow(key: key, from: offsets, form: form)
             : DetachedCommand.run(key: key, command: plan.spec.command, mergeError: plan.spec.mergeError, from: offsets, form: form)
@@ -334,9 +342,9 @@ extension JobManager {
     static let askNoMaster: Int32 = 254
     static let askLost: Int32 = 255
 
-    // MARK: The host directories of removed jobs
+    // MARK: The host files of removed jobs
 
-    /// What removing these leaves leaves on their hosts: the directories of detached ones.
+    /// What removing these leaves leaves on their hosts: the files of detached ones.
     /// Every attempt's, for a child retried in place.
     func remoteCleanups(of leaves: [JobRecord]) -> [RemoteCleanup] {
         leaves.flatMap { leaf -> [RemoteCleanup] in
@@ -350,7 +358,7 @@ extension JobManager {
         }
     }
 
-    /// Deletes the host directories of removed jobs (ending what still runs there), each host
+    /// Deletes the host files of removed jobs (ending what still runs there), each host
     /// at once; those whose host cannot be reached are tried again later, and by the next
     /// engine, until they are gone.
     func cleanUpHosts() async {
@@ -408,7 +416,7 @@ extension JobManager {
     }
 }
 
-/// A removed detached child's directory on its host, still to delete.
+/// A removed detached child's files on its host, still to delete.
 struct RemoteCleanup: Sendable, Equatable {
     var key: String
     var computer: String
