@@ -59,6 +59,10 @@ int main(int argc, char **argv) {
             }
             argv++;
             argc--;
+        } else if (argc > 1 && strcmp(argv[1], "--ticks") == 0) {
+            flags |= JOBKIT_REQUEST_TICKS;
+            argv++;
+            argc--;
         } else if (argc > 1 && strcmp(argv[1], "--null-output") == 0) {
             flags |= JOBKIT_REQUEST_NULL_OUTPUT;
             argv++;
@@ -92,7 +96,7 @@ int main(int argc, char **argv) {
     }
     if (argc < 5) {
         static const char usage[] =
-            "usage: jobkit-supervisor [--hold-stdin] [--stdin] [--merge-error] [--append] [--attempt N] [--mux SOCKET COMMAND]\n"
+            "usage: jobkit-supervisor [--hold-stdin [--ticks]] [--stdin] [--merge-error] [--append] [--attempt N] [--mux SOCKET COMMAND]\n"
             "                         [--null-output] DIR ID CWD PROGRAM [ARG...]\n"
             "       jobkit-supervisor [--append] [--attempt N] --session DIR ID SESSION_DIR SHELL_PID\n"
             "                         SESSION_SUPERVISOR_PID SESSION_SLOTS SESSION_ID COMMAND\n"

@@ -7,7 +7,10 @@
 // job resume); SIGUSR1 sends them all SIGKILL, until none is left, and then the job ends as
 // soon as its main process has, even if something else still holds its output. With --hold-stdin (a remote job), SIGTERM, SIGINT and SIGHUP write a line to the
 // job's stdin instead, which the host's wrapper takes as "stop" (see RemoteCommand in
-// JobKit), and SIGUSR1 cuts the connection.
+// JobKit), and SIGUSR1 cuts the connection. With --ticks as well (a detached job's follower,
+// see DetachedCommand in JobKit) that stdin also carries the follower's clock: an empty line
+// now and then, sooner while output comes, so that the host needs no `sleep` of its own to
+// look for more; a stop is then the line "s".
 #include "supervisor.h"
 
 #include <errno.h>
@@ -68,6 +71,10 @@ static void signal_group(pid_t pid, int signo) {
 // A job being supervised: what the event handlers below share.
 struct supervision {
     int hold_stdin;
+    // --ticks: when the next empty line is due, and how many went by without output.
+    int ticks;
+    int idle_ticks;
+    int64_t next_tick_ns;
     // The job's stdin when given one (`job start --stdin`), else -1: /dev/null.
     int stdin_fd;
     // The held stdin (-1, -1 without --hold-stdin). The write end stays open until the job
@@ -161,7 +168,8 @@ static void on_stop(struct supervision *s, int signo) {
         if (!session_open(s)) {
             signal_group(s->pid, SIGTERM);
         } else if (s->in_pipe[1] >= 0) {
-            write_all(s->in_pipe[1], "\n", 1);
+            if (s->ticks) write_all(s->in_pipe[1], "s\n", 2);
+            else write_all(s->in_pipe[1], "\n", 1);
         }
     } else if (s->mux == NULL && signo == SIGUSR1) {
         kill_descendants(s->pid);
@@ -233,6 +241,36 @@ static void take_what_is_left(struct supervision *s) {
     }
 }
 
+// The follower's clock (--ticks): 50 ms after output, then 50, 100, 200 and 500 ms, then
+// every second while none comes. A line is written only once the last one was read: a
+// follower busy copying output, or a connection still being made, finds one waiting, not a
+// pile of them.
+static const int tick_ms[] = {50, 50, 100, 200, 500, 1000};
+
+static int tick_timeout(struct supervision *s) {
+    if (!s->ticks || s->exited || s->in_pipe[1] < 0) return -1;
+    int64_t left = s->next_tick_ns - now_ns();
+    return left <= 0 ? 0 : (int)(left / 1000000) + 1;
+}
+
+static void on_clock(struct supervision *s, int output) {
+    if (!s->ticks || s->exited || s->in_pipe[1] < 0) return;
+    int64_t now = now_ns();
+    if (output) {
+        s->idle_ticks = 0;
+        int64_t soon = now + (int64_t)tick_ms[0] * 1000000;
+        if (s->next_tick_ns > soon) s->next_tick_ns = soon;
+    }
+    if (now < s->next_tick_ns) return;
+    int unread = 0;
+    int last = (int)(sizeof tick_ms / sizeof tick_ms[0]) - 1;
+    if (ioctl(s->in_pipe[0], FIONREAD, &unread) == 0 && unread == 0) {
+        write_all(s->in_pipe[1], "\n", 1);
+        if (s->idle_ticks < last) s->idle_ticks++;
+    }
+    s->next_tick_ns = now + (int64_t)tick_ms[s->idle_ticks] * 1000000;
+}
+
 // The events of the job until it has ended and let go of its output.
 static void watch(struct supervision *s) {
     while (!s->exited || s->streams[0].pipe_fd >= 0 || s->streams[1].pipe_fd >= 0) {
@@ -242,13 +280,15 @@ static void watch(struct supervision *s) {
             {.fd = s->signal_fd, .events = POLLIN},
             {.fd = s->mux && !s->exited ? s->mux->fd : -1, .events = POLLIN},
         };
-        if (poll(fds, 4, -1) < 0) {
+        if (poll(fds, 4, tick_timeout(s)) < 0) {
             if (errno == EINTR) continue;
             fail(JOBKIT_STAGE_SUPERVISOR, errno);
         }
+        int output = 0;
         for (int i = 0; i < 2; i++) {
-            if (s->streams[i].pipe_fd >= 0 && (fds[i].revents & (POLLIN | POLLHUP | POLLERR))) take(&s->streams[i]);
+            if (s->streams[i].pipe_fd >= 0 && (fds[i].revents & (POLLIN | POLLHUP | POLLERR))) output |= take(&s->streams[i]) > 0;
         }
+        on_clock(s, output);
         if (fds[3].revents & (POLLIN | POLLHUP | POLLERR)) on_master(s);
         if (fds[2].revents & POLLIN) on_signals(s);
         if (s->cut != 0 && s->mux != NULL && !s->exited) cut_session(s);
@@ -266,7 +306,8 @@ _Noreturn void supervise(const char *dir, long long id, const char *cwd, char **
     sigset_t handled;
     begin_supervising(dir, id, flags, &handled);
 
-    struct supervision s = {.hold_stdin = hold_stdin, .in_pipe = {-1, -1}, .pid = -1, .stdin_fd = stdin_fd};
+    struct supervision s = {.hold_stdin = hold_stdin, .in_pipe = {-1, -1}, .pid = -1, .stdin_fd = stdin_fd,
+                            .ticks = hold_stdin && (flags & JOBKIT_REQUEST_TICKS) != 0};
     // A local job's every process stays below this one (descendants.c). Not a remote job's:
     // its ssh may fork the computer's master, which outlives the job and is everyone's.
     if (!hold_stdin && become_subreaper() != 0) fail(JOBKIT_STAGE_SUPERVISOR, errno);
@@ -297,6 +338,7 @@ _Noreturn void supervise(const char *dir, long long id, const char *cwd, char **
     // The hello a remote job's wrapper reads first, before any stop line: until ssh has read
     // it, the session is not open (see session_open).
     if (hold_stdin) write_all(s.in_pipe[1], "\n", 1);
+    s.next_tick_ns = now_ns() + (int64_t)tick_ms[0] * 1000000;
 
     // A session through a master has no process here: this one stands for it (its group is
     // this process alone, and it ends the session when signalled).

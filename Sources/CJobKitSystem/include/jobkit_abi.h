@@ -97,7 +97,8 @@ _Static_assert(sizeof(struct jobkit_index_record) == 24, "an index record is 24 
 // goes after what its earlier attempts wrote, instead of starting its files anew. With
 // JOBKIT_REQUEST_SESSION the arguments are a session's command's (see session.c) rather than
 // a program's; with JOBKIT_REQUEST_NULL_OUTPUT the job's stdout and stderr are /dev/null (a
-// session's shell, whose commands each have their own).
+// session's shell, whose commands each have their own). JOBKIT_REQUEST_TICKS (with HOLD_STDIN)
+// makes the held stdin a detached job's follower's clock too (see supervise.c).
 enum {
     JOBKIT_REQUEST_HOLD_STDIN = 1,
     JOBKIT_REQUEST_MUX = 2,
@@ -105,7 +106,8 @@ enum {
     JOBKIT_REQUEST_STDIN = 8,
     JOBKIT_REQUEST_APPEND = 16,
     JOBKIT_REQUEST_SESSION = 32,
-    JOBKIT_REQUEST_NULL_OUTPUT = 64
+    JOBKIT_REQUEST_NULL_OUTPUT = 64,
+    JOBKIT_REQUEST_TICKS = 128
 };
 // The largest request's strings the zygote takes.
 enum { JOBKIT_ZYGOTE_MAX_STRINGS = 64 << 20 };

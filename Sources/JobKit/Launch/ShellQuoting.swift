@@ -41,10 +41,33 @@ public enum ShellQuoting {
 
     /// POSIX single quoting: any bytes (newlines, `$`, quotes) as one word, for every POSIX
     /// shell (dash has no `$'…'`), and for bash, zsh and fish too. Plain words stay plain.
+    /// By bytes: the engine quotes each remote job's script (kilobytes) with it, and
+    /// Foundation's search through UTF-16 was most of what a detached child cost the daemon.
     public static func singleQuoted(_ word: String) -> String {
-        if !word.isEmpty, word.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "/._-=".contains($0)) }) {
-            return word
+        let bytes = word.utf8
+        if !bytes.isEmpty, bytes.allSatisfy(isPlain) { return word }
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count + 2)
+        out.append(UInt8(ascii: "'"))
+        for byte in bytes {
+            if byte == UInt8(ascii: "'") {
+                out += Array("'\\''".utf8)
+            } else {
+                out.append(byte)
+            }
         }
-        return "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
+        out.append(UInt8(ascii: "'"))
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    private static func isPlain(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return true
+        case UInt8(ascii: "/"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"), UInt8(ascii: "="):
+            return true
+        default:
+            return false
+        }
     }
 }

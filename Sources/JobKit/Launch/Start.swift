@@ -221,7 +221,7 @@ extension JobManager {
                     argv: spec.argv, workingDirectory: spec.workingDirectory, environment: spec.environment,
                     mergeError: spec.mergeError, stdin: ownedStdin[id]))
         }
-        if plan.options.detached { return launchDetached(id) }
+        if plan.options.detached { return launchDetached(id, plan: plan) }
         let link = SSHLink.make(host: child.location, configFile: plan.options.sshConfigFile, home: home)
         // The socket file, not a connection to it: that would cost the master work per job. A
         // socket left by a dead master is ssh's to replace; the shell asked of it still holds.

@@ -104,6 +104,8 @@ final class Supervisor: Sendable {
         let environment: [String: String]
         /// Give the job a pipe as stdin that the supervisor holds open (`--hold-stdin`).
         var holdStdin = false
+        /// That stdin is also a detached follower's clock, and a stop the line "s" (`--ticks`).
+        var ticks = false
         /// Its stderr is its stdout (`--merge-error`).
         var mergeError = false
         /// Its stdin, a descriptor the caller keeps open until the supervisor was made (else /dev/null).
@@ -194,6 +196,7 @@ final class Supervisor: Sendable {
         defer { close(lockFD) }
         var args = [executable]
         if job.holdStdin { args.append("--hold-stdin") }
+        if job.ticks { args.append("--ticks") }
         if job.stdin != nil { args.append("--stdin") }
         if job.mergeError { args.append("--merge-error") }
         if job.append { args.append("--append") }

@@ -72,10 +72,13 @@ final class Zygote: Sendable {
         // The supervisor's request: cwd, arguments (a master's socket and command first, with
         // REQUEST_MUX), environment, each NUL-terminated.
         let argv = (job.throughMaster.map { [$0.socket, $0.command] } ?? []) + job.argv
-        let flags = UInt32(
-            (job.holdStdin ? JOBKIT_REQUEST_HOLD_STDIN : 0) | (job.throughMaster != nil ? JOBKIT_REQUEST_MUX : 0)
-                | (job.mergeError ? JOBKIT_REQUEST_MERGE_ERROR : 0) | (job.append ? JOBKIT_REQUEST_APPEND : 0)
-                | (job.inSession ? JOBKIT_REQUEST_SESSION : 0) | (job.nullOutput ? JOBKIT_REQUEST_NULL_OUTPUT : 0))
+        let options: [(Bool, Int)] = [
+            (job.holdStdin, JOBKIT_REQUEST_HOLD_STDIN), (job.ticks, JOBKIT_REQUEST_TICKS),
+            (job.throughMaster != nil, JOBKIT_REQUEST_MUX), (job.mergeError, JOBKIT_REQUEST_MERGE_ERROR),
+            (job.append, JOBKIT_REQUEST_APPEND), (job.inSession, JOBKIT_REQUEST_SESSION),
+            (job.nullOutput, JOBKIT_REQUEST_NULL_OUTPUT),
+        ]
+        let flags = UInt32(options.reduce(0) { $0 | ($1.0 ? $1.1 : 0) })
         let environment = job.environment
         var payload: [UInt8] = []
         for string in [job.workingDirectory] + argv + environment.map({ "\($0.key)=\($0.value)" }) {

@@ -6,12 +6,11 @@ import JobModel
 /// `${XDG_STATE_HOME:-~/.local/state}/job/detached/KEY.*` on the host (files, not a directory
 /// per job: every inode made there, and every program started, is on each job's path):
 /// - `KEY.out`, `KEY.err`: the command's stdout and stderr, byte for byte;
-/// - `KEY.pid`: the supervisor's pid, its process group and session (the one sshd made for
-///   the request that started it, which the command shares and which a stop signals: the
-///   supervisor ignores SIGTERM, SIGKILL ends both, and the engine knows the end of what it
-///   stopped), and the host's boot id, where it has one;
-/// - `KEY.status`: the exit status (128+signal when killed), written once the command ended
-///   (empty for a moment while it is written: a reader that finds it so looks again);
+/// - `KEY.pid`: a line with the supervisor's pid, its process group and session (the one
+///   sshd made for the request that started it, which the command shares and which a stop
+///   signals: the supervisor ignores SIGTERM, SIGKILL ends both, and the engine knows the end
+///   of what it stopped) and the host's boot id, where it has one; and a line with the exit
+///   status (128+signal when killed) once the command ended. Both appended, in either order;
 /// - `KEY.follower`: the pid of a follower that did not start the command, to wake at the
 ///   end (SIGWINCH), made only when one reconnects.
 /// The supervisor is a subshell, orphaned at once (nothing done to the connection's processes
@@ -19,8 +18,8 @@ import JobModel
 ///
 /// Verbs (`$2`; `$3` is the key, `$1` the script itself):
 /// - `start MODE ARG…`: starts the command (MODE `line`: ARG is a line for the user's
-///   `$SHELL`, run by this `sh` when that is `/bin/sh`; `argv`: ARG… are the words; `merge-`:
-///   stderr into stdout), and answers `started`. A key started already answers `started`
+///   `$SHELL`, run by this `sh` when that is `/bin/sh`; `here`: a line for this shell, which
+///   is the user's login shell; `argv`: ARG… are the words; `merge-`: stderr into stdout), and answers `started`. A key started already answers `started`
 ///   again without running anything: a start repeated (its answer was lost) is harmless.
 ///   `error REASON` when it cannot.
 /// - `run OUT ERR MODE ARG…`: `start`, then `follow OUT ERR`, in one request (exit 255 if it
@@ -28,9 +27,11 @@ import JobModel
 /// - `follow OUT ERR`: writes the streams from those offsets on, stdout to stdout and stderr
 ///   to stderr, as they grow, and exits with the command's status once it ended and all is
 ///   written. 255 means "ask `check`" (the status itself was 255, the command was lost, or
-///   its files are gone). Its stdin is held by the local supervisor: the first line is its
-///   hello, each further line a stop (SIGTERM, then SIGKILL), and end of file after a stop
-///   means SIGKILL; end of file otherwise only ends the following: the command goes on.
+///   its files are gone). Its stdin is held by the local supervisor (`--ticks`): the first
+///   line is its hello, an empty line a tick (when to look for more output: the clock is
+///   the local supervisor's, so that no `sleep` runs here), `s` a stop (SIGTERM, then
+///   SIGKILL), and end of file after a stop means SIGKILL; end of file otherwise only ends
+///   the following: the command goes on.
 /// - `check`: answers `running OUT ERR`, `ended STATUS OUT ERR`, `lost OUT ERR` (no status,
 ///   and the supervisor is gone: the host restarted, or it was killed) or `gone` (no such
 ///   command), with the streams' sizes.
@@ -75,12 +76,9 @@ enum DetachedCommand {
         #= common
         umask 077
         d=${XDG_STATE_HOME:-$HOME/.local/state}/job/detached/$3
-        v=$2
+        v=$2 n=
         shift 3
         alive() { [ -n "$u" ] && kill -0 "$u" 2>/dev/null; }
-        # The status, in $r, once written whole (it is written in place: a reader may find it
-        # empty for a moment).
-        ended() { [ -f "$d.status" ] && read -r r <"$d.status" && [ -n "$r" ]; }
         # A signal to the command's process group and session (which the supervisor shares),
         # then SIGCONT, so that a stopped process can act on it.
         hit() {
@@ -91,15 +89,21 @@ enum DetachedCommand {
         # A stream's size in $z: no process for an empty one.
         size() { z=0; [ ! -s "$d.$1" ] || z=$(($(wc -c <"$d.$1"))); }
         sizes() { size out; y=$z; size err; }
-        # The supervisor's pid in $p, its group in $g and, while it runs on this boot of the
-        # host, its pid in $u.
+        # KEY.pid: the supervisor's pid in $p, its group in $g and, while it runs on this boot
+        # of the host, its pid in $u; and the command's exit status in $r once it ended. Two
+        # lines, appended: the status may come first (a command that ends before its
+        # supervisor's line is written), and a line is taken only once written whole.
         ids() {
-          { read -r p g c <"$d.pid" && [ -n "$g" ]; } 2>/dev/null || return 1
+          p= g= c= r=
+          { while read -r w1 w2 w3; do if [ -n "$w2" ]; then p=$w1 g=$w2 c=$w3; else r=$w1; fi; done <"$d.pid"; } 2>/dev/null
+          [ -n "$g" ] || return 1
           u=$p
-          if [ -n "$c" ] && { read -r b </proc/sys/kernel/random/boot_id; } 2>/dev/null; then
-            [ "$b" = "$c" ] || u=
-          fi
+          [ -n "$c" ] || return 0
+          # The host's boot id, read once (dash reads a byte per system call).
+          [ -n "$n" ] || { read -r n </proc/sys/kernel/random/boot_id; } 2>/dev/null || n=-
+          [ "$n" = - ] || [ "$n" = "$c" ] || u=
         }
+        ended() { ids && [ -n "$r" ]; }
         #= begin
         begin() {
           [ ! -s "$d.pid" ] || return 0
@@ -112,9 +116,9 @@ enum DetachedCommand {
           # The supervisor is a subshell of a subshell that ends at once: nobody's child
           # here, so that nothing done to this connection's processes reaches it. It keeps
           # the session and process group sshd made for this request, alone in them once
-          # the request is answered: the command's, which a stop signals.
-          (supervise "$a" "$@" &
-            echo "$! $$ $b" >"$d.pid")
+          # the request is answered: the command's, which a stop signals. KEY.pid is opened
+          # once, for both: its line here, the status when the command ends.
+          (exec 4>>"$d.pid" && { supervise "$a" "$@" & echo "$! $$ $b" >&4; })
           [ -s "$d.pid" ] || { why="the command could not be started"; return 1; }
         }
         supervise() {
@@ -129,41 +133,28 @@ enum DetachedCommand {
           case ${SHELL:-/bin/sh} in /bin/sh | /usr/bin/sh) h= ;; *) h=$SHELL ;; esac
           e=$d.err
           case $m in merge-*) e=$d.out ;; esac
+          case $m in *here) h= ;; esac
           case $m in
-          *line) if [ -z "$h" ]; then (cd && eval "$1"); else (cd && exec "$h" -c "$1"); fi </dev/null >>"$d.out" 2>>"$e" & ;;
-          *) (cd && exec "$@") </dev/null >>"$d.out" 2>>"$e" & ;;
+          *line | *here) if [ -z "$h" ]; then (cd && eval "$1"); else (cd && exec "$h" -c "$1"); fi </dev/null >>"$d.out" 2>>"$e" 3<&- 4>&- & ;;
+          *) (cd && exec "$@") </dev/null >>"$d.out" 2>>"$e" 3<&- 4>&- & ;;
           esac
           c=$!
           trap "" INT TERM
           wait $c
           r=$?
-          echo $r >"$d.status"
-          # The follower that started it, and one that came later, hear of the end at once.
-          [ -z "$a" ] || kill -WINCH "$a" 2>/dev/null
+          echo $r >&4
+          # The follower that started it hears of the end at once: a line in its stdin,
+          # which this one holds too (fd 3; through /proc, where there is one: an end line
+          # wakes every shell's read, SIGWINCH only some), else SIGWINCH. One that came
+          # later is sent SIGWINCH, and else finds it at its next tick.
+          [ -z "$a" ] || { echo e >/proc/self/fd/3; } 2>/dev/null || kill -WINCH "$a" 2>/dev/null
           { read -r f <"$d.follower" && [ -n "$f" ] && kill -WINCH "$f"; } 2>/dev/null
         }
         #= follow
-        # The follower told to end (its connection went): its watcher goes, the command stays.
-        quit() {
-          [ -z "$w" ] || kill -KILL $w 2>/dev/null
-          [ -z "$k" ] || : >"$k"
-          exit 255
-        }
-        # The watcher of the request's stdin: its first line is the hello, each further one
-        # a stop; its end, after a stop, the stop's SIGKILL; else the end of following.
-        watch() {
-          { trap "" TERM
-            t=
-            read -r _ &&
-            while read -r _; do
-              if [ -z "$t" ]; then hit TERM; t=1; else hit KILL; fi
-            done
-            [ -z "$t" ] || hit KILL
-            kill -USR1 $$
-          } <&3 >/dev/null 2>&1 &
-          w=$!
-          exec 3<&-
-        }
+        # The request's stdin (fd 3) is held by the local supervisor: its first line is the
+        # hello, then an empty line is a tick (the follower's clock: no `sleep` here), "s" a
+        # stop (SIGTERM, then SIGKILL), "e" the supervisor's end; its end, after a stop, is
+        # the stop's SIGKILL, else only the end of following: the command goes on.
         follow() {
           ids || exit 255
           o=$1 e=$2
@@ -174,43 +165,29 @@ enum DetachedCommand {
           # the command's): it goes on, to bring the status.
           trap "x=1" WINCH
           trap "" TERM
-          trap quit USR1
-          exec 3<&0 </dev/null
-          w= l=
-          f=0 n=0
+          t=
           while :; do
-            x=
+            x= f=0
             if ended; then f=1; elif ! alive; then ended && f=1 || f=2; fi
-            q=
             size out
-            if [ "$z" -gt "$o" ]; then tail -c +$((o + 1)) "$d.out" | head -c $((z - o)); o=$z q=1; fi
+            if [ "$z" -gt "$o" ]; then tail -c +$((o + 1)) "$d.out" | head -c $((z - o)); o=$z; fi
             size err
-            if [ "$z" -gt "$e" ]; then tail -c +$((e + 1)) "$d.err" | head -c $((z - e)) >&2; e=$z q=1; fi
+            if [ "$z" -gt "$e" ]; then tail -c +$((e + 1)) "$d.err" | head -c $((z - e)) >&2; e=$z; fi
             if [ $f != 0 ]; then
-              [ -z "$w" ] || kill -KILL $w 2>/dev/null
               [ -z "$k" ] || : >"$k"
               [ $f = 1 ] && exit "$r"
               exit 255
             fi
-            # The supervisor wakes this one (SIGWINCH, whose default is to do nothing) when
-            # the command ends; meanwhile it looks for output, more rarely as none comes.
-            if [ -n "$q" ]; then n=0; else n=$((n + 1)); fi
-            case $n in 0 | 1) i=0.05 ;; 2) i=0.1 ;; 3) i=0.2 ;; 4) i=0.5 ;; *) i=1 ;; esac
-            # A wake that came since the look above (x) is not waited through.
-            # Apart from the request's descriptors, and killed with SIGKILL: this shell may
-            # ignore SIGTERM (see above), and so would its children.
-            # The request's stdin is watched from the second wait on: a command that ends at
-            # once needs no watcher (a stop line waits in the pipe meanwhile).
-            if [ -z "$w" ] && [ -n "$l" ]; then watch; fi
-            l=1
-            sleep $i </dev/null >/dev/null 2>&1 3<&- &
-            j=$!
-            if [ -z "$x" ]; then
-              wait $j
-              # 1: this sleep takes whole seconds only.
-              [ $? != 1 ] || sleep 1
+            # A SIGWINCH since the look above (x) is not waited through; one during the
+            # read ends it in the shells whose read a trapped signal interrupts, with what
+            # it had read of a line so far.
+            l=
+            if [ -z "$x" ] && ! read -r l <&3 && [ -z "$x" ] && [ -z "$l" ]; then
+              [ -z "$t" ] || hit KILL
+              [ -z "$k" ] || : >"$k"
+              exit 255
             fi
-            kill -KILL $j 2>/dev/null
+            case $l in s*) if [ -z "$t" ]; then hit TERM; t=1; else hit KILL; fi ;; esac
           done
         }
         #= dispatch
@@ -218,6 +195,7 @@ enum DetachedCommand {
         run)
           o=$1 e=$2 a=$$
           shift 2
+          exec 3<&0 </dev/null
           begin "$@" || exit 255
           follow "$o" "$e" -
           ;;
@@ -225,11 +203,11 @@ enum DetachedCommand {
           a=
           if begin "$@"; then echo started; else echo "error $why"; fi
           ;;
-        follow) follow "$1" "$2" ;;
+        follow) exec 3<&0 </dev/null; follow "$1" "$2" ;;
         check)
           ids || { echo gone; exit 0; }
           # The status before the sizes: once it is there, the sizes are the last.
-          if ended || { ! alive && ended; }; then sizes; echo "ended $r $y $z"
+          if [ -n "$r" ] || { ! alive && ended; }; then sizes; echo "ended $r $y $z"
           elif alive; then sizes; echo "running $y $z"
           else sizes; echo "lost $y $z"
           fi
@@ -244,7 +222,7 @@ enum DetachedCommand {
               while [ $i -lt 50 ] && ! ended && alive; do sleep 0.1 2>/dev/null || sleep 1; i=$((i + 1)); done
               hit KILL
             fi
-            rm -f "$d.pid" "$d.out" "$d.err" "$d.status" "$d.follower" || { echo "error cannot remove $d.*"; exit 0; }
+            rm -f "$d.pid" "$d.out" "$d.err" "$d.follower" || { echo "error cannot remove $d.*"; exit 0; }
           done
           echo cleaned
           ;;
@@ -257,30 +235,37 @@ enum DetachedCommand {
     /// that the start can hand it on to the supervisor it starts.
     /// A POSIX login shell (`direct`) runs it itself, one program start less.
     static func line(_ verb: String, key: String, _ arguments: [String] = [], form: RemoteCommand.Form = .viaSh) -> String {
+        let script = quotedScripts[verb] ?? RemoteCommand.quote(script(for: verb))
+        let rest = ([verb, key] + arguments).map(RemoteCommand.quote).joined(separator: " ")
         switch form {
         case .direct:
-            return "set -- " + ([script(for: verb), verb, key] + arguments).map(RemoteCommand.quote).joined(separator: " ") + "\neval \"$1\""
+            return "set -- \(script) \(rest)\neval \"$1\""
         case .viaSh:
-            return (["exec", "/bin/sh", "-c", "eval \"$1\"", "sh", script(for: verb), verb, key] + arguments)
-                .map(RemoteCommand.quote).joined(separator: " ")
+            return "exec /bin/sh -c \(RemoteCommand.quote("eval \"$1\"")) sh \(script) \(rest)"
         }
     }
 
+    /// Each verb's script, quoted once: every request carries one.
+    private static let quotedScripts: [String: String] = Dictionary(
+        uniqueKeysWithValues: ["run", "start", "follow", "check", "clean"].map { ($0, RemoteCommand.quote(script(for: $0))) })
+
     static func start(key: String, command: ProcessSpec.Command, mergeError: Bool, form: RemoteCommand.Form) -> String {
-        line("start", key: key, commandWords(command, mergeError: mergeError), form: form)
+        line("start", key: key, commandWords(command, mergeError: mergeError, form: form), form: form)
     }
 
     /// `run`: the start (if it was not yet), then the follower, in one request.
     static func run(
         key: String, command: ProcessSpec.Command, mergeError: Bool, from offsets: StreamOffsets, form: RemoteCommand.Form
     ) -> String {
-        line("run", key: key, [String(offsets.output), String(offsets.error)] + commandWords(command, mergeError: mergeError), form: form)
+        line("run", key: key, [String(offsets.output), String(offsets.error)] + commandWords(command, mergeError: mergeError, form: form), form: form)
     }
 
-    private static func commandWords(_ command: ProcessSpec.Command, mergeError: Bool) -> [String] {
+    /// A line run by the login shell itself (`direct`) is the user's shell's already: `here`,
+    /// evaluated by it, as an attached job's is, with no second start of that shell.
+    private static func commandWords(_ command: ProcessSpec.Command, mergeError: Bool, form: RemoteCommand.Form) -> [String] {
         let merge = mergeError ? "merge-" : ""
         switch command {
-        case .shell(let text): return [merge + "line", text]
+        case .shell(let text): return [merge + (form == .direct ? "here" : "line"), text]
         case .argv(let words): return [merge + "argv"] + words
         }
     }

@@ -42,14 +42,22 @@ extension JobManager {
     /// The most a disconnected child waits before it is tried again.
     static let reachBackoffLimit = 30.0
 
-    /// Starts a detached child's attempt: its record says so, then it is reached.
-    func launchDetached(_ id: Int) -> [JobRecord] {
+    /// Starts a detached child's attempt: its record says so, then it is reached. Through a
+    /// master that answers, it is started and followed at once, with the other children
+    /// launched in this turn (one transaction, one collection of supervisors), as an attached
+    /// child is; otherwise `reach` starts it.
+    func launchDetached(_ id: Int, plan: LaunchPlan) -> [JobRecord] {
         guard var child = table[id] else { return [] }
         let base = child.attempt > 1 ? streamLengths(id) : .zero
         child.detached = DetachedProgress(started: false, base: base)
         table.put(child)
-        detachedWork.firstStart.insert(id)
         if let parentId = child.parentId { detachedWork.parents.insert(parentId) }
+        let link = SSHLink.make(host: child.location, configFile: plan.options.sshConfigFile, home: home)
+        if !child.stopRequested, (try? prepareSSH(link)) != nil, link.masterAnswers {
+            let key = DetachedCommand.key(instanceId: child.instanceId, attempt: child.attempt)
+            return [child] + startFollower(id, link: link, key: key, plan: plan, form: shellForm(link))
+        }
+        detachedWork.firstStart.insert(id)
         workContinuation.yield(.reach(id, after: .zero))
         return [child]
     }
@@ -201,7 +209,15 @@ extension JobManager {
     private func follow(
         _ id: Int, link: SSHLink, key: String, plan: LaunchPlan, form: RemoteCommand.Form, from known: StreamOffsets? = nil
     ) {
-        guard var record = table[id] else { return }
+        let changed = startFollower(id, link: link, key: key, plan: plan, form: form, from: known)
+        try? persist(changed + schedule(after: changed))
+    }
+
+    /// `follow`, leaving what changed to the caller to keep.
+    private func startFollower(
+        _ id: Int, link: SSHLink, key: String, plan: LaunchPlan, form: RemoteCommand.Form, from known: StreamOffsets? = nil
+    ) -> [JobRecord] {
+        guard var record = table[id] else { return [] }
         let environment = plan.spec.environment
         let offsets = known ?? remoteOffsets(id, record)
         let line = record.detached?.started == true
@@ -222,11 +238,12 @@ extension JobManager {
             // does not answer makes the supervisor run ssh instead.
             throughMaster: link.masterIdentity != nil ? Supervisor.ThroughMaster(socket: link.controlPath, command: line) : nil)
         job.append = true
+        job.ticks = true
         changed += spawnLeaf(id, job)
         // A stop asked while nobody followed: the follower is stopped as soon as it is
         // collected (`collectAsked`), and killed after the grace, as any stop.
         if record.stopRequested { workContinuation.yield(.killAfterGrace(id)) }
-        try? persist(changed + schedule(after: changed))
+        return changed
     }
 
     /// After a stop's grace: a follower still there is cut, which kills the command on the

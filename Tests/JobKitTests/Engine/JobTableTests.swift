@@ -125,4 +125,17 @@ import JobTesting
             .map { String(decoding: $0, as: UTF8.self) }
         #expect(back == words)
     }
+
+    @Test func singleQuotedWordsReadBackInEveryPOSIXShell() async throws {
+        let words = ["plain", "a b", "it's", "''", "$HOME", "back\\slash", "ünï", "a\nb", "", "-n", "x=1"]
+        #expect(ShellQuoting.singleQuoted("plain") == "plain" && ShellQuoting.singleQuoted("x=1") == "x=1")
+        #expect(ShellQuoting.singleQuoted("it's") == "'it'\\''s'")
+        for shell in ["/bin/sh", "/bin/bash"] {
+            let line = words.map(ShellQuoting.singleQuoted).joined(separator: " ")
+            let result = try await runProcessDetached(shell, ["-c", "for w in \(line); do printf '%s\\0' \"$w\"; done"])
+            let back = Array(result.stdout.utf8).split(separator: 0, omittingEmptySubsequences: false).dropLast()
+                .map { String(decoding: $0, as: UTF8.self) }
+            #expect(back == words, "\(shell)")
+        }
+    }
 }

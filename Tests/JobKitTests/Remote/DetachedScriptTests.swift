@@ -47,10 +47,35 @@ import Testing
             try "".write(toFile: "\(directory)/\(key).err", atomically: true, encoding: .utf8)
         }
         #expect(try host(state.path, "check", key: "k1") == "lost 6 0", "no status, no supervisor")
-        try "3\n".write(toFile: "\(directory)/k1.status", atomically: true, encoding: .utf8)
+        // The status is the pid file's other line, taken once written whole, in either order.
+        try "2147483646 2147483646\n3".write(toFile: "\(directory)/k1.pid", atomically: true, encoding: .utf8)
+        #expect(try host(state.path, "check", key: "k1") == "lost 6 0", "a line still being written")
+        try "2147483646 2147483646\n3\n".write(toFile: "\(directory)/k1.pid", atomically: true, encoding: .utf8)
         #expect(try host(state.path, "check", key: "k1") == "ended 3 6 0")
+        try "3\n2147483646 2147483646\n".write(toFile: "\(directory)/k1.pid", atomically: true, encoding: .utf8)
+        #expect(try host(state.path, "check", key: "k1") == "ended 3 6 0", "the status first")
         #expect(try host(state.path, "clean", key: "k1", ["k2"]) == "cleaned")
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory).isEmpty, "both jobs' files are gone")
+    }
+
+    /// With no tick on its stdin (a clock that never comes), the follower that started a
+    /// command still hears of its end, in dash and in bash, whose `read` a trapped signal
+    /// does not interrupt: the supervisor's line in the stdin they share.
+    @Test(arguments: ["/bin/sh", "/bin/bash"]) func aFollowerHearsTheEndWithoutItsClock(shell: String) throws {
+        let state = try TemporaryHome("detached-wake")
+        let stdin = state.path + "/stdin"
+        #expect(mkfifo(stdin, 0o600) == 0)
+        // A writer that never writes: no hello, no tick, and no end of file.
+        let held = open(stdin, O_RDWR)
+        defer { close(held) }
+        let result = try runProcess(
+            "/usr/bin/timeout",
+            ["60", shell, "-c", "eval \"$1\"", "sh", DetachedCommand.script(for: "run"), "run", "k1", "0", "0", "line",
+             "echo out; echo err >&2; exit 3"],
+            environment: ["XDG_STATE_HOME": state.path, "HOME": state.path, "PATH": "/usr/bin:/bin", "SHELL": "/bin/sh"],
+            stdin: stdin)
+        #expect(result.status == 3, "\(shell): \(result.stderr)")
+        #expect(result.stdout == "out\n" && result.stderr == "err\n")
     }
 
     @Test func checkAnswersAreReadExactly() {
