@@ -23,6 +23,9 @@ import Testing
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await Daemon.run(home: jobHome) }
+            // A check that fails returns early: the daemon, still serving, is cancelled then,
+            // or the group (and the whole test run) would wait for it for ever.
+            defer { group.cancelAll() }
             #expect(try await eventually { client.isRunning() }, "the daemon answers on \(jobHome.socket)")
 
             let start = StartParameters(command: .argv(["sh", "-c", "echo hi"]), workingDirectory: "/", environment: [:])
