@@ -28,47 +28,49 @@ import Testing
     }
 
     /// The script run here by /bin/sh as a host would, its state in `state`.
-    func host(_ state: String, _ verb: String, key: String, _ arguments: [String] = []) throws -> String {
-        let result = try runProcess(
+    /// On a thread of its own: a test that blocks one of the cooperative pool's few threads
+    /// holds up every other test's engine meanwhile.
+    func host(_ state: String, _ verb: String, key: String, _ arguments: [String] = []) async throws -> String {
+        let result = try await runProcessDetached(
             "/bin/sh", ["-c", "eval \"$1\"", "sh", DetachedCommand.script(for: verb), verb, key] + arguments,
             environment: ["XDG_STATE_HOME": state, "HOME": state, "PATH": "/usr/bin:/bin"])
         return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    @Test func aHostAnswersCheckAndCleansSeveralJobsInOneRequest() throws {
+    @Test func aHostAnswersCheckAndCleansSeveralJobsInOneRequest() async throws {
         let state = try TemporaryHome("detached-script")
         let directory = state.path + "/job/detached"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        #expect(try host(state.path, "check", key: "k1") == "gone")
+        #expect(try await host(state.path, "check", key: "k1") == "gone")
         // Two jobs as a supervisor leaves them once ended (no process of theirs alive).
         for key in ["k1", "k2"] {
             try "2147483646 2147483646\n".write(toFile: "\(directory)/\(key).pid", atomically: true, encoding: .utf8)
             try "hello\n".write(toFile: "\(directory)/\(key).out", atomically: true, encoding: .utf8)
             try "".write(toFile: "\(directory)/\(key).err", atomically: true, encoding: .utf8)
         }
-        #expect(try host(state.path, "check", key: "k1") == "lost 6 0", "no status, no supervisor")
+        #expect(try await host(state.path, "check", key: "k1") == "lost 6 0", "no status, no supervisor")
         // The status is the pid file's other line, taken once written whole, in either order.
         try "2147483646 2147483646\n3".write(toFile: "\(directory)/k1.pid", atomically: true, encoding: .utf8)
-        #expect(try host(state.path, "check", key: "k1") == "lost 6 0", "a line still being written")
+        #expect(try await host(state.path, "check", key: "k1") == "lost 6 0", "a line still being written")
         try "2147483646 2147483646\n3\n".write(toFile: "\(directory)/k1.pid", atomically: true, encoding: .utf8)
-        #expect(try host(state.path, "check", key: "k1") == "ended 3 6 0")
+        #expect(try await host(state.path, "check", key: "k1") == "ended 3 6 0")
         try "3\n2147483646 2147483646\n".write(toFile: "\(directory)/k1.pid", atomically: true, encoding: .utf8)
-        #expect(try host(state.path, "check", key: "k1") == "ended 3 6 0", "the status first")
-        #expect(try host(state.path, "clean", key: "k1", ["k2"]) == "cleaned")
+        #expect(try await host(state.path, "check", key: "k1") == "ended 3 6 0", "the status first")
+        #expect(try await host(state.path, "clean", key: "k1", ["k2"]) == "cleaned")
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory).isEmpty, "both jobs' files are gone")
     }
 
     /// With no tick on its stdin (a clock that never comes), the follower that started a
     /// command still hears of its end, in dash and in bash, whose `read` a trapped signal
     /// does not interrupt: the supervisor's line in the stdin they share.
-    @Test(arguments: ["/bin/sh", "/bin/bash"]) func aFollowerHearsTheEndWithoutItsClock(shell: String) throws {
+    @Test(arguments: ["/bin/sh", "/bin/bash"]) func aFollowerHearsTheEndWithoutItsClock(shell: String) async throws {
         let state = try TemporaryHome("detached-wake")
         let stdin = state.path + "/stdin"
         #expect(mkfifo(stdin, 0o600) == 0)
         // A writer that never writes: no hello, no tick, and no end of file.
         let held = open(stdin, O_RDWR)
         defer { close(held) }
-        let result = try runProcess(
+        let result = try await runProcessDetached(
             "/usr/bin/timeout",
             ["60", shell, "-c", "eval \"$1\"", "sh", DetachedCommand.script(for: "run"), "run", "k1", "0", "0", "line",
              "echo out; echo err >&2; exit 3"],
