@@ -68,8 +68,8 @@ public final class SSHHosts: Sendable {
     }
 
     /// Gives a host a different key in known_hosts, as if its key had changed.
-    public func forgeHostKey(_ name: String) throws {
-        let forged = try runProcess("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", "\(directory)/\(name).forged"])
+    public func forgeHostKey(_ name: String) async throws {
+        let forged = try await runProcessDetached("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", "\(directory)/\(name).forged"])
         guard forged.status == 0 else { throw FixtureError(message: "ssh-keygen failed: \(forged.stderr)") }
         let key = try String(contentsOfFile: "\(directory)/\(name).forged.pub", encoding: .utf8)
             .split(separator: " ").prefix(2).joined(separator: " ")

@@ -78,7 +78,7 @@ import Testing
             #expect(unit.stdout.contains("ExecStart=\(cli.job) daemon run --home \(cli.home.path)\n"), "\(unit.stdout)")
             let file = cli.home.path + "/jobd.service"
             try unit.stdout.write(toFile: file, atomically: true, encoding: .utf8)
-            let verified = try runProcess("/usr/bin/env", ["systemd-analyze", "verify", file])
+            let verified = try await runProcessDetached("/usr/bin/env", ["systemd-analyze", "verify", file])
             #expect(verified.status == 0, "\(verified.stdout)\(verified.stderr)")
             #expect(try await cli.run("daemon", "unit", "--help").stdout.contains("loginctl enable-linger"))
         }

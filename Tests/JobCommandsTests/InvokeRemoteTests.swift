@@ -98,7 +98,7 @@ struct InvokeRemoteTests {
     @Test func aRefusedPortAndAChangedHostKeyFailOnlyTheirChild() async throws {
         try await withSSHHosts(["good", "forged"]) { hosts in
             try hosts.addAlias("closed", port: 1)
-            try hosts.forgeHostKey("forged")
+            try await hosts.forgeHostKey("forged")
             try await withCLI { cli in
                 let started = try await cli.run([
                     "invoke", "--computer", "good,closed,forged", "--as-job", "--ssh-config", hosts.configFile,
@@ -153,7 +153,7 @@ struct InvokeRemoteTests {
                 try await checkProgram("program, cold")
                 try await checkLine("line, warm")
                 // Stopped politely, the master goes; the next job starts cold again.
-                _ = try runProcess("/usr/bin/pkill", ["-TERM", "-f", "\(cli.home.path)/ssh/"])
+                _ = try await runProcessDetached("/usr/bin/pkill", ["-TERM", "-f", "\(cli.home.path)/ssh/"])
                 try await waitUntilNoProcess(matching: "\(cli.home.path)/ssh/")
                 try await checkLine("line, cold")
                 try await checkProgram("program, warm")
@@ -200,7 +200,7 @@ struct InvokeRemoteTests {
                 let pids = try await cli.firstOutput(of: child).split(whereSeparator: \.isWhitespace).map(String.init)
                 #expect(pids.count == 2)
                 #expect(try await hosts.living(pids, on: "s1").split(separator: "\n").count == 2, "both run before the stop")
-                let ownSSH = try runProcess("/usr/bin/pgrep", ["-f", "\(cli.home.path)/jobs/\(child).ssh"]).status == 0
+                let ownSSH = try await runProcessDetached("/usr/bin/pgrep", ["-f", "\(cli.home.path)/jobs/\(child).ssh"]).status == 0
                 #expect(ownSSH == !throughMaster, "an ssh of its own runs only when no master was up")
 
                 let stop = try await cli.run("stop", "\(parent)")
@@ -447,10 +447,10 @@ struct InvokeRemoteTests {
                 #expect(try await cli.run(invoke).stdout == "r1\n")
                 let master = ["-f", "\(cli.home.path)/ssh/"]
                 // Stopped politely, a master removes its socket; killed, it leaves it behind.
-                #expect(try runProcess("/usr/bin/pkill", ["-TERM"] + master).status == 0)
+                #expect(try await runProcessDetached("/usr/bin/pkill", ["-TERM"] + master).status == 0)
                 try await waitUntilNoProcess(matching: "\(cli.home.path)/ssh/")
                 #expect(try await cli.run(invoke).stdout == "r1\n")
-                #expect(try runProcess("/usr/bin/pkill", ["-KILL"] + master).status == 0)
+                #expect(try await runProcessDetached("/usr/bin/pkill", ["-KILL"] + master).status == 0)
                 try await waitUntilNoProcess(matching: "\(cli.home.path)/ssh/")
                 let third = try await cli.run(invoke)
                 #expect(third.status == 0, "\(third.stderr)")
@@ -585,6 +585,6 @@ struct SilentListener {
 /// Waits (60 s at most) until no process's command line contains `pattern`: a master sent a
 /// signal is gone only once pgrep no longer finds it.
 func waitUntilNoProcess(matching pattern: String, sourceLocation: SourceLocation = #_sourceLocation) async throws {
-    let gone = try await eventually(every: .milliseconds(50)) { try runProcess("/usr/bin/pgrep", ["-f", pattern]).status == 1 }
+    let gone = try await eventually(every: .milliseconds(50)) { try await runProcessDetached("/usr/bin/pgrep", ["-f", pattern]).status == 1 }
     #expect(gone, "no process matches \(pattern)", sourceLocation: sourceLocation)
 }

@@ -304,21 +304,6 @@ struct Marks {
     }
 }
 
-/// The states of the processes whose command line is exactly `argv`, from /proc.
-func processStates(_ argv: [String]) -> [Character] {
-    let wanted = argv.joined(separator: "\0") + "\0"
-    var states: [Character] = []
-    for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] where Int(entry) != nil {
-        guard let cmdline = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline"),
-            String(decoding: cmdline, as: UTF8.self) == wanted,
-            let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")"),
-            let state = stat[stat.index(after: close)...].dropFirst().first
-        else { continue }
-        states.append(state)
-    }
-    return states
-}
-
 @Suite("Suspend and resume", .tags(.cli)) struct SuspendTests {
     @Test func suspendStopsTheWholeTreeAndResumeContinuesIt() async throws {
         try await withCLI { cli in

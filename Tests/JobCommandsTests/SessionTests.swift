@@ -183,7 +183,7 @@ import Testing
                 #expect(try await eventually { (try await runProcessDetached("/usr/bin/pgrep", ["-c", "-f", "^sleep 274[12]"])).stdout == "2\n" })
                 let shell = try shellPid(cli, session: 1)
                 // The master alone ("ssh: SOCKET [mux]"), not the supervisors that name its socket.
-                #expect(try runProcess("/usr/bin/pkill", ["-KILL", "-f", "^ssh: \(cli.home.path)/ssh/.*mux"]).status == 0)
+                #expect(try await runProcessDetached("/usr/bin/pkill", ["-KILL", "-f", "^ssh: \(cli.home.path)/ssh/.*mux"]).status == 0)
                 #expect(try await eventually { try await cli.json("session", "get").first?["state"] as? String == "Broken" })
                 let session = try #require(try await cli.json("session", "get").first)
                 #expect(session["reason"] as? String == "rs3: the connection was lost", "\(session)")

@@ -99,11 +99,11 @@ import JobTesting
         defer { for pid in processes(matching: marker) { kill(pid, SIGKILL) } }
         try await withTemporaryEngine { jobs, _ in
             let job = try await jobs.sh(line.replacingOccurrences(of: "MARK", with: marker))
-            #expect(try await eventually { processes(matching: marker).count >= 2 }, "the job's processes started")
+            #expect(try await eventually { await processesOffPool(matching: marker).count >= 2 }, "the job's processes started")
             #expect(try await eventually { try await !jobs.text(job.id, keep: true).isEmpty })
             let stopped = try await jobs.stop([.id(job.id)], grace: .milliseconds(500))
             #expect(stopped.first?.state == .stopped)
-            #expect(try await eventually(within: .seconds(10)) { processes(matching: marker).isEmpty }, "left: \(processes(matching: marker))")
+            #expect(try await eventually(within: .seconds(10)) { await processesOffPool(matching: marker).isEmpty }, "left: \(processes(matching: marker))")
         }
     }
 
@@ -116,7 +116,10 @@ import JobTesting
             let job = try await jobs.sh("trap '' TERM; sleep \(marker) & echo ready; sleep \(marker)")
             let child = try await jobs.child(of: job)
             let main = try await jobPid(jobs, child: child.id)
-            #expect(try await eventually { try await !jobs.text(job.id, keep: true).isEmpty && processes(matching: marker).count >= 2 })
+            #expect(try await eventually {
+                guard try await !jobs.text(job.id, keep: true).isEmpty else { return false }
+                return await processesOffPool(matching: marker).count >= 2
+            })
             let stat = try String(contentsOfFile: "/proc/\(main)/stat", encoding: .utf8)
             let afterName = stat[stat.index(after: try #require(stat.lastIndex(of: ")")))...].split(separator: " ")
             let supervisor = try #require(pid_t(afterName[1]), "the main process's parent")
@@ -125,7 +128,7 @@ import JobTesting
             #expect(ended.state == .failed)
             let reason = try #require(await jobs.job(child.id)?.reason)
             #expect(reason.contains("supervisor") && reason.hasSuffix("its processes were ended"), "\(reason)")
-            #expect(try await eventually(within: .seconds(10)) { processes(matching: marker).isEmpty }, "left: \(processes(matching: marker))")
+            #expect(try await eventually(within: .seconds(10)) { await processesOffPool(matching: marker).isEmpty }, "left: \(processes(matching: marker))")
         }
     }
 
@@ -334,20 +337,5 @@ import JobTesting
             #expect(job.reason == "the process that ran it exited" || job.reason == "the engine shut down while it ran")
             #expect(try await jobs.text(id) == "half\n")
         }
-    }
-}
-
-/// The living processes (not zombies) whose command line holds `marker`.
-func processes(matching marker: String) -> [pid_t] {
-    let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-    return names.compactMap { name -> pid_t? in
-        guard let pid = pid_t(name), pid != getpid(),
-            let cmdline = FileManager.default.contents(atPath: "/proc/\(name)/cmdline"),
-            String(decoding: cmdline.map { $0 == 0 ? 32 : $0 }, as: UTF8.self).contains(marker),
-            let stat = try? String(contentsOfFile: "/proc/\(name)/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")"), stat.index(close, offsetBy: 2) < stat.endIndex,
-            stat[stat.index(close, offsetBy: 2)] != "Z"
-        else { return nil }
-        return pid
     }
 }

@@ -115,7 +115,7 @@ import JobTesting
         try await withTemporaryEngine { jobs, home in
             let first = try await jobs.start(.argv(["true"]))
             #expect(try await jobs.finished(first.id).state == .completed)
-            let zygote = try runProcess("/usr/bin/pgrep", ["-f", "jobkit-supervisor --zygote \(home.path)/jobs"])
+            let zygote = try await runProcessDetached("/usr/bin/pgrep", ["-f", "jobkit-supervisor --zygote \(home.path)/jobs"])
             let pid = try #require(pid_t(zygote.stdout.split(separator: "\n").first ?? ""), "the fork server runs")
             #expect(kill(pid, SIGSTOP) == 0)
             defer { kill(pid, SIGCONT) }

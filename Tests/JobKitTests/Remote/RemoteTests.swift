@@ -125,16 +125,16 @@ import JobTesting
     /// ssh takes the first value it finds: the engine's own options come first (no prompt, its
     /// masters), the user's configuration next, the engine's defaults last, so that the user's
     /// say wins where they may have one. Checked with ssh's own reading (`ssh -G`).
-    @Test func theUsersSSHConfigurationWinsOverTheEngineDefaults() throws {
+    @Test func theUsersSSHConfigurationWinsOverTheEngineDefaults() async throws {
         let home = try TemporaryHome("ssh-config")
         let config = home.path + "/user config"
         try "Host web1\n  ConnectTimeout 7\n  ServerAliveCountMax 9\n  BatchMode no\nHost *\n  User ann\n"
             .write(toFile: config, atomically: true, encoding: .utf8)
         try SSHLink.prepare(home: home.path)
-        let effective: (String, String?) throws -> [String: String] = { host, file in
+        let effective: (String, String?) async throws -> [String: String] = { host, file in
             let link = SSHLink.make(host: host, configFile: file, home: home.path)
             try link.writeConfig()
-            let result = try runProcess("/usr/bin/ssh", ["-G"] + link.options + [host])
+            let result = try await runProcessDetached("/usr/bin/ssh", ["-G"] + link.options + [host])
             #expect(result.status == 0, "\(result.stderr)")
             return Dictionary(
                 result.stdout.split(separator: "\n").map { line in
@@ -142,17 +142,17 @@ import JobTesting
                     return (parts[0], parts.count > 1 ? parts[1] : "")
                 }, uniquingKeysWith: { first, _ in first })
         }
-        let web1 = try effective("web1", config)
+        let web1 = try await effective("web1", config)
         #expect(web1["connecttimeout"] == "7")
         #expect(web1["serveralivecountmax"] == "9")
         #expect(web1["serveraliveinterval"] == "10", "the engine's default where the user says nothing")
         #expect(web1["batchmode"] == "yes", "never a prompt, whatever the configuration says")
         #expect(web1["controlmaster"] == "auto")
         #expect(web1["user"] == "ann")
-        let web2 = try effective("web2", config)
+        let web2 = try await effective("web2", config)
         #expect(web2["connecttimeout"] == "30")
         #expect(web2["serveralivecountmax"] == "3")
-        #expect(try effective("web1", nil)["batchmode"] == "yes", "ssh's own configuration files, read the same way")
+        #expect(try await effective("web1", nil)["batchmode"] == "yes", "ssh's own configuration files, read the same way")
         #expect(SSHLink.layered(configFile: nil)?.contains("Include \"/etc/ssh/ssh_config\"") == true)
         #expect(SSHLink.layered(configFile: "/odd/*.conf") == nil, "a glob would be expanded by Include")
     }
