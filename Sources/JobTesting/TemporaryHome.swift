@@ -15,6 +15,8 @@ public final class TemporaryHome: Sendable {
     }
 
     deinit {
+        // Jobs outlive their engine: those of a test that ended early must not outlive it.
+        endProcesses(mentioning: path)
         try? FileManager.default.removeItem(atPath: path)
     }
 }

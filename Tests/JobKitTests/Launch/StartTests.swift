@@ -137,6 +137,20 @@ import JobTesting
             }
         }
     }
+    /// The harness's own promise: a test home dropped while its jobs run (a test that failed
+    /// half-way) takes them with it, and the next test does not find them.
+    @Test func aDroppedTestHomeLeavesNoJobRunning() async throws {
+        let seconds = String(Int.random(in: 6_000_000...6_999_999))
+        let marker = "sleep \(seconds)"
+        do {
+            let home = try TemporaryHome("dropped")
+            try await JobManager.withManager(home: home.path) { jobs in
+                _ = try await jobs.sh("\(marker) & \(marker) & setsid \(marker) & wait")
+                #expect(try await eventually { processStates(["sleep", seconds]).count == 3 })
+            }
+        }
+        #expect(try await eventually(within: .seconds(10)) { processStates(["sleep", seconds]).isEmpty })
+    }
 }
 
 @Suite("How jobs end", .tags(.medium)) struct StateTests {
