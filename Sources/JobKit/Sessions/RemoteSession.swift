@@ -51,12 +51,12 @@ enum RemoteSession {
     /// channel's own stdout and stderr as its streams and this channel's stdin for the shell's
     /// answers (through /proc, as copies on fds 7 and 8 for the streams: a builtin's
     /// redirection here swaps fd 1 for a moment), so that one reader takes both the shell's
-    /// answers and the stop lines, and nothing is forked on the way. Once the shell says it
-    /// began, a second line asks for `$?` (sent while the command runs, it waits in the FIFO:
-    /// an interactive shell that abandons a command drops only what it had read ahead). The
-    /// channel ends, and its child with it, once the command's streams are let go of, as a
+    /// answers and the stop lines, and nothing is forked on the way; the shell then asks
+    /// itself for `$?` (see `bootstrap`; a session opened by an earlier version says
+    /// `started` instead, and is sent that line from here). The channel ends, and its child with it, once the command's streams are let go of, as a
     /// pipeline's; if the command left a process behind, a watcher of stdin stays for a stop
-    /// meanwhile. Where there is no /proc, FIFOs relayed by `cat` carry the streams, and the
+    /// meanwhile (still waiting for the hello if the shell's answer came first: both share
+    /// this stdin, and a late hello is no stop). Where there is no /proc, FIFOs relayed by `cat` carry the streams, and the
     /// session's status FIFO the answers, with a watcher of stdin from the start.
     ///
     /// A stop line abandons the command: SIGINT to the shell and to the processes it started
@@ -116,7 +116,7 @@ enum RemoteSession {
           now=
           read -r now <"/proc/$s/task/$s/children"
           for p in $now; do
-            case $old in *" $p "*) ;; *) { exec 7>&- 8>&-; h=1; answers x <&3; } >/dev/null 2>&1 & break ;; esac
+            case $old in *" $p "*) ;; *) { exec 7>&- 8>&-; answers x <&3; } >/dev/null 2>&1 & break ;; esac
           done
           exit "$r"
         fi
@@ -141,16 +141,19 @@ enum RemoteSession {
 
     /// What a remote session's shell reads first: its pid to the channel (fd 5), then the
     /// functions: `_jobkit_run N OUT ERR ANSWERS` notes where command N's answers go (for the
-    /// session's script, should the shell end), says there that N began, then dot-sources the
-    /// command's file with /dev/null as stdin and OUT and ERR as stdout and stderr;
-    /// `_jobkit_report N STATUS ANSWERS` says how it ended. One command at a time, so one file
+    /// session's script, should the shell end), puts the line that asks for `$?` in its own
+    /// input (read once the command is done, or abandoned: an interactive shell that abandons
+    /// a command drops only what it had read ahead, and this line comes after), then
+    /// dot-sources the command's file with /dev/null as stdin and OUT and ERR as stdout and
+    /// stderr; `_jobkit_report N STATUS ANSWERS` says how it ended. Asking from here, not from
+    /// the command's script once told that the command began, saves a round trip per command. One command at a time, so one file
     /// for the command's text; each answer names its command, so that one a killed command's
     /// script did not read (in the session's status FIFO) is not taken for the next one's.
     static func bootstrap(directory: String) -> String {
         let d = ShellQuoting.singleQuoted(directory)
         return """
             echo $$ >&5; exec 5>&-
-            _jobkit_run() { command echo "$4" >|\(d)/answers; command echo started "$1" 1<>"$4"; . \(d)/cmd </dev/null >|"$2" 2>|"$3"; }
+            _jobkit_run() { command echo "$4" >|\(d)/answers; command echo "_jobkit_report $1 \\$? $4" 1<>\(d)/in; . \(d)/cmd </dev/null >|"$2" 2>|"$3"; }
             _jobkit_report() { command echo done "$1" "$2" 1<>"$3"; }
 
             """

@@ -209,6 +209,50 @@ func withSession<R: Sendable>(
         }
     }
 
+    /// A command's channel carries both the local supervisor's lines (its hello first) and
+    /// the session shell's answers, which do not travel through ssh and may come first. When
+    /// they do, and the command left a process behind, the hello that comes after is no stop:
+    /// the process the command left is the session's, and goes on. (Run here with FIFOs for
+    /// the channels, the session in a process group of its own.)
+    @Test func aHelloThatComesAfterTheAnswerStopsNothing() async throws {
+        let home = try TemporaryHome("session-hello")
+        let directory = home.path + "/s"
+        let sessionIn = home.path + "/session.in"
+        let commandIn = home.path + "/command.in"
+        #expect(mkfifo(sessionIn, 0o600) == 0 && mkfifo(commandIn, 0o600) == 0)
+        let session = open(sessionIn, O_RDWR | O_CLOEXEC)
+        defer { close(session) }
+        // Whatever goes wrong, the session's group ends: its watcher's remove line.
+        defer { _ = write(session, "\n\n", 2) }
+        _ = try Spawned(
+            ["/usr/bin/setsid", "/bin/sh", "-c", "exec /bin/sh -c \"$1\" sh \"$2\" \"$3\" \"$4\" \"$5\" <>\"$0\"", sessionIn,
+             RemoteSession.sessionScript, directory, "/bin/sh", RemoteSession.bootstrap(directory: directory), RemoteCommand.posixProbe],
+            stdout: home.path + "/session.out")
+        #expect(write(session, "\n", 1) == 1, "the session's hello")
+        var shell = ""
+        #expect(try await eventually {
+            shell = ((try? String(contentsOfFile: home.path + "/session.out", encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+            return !shell.isEmpty
+        }, "the session's shell says its pid")
+        let seconds = String(Int.random(in: 7_000_000...7_999_999))
+        let text = RemoteSession.escaped("sleep \(seconds) >/dev/null 2>&1 &")
+        // Close-on-exec, as every descriptor held here: a copy in the command's processes would
+        // keep the channel from ending.
+        var command = open(commandIn, O_RDWR | O_CLOEXEC)
+        defer { if command >= 0 { close(command) } }
+        let ran = try await runProcessDetached(
+            "/bin/sh", ["-c", "exec /bin/sh -c \"$1\" sh \"$2\" \"$3\" \"$4\" \"$5\" <\"$0\"", commandIn,
+                        RemoteSession.commandScript, directory, "1", shell, text])
+        #expect(ran.status == 0, "\(ran.stderr)")
+        #expect(processStates(["sleep", seconds]).count == 1, "the command left its process")
+        // The hello, late, then the channel's end: the watcher of what was left reads both.
+        #expect(write(command, "\n", 1) == 1)
+        close(command)
+        command = -1
+        #expect(try await eventually { await processesOffPool(matching: text).isEmpty }, "the watcher ended")
+        #expect(processStates(["sleep", seconds]) == ["S"], "what the command left goes on")
+    }
+
     @Test func aCommandTravelsAsOctalEscapes() {
         #expect(RemoteSession.escaped("a'%\\\n é") == "\\141\\047\\045\\134\\012\\040\\303\\251")
         #expect(RemoteSession.escaped("") == "")
