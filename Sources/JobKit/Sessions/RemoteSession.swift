@@ -2,13 +2,18 @@ import Foundation
 import JobModel
 
 /// A session on another computer: the same shell and the same two functions as a local one,
-/// on the host, where only `/bin/sh` and the usual utilities (mkdir, mkfifo, cat, ps, awk)
+/// on the host, where only `/bin/sh` and the usual utilities (mkdir, mkfifo, ln, cat, ps, awk)
 /// are needed. Everything goes through the host's ControlMaster: the session is one channel,
 /// which keeps its shell (`sessionScript`), and each command another, which does there what
 /// a local command's supervisor does here (`commandScript`). Each runs as `exec /bin/sh -c
 /// SCRIPT sh ARGS…`, which every login shell takes (fish too); the scripts hold no `\\` and no
 /// backslash before a quote, which fish would read differently inside single quotes, and the
 /// command's text travels as octal escapes, byte for byte.
+///
+/// The session's directory is in memory where the host has `/dev/shm` (the name given is then
+/// a link to it there): every command rewrites two files in it, and on a disk each truncation
+/// of a written file costs a block's allocation and release (and, mounted with `discard`, a
+/// trim): 0.2–1 ms a file on the development machine, against 25 µs in memory.
 ///
 /// The session's channel is its shell's life: when it ends (the connection broke, the master
 /// died, `job session remove`), the script removes the session's directory and kills its
@@ -30,17 +35,23 @@ enum RemoteSession {
         d=$1
         command -v "$2" >/dev/null || exit 127
         "$2" -c "$4" </dev/null >/dev/null 2>&1; [ $? = 42 ] || exit 126
-        mkdir "$d" && mkfifo "$d/in" "$d/status" || exit 125
+        t=
+        if [ -d /dev/shm ] && [ -w /dev/shm ] && mkdir "/dev/shm/${d##*/}" 2>/dev/null; then
+          t=/dev/shm/${d##*/}
+          ln -s "$t" "$d" 2>/dev/null || { rmdir "$t"; t=; }
+        fi
+        [ -n "$t" ] || mkdir "$d" || exit 125
+        mkfifo "$d/in" "$d/status" || exit 125
         exec 4<>"$d/in"
         echo "$3" >&4
-        { read -r _ <&3; read -r _ <&3; rm -rf "$d"; kill -KILL 0; } >/dev/null 2>&1 &
+        { read -r _ <&3; read -r _ <&3; rm -rf "$d" $t; kill -KILL 0; } >/dev/null 2>&1 &
         w=$!
         exec 3<&-
         PS1= PS2= ENV= HISTFILE= MAIL= MAILPATH= "$2" -i +m <&4 5>&1 >/dev/null 2>&1 4<&-
         r=$?
         exec 4<&-
         read -r a <"$d/answers" 2>/dev/null && echo "exit $r" 2>/dev/null 1<>"$a"
-        rm -rf "$d"
+        rm -rf "$d" $t
         kill -KILL "$w" 2>/dev/null
         exit "$r"
         """

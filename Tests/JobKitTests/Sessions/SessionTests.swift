@@ -209,21 +209,16 @@ func withSession<R: Sendable>(
         }
     }
 
-    /// A command's channel carries both the local supervisor's lines (its hello first) and
-    /// the session shell's answers, which do not travel through ssh and may come first. When
-    /// they do, and the command left a process behind, the hello that comes after is no stop:
-    /// the process the command left is the session's, and goes on. (Run here with FIFOs for
-    /// the channels, the session in a process group of its own.)
-    @Test func aHelloThatComesAfterTheAnswerStopsNothing() async throws {
-        let home = try TemporaryHome("session-hello")
-        let directory = home.path + "/s"
+    /// A remote session's script run here as on a host, in a process group of its own, its
+    /// channel's stdin a FIFO held open: the session's directory, that FIFO (its hello
+    /// written; a line more removes the session) and the shell's pid.
+    static func openSession(in home: TemporaryHome) async throws -> (directory: String, stdin: Int32, shell: String) {
+        let directory = home.path + "/" + (RemoteSession.directory() as NSString).lastPathComponent
         let sessionIn = home.path + "/session.in"
-        let commandIn = home.path + "/command.in"
-        #expect(mkfifo(sessionIn, 0o600) == 0 && mkfifo(commandIn, 0o600) == 0)
+        #expect(mkfifo(sessionIn, 0o600) == 0)
+        // Close-on-exec, as every descriptor held here: a copy in the session's processes
+        // would keep its channel from ending.
         let session = open(sessionIn, O_RDWR | O_CLOEXEC)
-        defer { close(session) }
-        // Whatever goes wrong, the session's group ends: its watcher's remove line.
-        defer { _ = write(session, "\n\n", 2) }
         _ = try Spawned(
             ["/usr/bin/setsid", "/bin/sh", "-c", "exec /bin/sh -c \"$1\" sh \"$2\" \"$3\" \"$4\" \"$5\" <>\"$0\"", sessionIn,
              RemoteSession.sessionScript, directory, "/bin/sh", RemoteSession.bootstrap(directory: directory), RemoteCommand.posixProbe],
@@ -234,6 +229,36 @@ func withSession<R: Sendable>(
             shell = ((try? String(contentsOfFile: home.path + "/session.out", encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
             return !shell.isEmpty
         }, "the session's shell says its pid")
+        return (directory, session, shell)
+    }
+
+    /// The files every command rewrites are in memory (/dev/shm, where a host has it), and
+    /// go, with the name that leads there, when the session ends.
+    @Test func aSessionsDirectoryIsInMemoryAndGoesWithIt() async throws {
+        let home = try TemporaryHome("session-shm")
+        let (directory, session, _) = try await Self.openSession(in: home)
+        defer { close(session) }
+        let memory = "/dev/shm/" + (directory as NSString).lastPathComponent
+        #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: directory)) == memory)
+        var status = stat()
+        #expect(stat(memory + "/in", &status) == 0 && (status.st_mode & S_IFMT) == S_IFIFO)
+        #expect(write(session, "\n", 1) == 1, "the remove line")
+        #expect(try await eventually { access(memory, F_OK) != 0 && access(directory, F_OK) != 0 && lstat(directory, &status) != 0 })
+    }
+
+    /// A command's channel carries both the local supervisor's lines (its hello first) and
+    /// the session shell's answers, which do not travel through ssh and may come first. When
+    /// they do, and the command left a process behind, the hello that comes after is no stop:
+    /// the process the command left is the session's, and goes on. (Run here with FIFOs for
+    /// the channels, the session in a process group of its own.)
+    @Test func aHelloThatComesAfterTheAnswerStopsNothing() async throws {
+        let home = try TemporaryHome("session-hello")
+        let (directory, session, shell) = try await Self.openSession(in: home)
+        defer { close(session) }
+        // Whatever goes wrong, the session's group ends: its watcher's remove line.
+        defer { _ = write(session, "\n", 1) }
+        let commandIn = home.path + "/command.in"
+        #expect(mkfifo(commandIn, 0o600) == 0)
         let seconds = String(Int.random(in: 7_000_000...7_999_999))
         let text = RemoteSession.escaped("sleep \(seconds) >/dev/null 2>&1 &")
         // Close-on-exec, as every descriptor held here: a copy in the command's processes would
