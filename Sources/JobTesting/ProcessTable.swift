@@ -4,13 +4,13 @@ import Foundation
 import Glibc
 #endif
 
-/// The processes (other than this one) whose command line, its arguments NUL-separated as in
-/// `/proc/PID/cmdline`, passes `include`, with their state letters ('S', 'T', 'Z', …). Read
-/// with plain reads into one buffer: tests call this in loops while hundreds of processes
-/// exist (test hosts, other tests' jobs), and decoding each command line through Foundation
-/// took long enough in a debug build to keep both of this machine's cooperative threads busy
-/// while the engines under test waited.
-public func scanProcesses(where include: ([UInt8]) -> Bool) -> [(pid: pid_t, parent: pid_t, state: Character)] {
+/// The processes (other than this one) whose pid and command line, its arguments NUL-separated as
+/// in `/proc/PID/cmdline`, pass `include`, with their parents and state letters ('S', 'T', 'Z'…).
+/// Read with plain reads into one buffer: tests call this in loops while hundreds of processes
+/// exist (test hosts, other tests' jobs), and decoding each command line through Foundation took
+/// long enough in a debug build to keep both of this machine's cooperative threads busy while the
+/// engines under test waited.
+public func scanProcesses(where include: (pid_t, [UInt8]) -> Bool) -> [(pid: pid_t, parent: pid_t, state: Character)] {
     guard let directory = opendir("/proc") else { return [] }
     defer { closedir(directory) }
     let own = getpid()
@@ -22,7 +22,7 @@ public func scanProcesses(where include: ([UInt8]) -> Bool) -> [(pid: pid_t, par
         }
         guard let pid = pid_t(name), pid != own else { continue }
         let length = readFile("/proc/\(name)/cmdline", into: &buffer)
-        guard length > 0, include(Array(buffer[0..<length])), let (state, parent) = stat(of: name, buffer: &buffer) else { continue }
+        guard length > 0, include(pid, Array(buffer[0..<length])), let (state, parent) = stat(of: name, buffer: &buffer) else { continue }
         found.append((pid, parent, Character(Unicode.Scalar(state))))
     }
     return found
@@ -32,13 +32,13 @@ public func scanProcesses(where include: ([UInt8]) -> Bool) -> [(pid: pid_t, par
 /// marker with a blank matches across arguments).
 public func processes(matching marker: String) -> [pid_t] {
     let needle = Array(marker.utf8)
-    return scanProcesses { mentions($0, needle) }.filter { $0.state != "Z" }.map(\.pid)
+    return scanProcesses { mentions($1, needle) }.filter { $0.state != "Z" }.map(\.pid)
 }
 
 /// The states of the processes whose command line is exactly `argv`.
 public func processStates(_ argv: [String]) -> [Character] {
     let wanted = Array((argv.joined(separator: "\0") + "\0").utf8)
-    return scanProcesses { $0 == wanted }.map(\.state)
+    return scanProcesses { $1 == wanted }.map(\.state)
 }
 
 /// `processes(matching:)` looked up on a thread of its own: for `eventually` loops, which
@@ -62,8 +62,11 @@ private func stat(of pid: String, buffer: inout [UInt8]) -> (state: UInt8, paren
 /// that a test that failed half-way leaves no job running after it.
 public func endProcesses(mentioning text: String) {
     let needle = Array(text.utf8)
-    let all = scanProcesses { _ in true }
-    var doomed = Set(scanProcesses { mentions($0, needle) }.map(\.pid))
+    var doomed = Set<pid_t>()
+    let all = scanProcesses { pid, commandLine in
+        if mentions(commandLine, needle) { doomed.insert(pid) }
+        return true
+    }
     guard !doomed.isEmpty else { return }
     // Descendants, found by their parents: a job's processes are in sessions of their own.
     var grew = true

@@ -56,26 +56,26 @@ enum RemoteSession {
         exit "$r"
         """
 
-    /// Args: the session's directory, the command's id, the shell's pid, the command's text
-    /// (as `printf` escapes, see `escaped`). As a local command's supervisor: the text to the
+    /// Args: the session's directory, the command's id, the shell's pid, the command's text (as
+    /// `printf` escapes, see `escaped`). As a local command's supervisor: the text to the
     /// session's command file, then a line to the shell that runs the command with this
     /// channel's own stdout and stderr as its streams and this channel's stdin for the shell's
-    /// answers (through /proc, as copies on fds 7 and 8 for the streams: a builtin's
-    /// redirection here swaps fd 1 for a moment), so that one reader takes both the shell's
-    /// answers and the stop lines, and nothing is forked on the way; the shell then asks
-    /// itself for `$?` (see `bootstrap`; a session opened by an earlier version says
-    /// `started` instead, and is sent that line from here). The channel ends, and its child with it, once the command's streams are let go of, as a
-    /// pipeline's; if the command left a process behind, a watcher of stdin stays for a stop
-    /// meanwhile (still waiting for the hello if the shell's answer came first: both share
-    /// this stdin, and a late hello is no stop). Where there is no /proc, FIFOs relayed by `cat` carry the streams, and the
-    /// session's status FIFO the answers, with a watcher of stdin from the start.
+    /// answers (through /proc, as copies on fds 7 and 8 for the streams: a builtin's redirection
+    /// here swaps fd 1 for a moment), so that one reader takes both the shell's answers and the
+    /// stop lines, and nothing is forked on the way; the shell then asks itself for `$?` (see
+    /// `bootstrap`; a session opened by an earlier version says `started` instead, and is sent
+    /// that line from here). The channel ends, and its child with it, once the command's streams
+    /// are let go of, as a pipeline's; if the command left a process behind, a watcher of stdin
+    /// stays for a stop meanwhile (still waiting for the hello if the shell's answer came first:
+    /// both share this stdin, and a late hello is no stop). Where there is no /proc, FIFOs
+    /// relayed by `cat` carry the streams, and the session's status FIFO the answers, with a
+    /// watcher of stdin from the start.
     ///
-    /// A stop line abandons the command: SIGINT to the shell and to the processes it started
-    /// for it, SIGTERM to them half a second later (those seen before too: nothing reaps
-    /// orphans for the session here, and one whose parent died has left the tree); stdin's end
-    /// before the status (the stop's grace is over, or the connection went) kills them, and the
-    /// shell too if it has still not finished the command two seconds later (its session is
-    /// then broken).
+    /// A stop line abandons the command: SIGINT to the shell and to the processes it started for
+    /// it, SIGTERM to them half a second later (those seen before too: nothing reaps orphans for
+    /// the session here, and one whose parent died has left the tree); stdin's end before the
+    /// status (the stop's grace is over, or the connection went) kills them, and the shell too
+    /// if it has still not finished the command two seconds later (its session is then broken).
     static let commandScript = """
         exec 3<&0 </dev/null
         d=$1; n=$2; s=$3; f=$1/$2
@@ -153,13 +153,14 @@ enum RemoteSession {
     /// What a remote session's shell reads first: its pid to the channel (fd 5), then the
     /// functions: `_jobkit_run N OUT ERR ANSWERS` notes where command N's answers go (for the
     /// session's script, should the shell end), puts the line that asks for `$?` in its own
-    /// input (read once the command is done, or abandoned: an interactive shell that abandons
-    /// a command drops only what it had read ahead, and this line comes after), then
-    /// dot-sources the command's file with /dev/null as stdin and OUT and ERR as stdout and
-    /// stderr; `_jobkit_report N STATUS ANSWERS` says how it ended. Asking from here, not from
-    /// the command's script once told that the command began, saves a round trip per command. One command at a time, so one file
-    /// for the command's text; each answer names its command, so that one a killed command's
-    /// script did not read (in the session's status FIFO) is not taken for the next one's.
+    /// input (read once the command is done, or abandoned: an interactive shell that abandons a
+    /// command drops only what it had read ahead, and this line comes after), then dot-sources
+    /// the command's file with /dev/null as stdin and OUT and ERR as stdout and stderr;
+    /// `_jobkit_report N STATUS ANSWERS` says how it ended. Asking from here, not from the
+    /// command's script once told that the command began, saves a round trip per command. One
+    /// command at a time, so one file for the command's text; each answer names its command, so
+    /// that one a killed command's script did not read (in the session's status FIFO) is not
+    /// taken for the next one's.
     static func bootstrap(directory: String) -> String {
         let d = ShellQuoting.singleQuoted(directory)
         return """
