@@ -32,6 +32,13 @@ func cleanSignals() -> posix_spawnattr_t {
     return attributes
 }
 
+/// The child gets stdin, stdout and stderr only: the test process holds many descriptors not
+/// marked close-on-exec (other tests', libraries'), and a copy of one in a test's program (a
+/// FIFO's writer, a socket) keeps something open that the test waits to see closed.
+func closeInherited(_ actions: inout posix_spawn_file_actions_t) {
+    _ = jobkit_spawn_actions_close_from(&actions, 3)
+}
+
 /// A process started in the background, its output going to files: for tests that signal it.
 public struct Spawned: Sendable {
     public let pid: pid_t
@@ -45,6 +52,7 @@ public struct Spawned: Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        closeInherited(&actions)
         var attributes = cleanSignals()
         defer { posix_spawnattr_destroy(&attributes) }
         var cArgs = argv.map { strdup($0) } + [nil]
@@ -92,6 +100,7 @@ public func runProcess(
     posix_spawn_file_actions_addopen(&actions, 0, stdin ?? "/dev/null", O_RDONLY, 0)
     posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
     posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
+    closeInherited(&actions)
     var cArgs = argv.map { strdup($0) } + [nil]
     var cEnv = env.map { strdup($0) } + [nil]
     defer {

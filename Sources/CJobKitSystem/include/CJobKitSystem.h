@@ -28,6 +28,11 @@ int jobkit_zygote_receive(int control, int64_t *id, pid_t *pid, int *error, int 
 /// pipe2(fds, O_CLOEXEC): a pipe that no concurrently spawned process inherits.
 int jobkit_pipe_cloexec(int fds[2]);
 
+/// Adds "close every descriptor from `fd` on" to `actions` (a posix_spawn_file_actions_t *,
+/// glibc's posix_spawn_file_actions_addclosefrom_np, which Swift's Glibc module does not
+/// show). Returns 0 or an errno.
+int jobkit_spawn_actions_close_from(void *actions, int fd);
+
 /// malloc_trim(0): gives the heap memory freed since back to the system.
 void jobkit_release_free_memory(void);
 
