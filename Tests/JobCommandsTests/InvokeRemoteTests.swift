@@ -275,7 +275,8 @@ struct InvokeRemoteTests {
             try await withCLI { cli in
                 let started = try await cli.invokeAsJob("sleep 300", on: "silent", hosts)
                 #expect(started.status == 0, "\(started.stderr)")
-                try await Task.sleep(for: .milliseconds(300))
+                // ssh has connected (the connection waits to be accepted) and waits for the banner.
+                #expect(try await eventually { silent.hasWaitingConnection }, "ssh reached the listener")
                 #expect(try await cli.json("get", "2").first?["state"] as? String == "Running")
                 let start = ContinuousClock.now
                 let stop = try await cli.run("stop", "1", "--grace", "30")
@@ -577,6 +578,12 @@ struct SilentListener {
         guard fd >= 0, bound else { throw FixtureError(message: "cannot listen on 127.0.0.1: \(errno)") }
         self.fd = fd
         port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// Whether a connection came and waits to be accepted (which it never is).
+    var hasWaitingConnection: Bool {
+        var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&ready, 1, 0) > 0
     }
 
     func close() { _ = Glibc.close(fd) }

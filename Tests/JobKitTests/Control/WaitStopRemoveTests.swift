@@ -137,7 +137,7 @@ import JobTesting
             let job = try await jobs.sh("trap '' TERM; sleep 300 & sleep 300 & echo ready; wait; wait")
             let child = try await jobs.child(of: job)
             let pgid = try await jobPid(jobs, child: child.id)
-            while try await jobs.text(job.id).isEmpty { try await Task.sleep(for: .milliseconds(20)) }
+            try #require(try await eventually { try await !jobs.text(job.id).isEmpty }, "the job printed")
             let start = ContinuousClock.now
             let stopped = try await jobs.stop([.id(job.id)], grace: .milliseconds(500))
             #expect(ContinuousClock.now - start >= .milliseconds(500))
@@ -151,7 +151,7 @@ import JobTesting
         try await withTemporaryEngine { jobs, _ in
             // A daemon of its own session keeps the job's stdout open for a minute.
             let job = try await jobs.sh("setsid sleep 60 & echo ready")
-            while try await jobs.text(job.id, keep: true).isEmpty { try await Task.sleep(for: .milliseconds(20)) }
+            try #require(try await eventually { try await !jobs.text(job.id, keep: true).isEmpty }, "the job printed")
             let start = ContinuousClock.now
             let stopped = try await jobs.stop([.id(job.id)], grace: .milliseconds(300))
             #expect(ContinuousClock.now - start < .seconds(30), "not the straggler's minute")
@@ -187,7 +187,7 @@ import JobTesting
         try await withTemporaryEngine { jobs, _ in
             let job = try await jobs.sh("echo started; sleep 300")
             let child = try await jobs.child(of: job)
-            while try await jobs.text(job.id, keep: true).isEmpty { try await Task.sleep(for: .milliseconds(20)) }
+            try #require(try await eventually { try await !jobs.text(job.id, keep: true).isEmpty }, "the job printed")
             _ = try await jobs.stop([.id(child.id)])
             let parent = try #require(await jobs.job(job.id))
             #expect(parent.state == .stopped)
@@ -314,7 +314,7 @@ import JobTesting
                 try await Task.sleep(for: .seconds(300))
                 try context.write("never")
             }
-            while try await jobs.text(job.id, keep: true).isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+            try #require(try await eventually { try await !jobs.text(job.id, keep: true).isEmpty }, "the job wrote")
             let stopped = try await jobs.stop([.id(job.id)])
             #expect(stopped.first?.state == .stopped)
             #expect(try await jobs.text(job.id) == "working\n")
@@ -328,7 +328,7 @@ import JobTesting
                 try context.write("half")
                 try await Task.sleep(for: .seconds(300))
             }
-            while try await jobs.text(job.id, keep: true).isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+            try #require(try await eventually { try await !jobs.text(job.id, keep: true).isEmpty }, "the job wrote")
             return job.id
         }
         try await JobManager.withManager(home: home.path) { jobs in

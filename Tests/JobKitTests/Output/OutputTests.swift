@@ -61,7 +61,7 @@ import JobTesting
         try await withTemporaryEngine { jobs, home in
             let go = home.path + "/go"
             let job = try await jobs.sh("echo one; \(waitForFile(go)); echo two")
-            while try await jobs.text(job.id, keep: true).isEmpty { try await Task.sleep(for: .milliseconds(20)) }
+            try #require(try await eventually { try await !jobs.text(job.id, keep: true).isEmpty }, "the job printed")
             #expect(try await jobs.text(job.id, keep: true) == "one\n")
             touch(go)
             #expect(try await jobs.finished(job.id).exitCode == 0)

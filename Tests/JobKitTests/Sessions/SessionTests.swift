@@ -123,12 +123,20 @@ func withSession<R: Sendable>(
         try await withTemporaryEngine { jobs, home in
             try await withSession(jobs) { _ in
                 _ = try await jobs.inSession("1", "cd /tmp; Y=kept; sleep 990 >/dev/null 2>&1 & echo $! > '\(home.path)/earlier'")
-                for line in ["sleep 1100", "sh -c 'sleep 1101 & sleep 1102 & wait' & sleep 1103", "while :; do :; done"] {
+                // Each stopped once all of its processes run (or, a loop of the shell's own, once it printed).
+                let commands: [(line: String, sleeps: [String])] = [
+                    ("sleep 1100", ["1100"]), ("sh -c 'sleep 1101 & sleep 1102 & wait' & sleep 1103", ["1101", "1102", "1103"]),
+                    ("echo looping; while :; do :; done", []),
+                ]
+                for (line, sleeps) in commands {
                     let parent = try await jobs.invoke(.shell(line), inSessions: ["1"])
                     let child = parent.childJobs[0]
-                    try await eventually { try await jobs.job(child)?.state == .running }
+                    #expect(try await eventually {
+                        guard try await jobs.job(child)?.state == .running else { return false }
+                        if sleeps.isEmpty { return try await jobs.text(child, keep: true) == "looping\n" }
+                        return sleeps.allSatisfy { processStates(["sleep", $0]).count == 1 }
+                    }, "\(line) runs")
                     #expect(try await jobs.sessions().first?.availability == .busy)
-                    try await Task.sleep(for: .milliseconds(200))
                     let stopped = try await jobs.stop([.id(parent.id)], grace: .seconds(3))
                     #expect(stopped.first?.state == .stopped)
                     #expect(try await jobs.job(child)?.state == .stopped)
