@@ -70,7 +70,7 @@ struct InvokeRemoteTests {
                 let early = try await cli.json("get", "--include-children")
                 #expect(early.filter { $0["state"] as? String == "NotStarted" }.count == 3, "children beyond the throttle wait")
                 #expect(begun() == 2, "and no third began meanwhile")
-                FileManager.default.createFile(atPath: go, contents: nil)
+                #expect(FileManager.default.createFile(atPath: go, contents: nil), "the go-file")
                 #expect(try await cli.run("wait", "1").status == 0)
                 let children = try await cli.json("get", "2", "3", "4", "5", "6")
                 #expect(children.allSatisfy { $0["state"] as? String == "Completed" }, "\(children)")

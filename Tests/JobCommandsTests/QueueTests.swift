@@ -21,7 +21,7 @@ struct Marks {
         "n=0; while [ ! -e '\(directory)/go-\(name)' ]; do n=$((n+1)); [ $n -gt 3000 ] && exit 9; sleep 0.1; done"
     }
 
-    func go(_ name: String) { FileManager.default.createFile(atPath: directory + "/go-\(name)", contents: nil) }
+    func go(_ name: String) { #expect(FileManager.default.createFile(atPath: directory + "/go-\(name)", contents: nil), "go-\(name)") }
 
     var lines: [String] { ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init) }
 

@@ -61,7 +61,7 @@ import Testing
                 kill(follower.pid, signal == "TERM" ? SIGTERM : signal == "INT" ? SIGINT : signal == "HUP" ? SIGHUP : signal == "STOP" ? SIGSTOP : SIGKILL)
             }
             let end = try await follower.wait()
-            FileManager.default.createFile(atPath: go, contents: nil)
+            #expect(FileManager.default.createFile(atPath: go, contents: nil), "the go-file")
             #expect(
                 end.signal != nil,
                 "it dies of the signal, as a shell expects; exited \(end.status): \((try? String(contentsOfFile: followerErrors, encoding: .utf8)) ?? "")")

@@ -334,14 +334,14 @@ import Testing
                 try await cli.run("receive", "1", "--keep").stdout == "first\n"
             })
             #expect(try await cli.json("get", "1").first?["state"] as? String == "Running", "it waits for more")
-            FileManager.default.createFile(atPath: go, contents: nil)
+            #expect(FileManager.default.createFile(atPath: go, contents: nil), "the go-file")
             #expect(try await producer.wait().status == 0)
             #expect(try await cli.run("wait", "1").status == 0)
             #expect(try await cli.run("receive", "1").stdout == "first\nsecond\n")
 
             try "1\n2\n3\n".write(toFile: cli.home.path + "/three", atomically: true, encoding: .utf8)
-            try await CLI.execute("/bin/sh", ["-c", "exec \"$0\" --home \"$1\" start --stdin -c 'wc -l' < \"$1\"/three", cli.job, cli.home.path])
-            try await CLI.execute("/bin/sh", ["-c", "echo ignored | exec \"$0\" --home \"$1\" start -- cat", cli.job, cli.home.path])
+            #expect(try await CLI.execute("/bin/sh", ["-c", "exec \"$0\" --home \"$1\" start --stdin -c 'wc -l' < \"$1\"/three", cli.job, cli.home.path]).status == 0)
+            #expect(try await CLI.execute("/bin/sh", ["-c", "echo ignored | exec \"$0\" --home \"$1\" start -- cat", cli.job, cli.home.path]).status == 0)
             #expect(try await cli.run("wait").status == 0)
             #expect(try await cli.run("receive", "3").stdout.trimmingCharacters(in: .whitespaces) == "3\n")
             #expect(try await cli.run("receive", "5").stdout.isEmpty, "without --stdin: /dev/null")

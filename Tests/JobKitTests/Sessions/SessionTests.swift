@@ -132,14 +132,14 @@ func withSession<R: Sendable>(
                     let parent = try await jobs.invoke(.shell(line), inSessions: ["1"])
                     let child = parent.childJobs[0]
                     #expect(try await eventually {
-                        guard try await jobs.job(child)?.state == .running else { return false }
+                        guard await jobs.job(child)?.state == .running else { return false }
                         if sleeps.isEmpty { return try await jobs.text(child, keep: true) == "looping\n" }
                         return sleeps.allSatisfy { processStates(["sleep", $0]).count == 1 }
                     }, "\(line) runs")
-                    #expect(try await jobs.sessions().first?.availability == .busy)
+                    #expect(await jobs.sessions().first?.availability == .busy)
                     let stopped = try await jobs.stop([.id(parent.id)], grace: .seconds(3))
                     #expect(stopped.first?.state == .stopped)
-                    #expect(try await jobs.job(child)?.state == .stopped)
+                    #expect(await jobs.job(child)?.state == .stopped)
                 }
                 let after = try await jobs.inSession("1", "pwd; echo $Y; pgrep -f '^sleep 110[0-3]' || echo none")
                 #expect(try await jobs.text(after.id) == "/tmp\nkept\nnone\n")
@@ -148,7 +148,7 @@ func withSession<R: Sendable>(
                     .trimmingCharacters(in: .whitespacesAndNewlines)))
                 #expect(kill(earlier, 0) == 0)
                 kill(earlier, SIGKILL)
-                #expect(try await jobs.sessions().first?.availability == .available)
+                #expect(await jobs.sessions().first?.availability == .available)
             }
         }
     }
@@ -160,7 +160,7 @@ func withSession<R: Sendable>(
                 let waiting = try await jobs.invoke(.shell("echo never"), inSessions: ["1"])
                 let ended = try #require(await jobs.job(try await jobs.finished(queued.id).childJobs[0]))
                 #expect(ended.state == .failed && ended.exitCode == 3)
-                try await eventually { try await jobs.sessions().first?.state == .broken }
+                try await eventually { await jobs.sessions().first?.state == .broken }
                 let session = try #require(await jobs.sessions().first)
                 #expect(session.reason == "its shell exited with status 3")
                 let never = try #require(await jobs.job(try await jobs.finished(waiting.id).childJobs[0]))
@@ -180,14 +180,14 @@ func withSession<R: Sendable>(
         }
         try await JobManager.withManager(home: home.path) { jobs in
             defer { touch(go) }
-            #expect(try await jobs.sessions().first?.state == .opened)
+            #expect(await jobs.sessions().first?.state == .opened)
             touch(go)
             let child = try #require(await jobs.job(try await jobs.finished(parentId).childJobs[0]))
             #expect(child.state == .completed)
             #expect(try await jobs.text(child.id) == "done survived\n")
             #expect(try await jobs.text(try await jobs.inSession("1", "echo $Z").id) == "survived\n")
             _ = try await jobs.removeSessions(["1"])
-            #expect(try await jobs.sessions().isEmpty)
+            #expect(await jobs.sessions().isEmpty)
         }
     }
 
@@ -202,7 +202,7 @@ func withSession<R: Sendable>(
                     try await jobs.newSession(SessionOptions(shell: "/usr/bin/fish"))
                 }
             }
-            #expect(try await jobs.sessions().isEmpty)
+            #expect(await jobs.sessions().isEmpty)
         }
     }
 }
