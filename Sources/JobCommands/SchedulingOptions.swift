@@ -4,7 +4,7 @@ import JobModel
 import JobProtocol
 
 /// A verb's input that takes `--queue`, `--depends-on` and `--retry`.
-protocol TakesScheduling {
+protocol TakesScheduling: SendableMetatype {
     var scheduling: SchedulingInput { get set }
 }
 
