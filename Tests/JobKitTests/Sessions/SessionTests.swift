@@ -245,8 +245,9 @@ func withSession<R: Sendable>(
     @Test func aSessionsDirectoryIsInMemoryAndGoesWithIt() async throws {
         let home = try TemporaryHome("session-shm")
         let (directory, session, _) = try await Self.openSession(in: home)
-        defer { close(session) }
         let memory = "/dev/shm/" + (directory as NSString).lastPathComponent
+        defer { try? FileManager.default.removeItem(atPath: memory) }
+        defer { close(session) }
         #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: directory)) == memory)
         var status = stat()
         #expect(stat(memory + "/in", &status) == 0 && (status.st_mode & S_IFMT) == S_IFIFO)
@@ -262,8 +263,11 @@ func withSession<R: Sendable>(
     @Test func aHelloThatComesAfterTheAnswerStopsNothing() async throws {
         let home = try TemporaryHome("session-hello")
         let (directory, session, shell) = try await Self.openSession(in: home)
+        // Whatever goes wrong, the session ends (its watcher's remove line) and its files go,
+        // the copy in memory too (outside the home, and the session's script may be killed
+        // with the home's processes before it removes them).
+        defer { try? FileManager.default.removeItem(atPath: "/dev/shm/" + (directory as NSString).lastPathComponent) }
         defer { close(session) }
-        // Whatever goes wrong, the session's group ends: its watcher's remove line.
         defer { _ = write(session, "\n", 1) }
         let commandIn = home.path + "/command.in"
         #expect(mkfifo(commandIn, 0o600) == 0)
@@ -284,6 +288,8 @@ func withSession<R: Sendable>(
         command = -1
         #expect(try await eventually { await processesOffPool(matching: text).isEmpty }, "the watcher ended")
         #expect(processStates(["sleep", seconds]) == ["S"], "what the command left goes on")
+        #expect(write(session, "\n", 1) == 1, "the remove line")
+        #expect(try await eventually { access(directory, F_OK) != 0 }, "the session's files are gone")
     }
 
     @Test func aCommandTravelsAsOctalEscapes() {
