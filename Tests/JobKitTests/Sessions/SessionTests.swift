@@ -218,41 +218,61 @@ func withSession<R: Sendable>(
     }
 
     /// A remote session's script run here as on a host, in a process group of its own, its
-    /// channel's stdin a FIFO held open: the session's directory, that FIFO (its hello
-    /// written; a line more removes the session) and the shell's pid.
-    static func openSession(in home: TemporaryHome) async throws -> (directory: String, stdin: Int32, shell: String) {
-        let directory = home.path + "/" + (RemoteSession.directory() as NSString).lastPathComponent
+    /// channel's stdin a FIFO held open (its hello written).
+    struct HarnessSession {
+        let directory: String
+        /// Where the directory's files are: in memory.
+        let memory: String
+        let stdin: Int32
+        let shell: String
+
+        /// The remove line: the session's script removes its files and ends its group.
+        func remove() -> Bool { write(stdin, "\n", 1) == 1 }
+
+        /// Whatever happened, the session ends and its files go, the copy in memory too: it is
+        /// outside the test's home, and the script may be killed with the home's processes
+        /// before it removed it.
+        func end() {
+            _ = remove()
+            close(stdin)
+            try? FileManager.default.removeItem(atPath: memory)
+        }
+    }
+
+    static func openSession(in home: TemporaryHome) async throws -> HarnessSession {
+        let name = (RemoteSession.directory() as NSString).lastPathComponent
+        let directory = home.path + "/" + name
         let sessionIn = home.path + "/session.in"
         #expect(mkfifo(sessionIn, 0o600) == 0)
         // Close-on-exec, as every descriptor held here: a copy in the session's processes
         // would keep its channel from ending.
-        let session = open(sessionIn, O_RDWR | O_CLOEXEC)
+        let stdin = open(sessionIn, O_RDWR | O_CLOEXEC)
         _ = try Spawned(
             ["/usr/bin/setsid", "/bin/sh", "-c", "exec /bin/sh -c \"$1\" sh \"$2\" \"$3\" \"$4\" \"$5\" <>\"$0\"", sessionIn,
              RemoteSession.sessionScript, directory, "/bin/sh", RemoteSession.bootstrap(directory: directory), RemoteCommand.posixProbe],
             stdout: home.path + "/session.out")
-        #expect(write(session, "\n", 1) == 1, "the session's hello")
+        #expect(write(stdin, "\n", 1) == 1, "the session's hello")
         var shell = ""
         #expect(try await eventually {
             shell = ((try? String(contentsOfFile: home.path + "/session.out", encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
             return !shell.isEmpty
         }, "the session's shell says its pid")
-        return (directory, session, shell)
+        return HarnessSession(directory: directory, memory: "/dev/shm/" + name, stdin: stdin, shell: shell)
     }
 
     /// The files every command rewrites are in memory (/dev/shm, where a host has it), and
     /// go, with the name that leads there, when the session ends.
     @Test func aSessionsDirectoryIsInMemoryAndGoesWithIt() async throws {
         let home = try TemporaryHome("session-shm")
-        let (directory, session, _) = try await Self.openSession(in: home)
-        let memory = "/dev/shm/" + (directory as NSString).lastPathComponent
-        defer { try? FileManager.default.removeItem(atPath: memory) }
-        defer { close(session) }
-        #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: directory)) == memory)
+        let session = try await Self.openSession(in: home)
+        defer { session.end() }
+        #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: session.directory)) == session.memory)
         var status = stat()
-        #expect(stat(memory + "/in", &status) == 0 && (status.st_mode & S_IFMT) == S_IFIFO)
-        #expect(write(session, "\n", 1) == 1, "the remove line")
-        #expect(try await eventually { access(memory, F_OK) != 0 && access(directory, F_OK) != 0 && lstat(directory, &status) != 0 })
+        #expect(stat(session.memory + "/in", &status) == 0 && (status.st_mode & S_IFMT) == S_IFIFO)
+        #expect(session.remove())
+        #expect(try await eventually {
+            access(session.memory, F_OK) != 0 && access(session.directory, F_OK) != 0 && lstat(session.directory, &status) != 0
+        })
     }
 
     /// A command's channel carries both the local supervisor's lines (its hello first) and
@@ -262,13 +282,8 @@ func withSession<R: Sendable>(
     /// the channels, the session in a process group of its own.)
     @Test func aHelloThatComesAfterTheAnswerStopsNothing() async throws {
         let home = try TemporaryHome("session-hello")
-        let (directory, session, shell) = try await Self.openSession(in: home)
-        // Whatever goes wrong, the session ends (its watcher's remove line) and its files go,
-        // the copy in memory too (outside the home, and the session's script may be killed
-        // with the home's processes before it removes them).
-        defer { try? FileManager.default.removeItem(atPath: "/dev/shm/" + (directory as NSString).lastPathComponent) }
-        defer { close(session) }
-        defer { _ = write(session, "\n", 1) }
+        let session = try await Self.openSession(in: home)
+        defer { session.end() }
         let commandIn = home.path + "/command.in"
         #expect(mkfifo(commandIn, 0o600) == 0)
         let seconds = String(Int.random(in: 7_000_000...7_999_999))
@@ -279,7 +294,7 @@ func withSession<R: Sendable>(
         defer { if command >= 0 { close(command) } }
         let ran = try await runProcessDetached(
             "/bin/sh", ["-c", "exec /bin/sh -c \"$1\" sh \"$2\" \"$3\" \"$4\" \"$5\" <\"$0\"", commandIn,
-                        RemoteSession.commandScript, directory, "1", shell, text])
+                        RemoteSession.commandScript, session.directory, "1", session.shell, text])
         #expect(ran.status == 0, "\(ran.stderr)")
         #expect(processStates(["sleep", seconds]).count == 1, "the command left its process")
         // The hello, late, then the channel's end: the watcher of what was left reads both.
@@ -288,8 +303,8 @@ func withSession<R: Sendable>(
         command = -1
         #expect(try await eventually { await processesOffPool(matching: text).isEmpty }, "the watcher ended")
         #expect(processStates(["sleep", seconds]) == ["S"], "what the command left goes on")
-        #expect(write(session, "\n", 1) == 1, "the remove line")
-        #expect(try await eventually { access(directory, F_OK) != 0 }, "the session's files are gone")
+        #expect(session.remove())
+        #expect(try await eventually { access(session.directory, F_OK) != 0 }, "the session's files are gone")
     }
 
     @Test func aCommandTravelsAsOctalEscapes() {
