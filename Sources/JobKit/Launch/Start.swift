@@ -204,9 +204,13 @@ extension JobManager {
         collectRequested = false
         // All asked before any answer is read: the fork server forks them one after another
         // instead of waiting for this side between each.
-        try? persist(changed)
+        // Only what the slots do not hold is committed here: a child begun and asked of the
+        // fork server is (see `isRecordedBySlot`), and the ends announced meanwhile go with
+        // the next flush, a transaction for many of them instead of one per child.
+        if !changed.isEmpty { try? persist(changed) }
         let collected = await collectAsked()
-        try? persist(collected + schedule(after: changed + collected))
+        let followed = collected + schedule(after: changed + collected)
+        if !followed.isEmpty { try? persist(followed) }
     }
 
     /// Starts a child that has its slot. A remote one whose computer's login shell is not
