@@ -44,7 +44,7 @@ tsp true >/dev/null; tsp -w >/dev/null
 floor=$(median "$job --help")
 j=$(median "$job --home $work/job start -- true")
 t=$(median "tsp true")
-n=$(median "nq true")
+nqt=$(median "nq true")   # not $n: the foreach loops below count with it
 "$job" --home "$work/job" daemon stop >/dev/null; rm -rf "$work/job"; "$job" --home "$work/job" get >/dev/null
 tsp -K >/dev/null 2>&1 || true; rm -rf "$NQDIR"; mkdir -p "$NQDIR"
 
@@ -90,11 +90,13 @@ fpid=$(python3 -c "import json,subprocess;print(json.loads(subprocess.check_outp
 frss=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' /proc/$fpid/status)
 fhwm=$(awk '/VmHWM/ {printf "%.1f", $2/1024}' /proc/$fpid/status)
 
-r() { case "$2" in '>'*) python3 -c "print('<%.2f' % ($1/${2#>}))";; *) python3 -c "print('%.2f' % ($1/$2))";; esac; }
+# What each tool took, for the record (and to tell a tool that failed from a slow one).
+for key in "${!took[@]}"; do echo "took[$key] = ${took[$key]}" >&2; done
+r() { case "$2" in '') echo '?';; '>'*) python3 -c "print('<%.2f' % ($1/${2#>}))";; *) python3 -c "print('%.2f' % ($1/$2))";; esac; }
 echo "| benchmark | job | peer | ratio (job / peer) | target |"
 echo "| --- | --- | --- | --- | --- |"
 echo "| submit one job (median latency) | ${j} ms | tsp ${t} ms | $(r $j $t)× | ≤ 3 ms |"
-echo "| submit one job (median latency) | ${j} ms | nq ${n} ms | $(r $j $n)× | |"
+echo "| submit one job (median latency) | ${j} ms | nq ${nqt} ms | $(r $j $nqt)× | |"
 echo "| $jobs \`true\` jobs, shell loop + wait | ${je} s | task-spooler ${te} s | $(r $je $te)× | ≤ 3× |"
 echo "| $jobs \`true\` jobs, shell loop + wait | ${je} s | nq ${ne} s | $(r $je $ne)× | |"
 echo "| $jobs \`true\` jobs | ${je} s | GNU parallel -j8 ${pe} s | $(r $je $pe)× | |"
