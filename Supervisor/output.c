@@ -18,6 +18,14 @@ uint64_t lost_bytes = 0;
 int lost_errno = 0;
 int append_output = 0;
 
+void reset_output(void) {
+    if (index_fd >= 0) close(index_fd);
+    index_fd = -1;
+    index_length = 0;
+    lost_bytes = 0;
+    lost_errno = 0;
+}
+
 static void lose(ssize_t n, int err) {
     if (n <= 0) return;
     lost_bytes += (uint64_t)n;

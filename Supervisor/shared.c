@@ -88,6 +88,7 @@ void handled_signals(sigset_t *set) {
     sigaddset(set, SIGCHLD);
     sigaddset(set, SIGTSTP);
     sigaddset(set, SIGCONT);
+    sigaddset(set, JOBKIT_LANE_SIGNAL);
 }
 
 void begin_supervising(const char *dir, long long id, unsigned flags, sigset_t *handled) {
@@ -104,21 +105,26 @@ void begin_supervising(const char *dir, long long id, unsigned flags, sigset_t *
     if (open_shared(dir) != 0) _exit(70);
 }
 
-_Noreturn void finish(uint8_t kind, uint8_t stage, int code, int64_t end_ns) {
+void record_end(uint8_t kind, uint8_t stage, int code, int64_t end_ns, const struct rusage *usage) {
     job_slot.ended = (struct jobkit_slot_ended){
         .magic = JOBKIT_ENDED_MAGIC, .kind = kind, .stage = stage, .attempt = (uint16_t)job_attempt, .code = code,
         .end_ns = end_ns, .lost_bytes = lost_bytes, .lost_errno = lost_errno};
-    // Every process of the job this one waited for (the job, and what it left behind and
-    // was reaped here as a subreaper): their CPU time, and the largest resident set of any.
-    struct rusage usage;
-    if (job_slot.started.magic == JOBKIT_STARTED_MAGIC && getrusage(RUSAGE_CHILDREN, &usage) == 0 && usage.ru_maxrss > 0) {
-        job_slot.started.max_rss_kib = (uint32_t)usage.ru_maxrss;
-        job_slot.started.cpu_usec = (uint64_t)(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1000000u +
-                                    (uint64_t)(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
+    if (job_slot.started.magic == JOBKIT_STARTED_MAGIC && usage != NULL && usage->ru_maxrss > 0) {
+        job_slot.started.max_rss_kib = (uint32_t)usage->ru_maxrss;
+        job_slot.started.cpu_usec = (uint64_t)(usage->ru_utime.tv_sec + usage->ru_stime.tv_sec) * 1000000u +
+                                    (uint64_t)(usage->ru_utime.tv_usec + usage->ru_stime.tv_usec);
     }
     // One write for both halves. Should it fail there is nothing left to tell it with: the
     // engine then reads a supervisor gone without a word.
     if (slots_fd >= 0) (void)pwrite(slots_fd, &job_slot, sizeof job_slot, (off_t)(job_id * JOBKIT_SLOT_SIZE));
+}
+
+_Noreturn void finish(uint8_t kind, uint8_t stage, int code, int64_t end_ns) {
+    // Every process of the job this one waited for (the job, and what it left behind and
+    // was reaped here as a subreaper): their CPU time, and the largest resident set of any.
+    struct rusage usage;
+    int measured = job_slot.started.magic == JOBKIT_STARTED_MAGIC && getrusage(RUSAGE_CHILDREN, &usage) == 0;
+    record_end(kind, stage, code, end_ns, measured ? &usage : NULL);
     _exit(0);
 }
 

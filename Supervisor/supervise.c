@@ -18,6 +18,7 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -200,6 +201,8 @@ static void on_signals(struct supervision *s) {
     int children = 0;
     while (read(s->signal_fd, &si, sizeof si) == sizeof si) {
         int signo = (int)si.ssi_signo;
+        // A lane's signal for one of its jobs: taken only by the job it names.
+        if (signo == JOBKIT_LANE_SIGNAL && (signo = lane_signal(&si)) == 0) continue;
         if (signo == SIGTERM || signo == SIGINT || signo == SIGHUP || signo == SIGUSR1) on_stop(s, signo);
         if (signo == SIGTSTP || signo == SIGCONT) on_suspend(s, signo);
         if (signo == SIGCHLD) children = 1;
@@ -299,18 +302,18 @@ static void watch(struct supervision *s) {
     }
 }
 
-_Noreturn void supervise(const char *dir, long long id, const char *cwd, char **job_argv, char **envp,
-                         unsigned flags, const char *mux_socket, const char *mux_command, int stdin_fd) {
+// One job, from its start to its end: how it ended, when, and (for a lane, whose children's
+// totals span its jobs) what its processes used.
+static void supervise_one(const char *cwd, char **job_argv, char **envp, unsigned flags, const char *mux_socket,
+                          const char *mux_command, int stdin_fd, int signal_fd, int *kind, int *status, int64_t *end_ns,
+                          struct rusage *usage) {
     int hold_stdin = (flags & JOBKIT_REQUEST_HOLD_STDIN) != 0;
     environ = envp;  // execvpe looks PROGRAM up in the PATH of environ: the job's
-    sigset_t handled;
-    begin_supervising(dir, id, flags, &handled);
-
+    struct rusage before;
+    memset(&before, 0, sizeof before);
+    if (lane_request_fd >= 0) getrusage(RUSAGE_CHILDREN, &before);
     struct supervision s = {.hold_stdin = hold_stdin, .in_pipe = {-1, -1}, .pid = -1, .stdin_fd = stdin_fd,
-                            .ticks = hold_stdin && (flags & JOBKIT_REQUEST_TICKS) != 0};
-    // A local job's every process stays below this one (descendants.c). Not a remote job's:
-    // its ssh may fork the computer's master, which outlives the job and is everyone's.
-    if (!hold_stdin && become_subreaper() != 0) fail(JOBKIT_STAGE_SUPERVISOR, errno);
+                            .ticks = hold_stdin && (flags & JOBKIT_REQUEST_TICKS) != 0, .signal_fd = signal_fd};
     int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
     if (flags & JOBKIT_REQUEST_NULL_OUTPUT) {
         // Nothing to take: a session's shell, whose commands have output of their own.
@@ -321,8 +324,6 @@ _Noreturn void supervise(const char *dir, long long id, const char *cwd, char **
         fail(JOBKIT_STAGE_SUPERVISOR, errno);
     }
     if (hold_stdin && pipe2(s.in_pipe, O_CLOEXEC) < 0) fail(JOBKIT_STAGE_SUPERVISOR, errno);
-    s.signal_fd = signalfd(-1, &handled, SFD_CLOEXEC | SFD_NONBLOCK);
-    if (s.signal_fd < 0) fail(JOBKIT_STAGE_SUPERVISOR, errno);
 
     // The job gets its own session and process group, so that stopping it reaches every
     // process it starts and no terminal signal meant for someone else reaches it; stdin is
@@ -355,7 +356,56 @@ _Noreturn void supervise(const char *dir, long long id, const char *cwd, char **
 
     // The job ends when its main process has exited and every process holding its output
     // has let go of it, as a shell pipeline does; the end time is the main process's.
-    if (s.mux == NULL) waitpid(s.pid, NULL, 0);
-    int kind = s.exit_info.si_code == CLD_EXITED ? JOBKIT_ENDED_EXIT : JOBKIT_ENDED_SIGNAL;
-    finish((uint8_t)kind, JOBKIT_STAGE_NONE, s.exit_info.si_status, s.end_ns);
+    memset(usage, 0, sizeof *usage);
+    if (s.mux == NULL) wait4(s.pid, NULL, 0, usage);
+    if (lane_request_fd >= 0) {
+        // What this job's processes used: the main one's largest resident set (a lane's
+        // children's maximum spans its earlier jobs), and the CPU time of all it waited for.
+        struct rusage after;
+        if (getrusage(RUSAGE_CHILDREN, &after) == 0) {
+            usage->ru_utime.tv_sec = after.ru_utime.tv_sec - before.ru_utime.tv_sec;
+            usage->ru_utime.tv_usec = after.ru_utime.tv_usec - before.ru_utime.tv_usec;
+            usage->ru_stime.tv_sec = after.ru_stime.tv_sec - before.ru_stime.tv_sec;
+            usage->ru_stime.tv_usec = after.ru_stime.tv_usec - before.ru_stime.tv_usec;
+        }
+        for (int i = 0; i < 2; i++) {
+            if (s.streams[i].pipe_fd >= 0) close(s.streams[i].pipe_fd);
+            if (s.streams[i].file_fd >= 0) close(s.streams[i].file_fd);
+        }
+        if (s.in_pipe[0] >= 0) close(s.in_pipe[0]);
+        if (s.in_pipe[1] >= 0) close(s.in_pipe[1]);
+    }
+    *kind = s.exit_info.si_code == CLD_EXITED ? JOBKIT_ENDED_EXIT : JOBKIT_ENDED_SIGNAL;
+    *status = s.exit_info.si_status;
+    *end_ns = s.end_ns;
+}
+
+_Noreturn void supervise(const char *dir, long long id, const char *cwd, char **job_argv, char **envp,
+                         unsigned flags, const char *mux_socket, const char *mux_command, int stdin_fd) {
+    int hold_stdin = (flags & JOBKIT_REQUEST_HOLD_STDIN) != 0;
+    sigset_t handled;
+    begin_supervising(dir, id, flags, &handled);
+    // A local job's every process stays below this one (descendants.c). Not a remote job's:
+    // its ssh may fork the computer's master, which outlives the job and is everyone's.
+    if (!hold_stdin && become_subreaper() != 0) fail(JOBKIT_STAGE_SUPERVISOR, errno);
+    int signal_fd = signalfd(-1, &handled, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (signal_fd < 0) fail(JOBKIT_STAGE_SUPERVISOR, errno);
+    // A lane's jobs, one after another (lane.c); any other supervisor's one job.
+    for (;;) {
+        struct rusage usage;
+        int kind, status;
+        int64_t end_ns;
+        supervise_one(cwd, job_argv, envp, flags, mux_socket, mux_command, stdin_fd, signal_fd, &kind, &status, &end_ns,
+                      &usage);
+        if (lane_request_fd < 0) finish((uint8_t)kind, JOBKIT_STAGE_NONE, status, end_ns);
+        record_end((uint8_t)kind, JOBKIT_STAGE_NONE, status, end_ns, &usage);
+        struct lane_job next;
+        lane_next(&next, signal_fd);
+        cwd = next.cwd;
+        job_argv = next.argv;
+        envp = next.envp;
+        flags = next.flags;
+        stdin_fd = -1;
+        lane_begin();
+    }
 }

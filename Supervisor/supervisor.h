@@ -46,6 +46,10 @@ void handled_signals(sigset_t *set);
 // its own, the lock kept from the job, `handled` (the signals it takes from a signalfd)
 // blocked, SIGPIPE ignored, and the shared descriptors open (or exit 70).
 void begin_supervising(const char *dir, long long id, unsigned flags, sigset_t *handled);
+// Records how the job ended in its slot, with what its processes used (when known), and
+// goes on: a lane's next job follows.
+struct rusage;
+void record_end(uint8_t kind, uint8_t stage, int code, int64_t end_ns, const struct rusage *usage);
 // Records how the job ended in its slot, with what its processes used, and exits.
 _Noreturn void finish(uint8_t kind, uint8_t stage, int code, int64_t end_ns);
 _Noreturn void fail(uint8_t stage, int err);
@@ -73,6 +77,8 @@ ssize_t take(struct stream *s);
 // the slot at the end, for the engine to fail the job with.
 extern uint64_t lost_bytes;
 extern int lost_errno;
+// Forgets the last job's index and losses: a lane's next job writes files of its own.
+void reset_output(void);
 
 // ---- mux.c: a session through an ssh ControlMaster's socket (OpenSSH's PROTOCOL.mux) ----
 
@@ -137,5 +143,28 @@ _Noreturn void run_in_session(const char *jobs_dir, long long id, char **args, u
 
 // Serves fork requests on fd 3 until the engine's end closes; the exit status.
 int zygote(const char *dir);
+
+// ---- lane.c: a foreach's lane, a supervisor that runs one job after another ----
+
+// The lane's pipes (JOBKIT_REQUEST_LANE), -1 for a supervisor of one job.
+extern int lane_request_fd;
+extern int lane_report_fd;
+// The next job's request, taken from the request pipe: its cwd, argv, envp and flags, its id
+// and attempt in the globals. Reports the last job's end first (and releases its lock). Exits
+// instead when the engine has gone, the request pipe is closed, the last job left processes
+// behind (a lane runs one job's processes at a time) or something fails.
+struct lane_job {
+    char *cwd;
+    char **argv;
+    char **envp;
+    unsigned flags;
+};
+void lane_next(struct lane_job *next, int signal_fd);
+// Takes the lock of the job just read (see lane_next) and checks that the engine is still
+// there to hear of it: else exits, the job not started.
+void lane_begin(void);
+// Takes an addressed signal (JOBKIT_LANE_SIGNAL): the signal number it carries when it is
+// for the current job, else 0.
+int lane_signal(const void *siginfo);
 
 #endif

@@ -28,10 +28,10 @@ static void answer(int64_t id, pid_t pid, int error, int pidfd) {
 
 // Reads the next request header and the lock descriptor with it: 1, 0 when the engine has
 // gone, -1 on an error (a request not of this protocol too).
-static int receive_request(struct jobkit_zygote_request *req, int *lock_fd, int *stdin_fd) {
+static int receive_request(struct jobkit_zygote_request *req, int *lock_fd, int *stdin_fd, int lane_fds[2]) {
     union {
         struct cmsghdr align;
-        char buf[CMSG_SPACE(2 * sizeof(int))];
+        char buf[CMSG_SPACE(4 * sizeof(int))];
     } control_buf;
     struct iovec iov = {.iov_base = req, .iov_len = sizeof *req};
     struct msghdr msg = {
@@ -41,11 +41,20 @@ static int receive_request(struct jobkit_zygote_request *req, int *lock_fd, int 
     if (got <= 0) return got == 0 ? 0 : -1;
     *lock_fd = -1;
     *stdin_fd = -1;
+    lane_fds[0] = lane_fds[1] = -1;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
         size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        if (count >= 1) memcpy(lock_fd, CMSG_DATA(c), sizeof(int));
-        if (count >= 2) memcpy(stdin_fd, CMSG_DATA(c) + sizeof(int), sizeof(int));
+        int fds[4] = {-1, -1, -1, -1};
+        memcpy(fds, CMSG_DATA(c), (count > 4 ? 4 : count) * sizeof(int));
+        // The lock, then the job's stdin (REQUEST_STDIN) or a lane's two pipes (REQUEST_LANE).
+        *lock_fd = fds[0];
+        if (got > 0 && (req->flags & JOBKIT_REQUEST_LANE)) {
+            lane_fds[0] = fds[1];
+            lane_fds[1] = fds[2];
+        } else {
+            *stdin_fd = fds[1];
+        }
     }
     if (got != (ssize_t)sizeof *req || req->magic != JOBKIT_ZYGOTE_MAGIC || req->length > JOBKIT_ZYGOTE_MAX_STRINGS) {
         return -1;
@@ -55,7 +64,7 @@ static int receive_request(struct jobkit_zygote_request *req, int *lock_fd, int 
 
 // Forks job `req`'s supervisor from the request's strings (cwd, argv, envp) and answers.
 static void fork_supervisor(const char *dir, const struct jobkit_zygote_request *req, char **words, int lock_fd,
-                            int stdin_fd, int child_fd) {
+                            int stdin_fd, const int lane_fds[2], int child_fd) {
     char *cwd = words[0];
     char **job_argv = words + 1;
     char **envp = words + 2 + req->argc;
@@ -72,6 +81,10 @@ static void fork_supervisor(const char *dir, const struct jobkit_zygote_request 
             close(lock_fd);
         }
         job_attempt = req->attempt == 0 ? 1 : req->attempt;
+        if (lane_fds[0] >= 0 && lane_fds[1] >= 0) {
+            lane_request_fd = lane_fds[0];
+            lane_report_fd = lane_fds[1];
+        }
         if (req->flags & JOBKIT_REQUEST_SESSION) run_in_session(dir, (long long)req->job_id, job_argv, req->flags);
         // The signals a supervisor handles stay blocked, as they are in the zygote: a stop
         // sent the moment the engine learns this pid waits in the signalfd that supervise()
@@ -86,7 +99,8 @@ static void fork_supervisor(const char *dir, const struct jobkit_zygote_request 
 }
 
 // Serves one request whose header came: 0, or -1 when the socket broke.
-static int serve(const char *dir, const struct jobkit_zygote_request *req, int lock_fd, int stdin_fd, int child_fd) {
+static int serve(const char *dir, const struct jobkit_zygote_request *req, int lock_fd, int stdin_fd,
+                 const int lane_fds[2], int child_fd) {
     char *strings = malloc(req->length + 1);
     char **words = malloc(sizeof(char *) * ((size_t)req->argc + req->envc + 3));
     int rc = strings == NULL || words == NULL || read_all(CONTROL_FD, strings, req->length) < 0 ? -1 : 0;
@@ -100,7 +114,7 @@ static int serve(const char *dir, const struct jobkit_zygote_request *req, int l
         if (count != want || req->argc <= least) {
             answer(req->job_id, -1, EINVAL, -1);
         } else {
-            fork_supervisor(dir, req, words, lock_fd, stdin_fd, child_fd);
+            fork_supervisor(dir, req, words, lock_fd, stdin_fd, lane_fds, child_fd);
         }
     }
     free(strings);
@@ -135,12 +149,15 @@ int zygote(const char *dir) {
         }
         if (!(fds[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
         struct jobkit_zygote_request req;
-        int lock_fd = -1, stdin_fd = -1;
-        int got = receive_request(&req, &lock_fd, &stdin_fd);
+        int lock_fd = -1, stdin_fd = -1, lane_fds[2] = {-1, -1};
+        int got = receive_request(&req, &lock_fd, &stdin_fd, lane_fds);
         if (got == 0) return 0;  // the engine has gone: so do we; our supervisors stay
-        int served = got > 0 ? serve(dir, &req, lock_fd, stdin_fd, child_fd) : -1;
+        int served = got > 0 ? serve(dir, &req, lock_fd, stdin_fd, lane_fds, child_fd) : -1;
         if (lock_fd >= 0) close(lock_fd);
         if (stdin_fd >= 0) close(stdin_fd);
+        for (int i = 0; i < 2; i++) {
+            if (lane_fds[i] >= 0) close(lane_fds[i]);
+        }
         if (served < 0) return EXIT_BROKEN;
     }
 }

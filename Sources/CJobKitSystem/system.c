@@ -13,6 +13,7 @@
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -145,16 +146,22 @@ int jobkit_socketpair(int fds[2]) {
 }
 
 int jobkit_zygote_send(int control, int64_t id, const char *strings, uint32_t length, uint32_t argc, uint32_t envc,
-                       uint32_t flags, uint32_t attempt, int lock_fd, int stdin_fd) {
-    int fds[2] = {lock_fd, stdin_fd};
+                       uint32_t flags, uint32_t attempt, int lock_fd, int stdin_fd, int lane_request, int lane_report) {
+    int fds[3] = {lock_fd, stdin_fd, -1};
     int count = stdin_fd >= 0 ? 2 : 1;
     if (stdin_fd >= 0) flags |= JOBKIT_REQUEST_STDIN;
+    if (stdin_fd < 0 && lane_request >= 0 && lane_report >= 0) {
+        fds[1] = lane_request;
+        fds[2] = lane_report;
+        count = 3;
+        flags |= JOBKIT_REQUEST_LANE;
+    }
     struct jobkit_zygote_request req = {
         .magic = JOBKIT_ZYGOTE_MAGIC, .length = length, .job_id = id, .argc = argc, .envc = envc, .flags = flags, .attempt = attempt};
     struct iovec iov[2] = {{.iov_base = &req, .iov_len = sizeof req}, {.iov_base = (void *)strings, .iov_len = length}};
     union {
         struct cmsghdr align;
-        char buf[CMSG_SPACE(2 * sizeof(int))];
+        char buf[CMSG_SPACE(3 * sizeof(int))];
     } out;
     memset(&out, 0, sizeof out);
     struct msghdr msg = {
@@ -243,4 +250,46 @@ int jobkit_unix_socket_answers(const char *path) {
 
 int jobkit_return_freed_memory(void) {
     return malloc_trim(0);
+}
+
+int jobkit_lane_send(int request, int64_t id, const char *strings, uint32_t length, uint32_t argc, uint32_t envc,
+                     uint32_t flags, uint32_t attempt) {
+    struct jobkit_zygote_request req = {
+        .magic = JOBKIT_ZYGOTE_MAGIC, .length = length, .job_id = id, .argc = argc, .envc = envc, .flags = flags, .attempt = attempt};
+    struct iovec iov[2] = {{.iov_base = &req, .iov_len = sizeof req}, {.iov_base = (void *)strings, .iov_len = length}};
+    // The lane is idle and its pipe empty: all of it fits, or none (EAGAIN), or the lane is gone.
+    if (sizeof req + length > 65536) return E2BIG;
+    ssize_t n;
+    while ((n = writev(request, iov, 2)) < 0 && errno == EINTR) {}
+    if (n < 0) return errno;
+    return (size_t)n == sizeof req + length ? 0 : EPIPE;
+}
+
+int jobkit_lane_signal(void) {
+    return JOBKIT_LANE_SIGNAL;
+}
+
+int jobkit_pidfd_sigqueue(int pidfd, int signal, uint64_t value) {
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    info.si_signo = signal;
+    info.si_code = SI_QUEUE;
+    info.si_pid = getpid();
+    info.si_uid = getuid();
+    info.si_value.sival_ptr = (void *)(uintptr_t)value;
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, signal, &info, 0);
+}
+
+int jobkit_lane_read_reports(int report, int64_t *ids, int capacity) {
+    struct jobkit_lane_report records[64];
+    int max = capacity < 64 ? capacity : 64;
+    ssize_t n;
+    while ((n = read(report, records, sizeof records[0] * (size_t)max)) < 0 && errno == EINTR) {}
+    if (n < 0) return errno == EAGAIN ? 0 : -1;
+    if (n == 0) return -1;
+    int count = 0;
+    for (ssize_t i = 0; i < n / (ssize_t)sizeof records[0]; i++) {
+        if (records[i].kind == JOBKIT_LANE_ENDED) ids[count++] = records[i].job_id;
+    }
+    return count;
 }

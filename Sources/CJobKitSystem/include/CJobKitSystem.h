@@ -18,8 +18,27 @@ int jobkit_spawn_supervisor(const char *path, char *const argv[], char *const en
 /// JOBKIT_REQUEST_MUX, … (see jobkit_abi.h); `attempt`: which run of the job this is. `lock_fd` goes along, and `stdin_fd` too when it is
 /// >= 0 (the job's stdin; JOBKIT_REQUEST_STDIN is then set). The answer is read by `jobkit_zygote_receive`;
 /// answers come in the order of the requests. Returns 0 or an errno (EPIPE: the zygote is gone).
+/// With `lane_request` and `lane_report` (>= 0, and no stdin), the supervisor is a foreach's
+/// lane (JOBKIT_REQUEST_LANE): it reads its next jobs from the one and reports their ends on
+/// the other.
 int jobkit_zygote_send(int control, int64_t id, const char *strings, uint32_t length, uint32_t argc, uint32_t envc,
-                       uint32_t flags, uint32_t attempt, int lock_fd, int stdin_fd);
+                       uint32_t flags, uint32_t attempt, int lock_fd, int stdin_fd, int lane_request, int lane_report);
+
+/// Asks an idle lane (its request pipe, non-blocking) to run job `id`: a request as the
+/// zygote's, without descriptors. 0, or an errno (EAGAIN or EPIPE: not that lane; E2BIG: too
+/// large for its pipe at once).
+int jobkit_lane_send(int request, int64_t id, const char *strings, uint32_t length, uint32_t argc, uint32_t envc,
+                     uint32_t flags, uint32_t attempt);
+
+/// JOBKIT_LANE_SIGNAL, the signal that carries a lane's job's signal in its value.
+int jobkit_lane_signal(void);
+
+/// pidfd_send_signal with sigqueue's value: `value` reaches the process as si_value.
+int jobkit_pidfd_sigqueue(int pidfd, int signal, uint64_t value);
+
+/// Reads a lane's report pipe (non-blocking): the ids of the jobs it says ended, at most
+/// `capacity`; their count, 0 when there is nothing yet, -1 at end of file (the lane is gone).
+int jobkit_lane_read_reports(int report, int64_t *ids, int capacity);
 
 /// Reads the zygote's next answer: the job it is about, and the supervisor's pid (> 0) with a
 /// pidfd for it (or -1), or an errno in `error`. Returns 0 or an errno (EPIPE: the zygote is gone).

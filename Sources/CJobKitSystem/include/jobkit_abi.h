@@ -107,8 +107,27 @@ enum {
     JOBKIT_REQUEST_APPEND = 16,
     JOBKIT_REQUEST_SESSION = 32,
     JOBKIT_REQUEST_NULL_OUTPUT = 64,
-    JOBKIT_REQUEST_TICKS = 128
+    JOBKIT_REQUEST_TICKS = 128,
+    // A lane of a foreach (see lane.c): two more descriptors come after the lock, the read end
+    // of the lane's request pipe and the write end of its report pipe. The supervisor runs
+    // this job, then, instead of exiting, the next ones the engine writes to the request pipe
+    // (each a header and strings as here, no descriptor), one at a time.
+    JOBKIT_REQUEST_LANE = 256
 };
+// What a lane says on its report pipe: one record per job, once it has ended and its slot
+// says how. A lane that exits (after an error, or when its job left processes behind) says
+// nothing more: its pidfd tells.
+struct jobkit_lane_report {
+    int64_t job_id;
+    uint32_t kind;  // JOBKIT_LANE_ENDED
+    uint32_t reserved;
+};
+enum { JOBKIT_LANE_ENDED = 1 };
+_Static_assert(sizeof(struct jobkit_lane_report) == 16, "a lane report is 16 bytes");
+// A signal for one job of a lane: sent with sigqueue's value (job id << 8) | signal number,
+// so that one meant for a job that ended is not taken by the next. SIGRTMIN + 4, counted at
+// run time (glibc keeps the first RT signals for itself).
+#define JOBKIT_LANE_SIGNAL (SIGRTMIN + 4)
 // The largest request's strings the zygote takes.
 enum { JOBKIT_ZYGOTE_MAX_STRINGS = 64 << 20 };
 

@@ -16,6 +16,10 @@ extension JobManager {
             return table.leafEnded(id, outcome: outcome, at: Date(), recorded: OutputFormat.recordCount(prefix: supervisor.prefix(id)))
         }
         announceProcessEnds(ended)
+        // A foreach that has finished needs its lanes no more.
+        for parentId in Set(ended.compactMap(\.parentId)) where table[parentId]?.state.isFinished ?? true {
+            monitor.closeLanes(parent: parentId)
+        }
         let started = schedule(after: ended)
         guard !started.isEmpty else { return }
         // Children begun in the slots the ends freed (and their parents' states, which follow
@@ -29,7 +33,8 @@ extension JobManager {
     /// server, or a parent's state while its children only begin and end.
     private func isRecordedBySlot(_ record: JobRecord) -> Bool {
         if record.parentId == nil { return !record.childIds.isEmpty && !record.state.isFinished && !record.dependenciesMet }
-        return record.state == .running && !record.retryPending && asked.contains { $0.id == record.id }
+        return record.state == .running && !record.retryPending
+            && (asked.contains { $0.id == record.id } || monitor.inLane(record.id))
     }
 
     /// Tells waiters that process jobs ended, and leaves the commit to the engine's next

@@ -17,6 +17,25 @@ final class ExitMonitor: Sendable {
     /// Per job: its supervisor's pidfd, and whether this process must reap it (a supervisor
     /// the engine spawned itself is its child; the zygote reaps those it forked).
     private let pidfds = Mutex<[Int: (fd: Int32, reap: Bool)]>([:])
+    /// A foreach's lanes (supervisors that run one job after another, see lane.c): each one's
+    /// pidfd, the engine's ends of its pipes, its foreach and the job it runs, if any.
+    private struct Lane {
+        let pidfd: Int32
+        var request: Int32
+        let report: Int32
+        let parent: Int
+        var current: Int?
+    }
+    private struct Lanes {
+        var lanes: [Int: Lane] = [:]
+        var laneOfJob: [Int: Int] = [:]
+        var next = 0
+    }
+    private let lanes = Mutex(Lanes())
+    /// Epoll tags: a job's id, or one of these with a lane's number.
+    private static let lanePidTag: UInt64 = 1 << 62
+    private static let laneReportTag: UInt64 = 1 << 61
+    private static let laneMask: UInt64 = (1 << 48) - 1
     private let epoll: Int32
     private let wake: Int32
     private let thread = Mutex<pthread_t?>(nil)
@@ -56,7 +75,13 @@ final class ExitMonitor: Sendable {
             var ended: [Int] = []
             for tag in tags.prefix(Int(n)) {
                 if tag == UInt64.max { return }
-                if exited(Int(tag)) { ended.append(Int(tag)) }
+                if tag & Self.lanePidTag != 0 {
+                    ended += laneExited(Int(tag & Self.laneMask))
+                } else if tag & Self.laneReportTag != 0 {
+                    ended += laneReported(Int(tag & Self.laneMask))
+                } else if exited(Int(tag)) {
+                    ended.append(Int(tag))
+                }
             }
             if !ended.isEmpty { continuation.yield(ended) }
         }
@@ -88,10 +113,114 @@ final class ExitMonitor: Sendable {
         return true
     }
 
-    /// Sends `signal` to job `id`'s supervisor if it is still alive; false if it is not.
+    // MARK: Lanes
+
+    /// Watches a new lane (its supervisor `pid`, through `pidfd` if given: taken over), which
+    /// runs job `id` first, and keeps the engine's ends of its pipes. False when that process
+    /// is already gone (the caller then reads the job's status itself).
+    func watchLane(id: Int, pid: pid_t, pidfd given: Int32?, pipes: Supervisor.LanePipes, parent: Int) -> Bool {
+        let fd = given ?? jobkit_pidfd_open(pid)
+        guard fd >= 0 else {
+            pipes.closeEngineEnds()
+            return false
+        }
+        let number = lanes.withLock { state in
+            state.next += 1
+            state.lanes[state.next] = Lane(pidfd: fd, request: pipes.requestWrite, report: pipes.reportRead, parent: parent, current: id)
+            state.laneOfJob[id] = state.next
+            return state.next
+        }
+        guard jobkit_epoll_add(epoll, fd, Self.lanePidTag | UInt64(number)) == 0 else {
+            _ = removeLane(number)
+            return false
+        }
+        _ = jobkit_epoll_add(epoll, pipes.reportRead, Self.laneReportTag | UInt64(number))
+        return true
+    }
+
+    func hasIdleLane(parent: Int) -> Bool {
+        lanes.withLock { state in state.lanes.values.contains { $0.parent == parent && $0.current == nil && $0.request >= 0 } }
+    }
+
+    /// Hands job `id` to an idle lane of `parent`: `send` writes its request to the lane's
+    /// request pipe (0, or an errno: that lane is not there to take it). False when no lane
+    /// took it.
+    func dispatch(parent: Int, id: Int, send: (Int32) -> Int32) -> Bool {
+        lanes.withLock { state in
+            for (number, lane) in state.lanes where lane.parent == parent && lane.current == nil && lane.request >= 0 {
+                guard send(lane.request) == 0 else { continue }
+                state.lanes[number]?.current = id
+                state.laneOfJob[id] = number
+                return true
+            }
+            return false
+        }
+    }
+
+    /// Whether job `id` runs in a lane (its start is then in its slot, as an asked one's).
+    func inLane(_ id: Int) -> Bool { lanes.withLock { $0.laneOfJob[id] != nil } }
+
+    /// No more jobs for `parent`'s lanes: each ends once its job has.
+    func closeLanes(parent: Int) {
+        lanes.withLock { state in
+            for (number, lane) in state.lanes where lane.parent == parent && lane.request >= 0 {
+                close(lane.request)
+                state.lanes[number]?.request = -1
+            }
+        }
+    }
+
+    /// A lane's reports: the jobs that ended (their slots say how).
+    private func laneReported(_ number: Int) -> [Int] {
+        guard let report = lanes.withLock({ $0.lanes[number]?.report }) else { return [] }
+        var ids = [Int64](repeating: 0, count: 64)
+        var ended: [Int] = []
+        while true {
+            let count = ids.withUnsafeMutableBufferPointer { jobkit_lane_read_reports(report, $0.baseAddress, 64) }
+            if count < 0 {
+                // The lane is gone, or going: its pidfd says when.
+                _ = jobkit_epoll_del(epoll, report)
+                break
+            }
+            if count == 0 { break }
+            ended += ids.prefix(Int(count)).map { Int($0) }
+        }
+        lanes.withLock { state in
+            for id in ended where state.laneOfJob.removeValue(forKey: id) != nil {
+                if state.lanes[number]?.current == id { state.lanes[number]?.current = nil }
+            }
+        }
+        return ended
+    }
+
+    /// A lane exited: the job it ran, if any, ended with it (its slot says how, or nothing).
+    private func laneExited(_ number: Int) -> [Int] {
+        let reported = laneReported(number)
+        return reported + (removeLane(number).map { [$0] } ?? [])
+    }
+
+    private func removeLane(_ number: Int) -> Int? {
+        guard let lane = lanes.withLock({ state -> Lane? in
+            guard let lane = state.lanes.removeValue(forKey: number) else { return nil }
+            if let current = lane.current { state.laneOfJob.removeValue(forKey: current) }
+            return lane
+        }) else { return nil }
+        _ = jobkit_epoll_del(epoll, lane.pidfd)
+        _ = jobkit_epoll_del(epoll, lane.report)
+        close(lane.pidfd)
+        close(lane.report)
+        if lane.request >= 0 { close(lane.request) }
+        return lane.current
+    }
+
+    /// Sends `signal` to job `id`'s supervisor if it is still alive; false if it is not. A
+    /// lane's job gets it through its lane, addressed to it.
     @discardableResult
     func signal(id: Int, _ signal: Int32) -> Bool {
-        pidfds.withLock { pidfds in
+        if let pidfd = lanes.withLock({ state in state.laneOfJob[id].flatMap { state.lanes[$0]?.pidfd } }) {
+            return jobkit_pidfd_sigqueue(pidfd, jobkit_lane_signal(), UInt64(id) << 8 | UInt64(signal)) == 0
+        }
+        return pidfds.withLock { pidfds in
             guard let fd = pidfds[id]?.fd else { return false }
             return jobkit_pidfd_signal(fd, signal) == 0
         }
@@ -111,6 +240,16 @@ final class ExitMonitor: Sendable {
             return fds.values.map(\.fd)
         }
         for fd in all { close(fd) }
+        let lanesLeft = lanes.withLock { state in
+            defer { state = Lanes() }
+            return Array(state.lanes.values)
+        }
+        // The lanes finish the jobs they run, then end: the next engine reads their slots.
+        for lane in lanesLeft {
+            close(lane.pidfd)
+            close(lane.report)
+            if lane.request >= 0 { close(lane.request) }
+        }
         continuation.finish()
     }
 

@@ -248,19 +248,42 @@ extension JobManager {
         // A run after the first goes on from what the earlier ones wrote.
         job.attempt = table[id]?.attempt ?? 1
         job.append = job.append || job.attempt > 1
+        // A foreach's child runs in one of its lanes: an idle one if there is, else a new
+        // one that it starts.
+        let lane = laneParent(of: id, job)
+        if let lane, supervisor.dispatch(id, job, parent: lane, monitor: monitor) { return [] }
+        if lane != nil { job.lane = Supervisor.LanePipes.make() }
         do {
-            if try supervisor.ask(id, job) {
+            let sent = try supervisor.ask(id, job)
+            // Sent, the lane's ends travel in the request; not sent, there is no lane.
+            job.lane?.closeLaneEnds()
+            if sent {
                 asked.append((id, job))
                 requestCollect()
                 return []
             }
+            job.lane?.closeEngineEnds()
+            job.lane = nil
             defer { releaseStdin(id) }
             let (pid, pidfd) = try supervisor.spawnDirectly(id, job)
             return monitor.watch(id: id, pid: pid, pidfd: pidfd) ? [] : endProcessLeaf(id)
         } catch {
+            if let pipes = job.lane {
+                pipes.closeLaneEnds()
+                pipes.closeEngineEnds()
+            }
             releaseStdin(id)
             return table.leafEnded(id, outcome: .failed(error.message), at: Date(), recorded: 0)
         }
+    }
+
+    /// The foreach whose lanes run this child, if it runs in one: a foreach's child run here,
+    /// as a plain process (no stdin of its own, no master, no session).
+    private func laneParent(of id: Int, _ job: Supervisor.Job) -> Int? {
+        guard let child = table[id], child.type == .psTaskJob, child.input != nil, let parentId = child.parentId,
+            job.stdin == nil, job.throughMaster == nil, !job.holdStdin, !job.inSession, !job.nullOutput
+        else { return nil }
+        return parentId
     }
 
     /// Makes sure a turn of `launchNew` comes to collect what was asked.
@@ -281,23 +304,33 @@ extension JobManager {
         let answers = await supervisor.collect(all + dropped)
         // Each has its supervisor now, or never will: its stdin is not this side's to hold.
         for (id, _) in answers { releaseStdin(id) }
-        for (_, answer) in answers.suffix(dropped.count) {
+        for ((_, answer), (_, job)) in zip(answers.suffix(dropped.count), dropped) {
+            // No more jobs for a lane made for it.
+            job.lane?.closeEngineEnds()
             // SIGUSR1: the supervisor kills the job's group at once, then ends.
             guard case .success(let spawned) = answer else { continue }
             kill(spawned.pid, SIGUSR1)
             if let pidfd = spawned.pidfd { close(pidfd) }
         }
         var changed: [JobRecord] = []
-        for (id, answer) in answers.prefix(all.count) {
+        for ((id, answer), (_, job)) in zip(answers.prefix(all.count), all) {
             switch answer {
             case .success(let (pid, pidfd)):
-                guard monitor.watch(id: id, pid: pid, pidfd: pidfd) else {
+                let pipes = job.lane
+                let watched =
+                    if let pipes, let parent = table[id]?.parentId {
+                        monitor.watchLane(id: id, pid: pid, pidfd: pidfd, pipes: pipes, parent: parent)
+                    } else {
+                        monitor.watch(id: id, pid: pid, pidfd: pidfd)
+                    }
+                guard watched else {
                     changed += endProcessLeaf(id)
                     continue
                 }
                 // Stopped before now: the stop's signal found no process to reach.
                 if table[id]?.stopRequested == true { monitor.signal(id: id, SIGTERM) }
             case .failure(let error):
+                job.lane?.closeEngineEnds()
                 changed += table.leafEnded(id, outcome: .failed(error.message), at: Date(), recorded: 0)
             }
         }

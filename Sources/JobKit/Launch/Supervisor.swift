@@ -121,6 +121,43 @@ final class Supervisor: Sendable {
         var inSession = false
         /// Its stdout and stderr are /dev/null (`--null-output`): a session's shell.
         var nullOutput = false
+        /// The supervisor is a foreach's lane (see lane.c): it goes on with the jobs asked of
+        /// it on these pipes.
+        var lane: LanePipes?
+    }
+
+    /// A new lane's two pipes: the lane's ends go to it with the fork server's request, the
+    /// engine keeps the others (see `ExitMonitor.watchLane`).
+    struct LanePipes: Sendable {
+        let requestRead: Int32, requestWrite: Int32
+        let reportRead: Int32, reportWrite: Int32
+
+        static func make() -> LanePipes? {
+            var request: [Int32] = [-1, -1]
+            var report: [Int32] = [-1, -1]
+            guard jobkit_pipe_cloexec(&request) == 0 else { return nil }
+            guard jobkit_pipe_cloexec(&report) == 0 else {
+                close(request[0])
+                close(request[1])
+                return nil
+            }
+            // The engine's ends never block it: a lane's request goes to an idle lane only,
+            // and reports are read when epoll says there are some.
+            _ = fcntl(request[1], F_SETFL, O_NONBLOCK)
+            _ = fcntl(report[0], F_SETFL, O_NONBLOCK)
+            return LanePipes(requestRead: request[0], requestWrite: request[1], reportRead: report[0], reportWrite: report[1])
+        }
+
+        /// The lane's ends, once they went with the request (or it was not sent).
+        func closeLaneEnds() {
+            close(requestRead)
+            close(reportWrite)
+        }
+
+        func closeEngineEnds() {
+            close(requestWrite)
+            close(reportRead)
+        }
     }
 
     /// A remote command run through the ssh master listening at `socket`.
@@ -178,6 +215,21 @@ final class Supervisor: Sendable {
     /// A description of our own for this job's lock, locked, to hand to its supervisor as fd
     /// 3: the lock is held from before the supervisor exists, so an engine that dies at any
     /// moment leaves no window where a live job looks dead.
+    /// Asks an idle lane of `parent` to run job `id` (a foreach's child), whose slot is
+    /// cleared first; false when none of them is idle.
+    func dispatch(_ id: Int, _ job: Job, parent: Int, monitor: ExitMonitor) -> Bool {
+        guard monitor.hasIdleLane(parent: parent) else { return false }
+        clearSlot(id)
+        let (payload, argc, envc, flags) = Zygote.request(job)
+        return monitor.dispatch(parent: parent, id: id) { request in
+            payload.withUnsafeBufferPointer { bytes in
+                bytes.withMemoryRebound(to: CChar.self) { chars in
+                    jobkit_lane_send(request, Int64(id), chars.baseAddress, UInt32(bytes.count), argc, envc, flags, UInt32(job.attempt))
+                }
+            }
+        }
+    }
+
     private func lockedDescriptor(_ id: Int) throws(JobError) -> Int32 {
         clearSlot(id)
         let lockFD = open(jobsDirectory + "/locks", O_RDWR | O_CLOEXEC)

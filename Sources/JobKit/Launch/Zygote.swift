@@ -69,22 +69,7 @@ final class Zygote: Sendable {
     /// `answer(for:)` gets it. False when no zygote can serve (the caller then starts the
     /// supervisor itself).
     func ask(id: Int, _ job: Supervisor.Job, lockFD: Int32) -> Bool {
-        // The supervisor's request: cwd, arguments (a master's socket and command first, with
-        // REQUEST_MUX), environment, each NUL-terminated.
-        let argv = (job.throughMaster.map { [$0.socket, $0.command] } ?? []) + job.argv
-        let options: [(Bool, Int)] = [
-            (job.holdStdin, JOBKIT_REQUEST_HOLD_STDIN), (job.ticks, JOBKIT_REQUEST_TICKS),
-            (job.throughMaster != nil, JOBKIT_REQUEST_MUX), (job.mergeError, JOBKIT_REQUEST_MERGE_ERROR),
-            (job.append, JOBKIT_REQUEST_APPEND), (job.inSession, JOBKIT_REQUEST_SESSION),
-            (job.nullOutput, JOBKIT_REQUEST_NULL_OUTPUT),
-        ]
-        let flags = UInt32(options.reduce(0) { $0 | ($1.0 ? $1.1 : 0) })
-        let environment = job.environment
-        var payload: [UInt8] = []
-        for string in [job.workingDirectory] + argv + environment.map({ "\($0.key)=\($0.value)" }) {
-            payload.append(contentsOf: string.utf8)
-            payload.append(0)
-        }
+        let (payload, argc, envc, flags) = Self.request(job)
         return state.withLock { state in
             // One retry: a zygote that died (killed by hand, say) is replaced once.
             for _ in 0..<2 {
@@ -93,8 +78,9 @@ final class Zygote: Sendable {
                 let rc = payload.withUnsafeBufferPointer { bytes in
                     bytes.withMemoryRebound(to: CChar.self) { chars in
                         jobkit_zygote_send(
-                            current.socket, Int64(id), chars.baseAddress, UInt32(bytes.count), UInt32(argv.count),
-                            UInt32(environment.count), flags, UInt32(job.attempt), lockFD, job.stdin ?? -1)
+                            current.socket, Int64(id), chars.baseAddress, UInt32(bytes.count), argc, envc, flags,
+                            UInt32(job.attempt), lockFD, job.stdin ?? -1, job.lane?.requestRead ?? -1,
+                            job.lane?.reportWrite ?? -1)
                     }
                 }
                 if rc == 0 {
@@ -109,6 +95,32 @@ final class Zygote: Sendable {
             }
             return false
         }
+    }
+
+    /// A supervisor's request: its strings (cwd, arguments — a master's socket and command
+    /// first, with REQUEST_MUX — and environment, each NUL-terminated), how many arguments and
+    /// environment entries, and its flags. The fork server's, and a lane's next job's.
+    static func request(_ job: Supervisor.Job) -> (payload: [UInt8], argc: UInt32, envc: UInt32, flags: UInt32) {
+        let argv = (job.throughMaster.map { [$0.socket, $0.command] } ?? []) + job.argv
+        let options: [(Bool, Int)] = [
+            (job.holdStdin, JOBKIT_REQUEST_HOLD_STDIN), (job.ticks, JOBKIT_REQUEST_TICKS),
+            (job.throughMaster != nil, JOBKIT_REQUEST_MUX), (job.mergeError, JOBKIT_REQUEST_MERGE_ERROR),
+            (job.append, JOBKIT_REQUEST_APPEND), (job.inSession, JOBKIT_REQUEST_SESSION),
+            (job.nullOutput, JOBKIT_REQUEST_NULL_OUTPUT),
+        ]
+        let flags = UInt32(options.reduce(0) { $0 | ($1.0 ? $1.1 : 0) })
+        var payload: [UInt8] = []
+        for string in [job.workingDirectory] + argv {
+            payload.append(contentsOf: string.utf8)
+            payload.append(0)
+        }
+        for (key, value) in job.environment {
+            payload.append(contentsOf: key.utf8)
+            payload.append(UInt8(ascii: "="))
+            payload.append(contentsOf: value.utf8)
+            payload.append(0)
+        }
+        return (payload, UInt32(argv.count), UInt32(job.environment.count), flags)
     }
 
     /// How long a fork server may take to answer before it is taken for hung, and replaced:
