@@ -78,7 +78,8 @@ static void wait_for_request(int signal_fd) {
 void lane_next(struct lane_job *next, int signal_fd) {
     release_lock();
     int left = has_children();
-    struct jobkit_lane_report r = {.job_id = job_id, .kind = JOBKIT_LANE_ENDED};
+    // Said with the end, so that the engine asks nothing more of a lane that is going.
+    struct jobkit_lane_report r = {.job_id = job_id, .kind = left ? JOBKIT_LANE_RETIRED : JOBKIT_LANE_ENDED};
     // Refused (EPIPE) once the engine has gone: the next one reads the slot.
     (void)write_all(lane_report_fd, &r, sizeof r);
     if (left) _exit(0);

@@ -290,6 +290,7 @@ int jobkit_lane_read_reports(int report, int64_t *ids, int capacity) {
     int count = 0;
     for (ssize_t i = 0; i < n / (ssize_t)sizeof records[0]; i++) {
         if (records[i].kind == JOBKIT_LANE_ENDED) ids[count++] = records[i].job_id;
+        if (records[i].kind == JOBKIT_LANE_RETIRED) ids[count++] = -records[i].job_id;
     }
     return count;
 }

@@ -119,10 +119,10 @@ enum {
 // nothing more: its pidfd tells.
 struct jobkit_lane_report {
     int64_t job_id;
-    uint32_t kind;  // JOBKIT_LANE_ENDED
+    uint32_t kind;  // JOBKIT_LANE_ENDED, or JOBKIT_LANE_RETIRED: ended, and the lane takes no more
     uint32_t reserved;
 };
-enum { JOBKIT_LANE_ENDED = 1 };
+enum { JOBKIT_LANE_ENDED = 1, JOBKIT_LANE_RETIRED = 2 };
 _Static_assert(sizeof(struct jobkit_lane_report) == 16, "a lane report is 16 bytes");
 // A signal for one job of a lane: sent with sigqueue's value (job id << 8) | signal number,
 // so that one meant for a job that ended is not taken by the next. SIGRTMIN + 4, counted at

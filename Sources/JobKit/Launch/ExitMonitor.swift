@@ -186,11 +186,18 @@ final class ExitMonitor: Sendable {
             ended += ids.prefix(Int(count)).map { Int($0) }
         }
         lanes.withLock { state in
-            for id in ended where state.laneOfJob.removeValue(forKey: id) != nil {
-                if state.lanes[number]?.current == id { state.lanes[number]?.current = nil }
+            for signed in ended {
+                let id = abs(signed)
+                guard state.laneOfJob.removeValue(forKey: id) != nil, let lane = state.lanes[number] else { continue }
+                if lane.current == id { state.lanes[number]?.current = nil }
+                // A lane that goes (its job left processes behind) is asked nothing more.
+                if signed < 0, lane.request >= 0 {
+                    close(lane.request)
+                    state.lanes[number]?.request = -1
+                }
             }
         }
-        return ended
+        return ended.map(abs)
     }
 
     /// A lane exited: the job it ran, if any, ended with it (its slot says how, or nothing).
