@@ -474,22 +474,13 @@ final class JobStore: Sendable {
     }
 
     private static func write(_ r: JobRecord, db: Database, insert: Bool) throws {
-        let sql =
-            insert
-            ? """
+        guard insert else { return try update(r, db: db) }
+        let sql = """
             INSERT INTO job (instanceId, name, type, state, location, command, parentId, beginTime, endTime,
                 exitCode, reason, received, recorded, stopRequested, program, workingDirectory, launch, queue,
                 dependsOn, attempt, retries, input, cpuMicros, maxRssBytes, environmentId, suspendRequested, throttle,
                 dependenciesMet, feed, session, detached, id)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """
-            : """
-            UPDATE job SET instanceId = ?, name = ?, type = ?, state = ?, location = ?, command = ?, parentId = ?,
-                beginTime = ?, endTime = ?, exitCode = ?, reason = ?, received = ?, recorded = ?,
-                stopRequested = ?, program = ?, workingDirectory = ?, launch = ?, queue = ?, dependsOn = ?,
-                attempt = ?, retries = ?, input = ?, cpuMicros = ?, maxRssBytes = ?, environmentId = ?,
-                suspendRequested = ?, throttle = ?, dependenciesMet = ?, feed = ?, session = ?, detached = ?
-            WHERE id = ?
             """
         let arguments: StatementArguments = [
             r.instanceId.uuidString.lowercased(), r.name, r.type.rawValue, r.state.rawValue, r.location, r.command,
@@ -498,6 +489,26 @@ final class JobStore: Sendable {
             r.dependsOn.isEmpty ? nil : r.dependsOn.map(String.init).joined(separator: ","), r.attempt, r.retries,
             r.input, r.usage?.cpuMicroseconds, r.usage?.maxRssBytes, r.environmentId, r.suspendRequested, r.throttle,
             r.dependenciesMet, r.feed.rawValue, r.sessionId, r.detached?.stored, r.id,
+        ]
+        try db.cachedStatement(sql: sql).execute(arguments: arguments)
+    }
+
+    /// A job's columns that change over its life. Those fixed when it was made (its instance
+    /// id, name, type, location, command, parent, program, directory, launch plan, queue,
+    /// throttle, input, environment) are not written again: a parent's save would copy its
+    /// launch plan, and every save format its UUID, at every child's end.
+    private static func update(_ r: JobRecord, db: Database) throws {
+        let sql = """
+            UPDATE job SET state = ?, beginTime = ?, endTime = ?, exitCode = ?, reason = ?, received = ?,
+                recorded = ?, stopRequested = ?, dependsOn = ?, attempt = ?, retries = ?, cpuMicros = ?,
+                maxRssBytes = ?, suspendRequested = ?, dependenciesMet = ?, feed = ?, session = ?, detached = ?
+            WHERE id = ?
+            """
+        let arguments: StatementArguments = [
+            r.state.rawValue, r.beginTime?.timeIntervalSince1970, r.endTime?.timeIntervalSince1970, r.exitCode, r.reason,
+            r.received, r.recorded, r.stopRequested, r.dependsOn.isEmpty ? nil : r.dependsOn.map(String.init).joined(separator: ","),
+            r.attempt, r.retries, r.usage?.cpuMicroseconds, r.usage?.maxRssBytes, r.suspendRequested, r.dependenciesMet,
+            r.feed.rawValue, r.sessionId, r.detached?.stored, r.id,
         ]
         try db.cachedStatement(sql: sql).execute(arguments: arguments)
     }
