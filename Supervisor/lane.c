@@ -74,7 +74,8 @@ void lane_next(struct lane_job *next, int signal_fd) {
     release_lock();
     int left = has_children();
     // Said with the end, so that the engine asks nothing more of a lane that is going.
-    struct jobkit_lane_report r = {.job_id = job_id, .kind = left ? JOBKIT_LANE_RETIRED : JOBKIT_LANE_ENDED};
+    struct jobkit_lane_report r = {
+        .job_id = job_id, .kind = left ? JOBKIT_LANE_RETIRED : JOBKIT_LANE_ENDED, .records = output_records()};
     // Refused (EPIPE) once the engine has gone: the next one reads the slot.
     (void)write_all(lane_report_fd, &r, sizeof r);
     if (left) _exit(0);

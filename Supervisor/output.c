@@ -18,6 +18,12 @@ uint64_t lost_bytes = 0;
 int lost_errno = 0;
 int append_output = 0;
 
+uint32_t output_records(void) {
+    // With nothing written, a retry's index is its earlier attempts', not looked at here.
+    if (index_fd < 0 && append_output) return 0;
+    return (uint32_t)(index_length / (off_t)sizeof(struct jobkit_index_record)) + 1;
+}
+
 void reset_output(void) {
     if (index_fd >= 0) close(index_fd);
     index_fd = -1;

@@ -79,6 +79,8 @@ extern uint64_t lost_bytes;
 extern int lost_errno;
 // Forgets the last job's index and losses: a lane's next job writes files of its own.
 void reset_output(void);
+// How many records the job's index holds, plus one; 0 when not known here.
+uint32_t output_records(void);
 
 // ---- mux.c: a session through an ssh ControlMaster's socket (OpenSSH's PROTOCOL.mux) ----
 

@@ -280,17 +280,18 @@ int jobkit_pidfd_sigqueue(int pidfd, int signal, uint64_t value) {
     return (int)syscall(SYS_pidfd_send_signal, pidfd, signal, &info, 0);
 }
 
-int jobkit_lane_read_reports(int report, int64_t *ids, int capacity) {
-    struct jobkit_lane_report records[64];
+int jobkit_lane_read_reports(int report, int64_t *ids, uint32_t *records, int capacity) {
+    struct jobkit_lane_report got[64];
     int max = capacity < 64 ? capacity : 64;
     ssize_t n;
-    while ((n = read(report, records, sizeof records[0] * (size_t)max)) < 0 && errno == EINTR) {}
+    while ((n = read(report, got, sizeof got[0] * (size_t)max)) < 0 && errno == EINTR) {}
     if (n < 0) return errno == EAGAIN ? 0 : -1;
     if (n == 0) return -1;
     int count = 0;
-    for (ssize_t i = 0; i < n / (ssize_t)sizeof records[0]; i++) {
-        if (records[i].kind == JOBKIT_LANE_ENDED) ids[count++] = records[i].job_id;
-        if (records[i].kind == JOBKIT_LANE_RETIRED) ids[count++] = -records[i].job_id;
+    for (ssize_t i = 0; i < n / (ssize_t)sizeof got[0]; i++) {
+        if (got[i].kind != JOBKIT_LANE_ENDED && got[i].kind != JOBKIT_LANE_RETIRED) continue;
+        records[count] = got[i].records;
+        ids[count++] = got[i].kind == JOBKIT_LANE_RETIRED ? -got[i].job_id : got[i].job_id;
     }
     return count;
 }

@@ -37,9 +37,10 @@ int jobkit_lane_signal(void);
 int jobkit_pidfd_sigqueue(int pidfd, int signal, uint64_t value);
 
 /// Reads a lane's report pipe (non-blocking): the ids of the jobs it says ended, at most
-/// `capacity` (negated for the last job of a lane that is going); their count, 0 when there is
-/// nothing yet, -1 at end of file (the lane is gone).
-int jobkit_lane_read_reports(int report, int64_t *ids, int capacity);
+/// `capacity` (negated for the last job of a lane that is going), with each one's index
+/// records plus one in `records` (0: not known); their count, 0 when there is nothing yet, -1
+/// at end of file (the lane is gone).
+int jobkit_lane_read_reports(int report, int64_t *ids, uint32_t *records, int capacity);
 
 /// Reads the zygote's next answer: the job it is about, and the supervisor's pid (> 0) with a
 /// pidfd for it (or -1), or an errno in `error`. Returns 0 or an errno (EPIPE: the zygote is gone).

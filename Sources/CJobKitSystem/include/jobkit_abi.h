@@ -120,7 +120,9 @@ enum {
 struct jobkit_lane_report {
     int64_t job_id;
     uint32_t kind;  // JOBKIT_LANE_ENDED, or JOBKIT_LANE_RETIRED: ended, and the lane takes no more
-    uint32_t reserved;
+    // The records in the job's index, plus one (0: not known, look at the file), so that the
+    // engine need not.
+    uint32_t records;
 };
 enum { JOBKIT_LANE_ENDED = 1, JOBKIT_LANE_RETIRED = 2 };
 _Static_assert(sizeof(struct jobkit_lane_report) == 16, "a lane report is 16 bytes");

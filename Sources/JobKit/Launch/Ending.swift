@@ -63,7 +63,8 @@ extension JobManager {
     static let flushDelay = Duration.milliseconds(100)
 
     func endProcessLeaf(_ id: Int) -> [JobRecord] {
-        let ended = Self.endProcessLeaf(id, table: &table, supervisor: supervisor, justNow: true)
+        let ended = Self.endProcessLeaf(
+            id, table: &table, supervisor: supervisor, justNow: true, recorded: monitor.takeRecordCount(id))
         // A detached child's follower that did not bring the command's end: it is reached again.
         if ended.isEmpty, let leaf = table[id], leaf.detached != nil, !leaf.state.isFinished { followerEnded(id) }
         return ended
@@ -73,8 +74,10 @@ extension JobManager {
     /// without a word (killed) left the job's processes to init: they are ended here, found by
     /// the session the job's setsid began — at once when its death was `justNow` seen, and
     /// later (at recovery) only while that session's leader is alive to vouch for the id.
-    static func endProcessLeaf(_ id: Int, table: inout JobTable, supervisor: Supervisor, justNow: Bool) -> [JobRecord] {
-        let recorded = OutputFormat.recordCount(prefix: supervisor.prefix(id))
+    static func endProcessLeaf(_ id: Int, table: inout JobTable, supervisor: Supervisor, justNow: Bool, recorded known: Int? = nil)
+        -> [JobRecord]
+    {
+        let recorded = known ?? OutputFormat.recordCount(prefix: supervisor.prefix(id))
         if table[id]?.detached != nil {
             // A detached child's supervisor is its follower's: its exit status is the
             // command's, but 255 (ask the host), a signal or no word at all say nothing of

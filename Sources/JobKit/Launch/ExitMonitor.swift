@@ -29,6 +29,8 @@ final class ExitMonitor: Sendable {
     private struct Lanes {
         var lanes: [Int: Lane] = [:]
         var laneOfJob: [Int: Int] = [:]
+        /// What lanes said of their jobs' output as they ended, until the engine asks.
+        var records: [Int: Int] = [:]
         var next = 0
     }
     private let lanes = Mutex(Lanes())
@@ -160,6 +162,9 @@ final class ExitMonitor: Sendable {
     /// Whether job `id` runs in a lane (its start is then in its slot, as an asked one's).
     func inLane(_ id: Int) -> Bool { lanes.withLock { $0.laneOfJob[id] != nil } }
 
+    /// How many records job `id`'s index holds, if its lane said so as it ended (once).
+    func takeRecordCount(_ id: Int) -> Int? { lanes.withLock { $0.records.removeValue(forKey: id) } }
+
     /// No more jobs for `parent`'s lanes: each ends once its job has.
     func closeLanes(parent: Int) {
         lanes.withLock { state in
@@ -174,9 +179,13 @@ final class ExitMonitor: Sendable {
     private func laneReported(_ number: Int) -> [Int] {
         guard let report = lanes.withLock({ $0.lanes[number]?.report }) else { return [] }
         var ids = [Int64](repeating: 0, count: 64)
+        var records = [UInt32](repeating: 0, count: 64)
         var ended: [Int] = []
+        var counted: [(Int, Int)] = []
         while true {
-            let count = ids.withUnsafeMutableBufferPointer { jobkit_lane_read_reports(report, $0.baseAddress, 64) }
+            let count = ids.withUnsafeMutableBufferPointer { ids in
+                records.withUnsafeMutableBufferPointer { jobkit_lane_read_reports(report, ids.baseAddress, $0.baseAddress, 64) }
+            }
             if count < 0 {
                 // The lane is gone, or going: its pidfd says when.
                 _ = jobkit_epoll_del(epoll, report)
@@ -184,8 +193,10 @@ final class ExitMonitor: Sendable {
             }
             if count == 0 { break }
             ended += ids.prefix(Int(count)).map { Int($0) }
+            for (id, known) in zip(ids.prefix(Int(count)), records) where known > 0 { counted.append((Int(abs(id)), Int(known) - 1)) }
         }
         lanes.withLock { state in
+            for (id, count) in counted { state.records[id] = count }
             for signed in ended {
                 let id = abs(signed)
                 guard state.laneOfJob.removeValue(forKey: id) != nil, let lane = state.lanes[number] else { continue }

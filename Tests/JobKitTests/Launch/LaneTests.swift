@@ -32,6 +32,7 @@ import JobTesting
                 #expect(child.exitCode == (index == 3 ? 1 : 0))
                 #expect(child.state == (index == 3 ? .failed : .completed))
                 #expect(child.cpuSeconds != nil)
+                #expect(child.hasMoreData)
                 let words = try await jobs.text(id, keep: true).split(separator: " ")
                 #expect(words.first.map(String.init) == String(index + 1))
                 if let ppid = words.last { supervisors.insert(String(ppid).trimmingCharacters(in: .newlines)) }
@@ -39,6 +40,24 @@ import JobTesting
             }
             // Eight children, at most two at a time: two lanes ran them, not eight supervisors.
             #expect(supervisors.count <= 3, "supervisors: \(supervisors)")
+        }
+    }
+
+    @Test func aRetriedChildKeepsWhatItsEarlierAttemptsPrinted() async throws {
+        try await withTemporaryEngine("lane-retry") { jobs, home in
+            // The first attempt prints and fails; the second prints nothing and completes.
+            let tried = home.path + "/tried"
+            let parent = try await jobs.foreach(
+                .shell(": {}; if [ ! -e \(tried) ]; then touch \(tried); echo first; exit 1; fi"), input: .list(["x"]), throttle: 1,
+                scheduling: StartOptions(retry: 1))
+            let done = try await jobs.finished(parent.id)
+            #expect(done.state == .completed)
+            let id = try #require(try await children(of: parent.id, jobs, count: 1).first)
+            let child = try #require(await jobs.job(id))
+            #expect(child.attempt == 2)
+            #expect(child.hasMoreData)
+            #expect(try await jobs.text(id) == "first\n")
+            #expect(await jobs.job(id)?.hasMoreData == false)
         }
     }
 
