@@ -67,7 +67,9 @@ let package = Package(
             linkerSettings: [.unsafeFlags(["-Xclang-linker", "-no-pie"], .when(configuration: .release))]
         ),
         // `jobd`: the per-user daemon.
-        .executableTarget(name: "jobd", dependencies: ["JobDaemon"]),
+        .executableTarget(name: "jobd", dependencies: ["JobDaemon", "CJobdProcess"]),
+        // What jobd's process sets before anything runs (a constructor): its malloc arenas.
+        .target(name: "CJobdProcess"),
         // Test fixtures: temporary homes, engines run for a test, helpers to find built executables.
         .target(name: "JobTesting", dependencies: ["JobKit", "JobModel", "CJobKitSystem"]),
         // A process that holds an engine, for tests that kill the engine with SIGKILL.

@@ -1,3 +1,4 @@
+import CJobdProcess
 import Foundation
 import JobDaemon
 import JobModel
@@ -7,6 +8,7 @@ import JobProtocol
 @main
 struct Entrypoint {
     static func main() async {
+        _ = jobd_process_prepared()
         var explicitHome: String?
         var args = CommandLine.arguments.dropFirst().makeIterator()
         while let arg = args.next() {
