@@ -11,11 +11,24 @@ import JobTesting
 @Suite("Lanes of a foreach", .tags(.medium)) struct LaneTests {
     /// The ids of a foreach's children, once it has them all.
     private func children(of parent: Int, _ jobs: JobManager, count: Int) async throws -> [Int] {
-        for _ in 0..<600 {
-            if let ids = await jobs.job(parent)?.childJobs, ids.count == count { return ids }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        throw JobError(.notFound, "foreach \(parent) did not make its \(count) children")
+        var ids: [Int] = []
+        try #require(
+            try await eventually {
+                ids = await jobs.job(parent)?.childJobs ?? []
+                return ids.count == count
+            }, "foreach \(parent) did not make its \(count) children")
+        return ids
+    }
+
+    /// The pid a job wrote to `path` (its lane's, say), once it has.
+    private func pid(writtenTo path: String) async throws -> pid_t {
+        var pid: pid_t?
+        try #require(
+            try await eventually {
+                pid = (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+                return pid != nil
+            }, "nothing wrote a pid to \(path)")
+        return try #require(pid)
     }
 
     @Test func childrenRunOneAfterAnotherInAFewLanesEachWithItsOwnOutputAndStatus() async throws {
@@ -86,12 +99,7 @@ import JobTesting
                 .shell("[ {} = a ] && exit 0; echo $PPID > \(lane); exec tail -f \(home.path)/anchor"),
                 input: .list(["a", "b"]), throttle: 1)
             let ids = try await children(of: parent.id, jobs, count: 2)
-            var supervisor: Int32?
-            try #require(try await eventually {
-                supervisor = (try? String(contentsOfFile: lane, encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-                return supervisor != nil
-            })
-            let pidfd = jobkit_pidfd_open(try #require(supervisor))
+            let pidfd = jobkit_pidfd_open(try await pid(writtenTo: lane))
             try #require(pidfd >= 0)
             defer { close(pidfd) }
             // "Kill at once" for the first child, which ended: the second must not take it.
@@ -136,12 +144,7 @@ import JobTesting
                 .shell("if [ {} = 1 ]; then echo $PPID > \(lane); exec sleep 1000; fi; echo {}"),
                 input: .list(["1", "2", "3"]), throttle: 1)
             let ids = try await children(of: parent.id, jobs, count: 3)
-            var supervisor: Int32?
-            try #require(try await eventually {
-                supervisor = (try? String(contentsOfFile: lane, encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-                return supervisor != nil
-            })
-            kill(try #require(supervisor), SIGKILL)
+            kill(try await pid(writtenTo: lane), SIGKILL)
             let done = try await jobs.finished(parent.id)
             #expect(done.state == .failed)
             #expect(await jobs.job(ids[0])?.state == .failed)
