@@ -32,6 +32,13 @@ final class ExitMonitor: Sendable {
         /// What lanes said of their jobs' output as they ended, until the engine asks.
         var records: [Int: Int] = [:]
         var next = 0
+
+        /// Lane `number` is asked nothing more: it ends once its job has.
+        mutating func closeRequests(of number: Int) {
+            guard let request = lanes[number]?.request, request >= 0 else { return }
+            close(request)
+            lanes[number]?.request = -1
+        }
     }
     private let lanes = Mutex(Lanes())
     /// Epoll tags: a job's id, or one of these with a lane's number.
@@ -140,10 +147,6 @@ final class ExitMonitor: Sendable {
         return true
     }
 
-    func hasIdleLane(parent: Int) -> Bool {
-        lanes.withLock { state in state.lanes.values.contains { $0.parent == parent && $0.current == nil && $0.request >= 0 } }
-    }
-
     /// Hands job `id` to an idle lane of `parent`: `send` writes its request to the lane's
     /// request pipe (0, or an errno: that lane is not there to take it). False when no lane
     /// took it.
@@ -168,10 +171,7 @@ final class ExitMonitor: Sendable {
     /// No more jobs for `parent`'s lanes: each ends once its job has.
     func closeLanes(parent: Int) {
         lanes.withLock { state in
-            for (number, lane) in state.lanes where lane.parent == parent && lane.request >= 0 {
-                close(lane.request)
-                state.lanes[number]?.request = -1
-            }
+            for (number, lane) in state.lanes where lane.parent == parent { state.closeRequests(of: number) }
         }
     }
 
@@ -202,10 +202,7 @@ final class ExitMonitor: Sendable {
                 guard state.laneOfJob.removeValue(forKey: id) != nil, let lane = state.lanes[number] else { continue }
                 if lane.current == id { state.lanes[number]?.current = nil }
                 // A lane that goes (its job left processes behind) is asked nothing more.
-                if signed < 0, lane.request >= 0 {
-                    close(lane.request)
-                    state.lanes[number]?.request = -1
-                }
+                if signed < 0 { state.closeRequests(of: number) }
             }
         }
         return ended.map(abs)

@@ -218,11 +218,16 @@ final class Supervisor: Sendable {
     /// Asks an idle lane of `parent` to run job `id` (a foreach's child), whose slot is
     /// cleared first; false when none of them is idle.
     func dispatch(_ id: Int, _ job: Job, parent: Int, monitor: ExitMonitor) -> Bool {
-        guard monitor.hasIdleLane(parent: parent) else { return false }
-        clearSlot(id)
-        let (payload, argc, envc, flags) = Zygote.request(job)
+        // Made once there is a lane to take it: when there is none, the fork server's request
+        // is made instead.
+        var encoded: (payload: [UInt8], argc: UInt32, envc: UInt32, flags: UInt32)?
         return monitor.dispatch(parent: parent, id: id) { request in
-            payload.withUnsafeBufferPointer { bytes in
+            if encoded == nil {
+                clearSlot(id)
+                encoded = Zygote.request(job)
+            }
+            guard let (payload, argc, envc, flags) = encoded else { return EINVAL }
+            return payload.withUnsafeBufferPointer { bytes in
                 bytes.withMemoryRebound(to: CChar.self) { chars in
                     jobkit_lane_send(request, Int64(id), chars.baseAddress, UInt32(bytes.count), argc, envc, flags, UInt32(job.attempt))
                 }

@@ -77,9 +77,10 @@ import JobTesting
     @Test func aStopReachesTheOneChildItNames() async throws {
         try await withTemporaryEngine("lane-stop") { jobs, home in
             let marks = home.path + "/marks"
+            touch(home.path + "/anchor")
             try FileManager.default.createDirectory(atPath: marks, withIntermediateDirectories: true)
             let parent = try await jobs.foreach(
-                .shell("touch '\(marks)'/{}; exec sleep 1000"), input: .list(["a", "b"]), throttle: 2)
+                .shell("touch '\(marks)'/{}; exec tail -f \(home.path)/anchor"), input: .list(["a", "b"]), throttle: 2)
             let ids = try await children(of: parent.id, jobs, count: 2)
             try #require(try await eventually { FileManager.default.fileExists(atPath: marks + "/a") && FileManager.default.fileExists(atPath: marks + "/b") })
             _ = try await jobs.stop([.id(ids[0])])
@@ -116,7 +117,7 @@ import JobTesting
 
     @Test func aChildThatLeavesAProcessBehindEndsItsLaneAndTheNextGetsANewOne() async throws {
         try await withTemporaryEngine("lane-left") { jobs, home in
-            // The first leaves a sleep behind (not holding its output), and says its lane;
+            // The first leaves a process behind (not holding its output), and says its lane;
             // the second says its own.
             let left = home.path + "/left.pid"
             // A process that lasts and names the home (so that the home's end ends it too).
@@ -140,8 +141,10 @@ import JobTesting
     @Test func aKilledLaneFailsItsChildAndTheRestRunInANewOne() async throws {
         try await withTemporaryEngine("lane-killed") { jobs, home in
             let lane = home.path + "/lane"
+            // What the first child runs lasts, and names the home (so that the home's end ends it too).
+            touch(home.path + "/anchor")
             let parent = try await jobs.foreach(
-                .shell("if [ {} = 1 ]; then echo $PPID > \(lane); exec sleep 1000; fi; echo {}"),
+                .shell("if [ {} = 1 ]; then echo $PPID > \(lane); exec tail -f \(home.path)/anchor; fi; echo {}"),
                 input: .list(["1", "2", "3"]), throttle: 1)
             let ids = try await children(of: parent.id, jobs, count: 3)
             kill(try await pid(writtenTo: lane), SIGKILL)
