@@ -15,6 +15,11 @@
 //   --null-output: the job's stdout and stderr are /dev/null (a session's shell).
 //   --session: DIR ID SESSION_DIR SHELL_PID SESSION_SUPERVISOR_PID SESSION_SLOTS SESSION_ID
 //   COMMAND instead: job ID is COMMAND run in a session's shell (session.c).
+//   --channel-command: DIR ID CHANNEL_DIR SESSION_SUPERVISOR_PID COMMAND instead: job ID is
+//   COMMAND (printf escapes) run in a remote session's shell through its channel (channel.c).
+//   --channel CHANNEL_DIR: the job (a remote session's ssh) has the FIFOs CHANNEL_DIR/in, out
+//   and err as its stdin, stdout and stderr (with --hold-stdin: this process holds a writer of
+//   its stdin, and writes a line there when asked to stop).
 //   --mux: run COMMAND through the ssh master listening at SOCKET, as ssh would through it
 //   (mux.c); PROGRAM (ssh) runs only if no master answers there.
 //   fd 3 (optional): holds a lock on byte ID of DIR/locks; held until this process exits,
@@ -71,6 +76,14 @@ int main(int argc, char **argv) {
             flags |= JOBKIT_REQUEST_SESSION;
             argv++;
             argc--;
+        } else if (argc > 1 && strcmp(argv[1], "--channel-command") == 0) {
+            flags |= JOBKIT_REQUEST_CHANNEL;
+            argv++;
+            argc--;
+        } else if (argc > 2 && strcmp(argv[1], "--channel") == 0) {
+            channel_dir = argv[2];
+            argv += 2;
+            argc -= 2;
         } else if (argc > 1 && strcmp(argv[1], "--merge-error") == 0) {
             flags |= JOBKIT_REQUEST_MERGE_ERROR;
             argv++;
@@ -94,12 +107,18 @@ int main(int argc, char **argv) {
             break;
         }
     }
+    if (argc == 6 && (flags & JOBKIT_REQUEST_CHANNEL)) {
+        long long command_id = strtoll(argv[2], NULL, 10);
+        if (command_id <= 0) return 64;
+        run_on_channel(argv[1], command_id, argv + 3, flags);
+    }
     if (argc < 5) {
         static const char usage[] =
             "usage: jobkit-supervisor [--hold-stdin [--ticks]] [--stdin] [--merge-error] [--append] [--attempt N] [--mux SOCKET COMMAND]\n"
             "                         [--null-output] DIR ID CWD PROGRAM [ARG...]\n"
             "       jobkit-supervisor [--append] [--attempt N] --session DIR ID SESSION_DIR SHELL_PID\n"
             "                         SESSION_SUPERVISOR_PID SESSION_SLOTS SESSION_ID COMMAND\n"
+            "       jobkit-supervisor --channel-command DIR ID CHANNEL_DIR SESSION_SUPERVISOR_PID COMMAND\n"
             "       jobkit-supervisor --zygote DIR\n";
         write_all(2, usage, sizeof usage - 1);
         return 64;

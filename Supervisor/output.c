@@ -88,16 +88,14 @@ static void record(const struct stream *s, uint64_t offset, uint32_t length) {
     lose((ssize_t)length, err);
 }
 
-// The first read of a stream goes through memory: only data makes the file exist.
-static ssize_t drain_first(struct stream *s) {
-    ssize_t n = read(s->pipe_fd, scratch, CHUNK);
-    if (n <= 0) return n < 0 && (errno == EAGAIN || errno == EINTR) ? -1 : 0;
-    // A job that writes gets a larger pipe, for fewer wake-ups and larger chunks; one that
-    // does not is spared the call.
-    fcntl(s->pipe_fd, F_SETPIPE_SZ, CHUNK);
-    s->file_fd = open_output(s->name, 0);
-    if (s->file_fd >= 0) s->offset = (uint64_t)file_end(s->file_fd);
-    ssize_t written = s->file_fd < 0 ? -1 : pwrite(s->file_fd, scratch, (size_t)n, (off_t)s->offset);
+// Bytes of the stream from memory to its file (made now if this is its first data), and
+// their record.
+static ssize_t store(struct stream *s, const char *data, ssize_t n) {
+    if (s->file_fd < 0) {
+        s->file_fd = open_output(s->name, 0);
+        if (s->file_fd >= 0) s->offset = (uint64_t)file_end(s->file_fd);
+    }
+    ssize_t written = s->file_fd < 0 ? -1 : pwrite(s->file_fd, data, (size_t)n, (off_t)s->offset);
     if (written != n) {
         // The disk refused it: the job goes on, and what it wrote is counted as lost (the
         // file, if made, is left empty, and the next read tries again). One that earlier
@@ -119,6 +117,20 @@ static ssize_t drain_first(struct stream *s) {
     record(s, s->offset, (uint32_t)n);
     s->offset += (uint64_t)n;
     return n;
+}
+
+void put(struct stream *s, const char *data, size_t n) {
+    if (n > 0) (void)store(s, data, (ssize_t)n);
+}
+
+// The first read of a stream goes through memory: only data makes the file exist.
+static ssize_t drain_first(struct stream *s) {
+    ssize_t n = read(s->pipe_fd, scratch, CHUNK);
+    if (n <= 0) return n < 0 && (errno == EAGAIN || errno == EINTR) ? -1 : 0;
+    // A job that writes gets a larger pipe, for fewer wake-ups and larger chunks; one that
+    // does not is spared the call.
+    fcntl(s->pipe_fd, F_SETPIPE_SZ, CHUNK);
+    return store(s, scratch, n);
 }
 
 static ssize_t drain_more(struct stream *s) {

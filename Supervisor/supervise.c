@@ -315,7 +315,12 @@ static void supervise_one(const char *cwd, char **job_argv, char **envp, unsigne
     struct supervision s = {.hold_stdin = hold_stdin, .in_pipe = {-1, -1}, .pid = -1, .stdin_fd = stdin_fd,
                             .ticks = hold_stdin && (flags & JOBKIT_REQUEST_TICKS) != 0, .signal_fd = signal_fd};
     int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
-    if (flags & JOBKIT_REQUEST_NULL_OUTPUT) {
+    if (channel_dir != NULL) {
+        // A remote session's channel: its streams are its commands' to read (channel.c).
+        if (open_channel(channel_dir, &s.in_pipe[0], &s.in_pipe[1], &out_pipe[1], &err_pipe[1]) != 0) {
+            fail(JOBKIT_STAGE_SUPERVISOR, errno);
+        }
+    } else if (flags & JOBKIT_REQUEST_NULL_OUTPUT) {
         // Nothing to take: a session's shell, whose commands have output of their own.
         out_pipe[1] = open("/dev/null", O_WRONLY | O_CLOEXEC);
         err_pipe[1] = dup(out_pipe[1]);
@@ -323,7 +328,7 @@ static void supervise_one(const char *cwd, char **job_argv, char **envp, unsigne
     } else if (pipe2(out_pipe, O_CLOEXEC) < 0 || pipe2(err_pipe, O_CLOEXEC) < 0) {
         fail(JOBKIT_STAGE_SUPERVISOR, errno);
     }
-    if (hold_stdin && pipe2(s.in_pipe, O_CLOEXEC) < 0) fail(JOBKIT_STAGE_SUPERVISOR, errno);
+    if (hold_stdin && channel_dir == NULL && pipe2(s.in_pipe, O_CLOEXEC) < 0) fail(JOBKIT_STAGE_SUPERVISOR, errno);
 
     // The job gets its own session and process group, so that stopping it reaches every
     // process it starts and no terminal signal meant for someone else reaches it; stdin is

@@ -73,6 +73,10 @@ extern int append_output;
 // after all, else the bytes taken.
 ssize_t take(struct stream *s);
 
+// Stores bytes the supervisor has in memory as the stream's next (a remote session's command,
+// whose output comes framed on the session's channel: channel.c).
+void put(struct stream *s, const char *data, size_t n);
+
 // Bytes of output that could not be stored, and the first errno that said why: written to
 // the slot at the end, for the engine to fail the job with.
 extern uint64_t lost_bytes;
@@ -142,6 +146,18 @@ _Noreturn void supervise(const char *dir, long long id, const char *cwd, char **
 // Runs command `id` in a session's shell (JOBKIT_REQUEST_SESSION; see session.c for `args`)
 // and records it; never returns.
 _Noreturn void run_in_session(const char *jobs_dir, long long id, char **args, unsigned flags);
+
+// Runs command `id` in a remote session's shell, through the session's channel
+// (JOBKIT_REQUEST_CHANNEL; see channel.c for `args`), and records it; never returns.
+_Noreturn void run_on_channel(const char *jobs_dir, long long id, char **args, unsigned flags);
+
+// A remote session's supervisor (--channel DIR): the channel's stdin, stdout and stderr are
+// the FIFOs DIR/in, DIR/out and DIR/err, which its commands' supervisors write and read
+// (channel.c); NULL for every other supervisor.
+extern const char *channel_dir;
+// Opens them for the session's channel: its stdin, stdout, stderr, and a writer of its stdin
+// that this process keeps (a stop's line goes there, and its end is the session's). 0 or -1.
+int open_channel(const char *dir, int *in_read, int *in_write, int *out, int *err);
 
 // Serves fork requests on fd 3 until the engine's end closes; the exit status.
 int zygote(const char *dir);

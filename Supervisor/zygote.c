@@ -19,7 +19,7 @@
 
 enum { CONTROL_FD = 3, EXIT_BROKEN = 70 };
 // A session's command's arguments (session.c).
-enum { SESSION_ARGS = 6 };
+enum { SESSION_ARGS = 6, CHANNEL_ARGS = 3 };
 
 static void answer(int64_t id, pid_t pid, int error, int pidfd) {
     struct jobkit_zygote_answer a = {.job_id = id, .pid = pid, .error = error};
@@ -86,6 +86,7 @@ static void fork_supervisor(const char *dir, const struct jobkit_zygote_request 
             lane_report_fd = lane_fds[1];
         }
         if (req->flags & JOBKIT_REQUEST_SESSION) run_in_session(dir, (long long)req->job_id, job_argv, req->flags);
+        if (req->flags & JOBKIT_REQUEST_CHANNEL) run_on_channel(dir, (long long)req->job_id, job_argv, req->flags);
         // The signals a supervisor handles stay blocked, as they are in the zygote: a stop
         // sent the moment the engine learns this pid waits in the signalfd that supervise()
         // makes, instead of killing a supervisor not ready for it.
@@ -110,7 +111,9 @@ static int serve(const char *dir, const struct jobkit_zygote_request *req, int l
         size_t count = 0, want = 1 + (size_t)req->argc + req->envc;
         for (char *p = strings; p < strings + req->length && count < want; p += strlen(p) + 1) words[count++] = p;
         uint32_t mux_words = (req->flags & JOBKIT_REQUEST_MUX) ? 2 : 0;
-        uint32_t least = (req->flags & JOBKIT_REQUEST_SESSION) ? SESSION_ARGS - 1 : mux_words;
+        uint32_t least = (req->flags & JOBKIT_REQUEST_SESSION)   ? SESSION_ARGS - 1
+                         : (req->flags & JOBKIT_REQUEST_CHANNEL) ? CHANNEL_ARGS - 1
+                                                                 : mux_words;
         if (count != want || req->argc <= least) {
             answer(req->job_id, -1, EINVAL, -1);
         } else {

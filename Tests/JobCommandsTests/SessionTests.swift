@@ -101,10 +101,11 @@ import Testing
 }
 
 @Suite("Remote sessions", .tags(.cli)) struct RemoteSessionCLITests {
-    /// The session shell's pid on the host, as its session's script said it.
-    func shellPid(_ cli: CLI, session: Int) throws -> pid_t {
-        let text = try String(contentsOfFile: cli.home.path + "/sessions/run/\(session).stdout", encoding: .utf8)
-        return try #require(pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)))
+    /// The session shell's pid on the host, as the shell itself says it (a command runs in
+    /// the shell, not in a child of it).
+    func shellPid(_ cli: CLI, session: Int) async throws -> pid_t {
+        let said = try await cli.run("invoke", "--session", String(session), "-c", "echo $$")
+        return try #require(pid_t(said.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), "\(said.stderr)")
     }
 
     func isGone(_ pid: pid_t) async throws -> Bool {
@@ -166,7 +167,7 @@ import Testing
                 #expect(after.stdout == "kept\n", "\(after.stderr)")
                 // An earlier command's background work is the session's, not the stopped one's.
                 #expect((try await runProcessDetached("/usr/bin/pgrep", ["-c", "-f", "^sleep 2731"])).stdout == "1\n")
-                let shell = try shellPid(cli, session: 1)
+                let shell = try await shellPid(cli, session: 1)
                 #expect(try await cli.run("session", "remove", "1").status == 0)
                 #expect(try await isGone(shell))
                 #expect(try await eventually { (try await runProcessDetached("/usr/bin/pgrep", ["-c", "-f", "^sleep 2731"])).stdout == "0\n" })
@@ -179,9 +180,9 @@ import Testing
             try await withCLI { cli in
                 try await cli.run("session", "new", "--computer", "rs3", "--ssh-config", hosts.configFile)
                 try await cli.run("invoke", "--session", "1", "-c", "sleep 2741 >/dev/null 2>&1 &")
+                let shell = try await shellPid(cli, session: 1)
                 try await cli.run("invoke", "--session", "1", "--as-job", "--name", "running", "-c", "sleep 2742")
                 #expect(try await eventually { (try await runProcessDetached("/usr/bin/pgrep", ["-c", "-f", "^sleep 274[12]"])).stdout == "2\n" })
-                let shell = try shellPid(cli, session: 1)
                 // The master alone ("ssh: SOCKET [mux]"), not the supervisors that name its socket.
                 #expect(try await runProcessDetached("/usr/bin/pkill", ["-KILL", "-f", "^ssh: \(cli.home.path)/ssh/.*mux"]).status == 0)
                 #expect(try await eventually { try await cli.json("session", "get").first?["state"] as? String == "Broken" })
@@ -233,7 +234,7 @@ import Testing
         try await withSSHHosts(["rs4"]) { hosts in
             try await withCLI { cli in
                 try await cli.run("session", "new", "--computer", "rs4", "--ssh-config", hosts.configFile)
-                let shell = try shellPid(cli, session: 1)
+                let shell = try await shellPid(cli, session: 1)
                 let ended = try await cli.run("invoke", "--session", "1", "-c", "echo bye; exit 3")
                 #expect(ended.status == 1 && ended.stdout == "bye\n" && ended.stderr.contains("exited with status 3"), "\(ended)")
                 #expect(try await eventually { try await cli.json("session", "get").first?["reason"] as? String == "its shell exited with status 3" })

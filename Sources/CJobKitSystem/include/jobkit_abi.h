@@ -112,7 +112,10 @@ enum {
     // of the lane's request pipe and the write end of its report pipe. The supervisor runs
     // this job, then, instead of exiting, the next ones the engine writes to the request pipe
     // (each a header and strings as here, no descriptor), one at a time.
-    JOBKIT_REQUEST_LANE = 256
+    JOBKIT_REQUEST_LANE = 256,
+    // A remote session's command (see channel.c): the arguments are the session's channel
+    // directory, its supervisor's pid and the command's text as printf escapes.
+    JOBKIT_REQUEST_CHANNEL = 512
 };
 // What a lane says on its report pipe: one record per job, once it has ended and its slot
 // says how. A lane that exits (after an error, or when its job left processes behind) says

@@ -281,7 +281,7 @@ extension JobManager {
     /// as a plain process (no stdin of its own, no master, no session).
     private func laneParent(of id: Int, _ job: Supervisor.Job) -> Int? {
         guard let child = table[id], child.type == .psTaskJob, child.input != nil, let parentId = child.parentId,
-            job.stdin == nil, job.throughMaster == nil, !job.holdStdin, !job.inSession, !job.nullOutput
+            job.stdin == nil, job.throughMaster == nil, !job.holdStdin, !job.inSession, !job.onChannel, !job.nullOutput
         else { return nil }
         return parentId
     }

@@ -121,6 +121,11 @@ final class Supervisor: Sendable {
         var inSession = false
         /// Its stdout and stderr are /dev/null (`--null-output`): a session's shell.
         var nullOutput = false
+        /// A remote session's channel (`--channel DIR`): its stdin, stdout and stderr are the
+        /// FIFOs in that directory, which the session's commands write and read.
+        var channel: String?
+        /// A remote session's command (`--channel-command`): `argv` is what channel.c takes.
+        var onChannel = false
         /// The supervisor is a foreach's lane (see lane.c): it goes on with the jobs asked of
         /// it on these pipes.
         var lane: LanePipes?
@@ -260,7 +265,10 @@ final class Supervisor: Sendable {
         if job.attempt > 1 { args += ["--attempt", String(job.attempt)] }
         if let master = job.throughMaster { args += ["--mux", master.socket, master.command] }
         if job.nullOutput { args.append("--null-output") }
-        if job.inSession {
+        if let channel = job.channel { args += ["--channel", channel] }
+        if job.onChannel {
+            args += ["--channel-command", jobsDirectory, String(id)] + job.argv
+        } else if job.inSession {
             args += ["--session", jobsDirectory, String(id)] + job.argv
         } else {
             args += [jobsDirectory, String(id), job.workingDirectory] + job.argv

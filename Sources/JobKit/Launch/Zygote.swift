@@ -106,7 +106,7 @@ final class Zygote: Sendable {
             (job.holdStdin, JOBKIT_REQUEST_HOLD_STDIN), (job.ticks, JOBKIT_REQUEST_TICKS),
             (job.throughMaster != nil, JOBKIT_REQUEST_MUX), (job.mergeError, JOBKIT_REQUEST_MERGE_ERROR),
             (job.append, JOBKIT_REQUEST_APPEND), (job.inSession, JOBKIT_REQUEST_SESSION),
-            (job.nullOutput, JOBKIT_REQUEST_NULL_OUTPUT),
+            (job.nullOutput, JOBKIT_REQUEST_NULL_OUTPUT), (job.onChannel, JOBKIT_REQUEST_CHANNEL),
         ]
         let flags = UInt32(options.reduce(0) { $0 | ($1.0 ? $1.1 : 0) })
         var payload: [UInt8] = []

@@ -3,17 +3,17 @@ import JobModel
 
 /// A session on another computer: the same shell and the same two functions as a local one,
 /// on the host, where only `/bin/sh` and the usual utilities (mkdir, mkfifo, ln, cat, ps, awk)
-/// are needed. Everything goes through the host's ControlMaster: the session is one channel,
-/// which keeps its shell (`sessionScript`), and each command another, which does there what
-/// a local command's supervisor does here (`commandScript`). Each runs as `exec /bin/sh -c
-/// SCRIPT sh ARGS…`, which every login shell takes (fish too); the scripts hold no `\\` and no
-/// backslash before a quote, which fish would read differently inside single quotes, and the
+/// are needed. The session is one channel through the host's ControlMaster, which carries its
+/// commands too (see Supervisor/channel.c for the local side): a command costs no channel of
+/// its own, no login shell and no program start but two `cat`s. The script runs as `exec
+/// /bin/sh -c SCRIPT sh ARGS…`, which every login shell takes (fish too); it holds no `\\` and
+/// no backslash before a quote, which fish would read differently inside single quotes, and a
 /// command's text travels as octal escapes, byte for byte.
 ///
 /// The session's directory is in memory where the host has `/dev/shm` (the name given is then
-/// a link to it there): every command rewrites two files in it, and on a disk each truncation
-/// of a written file costs a block's allocation and release (and, mounted with `discard`, a
-/// trim): 0.2–1 ms a file on the development machine, against 25 µs in memory.
+/// a link to it there): every command rewrites files in it, and on a disk each truncation of a
+/// written file costs a block's allocation and release (and, mounted with `discard`, a trim):
+/// 0.2–1 ms a file on the development machine, against 25 µs in memory.
 ///
 /// The session's channel is its shell's life: when it ends (the connection broke, the master
 /// died, `job session remove`), the script removes the session's directory and kills its
@@ -21,14 +21,29 @@ import JobModel
 /// control makes no group of its own). Nothing is left on the host.
 enum RemoteSession {
     /// Args: the session's directory (made here), the shell, the bootstrap (which writes the
-    /// shell's pid to fd 5, this channel's stdout: its one line of output), and the probe that
-    /// a POSIX shell answers 42 (the bootstrap's functions are POSIX sh). The shell runs in
-    /// the foreground: run with `&` it would ignore SIGINT for good, and so would every
-    /// command it runs, as a background command of a shell without job control does. Its
-    /// stdin is the supervisor's held pipe, watched by a process of its own: the hello, then a
-    /// line (remove) or its end (the connection went) remove the directory and end the
-    /// session's process group. When the shell exits (a command's `exit`), its status goes to
-    /// the commands waiting for one, which then end with it, their output whole.
+    /// shell's pid to fd 5, this channel's stdout: its first line), and the probe that a POSIX
+    /// shell answers 42 (the bootstrap's functions are POSIX sh).
+    ///
+    /// The shell runs in the foreground: run with `&` it would ignore SIGINT for good, and so
+    /// would every command it runs, as a background command of a shell without job control
+    /// does. It reads its input from the FIFO `in`. Two loops run beside it:
+    /// - the channel's reader: after the hello (an empty line), `r ID NONCE TEXT` goes on to
+    ///   the runner; `s ID` and `k ID` stop command ID, if it is the current one (see `cur`),
+    ///   softly (SIGINT to the shell and to the processes that came below it since the command
+    ///   began, SIGTERM to them half a second later: nothing reaps orphans for the session
+    ///   here, and one whose parent died has left the tree, so those seen before are sent it
+    ///   too) or hard (SIGKILL to them until none is left, and to the shell too if it still has
+    ///   not finished the command two seconds later: its session is then broken); an empty
+    ///   line (`job session remove`) or the channel's end removes the directory and ends the
+    ///   session's process group.
+    /// - the runner, reading the FIFO `ctl`: the shell's pid (`p`), the commands to run, the
+    ///   shell's answers (`d ID STATUS`) and its end (`x STATUS`, from this script). A command:
+    ///   its text to `cmd`, the processes already below the shell to `cur` (an earlier
+    ///   command's background work is not this one's to stop), the begin markers to the
+    ///   channel's two streams, a `cat` of each of the command's FIFOs (`o`, `e`) onto them,
+    ///   and the line that has the shell run it; once the shell answered and both `cat`s
+    ///   ended (the command's streams let go of, as a pipeline's), the end markers, the
+    ///   status after stdout's.
     static let sessionScript = """
         exec 3<&0 </dev/null
         umask 077
@@ -41,132 +56,122 @@ enum RemoteSession {
           ln -s "$t" "$d" 2>/dev/null || { rmdir "$t"; t=; }
         fi
         [ -n "$t" ] || mkdir "$d" || exit 125
-        mkfifo "$d/in" "$d/status" || exit 125
-        exec 4<>"$d/in"
+        mkfifo "$d/in" "$d/ctl" "$d/o" "$d/e" || exit 125
+        exec 4<>"$d/in" 6<>"$d/ctl"
         echo "$3" >&4
-        { read -r _ <&3; read -r _ <&3; rm -rf "$d" $t; kill -KILL 0; } >/dev/null 2>&1 &
+        procs() {
+          ps -e -o pid= -o ppid= | awk -v root="$s" -v old="$old" '{ k[$2] = k[$2] " " $1 } END { q = k[root]; while (q != "") { sub(/^ +/, "", q); if (q == "") break; p = q; sub(/ .*/, "", p); sub(/^[^ ]+/, "", q); if (index(old, " " p " ")) continue; printf "%s ", p; q = q " " k[p] } }'
+        }
+        current() {
+          read -r m s b old <"$d/cur" && [ "$m" = "$1" ] || return 1
+          old=" $old "
+          [ "$seenof" = "$1" ] || seen=
+          seenof=$1
+        }
+        soft() {
+          current "$1" || return 0
+          seen="$seen $(procs)"
+          kill -INT "$s" $seen
+          sleep 0.5
+          seen="$seen $(procs)"
+          kill -TERM $seen
+        }
+        hard() {
+          current "$1" || return 0
+          seen="$seen $(procs)"
+          kill -INT "$s"
+          kill -KILL $seen
+          i=0
+          while [ $i -lt 20 ]; do l=$(procs); [ -z "$l" ] && break; kill -KILL $l; sleep 0.1; i=$((i+1)); done
+          i=0
+          while [ $i -lt 20 ] && current "$1" && [ "$b" = 1 ]; do sleep 0.1; i=$((i+1)); done
+          if current "$1" && [ "$b" = 1 ]; then kill -KILL "$s"; fi
+        }
+        {
+          read -r _
+          seen= seenof=
+          while read -r k l; do
+            case $k in
+            r) printf 'r %s\n' "$l" >&6 ;;
+            s) soft "$l" ;;
+            k) hard "$l" ;;
+            "") break ;;
+            esac
+          done
+          rm -rf "$d" $t
+          kill -KILL 0
+        } <&3 >/dev/null 2>&1 4<&- &
         w=$!
+        run() {
+          printf "$3" >"$d/cmd"
+          old=
+          if [ -r "/proc/$s/task/$s/children" ]; then read -r old <"/proc/$s/task/$s/children"; else old=$(ps -e -o pid= -o ppid= | awk -v p="$s" '$2 == p { printf "%s ", $1 }'); fi
+          echo "$1 $s 1 $old" >"$d/cur"
+          printf '%s+' "$2"
+          printf '%s+' "$2" >&2
+          cat "$d/o" &
+          o=$!
+          cat "$d/e" >&2 &
+          e=$!
+          echo "_jobkit_run $1" 1<>"$d/in"
+          r=
+          while read -r k x y z; do
+            case $k in
+            d) if [ "$x" = "$1" ]; then r=$y; break; fi ;;
+            x) r=$x; break ;;
+            r) next="$x $y $z" ;;
+            esac
+          done
+          echo "$1 $s 0 $old" >"$d/cur"
+          wait "$o"
+          wait "$e"
+          : >"$d/cur"
+          printf '%s-%s\n' "$2" "$r"
+          printf '%s-\n' "$2" >&2
+        }
+        {
+          s=
+          while read -r k a b c; do
+            case $k in
+            p) s=$a ;;
+            r)
+              next="$a $b $c"
+              while [ "$k" != x ] && [ -n "$next" ]; do
+                set -- $next
+                next=
+                run "$1" "$2" "$3"
+              done
+              ;;
+            esac
+            [ "$k" = x ] && break
+          done
+        } <&6 3<&- 4<&- &
+        c=$!
         exec 3<&-
-        PS1= PS2= ENV= HISTFILE= MAIL= MAILPATH= "$2" -i +m <&4 5>&1 >/dev/null 2>&1 4<&-
+        PS1= PS2= ENV= HISTFILE= MAIL= MAILPATH= "$2" -i +m <&4 5>&1 >/dev/null 2>&1 4<&- 6<&-
         r=$?
         exec 4<&-
-        read -r a <"$d/answers" 2>/dev/null && echo "exit $r" 2>/dev/null 1<>"$a"
+        echo "x $r" >&6
+        wait "$c"
         rm -rf "$d" $t
         kill -KILL "$w" 2>/dev/null
         exit "$r"
         """
 
-    /// Args: the session's directory, the command's id, the shell's pid, the command's text (as
-    /// `printf` escapes, see `escaped`). As a local command's supervisor: the text to the
-    /// session's command file, then a line to the shell that runs the command with this
-    /// channel's own stdout and stderr as its streams and this channel's stdin for the shell's
-    /// answers (through /proc, as copies on fds 7 and 8 for the streams: a builtin's redirection
-    /// here swaps fd 1 for a moment), so that one reader takes both the shell's answers and the
-    /// stop lines, and nothing is forked on the way; the shell then asks itself for `$?` (see
-    /// `bootstrap`; a session opened by an earlier version says `started` instead, and is sent
-    /// that line from here). The channel ends, and its child with it, once the command's streams
-    /// are let go of, as a pipeline's; if the command left a process behind, a watcher of stdin
-    /// stays for a stop meanwhile (still waiting for the hello if the shell's answer came first:
-    /// both share this stdin, and a late hello is no stop). Where there is no /proc, FIFOs
-    /// relayed by `cat` carry the streams, and the session's status FIFO the answers, with a
-    /// watcher of stdin from the start.
-    ///
-    /// A stop line abandons the command: SIGINT to the shell and to the processes it started for
-    /// it, SIGTERM to them half a second later (those seen before too: nothing reaps orphans for
-    /// the session here, and one whose parent died has left the tree); stdin's end before the
-    /// status (the stop's grace is over, or the connection went) kills them, and the shell too
-    /// if it has still not finished the command two seconds later (its session is then broken).
-    static let commandScript = """
-        exec 3<&0 </dev/null
-        d=$1; n=$2; s=$3; f=$1/$2
-        if [ ! -p "$d/in" ] || ! kill -0 "$s" 2>/dev/null; then echo "job: the shell of this session is gone" >&2; exit 125; fi
-        umask 077
-        printf "$4" >"$d/cmd" || exit 125
-        old=
-        if [ -r "/proc/$s/task/$s/children" ]; then read -r old <"/proc/$s/task/$s/children"; else old=$(ps -e -o pid= -o ppid= | awk -v p="$s" '$2 == p { printf "%s ", $1 }'); fi
-        old=" $old "
-        procs() {
-          ps -e -o pid= -o ppid= | awk -v root="$s" -v old="$old" '{ k[$2] = k[$2] " " $1 } END { q = k[root]; while (q != "") { sub(/^ +/, "", q); if (q == "") break; p = q; sub(/ .*/, "", p); sub(/^[^ ]+/, "", q); if (index(old, " " p " ")) continue; printf "%s ", p; q = q " " k[p] } }'
-        }
-        seen=
-        soft() {
-          seen="$seen $(procs)"
-          kill -INT "$s" $seen 2>/dev/null
-          sleep 0.5
-          seen="$seen $(procs)"
-          kill -TERM $seen 2>/dev/null
-        }
-        hard() {
-          seen="$seen $(procs)"
-          kill -INT "$s" 2>/dev/null
-          kill -KILL $seen 2>/dev/null
-          i=0
-          while [ $i -lt 20 ]; do l=$(procs); [ -z "$l" ] && break; kill -KILL $l; sleep 0.1; i=$((i+1)); done 2>/dev/null
-          i=0
-          while [ $i -lt 20 ] && kill -0 $$; do sleep 0.1; i=$((i+1)); done 2>/dev/null
-          if kill -0 $$ 2>/dev/null; then kill -KILL "$s"; fi
-        }
-        trap "" TERM INT HUP
-        answers() {
-          r=
-          while read -r k a b; do
-            case $k in
-            started) [ "$a" = "$n" ] && echo "_jobkit_report $n" '$?' "$1" 2>/dev/null 1<>"$d/in" ;;
-            done) if [ "$a" = "$n" ]; then r=$b; return; fi ;;
-            exit) r=$a; return ;;
-            "") if [ -n "$h" ]; then soft; fi; h=1 ;;
-            esac
-          done
-        }
-        h=
-        if [ -e "/proc/$$/fd/3" ]; then
-          exec 7>&1 8>&2
-          echo "_jobkit_run $n /proc/$$/fd/7 /proc/$$/fd/8 /proc/$$/fd/3" 2>/dev/null 1<>"$d/in"
-          answers "/proc/$$/fd/3" <&3
-          if [ -z "$r" ]; then hard; exit 125; fi
-          now=
-          read -r now <"/proc/$s/task/$s/children"
-          for p in $now; do
-            case $old in *" $p "*) ;; *) { exec 7>&- 8>&-; answers x <&3; } >/dev/null 2>&1 & break ;; esac
-          done
-          exit "$r"
-        fi
-        exec 5<>"$d/status"
-        mkfifo "$f.out" "$f.err" || exit 125
-        cat "$f.out" & o=$!
-        cat "$f.err" >&2 & e=$!
-        {
-          read -r _ <&3
-          while read -r _; do soft; done <&3
-          if [ ! -e "$f.done" ]; then hard; kill -KILL $$ $o $e; fi
-          rm -f "$f.out" "$f.err" "$f.done"
-        } >/dev/null 2>&1 &
-        exec 3<&-
-        echo "_jobkit_run $n $f.out $f.err $d/status" 2>/dev/null 1<>"$d/in"
-        h=1
-        answers "$d/status" <&5
-        wait "$o"; wait "$e"
-        true 2>/dev/null >"$f.done"
-        exit "${r:-125}"
-        """
-
-    /// What a remote session's shell reads first: its pid to the channel (fd 5), then the
-    /// functions: `_jobkit_run N OUT ERR ANSWERS` notes where command N's answers go (for the
-    /// session's script, should the shell end), puts the line that asks for `$?` in its own
+    /// What a remote session's shell reads first: its pid to the channel (fd 5) and to the
+    /// runner, then the functions: `_jobkit_run N` puts the line that asks for `$?` in its own
     /// input (read once the command is done, or abandoned: an interactive shell that abandons a
     /// command drops only what it had read ahead, and this line comes after), then dot-sources
-    /// the command's file with /dev/null as stdin and OUT and ERR as stdout and stderr;
-    /// `_jobkit_report N STATUS ANSWERS` says how it ended. Asking from here, not from the
-    /// command's script once told that the command began, saves a round trip per command. One
-    /// command at a time, so one file for the command's text; each answer names its command, so
-    /// that one a killed command's script did not read (in the session's status FIFO) is not
-    /// taken for the next one's.
+    /// the command's file with /dev/null as stdin and the command's FIFOs as stdout and stderr;
+    /// `_jobkit_report N STATUS` says how it ended. Each answer names its command, so that one
+    /// for a command abandoned is not taken for the next one's.
     static func bootstrap(directory: String) -> String {
         let d = ShellQuoting.singleQuoted(directory)
         return """
             echo $$ >&5; exec 5>&-
-            _jobkit_run() { command echo "$4" >|\(d)/answers; command echo "_jobkit_report $1 \\$? $4" 1<>\(d)/in; . \(d)/cmd </dev/null >|"$2" 2>|"$3"; }
-            _jobkit_report() { command echo done "$1" "$2" 1<>"$3"; }
+            command echo p $$ 1<>\(d)/ctl
+            _jobkit_run() { command echo "_jobkit_report $1 \\$?" 1<>\(d)/in; . \(d)/cmd </dev/null >|\(d)/o 2>|\(d)/e; }
+            _jobkit_report() { command echo d "$1" "$2" 1<>\(d)/ctl; }
 
             """
     }

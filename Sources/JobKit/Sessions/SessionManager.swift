@@ -227,11 +227,26 @@ extension JobManager {
     }
 
     /// Starts a session's shell on its computer (see `RemoteSession`) and waits until it runs:
-    /// the session's script says the shell's pid once it started it.
+    /// the session's script says the shell's pid once it started it, the first line on its
+    /// channel's stdout. The channel's three streams are FIFOs in the session's directory
+    /// here, which its commands' supervisors write and read (see Supervisor/channel.c).
     private func startRemoteShell(_ given: SessionRecord, environment: [String: String]) async throws(JobError) -> SessionRecord {
         var session = given
         let link = SSHLink.make(host: session.computer, configFile: session.sshConfig, home: home)
         try prepareSSH(link)
+        let channel = sessionDirectory(session.id)
+        do {
+            try FileManager.default.createDirectory(atPath: channel, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw JobError(.storage, "cannot make the session's directory \(channel): \(error.localizedDescription)")
+        }
+        for name in ["in", "out", "err"] where mkfifo(channel + "/" + name, 0o600) != 0 && errno != EEXIST {
+            throw JobError(.storage, "cannot make the session's FIFO \(channel)/\(name): \(errnoMessage())")
+        }
+        // Opened before the supervisor is, so that the pid line waits here for this reader.
+        let pidLine = open(channel + "/out", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard pidLine >= 0 else { throw JobError(.storage, "cannot open the session's FIFO \(channel)/out: \(errnoMessage())") }
+        defer { close(pidLine) }
         let directory = RemoteSession.directory()
         let line = RemoteSession.line(
             RemoteSession.sessionScript,
@@ -239,18 +254,21 @@ extension JobManager {
         let job = Supervisor.Job(
             argv: link.jobArguments(line: line, log: sessionSupervisor.prefix(session.id) + ".ssh"), workingDirectory: "/",
             environment: environment, holdStdin: true,
-            throughMaster: link.masterIdentity != nil ? Supervisor.ThroughMaster(socket: link.controlPath, command: line) : nil)
+            throughMaster: link.masterIdentity != nil ? Supervisor.ThroughMaster(socket: link.controlPath, command: line) : nil,
+            channel: channel)
         let (pid, _) = try sessionSupervisor.spawnDirectly(session.id, job)
-        let output = sessionSupervisor.prefix(session.id) + ".stdout"
+        var text: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 64)
         // ssh's ConnectTimeout is 30 s: the shell runs by then, or the supervisor has ended.
         let deadline = ContinuousClock.now + .seconds(45)
         while ContinuousClock.now < deadline {
-            let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
-            if text.hasSuffix("\n"), let shellPid = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+            let n = buffer.withUnsafeMutableBytes { read(pidLine, $0.baseAddress, $0.count) }
+            if n > 0 { text += buffer[0..<n] }
+            if let newline = text.firstIndex(of: UInt8(ascii: "\n")) {
+                guard let shellPid = Int(String(decoding: text[..<newline], as: UTF8.self)) else { break }
                 session.remoteDirectory = directory
                 session.remotePid = shellPid
                 sessionMonitor.watch(id: session.id, pid: pid)
-                await learnShellForm(link, environment: environment)
                 return session
             }
             if !sessionSupervisor.isAlive(session.id) { break }
@@ -263,20 +281,10 @@ extension JobManager {
         throw JobError(.unreachable, "the session could not be opened: \(why)")
     }
 
-    /// Asks the host's login shell whether it is POSIX, once the session is open (its master
-    /// is up then: the session's own ssh became it if there was none), so that the session's
-    /// commands can skip `/bin/sh`.
-    private func learnShellForm(_ link: SSHLink, environment: [String: String]) async {
-        guard let master = link.masterIdentity else { return }
-        if let known = shellForms[link.controlPath], known.master == master { return }
-        guard let status = try? await runToEnd(link.probeArguments, environment: environment), status != 255 else { return }
-        shellForms[link.controlPath] = (master, status == RemoteCommand.posixProbeAnswer ? .direct : .viaSh)
-    }
-
     // MARK: Commands
 
     /// Starts a child in its session: its supervisor asks the session's shell for it (a
-    /// remote one's does it on the host, see `RemoteSession.commandScript`).
+    /// remote one's through the session's channel, see Supervisor/channel.c).
     func launchInSession(_ id: Int, session sessionId: Int, plan: LaunchPlan) -> [JobRecord] {
         guard let child = table[id] else { return [] }
         guard let session = sessionRecords[sessionId], session.state == .opened else {
@@ -291,24 +299,19 @@ extension JobManager {
         guard let pids = sessionSupervisor.pids(sessionId) else {
             return table.leafEnded(id, outcome: .failed("session '\(session.name)' has no shell"), at: Date(), recorded: 0)
         }
-        if let directory = session.remoteDirectory, let shellPid = session.remotePid {
-            let link = SSHLink.make(host: session.computer, configFile: session.sshConfig, home: home)
-            do {
-                try prepareSSH(link)
-            } catch {
-                return table.leafEnded(id, outcome: .failed(error.message), at: Date(), recorded: 0)
+        if session.remoteDirectory != nil {
+            // Its commands go through its channel, whose FIFOs are here (an earlier version of
+            // job opened a channel for each command, and made none).
+            let channel = sessionDirectory(sessionId)
+            guard access(channel + "/in", F_OK) == 0 else {
+                let why = "session '\(session.name)' was opened by an earlier version of job and takes no more commands; open a new one"
+                return table.leafEnded(id, outcome: .failed(why), at: Date(), recorded: 0)
             }
-            // The login shell's form, as learnt of this master (see `connect`); /bin/sh until known.
-            let form = shellForms[link.controlPath].flatMap { $0.master == link.masterIdentity ? $0.form : nil } ?? .viaSh
-            let line = RemoteSession.line(
-                RemoteSession.commandScript, [directory, String(id), String(shellPid), RemoteSession.escaped(child.command)],
-                form: form)
             return spawnLeaf(
                 id,
                 Supervisor.Job(
-                    argv: link.jobArguments(line: line, log: sshLogPath(id)), workingDirectory: "/",
-                    environment: plan.spec.environment, holdStdin: true,
-                    throughMaster: link.masterIdentity != nil ? Supervisor.ThroughMaster(socket: link.controlPath, command: line) : nil))
+                    argv: [channel, String(pids.supervisor), RemoteSession.escaped(child.command)], workingDirectory: "/",
+                    environment: [:], onChannel: true))
         }
         let args = [
             sessionDirectory(sessionId), String(pids.job), String(pids.supervisor),

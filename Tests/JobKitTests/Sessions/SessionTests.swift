@@ -211,7 +211,7 @@ func withSession<R: Sendable>(
     /// They travel in single quotes through any login shell: fish reads `\\` and `\'` there
     /// as escapes, every other shell does not.
     @Test func theScriptsReadTheSameInEveryLoginShell() {
-        for script in [RemoteSession.sessionScript, RemoteSession.commandScript, RemoteSession.bootstrap(directory: "/tmp/job-session.x")] {
+        for script in [RemoteSession.sessionScript, RemoteSession.bootstrap(directory: "/tmp/job-session.x")] {
             #expect(!script.contains("\\\\"))
             #expect(!script.contains("\\'"))
         }
@@ -250,7 +250,7 @@ func withSession<R: Sendable>(
         _ = try Spawned(
             ["/usr/bin/setsid", "/bin/sh", "-c", "exec /bin/sh -c \"$1\" sh \"$2\" \"$3\" \"$4\" \"$5\" <>\"$0\"", sessionIn,
              RemoteSession.sessionScript, directory, "/bin/sh", RemoteSession.bootstrap(directory: directory), RemoteCommand.posixProbe],
-            stdout: home.path + "/session.out")
+            stdout: home.path + "/session.out", stderr: home.path + "/session.err")
         #expect(write(stdin, "\n", 1) == 1, "the session's hello")
         var shell = ""
         #expect(try await eventually {
@@ -275,35 +275,37 @@ func withSession<R: Sendable>(
         })
     }
 
-    /// A command's channel carries both the local supervisor's lines (its hello first) and
-    /// the session shell's answers, which do not travel through ssh and may come first. When
-    /// they do, and the command left a process behind, the hello that comes after is no stop:
-    /// the process the command left is the session's, and goes on. (Run here with FIFOs for
-    /// the channels, the session in a process group of its own.)
-    @Test func aHelloThatComesAfterTheAnswerStopsNothing() async throws {
-        let home = try TemporaryHome("session-hello")
+    /// The session's channel carries its commands: each one's stdout and stderr come back on
+    /// the channel's two streams between markers made of the nonce its line gave, its status
+    /// after stdout's end marker; a stop line reaches only the command it names, and none of
+    /// what an earlier command left running. (Run here with a FIFO for the channel's stdin and
+    /// files for its streams, the session in a process group of its own.)
+    @Test func commandsComeBackBetweenTheirMarkersAndAStopReachesOnlyItsCommand() async throws {
+        let home = try TemporaryHome("session-channel")
         let session = try await Self.openSession(in: home)
         defer { session.end() }
-        let commandIn = home.path + "/command.in"
-        #expect(mkfifo(commandIn, 0o600) == 0)
-        let seconds = String(Int.random(in: 7_000_000...7_999_999))
-        let text = RemoteSession.escaped("sleep \(seconds) >/dev/null 2>&1 &")
-        // Close-on-exec, as every descriptor held here: a copy in the command's processes would
-        // keep the channel from ending.
-        var command = open(commandIn, O_RDWR | O_CLOEXEC)
-        defer { if command >= 0 { close(command) } }
-        let ran = try await runProcessDetached(
-            "/bin/sh", ["-c", "exec /bin/sh -c \"$1\" sh \"$2\" \"$3\" \"$4\" \"$5\" <\"$0\"", commandIn,
-                        RemoteSession.commandScript, session.directory, "1", session.shell, text])
-        #expect(ran.status == 0, "\(ran.stderr)")
-        #expect(processStates(["sleep", seconds]).count == 1, "the command left its process")
-        // The hello, late, then the channel's end: the watcher of what was left reads both.
-        #expect(write(command, "\n", 1) == 1)
-        close(command)
-        command = -1
-        #expect(try await eventually { await processesOffPool(matching: text).isEmpty }, "the watcher ended")
-        #expect(processStates(["sleep", seconds]) == ["S"], "what the command left goes on")
+        func send(_ line: String) { #expect(write(session.stdin, line + "\n", line.utf8.count + 1) == line.utf8.count + 1) }
+        func streams() -> (out: String, err: String) {
+            ((try? String(contentsOfFile: home.path + "/session.out", encoding: .utf8)) ?? "",
+             (try? String(contentsOfFile: home.path + "/session.err", encoding: .utf8)) ?? "")
+        }
+        let earlier = String(Int.random(in: 7_000_000...7_999_999))
+        let n1 = String(repeating: "1a", count: 16), n2 = String(repeating: "2b", count: 16)
+        send("r 1 \(n1) " + RemoteSession.escaped("sleep \(earlier) >/dev/null 2>&1 & printf 'no newline \(n2)'; echo oops >&2; (exit 4)"))
+        #expect(try await eventually { streams().err.hasSuffix("\(n1)-\n") }, "\(streams())")
+        #expect(streams().out == session.shell + "\n\(n1)+no newline \(n2)\(n1)-4\n")
+        #expect(streams().err == "\(n1)+oops\n\(n1)-\n")
+        #expect(processStates(["sleep", earlier]) == ["S"], "the command's background work goes on")
+        let later = String(Int.random(in: 8_000_000...8_999_999))
+        send("r 2 \(n2) " + RemoteSession.escaped("echo begun; sleep \(later)"))
+        #expect(try await eventually { processStates(["sleep", later]).count == 1 && streams().out.hasSuffix("\(n2)+begun\n") })
+        send("s 1")
+        send("s 2")
+        #expect(try await eventually { streams().out.hasSuffix("\(n2)-130\n") }, "\(streams())")
+        #expect(processStates(["sleep", later]).isEmpty)
+        #expect(processStates(["sleep", earlier]) == ["S"], "a stop of command 2 is not one of command 1's leftovers")
         #expect(session.remove())
+        #expect(try await eventually { processStates(["sleep", earlier]).isEmpty }, "the session's end ends its group")
         #expect(try await eventually { access(session.directory, F_OK) != 0 }, "the session's files are gone")
     }
 
