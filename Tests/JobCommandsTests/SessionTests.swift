@@ -128,8 +128,11 @@ import Testing
                     #expect(exact.stderr.contains("exited with status 6"))
                     let reads = try await cli.run("invoke", "--session", session, "-c", "if read x; then echo got; else echo eof; fi")
                     #expect(reads.stdout == "eof\n")
-                    let framing = try await cli.run("invoke", "--session", session, "-c", "echo '_jobkit_report 1 0'; echo 0")
-                    #expect(framing.stdout == "_jobkit_report 1 0\n0\n")
+                    // What the shell and the channel's markers look like: a marker's form, with no nonce.
+                    let framing = try await cli.run(
+                        "invoke", "--session", session, "-c", "echo '_jobkit_report 1 0'; printf '%032d+%032d-0\\n' 0 0; echo 0; printf 'd 1 0\\n' >&2")
+                    #expect(framing.stdout == "_jobkit_report 1 0\n" + String(repeating: "0", count: 32) + "+" + String(repeating: "0", count: 32) + "-0\n0\n", "\(framing)")
+                    #expect(framing.stderr == "d 1 0\n", "\(framing)")
                 }
                 let binary = try await cli.run(
                     "invoke", "--session", "1", "--as-job", "--name", "bin", "-c", "head -c 100000 /dev/urandom | tee /tmp/jobkit-rs-$$; echo $$ >&2")
