@@ -27,15 +27,17 @@ enum RemoteSession {
     /// The shell runs in the foreground: run with `&` it would ignore SIGINT for good, and so
     /// would every command it runs, as a background command of a shell without job control
     /// does. It reads its input from the FIFO `in`. Two loops run beside it:
-    /// - the channel's reader: after the hello (an empty line), `r ID NONCE TEXT` goes on to
+    /// - the channel's reader: `r ID NONCE TEXT` goes on to
     ///   the runner; `s ID` and `k ID` stop command ID, if it is the current one (see `cur`),
     ///   softly (SIGINT to the shell and to the processes that came below it since the command
     ///   began, SIGTERM to them half a second later: nothing reaps orphans for the session
     ///   here, and one whose parent died has left the tree, so those seen before are sent it
     ///   too) or hard (SIGKILL to them until none is left, and to the shell too if it still has
-    ///   not finished the command two seconds later: its session is then broken); an empty
-    ///   line (`job session remove`) or the channel's end removes the directory and ends the
-    ///   session's process group.
+    ///   not finished the command two seconds later: its session is then broken). The first
+    ///   empty line is the supervisor's hello (a command's line may come before it: the
+    ///   shell's pid, which opens the session, does not wait for it); the next one (`job
+    ///   session remove`), or the channel's end, removes the directory and ends the session's
+    ///   process group.
     /// - the runner, reading the FIFO `ctl`: the shell's pid (`p`), the commands to run, the
     ///   shell's answers (`d ID STATUS`) and its end (`x STATUS`, from this script). A command:
     ///   its text to `cmd`, the processes already below the shell to `cur` (an earlier
@@ -43,7 +45,8 @@ enum RemoteSession {
     ///   channel's two streams, a `cat` of each of the command's FIFOs (`o`, `e`) onto them,
     ///   and the line that has the shell run it; once the shell answered and both `cat`s
     ///   ended (the command's streams let go of, as a pipeline's), the end markers, the
-    ///   status after stdout's.
+    ///   status after stdout's. A command sent while one runs (the one running lost its
+    ///   supervisor, and the engine went on) waits for it.
     static let sessionScript = """
         exec 3<&0 </dev/null
         umask 077
@@ -88,14 +91,13 @@ enum RemoteSession {
           if current "$1" && [ "$b" = 1 ]; then kill -KILL "$s"; fi
         }
         {
-          read -r _
-          seen= seenof=
+          h= seen= seenof=
           while read -r k l; do
             case $k in
             r) printf 'r %s\n' "$l" >&6 ;;
             s) soft "$l" ;;
             k) hard "$l" ;;
-            "") break ;;
+            "") [ -n "$h" ] && break; h=1 ;;
             esac
           done
           rm -rf "$d" $t
