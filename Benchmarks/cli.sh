@@ -87,6 +87,9 @@ fstart=$(date +%s.%N)
 "$job" --home "$work/job" wait >/dev/null
 fend=$(date +%s.%N)
 fpid=$(python3 -c "import json,subprocess;print(json.loads(subprocess.check_output(['$job','--home','$work/job','daemon','status','-o','json']))['pid'])")
+frss_end=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' /proc/$fpid/status)
+# The finished family leaves memory once its ends are committed (within the 100 ms flush).
+sleep 1
 frss=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' /proc/$fpid/status)
 fhwm=$(awk '/VmHWM/ {printf "%.1f", $2/1024}' /proc/$fpid/status)
 
@@ -111,7 +114,7 @@ for n in 1000 10000; do
 done
 echo "| 10,000 inputs against 1,000 | ${took[job10000]} s | ${took[job1000]} s | $(r ${took[job10000]} ${took[job1000]})× | ≤ 11× |"
 echo "| per foreach child against one tsp submission | $(python3 -c "print('%.2f' % (${took[job1000]}*1000/1000))") ms | $(python3 -c "print('%.2f' % (${took[tsp1000]}*1000/1000))") ms | $(r ${took[job1000]} ${took[tsp1000]})× | < 1× |"
-echo "| jobd RSS after a foreach of $foreach_rss children (peak) | ${frss} MB (${fhwm} MB) | | | ≤ 60 MB |"
+echo "| jobd RSS after a foreach of $foreach_rss children, 1 s after its end (at its end; peak) | ${frss} MB (${frss_end} MB; ${fhwm} MB) | | | ≤ 60 MB |"
 echo
 echo "A foreach of $foreach_rss children ran to its end in $(python3 -c "print('%.1f' % ($fend-$fstart))") s after it was submitted."
 echo

@@ -27,6 +27,9 @@ final class EventHub: Sendable {
         _ = observers.withLock { $0.removeValue(forKey: token) }
     }
 
+    /// How many observe now (for tests: a dropped stream's observer goes).
+    var observerCount: Int { observers.withLock { $0.count } }
+
     func publish(_ events: [JobEvent]) {
         guard !events.isEmpty else { return }
         let current = observers.withLock { Array($0.values) }
@@ -42,13 +45,73 @@ final class EventHub: Sendable {
         stream { event in jobs?.contains(event.job.id) ?? true }
     }
 
-    /// A stream of the events that pass `filter`, from now on (see `stream(for:)`).
+    /// A stream of the events that pass `filter`, from now on (see `stream(for:)`). A job's
+    /// events that come faster than the reader takes them are folded into its latest, in the
+    /// place of its first: every reader here wants to know how a job is, not each step it took
+    /// on the way, and a foreach's parent changes with each of its children. Unfolded, a
+    /// reader a moment behind would hold a copy of the parent (its every child's id) for each
+    /// child that started or ended meanwhile.
     func stream(where filter: @escaping @Sendable (JobEvent) -> Bool) -> AsyncStream<JobEvent> {
-        let (stream, continuation) = AsyncStream.makeStream(of: JobEvent.self)
+        let pending = PendingEvents()
+        // One wake-up waiting at most: the reader takes all that is pending on each.
+        let (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         let token = observe { event in
-            if filter(event) { continuation.yield(event) }
+            if filter(event), pending.put(event) { wake.yield() }
         }
-        continuation.onTermination = { [weak self] _ in self?.remove(token) }
-        return stream
+        // The wake-ups' stream goes when the events' stream does (it holds its iterator):
+        // that is when to unsubscribe.
+        wake.onTermination = { [weak self] _ in self?.remove(token) }
+        let reader = WakeReader(wakes.makeAsyncIterator())
+        return AsyncStream(unfolding: {
+            while true {
+                if let event = pending.take() { return event }
+                guard await reader.next() else { return nil }
+            }
+        })
     }
+}
+
+/// The events a stream's reader has not taken yet, a job's latest in the place of its first.
+private final class PendingEvents: Sendable {
+    private struct Queue {
+        var order: [Int] = []
+        var head = 0
+        var latest: [Int: JobEvent] = [:]
+    }
+    private let queue = Mutex(Queue())
+
+    /// Keeps the event; true when nothing was pending before it (the reader may be asleep).
+    func put(_ event: JobEvent) -> Bool {
+        queue.withLock { queue in
+            let wasEmpty = queue.latest.isEmpty
+            if queue.latest.updateValue(event, forKey: event.job.id) == nil { queue.order.append(event.job.id) }
+            return wasEmpty
+        }
+    }
+
+    func take() -> JobEvent? {
+        queue.withLock { queue in
+            while queue.head < queue.order.count {
+                let id = queue.order[queue.head]
+                queue.head += 1
+                if queue.head == queue.order.count {
+                    queue.order.removeAll(keepingCapacity: true)
+                    queue.head = 0
+                }
+                if let event = queue.latest.removeValue(forKey: id) { return event }
+            }
+            return nil
+        }
+    }
+}
+
+/// The wake-ups' iterator, called by one reader at a time (an AsyncStream's unfolding
+/// closure is never run twice at once).
+private final class WakeReader: @unchecked Sendable {
+    private var iterator: AsyncStream<Void>.AsyncIterator
+
+    init(_ iterator: AsyncStream<Void>.AsyncIterator) { self.iterator = iterator }
+
+    /// False once the stream ended.
+    func next() async -> Bool { await iterator.next() != nil }
 }

@@ -66,8 +66,15 @@ struct JobTable: Sendable, JobSource {
             parents.append(record.parentId ?? record.id)
         }
         for record in new {
-            if let parentId = record.parentId, records[parentId]?.childIds.contains(record.id) == false {
+            // Children come in id order (a foreach's, a batch at a time): a look at the last
+            // one, not a pass over them all, for each. No copy of the list is held meanwhile,
+            // or the append would copy it all.
+            guard let parentId = record.parentId, let last = records[parentId].map({ $0.childIds.last }) else { continue }
+            if last.map({ $0 < record.id }) ?? true {
                 records[parentId]?.childIds.append(record.id)
+            } else if records[parentId]?.childIds.contains(record.id) == false {
+                let index = records[parentId].map { Self.insertionIndex(of: record.id, in: $0.childIds) } ?? 0
+                records[parentId]?.childIds.insert(record.id, at: index)
             }
         }
         for id in Set(parents) where records[id]?.parentId == nil { refreshReady(id) }
@@ -372,15 +379,24 @@ struct JobTable: Sendable, JobSource {
                 parent.state = .failed
                 parent.reason = "its inputs were cut short: the engine that read them exited"
             }
-            // Once, at the end: a pass over the children.
-            let children = parent.childIds.compactMap { records[$0] }
-            parent.endTime = children.compactMap(\.endTime).max() ?? time
-            parent.usage = children.reduce(nil) { $0 + $1.usage }
-            if parent.feed != .cut, children.count == 1, parent.type != .psTaskJob {
-                parent.exitCode = children[0].exitCode
-                parent.reason = children[0].reason
+            // Once, at the end: a pass over the children (not a copy of them: a foreach's may
+            // be 100,000).
+            var endTime: Date?
+            var usage: ResourceUsage?
+            var failed: [JobRecord] = []
+            for childId in parent.childIds {
+                guard let child = records[childId] else { continue }
+                if let end = child.endTime, endTime.map({ end > $0 }) ?? true { endTime = end }
+                usage = usage + child.usage
+                if child.state == .failed { failed.append(child) }
+            }
+            parent.endTime = endTime ?? time
+            parent.usage = usage
+            if parent.feed != .cut, parent.childIds.count == 1, parent.type != .psTaskJob, let only = records[parent.childIds[0]] {
+                parent.exitCode = only.exitCode
+                parent.reason = only.reason
             } else if parent.feed != .cut {
-                parent.reason = Self.summary(ofFailed: children.filter { $0.state == .failed })
+                parent.reason = Self.summary(ofFailed: failed)
             }
             parent.feed = .none
         }
