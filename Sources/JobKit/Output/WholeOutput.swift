@@ -35,7 +35,11 @@ public struct WholeOutputStream: AsyncSequence, Sendable {
             while true {
                 if !pending.isEmpty { return pending.removeFirst() }
                 if ended { return nil }
-                let batch = await stream.manager.wholeBatch(stream.parents, ordered: stream.ordered, candidates: candidates, progress)
+                // Handed over, not shared: a copy kept here would make every child's insert
+                // there copy the set of those delivered (a pass over them all per child).
+                let lent = progress
+                progress = WholeOutputProgress()
+                let batch = await stream.manager.wholeBatch(stream.parents, ordered: stream.ordered, candidates: candidates, consume lent)
                 (pending, progress) = (batch.events, batch.progress)
                 if batch.finished != nil {
                     pending.append(.finished(batch.finished ?? []))
@@ -69,7 +73,7 @@ extension JobManager {
     /// The children that finished and were not handed out yet — in order (from `next`), or of
     /// `candidates` (all, when nil) — as slices and failures; and once every parent has
     /// finished and all was handed out, the parents.
-    func wholeBatch(_ parents: [Int], ordered: Bool, candidates: [Int]?, _ progress: WholeOutputProgress)
+    func wholeBatch(_ parents: [Int], ordered: Bool, candidates: [Int]?, _ progress: consuming WholeOutputProgress)
         -> (events: [ReceiveEvent], progress: WholeOutputProgress, finished: [JobInfo]?)
     {
         faultIn(parents)
