@@ -122,7 +122,8 @@ final class Supervisor: Sendable {
         /// Its stdout and stderr are /dev/null (`--null-output`): a session's shell.
         var nullOutput = false
         /// A remote session's channel (`--channel DIR`): its stdin, stdout and stderr are the
-        /// FIFOs in that directory, which the session's commands write and read.
+        /// FIFOs in that directory, which the session's commands write and read (a session's
+        /// supervisor, always started directly: the fork server takes no such request).
         var channel: String?
         /// A remote session's command (`--channel-command`): `argv` is what channel.c takes.
         var onChannel = false

@@ -193,17 +193,11 @@ enum RemoteSession {
         return out
     }
 
-    /// The remote command line that runs `script` with `args`: by the login shell itself when
-    /// it is a POSIX shell (`direct`: one program start less for every command; zsh is asked
-    /// to behave as sh), else by `/bin/sh`, which every login shell can start (fish too).
-    static func line(_ script: String, _ args: [String], form: RemoteCommand.Form = .viaSh) -> String {
-        switch form {
-        case .direct:
-            return (["set", "--"] + args.map(ShellQuoting.singleQuoted)).joined(separator: " ")
-                + "\n[ -n \"${ZSH_VERSION-}\" ] && emulate sh\n" + script
-        case .viaSh:
-            return (["exec", "/bin/sh", "-c", script, "sh"] + args).map(ShellQuoting.singleQuoted).joined(separator: " ")
-        }
+    /// The remote command line that runs `script` with `args`, by `/bin/sh`, which every login
+    /// shell can start (fish too). Once per session: no need to learn whether the login shell
+    /// could run it itself.
+    static func line(_ script: String, _ args: [String]) -> String {
+        (["exec", "/bin/sh", "-c", script, "sh"] + args).map(ShellQuoting.singleQuoted).joined(separator: " ")
     }
 
     /// Where a session lives on its host: made by its script, named here so that the
