@@ -200,6 +200,43 @@ import Testing
         }
     }
 
+    /// The supervisor of a remote session's command killed: its command on the host is ended
+    /// (the engine asks the session's script), and the session goes on with the next one.
+    @Test func aRemoteCommandWhoseSupervisorIsKilledIsEndedOnItsHost() async throws {
+        try await withSSHHosts(["rs6"]) { hosts in
+            try await withCLI { cli in
+                try await cli.run("session", "new", "--computer", "rs6", "--ssh-config", hosts.configFile)
+                try await cli.run("invoke", "--session", "1", "--as-job", "--name", "held", "-c", "echo begun; sleep 2761")
+                #expect(try await eventually { (try await runProcessDetached("/usr/bin/pgrep", ["-c", "-f", "^sleep 2761"])).stdout == "1\n" })
+                let id = try #require(try await cli.json("get", "held").first?["childJobs"] as? [Int]).first ?? 0
+                // Its supervisor holds the child's output file once output came.
+                let output = cli.home.path + "/jobs/\(id).stdout"
+                var holder: pid_t?
+                #expect(try await eventually {
+                    holder = holderOf(output)
+                    return holder != nil
+                }, "the supervisor of \(output)")
+                kill(try #require(holder), SIGKILL)
+                #expect(try await eventually { try await cli.state("held") == "Failed" })
+                // Required: else the next command would wait behind it for good.
+                try #require(try await eventually { (try await runProcessDetached("/usr/bin/pgrep", ["-c", "-f", "^sleep 2761"])).stdout == "0\n" })
+                let next = try await cli.run("invoke", "--session", "1", "-c", "echo next")
+                #expect(next.stdout == "next\n", "\(next.stderr)")
+            }
+        }
+    }
+
+    /// The process that has `path` open (for writing or not), if one has.
+    func holderOf(_ path: String) -> pid_t? {
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = pid_t(entry), let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(entry)/fd") else { continue }
+            for fd in fds where (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(entry)/fd/\(fd)")) == path {
+                return pid
+            }
+        }
+        return nil
+    }
+
     @Test func aRemoteSessionRunsCommandsOneAtATimeInOrderAndOutlivesASIGKILLedDaemon() async throws {
         // The marks are written by the host's user: in a directory it may write to.
         let directory = "/tmp/jobkit-marks-\(UUID().uuidString.prefix(8))"

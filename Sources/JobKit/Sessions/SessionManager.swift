@@ -320,6 +320,19 @@ extension JobManager {
         return spawnLeaf(id, Supervisor.Job(argv: args, workingDirectory: "/", environment: [:], inSession: true))
     }
 
+    /// A remote session's command whose supervisor died without a word (killed): its
+    /// processes on the host are out of this engine's reach but not of the session's script,
+    /// which is asked to end them as after a stop's grace, so that the session's next command
+    /// does not wait behind them for good.
+    func abandonOnChannel(_ id: Int) {
+        guard let sessionId = table[id]?.sessionId, sessionRecords[sessionId]?.remoteDirectory != nil else { return }
+        let fd = open(sessionDirectory(sessionId) + "/in", O_WRONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        let line = "k \(id)\n"
+        _ = line.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
+    }
+
     // MARK: Ends
 
     /// Sessions whose shells ended: `Broken` (with why), unless being removed; the commands
