@@ -111,7 +111,11 @@ import Testing
 
     @Test func getNewestKeepsTheMostRecentJobs() async throws {
         try await withCLI { cli in
-            for _ in 0..<3 { try await cli.run("start", "-c", "true") }
+            // Each ended before the next began: "ended last" is then the last two started.
+            for _ in 0..<3 {
+                try await cli.run("start", "-c", "true")
+                #expect(try await cli.run("wait").status == 0)
+            }
             #expect(try await cli.json("get", "--newest", "2").map { $0["id"] as? Int } == [3, 5])
         }
     }
