@@ -26,7 +26,6 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/signalfd.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 const char *channel_dir = NULL;
@@ -145,10 +144,6 @@ static int send_line(int fd, const char *line, size_t len) {
     return 0;
 }
 
-static int64_t now_ms(void) {
-    return now_ns() / 1000000;
-}
-
 _Noreturn void run_on_channel(const char *jobs_dir, long long id, char **args, unsigned flags) {
     // args: the session's channel directory, its supervisor's pid, and the command's text
     // as printf escapes (which travel through every shell and `read -r` as they are).
@@ -185,7 +180,7 @@ _Noreturn void run_on_channel(const char *jobs_dir, long long id, char **args, u
     snprintf(path, sizeof path, "%s/in", dir);
     int in_fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
     if (in_fd < 0) finish(JOBKIT_ENDED_ERROR, JOBKIT_STAGE_SESSION, errno, now_ns());
-    int supervisor_fd = session_supervisor > 0 ? (int)syscall(SYS_pidfd_open, session_supervisor, 0) : -1;
+    int supervisor_fd = session_supervisor > 0 ? pidfd_of(session_supervisor) : -1;
     if (supervisor_fd < 0) finish(JOBKIT_ENDED_ERROR, JOBKIT_STAGE_SESSION, ESRCH, now_ns());
 
     size_t text_len = strlen(text);

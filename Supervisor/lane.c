@@ -92,20 +92,12 @@ void lane_next(struct lane_job *next, int signal_fd) {
     words = malloc(sizeof(char *) * ((size_t)req.argc + req.envc + 3));
     if (strings == NULL || words == NULL || read_all(lane_request_fd, strings, req.length) != 0) _exit(0);
     strings[req.length] = 0;
-    // cwd, argv (NULL-terminated), envp (NULL-terminated), as the zygote's requests.
-    size_t count = 0, want = 1 + (size_t)req.argc + req.envc;
-    for (char *p = strings; p < strings + req.length && count < want; p += strlen(p) + 1) words[count++] = p;
-    if (count != want) _exit(0);
-    char **argv = words + 1;
-    char **envp = words + 2 + req.argc;
-    memmove(envp, words + 1 + req.argc, sizeof(char *) * req.envc);
-    argv[req.argc] = NULL;
-    envp[req.envc] = NULL;
+    if (split_request(strings, req.length, req.argc, req.envc, words) != 0) _exit(0);
     job_id = req.job_id;
     job_attempt = req.attempt == 0 ? 1 : req.attempt;
     append_output = (req.flags & JOBKIT_REQUEST_APPEND) != 0;
     memset(&job_slot, 0, sizeof job_slot);
-    *next = (struct lane_job){.cwd = words[0], .argv = argv, .envp = envp, .flags = req.flags};
+    *next = (struct lane_job){.cwd = words[0], .argv = words + 1, .envp = words + 2 + req.argc, .flags = req.flags};
 }
 
 void lane_begin(void) {

@@ -31,7 +31,6 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 // How long after SIGINT the command's processes get SIGTERM, and how long after SIGKILL a
@@ -58,14 +57,6 @@ static char path_buf[4][4096];
 static const char *path_of(int which, const char *dir, const char *suffix) {
     snprintf(path_buf[which], sizeof path_buf[which], "%s/%lld.%s", dir, job_id, suffix);
     return path_buf[which];
-}
-
-static int pidfd_of(pid_t pid) {
-    return (int)syscall(SYS_pidfd_open, pid, 0);
-}
-
-static int64_t now_ms(void) {
-    return now_ns() / 1000000;
 }
 
 // Writes one line to the shell's input; -1 when no shell reads it any more.

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,6 +21,14 @@ int64_t now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t now_ms(void) {
+    return now_ns() / 1000000;
+}
+
+int pidfd_of(pid_t pid) {
+    return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
 int write_all(int fd, const void *buf, size_t len) {
@@ -130,4 +139,15 @@ _Noreturn void finish(uint8_t kind, uint8_t stage, int code, int64_t end_ns) {
 
 _Noreturn void fail(uint8_t stage, int err) {
     finish(JOBKIT_ENDED_ERROR, stage, err, now_ns());
+}
+
+int split_request(char *strings, uint32_t length, uint32_t argc, uint32_t envc, char **words) {
+    size_t count = 0, want = 1 + (size_t)argc + envc;
+    for (char *p = strings; p < strings + length && count < want; p += strlen(p) + 1) words[count++] = p;
+    if (count != want) return -1;
+    // argv's NULL goes after its last word: the environment moves one place on for it.
+    memmove(words + 2 + argc, words + 1 + argc, sizeof(char *) * envc);
+    words[1 + argc] = NULL;
+    words[2 + argc + envc] = NULL;
+    return 0;
 }

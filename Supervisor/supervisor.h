@@ -31,11 +31,19 @@ extern unsigned job_attempt;
 extern struct jobkit_slot job_slot;
 
 int64_t now_ns(void);
+int64_t now_ms(void);
+// A pidfd of `pid` (its end polls readable), or -1.
+int pidfd_of(pid_t pid);
 int write_all(int fd, const void *buf, size_t len);
 int read_all(int fd, void *buf, size_t len);
 // Sends `len` bytes in one message, with descriptor `fd` attached unless it is -1. The number
 // of bytes sent, or -1.
 ssize_t send_with_fd(int sock, const void *data, size_t len, int fd);
+// Splits a request's strings (`length` bytes: the cwd, `argc` arguments and `envc`
+// environment entries, each NUL-terminated; jobkit_abi.h) into `words`, which has room for
+// argc + envc + 3: the cwd, then argv from words + 1 and envp from words + 2 + argc, each
+// NULL-terminated. 0, or -1 when there are not that many strings.
+int split_request(char *strings, uint32_t length, uint32_t argc, uint32_t envc, char **words);
 // Opens what every supervisor needs (see dir_fd), unless it was inherited. 0 or -1.
 int open_shared(const char *dir);
 // The signals a supervisor takes from its signalfd. They are blocked from the supervisor's

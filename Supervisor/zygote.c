@@ -13,7 +13,6 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -68,9 +67,6 @@ static void fork_supervisor(const char *dir, const struct jobkit_zygote_request 
     char *cwd = words[0];
     char **job_argv = words + 1;
     char **envp = words + 2 + req->argc;
-    memmove(envp, words + 1 + req->argc, sizeof(char *) * req->envc);
-    job_argv[req->argc] = NULL;
-    envp[req->envc] = NULL;
     uint32_t mux_words = (req->flags & JOBKIT_REQUEST_MUX) ? 2 : 0;
     pid_t pid = fork();
     if (pid == 0) {
@@ -94,7 +90,7 @@ static void fork_supervisor(const char *dir, const struct jobkit_zygote_request 
                   mux_words ? job_argv[1] : NULL, stdin_fd);
     }
     int error = pid < 0 ? errno : 0;
-    int pidfd = pid > 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
+    int pidfd = pid > 0 ? pidfd_of(pid) : -1;
     answer(req->job_id, pid, error, pidfd);
     if (pidfd >= 0) close(pidfd);
 }
@@ -107,14 +103,11 @@ static int serve(const char *dir, const struct jobkit_zygote_request *req, int l
     int rc = strings == NULL || words == NULL || read_all(CONTROL_FD, strings, req->length) < 0 ? -1 : 0;
     if (rc == 0) {
         strings[req->length] = 0;
-        // Split the strings: cwd, argv (NULL-terminated), envp (NULL-terminated).
-        size_t count = 0, want = 1 + (size_t)req->argc + req->envc;
-        for (char *p = strings; p < strings + req->length && count < want; p += strlen(p) + 1) words[count++] = p;
         uint32_t mux_words = (req->flags & JOBKIT_REQUEST_MUX) ? 2 : 0;
         uint32_t least = (req->flags & JOBKIT_REQUEST_SESSION)   ? SESSION_ARGS - 1
                          : (req->flags & JOBKIT_REQUEST_CHANNEL) ? CHANNEL_ARGS - 1
                                                                  : mux_words;
-        if (count != want || req->argc <= least) {
+        if (split_request(strings, req->length, req->argc, req->envc, words) != 0 || req->argc <= least) {
             answer(req->job_id, -1, EINVAL, -1);
         } else {
             fork_supervisor(dir, req, words, lock_fd, stdin_fd, lane_fds, child_fd);

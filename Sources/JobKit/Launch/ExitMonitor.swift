@@ -25,6 +25,12 @@ final class ExitMonitor: Sendable {
         let report: Int32
         let parent: Int
         var current: Int?
+
+        func closeDescriptors() {
+            close(pidfd)
+            close(report)
+            if request >= 0 { close(request) }
+        }
     }
     private struct Lanes {
         var lanes: [Int: Lane] = [:]
@@ -222,9 +228,7 @@ final class ExitMonitor: Sendable {
         }) else { return nil }
         _ = jobkit_epoll_del(epoll, lane.pidfd)
         _ = jobkit_epoll_del(epoll, lane.report)
-        close(lane.pidfd)
-        close(lane.report)
-        if lane.request >= 0 { close(lane.request) }
+        lane.closeDescriptors()
         return lane.current
     }
 
@@ -260,11 +264,7 @@ final class ExitMonitor: Sendable {
             return Array(state.lanes.values)
         }
         // The lanes finish the jobs they run, then end: the next engine reads their slots.
-        for lane in lanesLeft {
-            close(lane.pidfd)
-            close(lane.report)
-            if lane.request >= 0 { close(lane.request) }
-        }
+        for lane in lanesLeft { lane.closeDescriptors() }
         continuation.finish()
     }
 

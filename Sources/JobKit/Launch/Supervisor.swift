@@ -218,9 +218,6 @@ final class Supervisor: Sendable {
         return try spawnDirectly(id, job)
     }
 
-    /// A description of our own for this job's lock, locked, to hand to its supervisor as fd
-    /// 3: the lock is held from before the supervisor exists, so an engine that dies at any
-    /// moment leaves no window where a live job looks dead.
     /// Asks an idle lane of `parent` to run job `id` (a foreach's child), whose slot is
     /// cleared first; false when none of them is idle.
     func dispatch(_ id: Int, _ job: Job, parent: Int, monitor: ExitMonitor) -> Bool {
@@ -241,6 +238,9 @@ final class Supervisor: Sendable {
         }
     }
 
+    /// A description of our own for this job's lock, locked, to hand to its supervisor as fd
+    /// 3: the lock is held from before the supervisor exists, so an engine that dies at any
+    /// moment leaves no window where a live job looks dead.
     private func lockedDescriptor(_ id: Int) throws(JobError) -> Int32 {
         clearSlot(id)
         let lockFD = open(jobsDirectory + "/locks", O_RDWR | O_CLOEXEC)

@@ -118,6 +118,21 @@ extension JobManager {
     /// Where a session's FIFO and its commands' files are.
     func sessionDirectory(_ id: Int) -> String { sessionSupervisor.jobsDirectory + "/\(id)" }
 
+    /// Makes the session's directory here, with these FIFOs in it (kept if they are there).
+    private func makeSessionDirectory(_ id: Int, fifos: [String]) throws(JobError) -> String {
+        let directory = sessionDirectory(id)
+        do {
+            try FileManager.default.createDirectory(
+                atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw JobError(.storage, "cannot make the session's directory \(directory): \(error.localizedDescription)")
+        }
+        for name in fifos where mkfifo(directory + "/" + name, 0o600) != 0 && errno != EEXIST {
+            throw JobError(.storage, "cannot make the session's FIFO \(directory)/\(name): \(errnoMessage())")
+        }
+        return directory
+    }
+
     private func removeSessionDirectory(_ id: Int) {
         try? FileManager.default.removeItem(atPath: sessionDirectory(id))
         sessionSupervisor.removeFiles(id)
@@ -126,17 +141,8 @@ extension JobManager {
     /// Starts a session's shell under its supervisor, reading from the session's FIFO, and
     /// gives it the two functions its commands are run with.
     private func startShell(_ session: SessionRecord, environment given: [String: String]) throws(JobError) {
-        let directory = sessionDirectory(session.id)
+        let directory = try makeSessionDirectory(session.id, fifos: ["in"])
         let input = directory + "/in"
-        do {
-            try FileManager.default.createDirectory(
-                atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        } catch {
-            throw JobError(.storage, "cannot make the session's directory \(directory): \(error.localizedDescription)")
-        }
-        guard mkfifo(input, 0o600) == 0 || errno == EEXIST else {
-            throw JobError(.storage, "cannot make the session's FIFO \(input): \(errnoMessage())")
-        }
         // Read and write: the shell holds a writer too, so it never reads an end of file when
         // an engine goes; the lines wait in the FIFO for it.
         let fd = open(input, O_RDWR | O_CLOEXEC)
@@ -234,15 +240,7 @@ extension JobManager {
         var session = given
         let link = SSHLink.make(host: session.computer, configFile: session.sshConfig, home: home)
         try prepareSSH(link)
-        let channel = sessionDirectory(session.id)
-        do {
-            try FileManager.default.createDirectory(atPath: channel, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        } catch {
-            throw JobError(.storage, "cannot make the session's directory \(channel): \(error.localizedDescription)")
-        }
-        for name in ["in", "out", "err"] where mkfifo(channel + "/" + name, 0o600) != 0 && errno != EEXIST {
-            throw JobError(.storage, "cannot make the session's FIFO \(channel)/\(name): \(errnoMessage())")
-        }
+        let channel = try makeSessionDirectory(session.id, fifos: ["in", "out", "err"])
         // Opened before the supervisor is, so that the pid line waits here for this reader.
         let pidLine = open(channel + "/out", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard pidLine >= 0 else { throw JobError(.storage, "cannot open the session's FIFO \(channel)/out: \(errnoMessage())") }
