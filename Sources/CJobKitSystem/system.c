@@ -145,6 +145,13 @@ int jobkit_socketpair(int fds[2]) {
     return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0 ? 0 : errno;
 }
 
+// A supervisor's request as the fork server and lanes read it (jobkit_abi.h), its strings after it.
+static struct jobkit_zygote_request request_header(int64_t id, uint32_t length, uint32_t argc, uint32_t envc, uint32_t flags,
+                                                   uint32_t attempt) {
+    return (struct jobkit_zygote_request){
+        .magic = JOBKIT_ZYGOTE_MAGIC, .length = length, .job_id = id, .argc = argc, .envc = envc, .flags = flags, .attempt = attempt};
+}
+
 int jobkit_zygote_send(int control, int64_t id, const char *strings, uint32_t length, uint32_t argc, uint32_t envc,
                        uint32_t flags, uint32_t attempt, int lock_fd, int stdin_fd, int lane_request, int lane_report) {
     int fds[3] = {lock_fd, stdin_fd, -1};
@@ -156,8 +163,7 @@ int jobkit_zygote_send(int control, int64_t id, const char *strings, uint32_t le
         count = 3;
         flags |= JOBKIT_REQUEST_LANE;
     }
-    struct jobkit_zygote_request req = {
-        .magic = JOBKIT_ZYGOTE_MAGIC, .length = length, .job_id = id, .argc = argc, .envc = envc, .flags = flags, .attempt = attempt};
+    struct jobkit_zygote_request req = request_header(id, length, argc, envc, flags, attempt);
     struct iovec iov[2] = {{.iov_base = &req, .iov_len = sizeof req}, {.iov_base = (void *)strings, .iov_len = length}};
     union {
         struct cmsghdr align;
@@ -254,8 +260,7 @@ int jobkit_return_freed_memory(void) {
 
 int jobkit_lane_send(int request, int64_t id, const char *strings, uint32_t length, uint32_t argc, uint32_t envc,
                      uint32_t flags, uint32_t attempt) {
-    struct jobkit_zygote_request req = {
-        .magic = JOBKIT_ZYGOTE_MAGIC, .length = length, .job_id = id, .argc = argc, .envc = envc, .flags = flags, .attempt = attempt};
+    struct jobkit_zygote_request req = request_header(id, length, argc, envc, flags, attempt);
     struct iovec iov[2] = {{.iov_base = &req, .iov_len = sizeof req}, {.iov_base = (void *)strings, .iov_len = length}};
     // The lane is idle and its pipe empty: all of it fits, or none (EAGAIN), or the lane is gone.
     if (sizeof req + length > 65536) return E2BIG;

@@ -486,11 +486,16 @@ final class JobStore: Sendable {
             r.instanceId.uuidString.lowercased(), r.name, r.type.rawValue, r.state.rawValue, r.location, r.command,
             r.parentId, r.beginTime?.timeIntervalSince1970, r.endTime?.timeIntervalSince1970, r.exitCode, r.reason,
             r.received, r.recorded, r.stopRequested, r.program, r.workingDirectory, r.launch, r.queue,
-            r.dependsOn.isEmpty ? nil : r.dependsOn.map(String.init).joined(separator: ","), r.attempt, r.retries,
+            storedDependsOn(r), r.attempt, r.retries,
             r.input, r.usage?.cpuMicroseconds, r.usage?.maxRssBytes, r.environmentId, r.suspendRequested, r.throttle,
             r.dependenciesMet, r.feed.rawValue, r.sessionId, r.detached?.stored, r.id,
         ]
         try db.cachedStatement(sql: sql).execute(arguments: arguments)
+    }
+
+    /// `dependsOn` as its column holds it: the ids with commas, NULL for none.
+    private static func storedDependsOn(_ r: JobRecord) -> String? {
+        r.dependsOn.isEmpty ? nil : r.dependsOn.map(String.init).joined(separator: ",")
     }
 
     /// A job's columns that change over its life. Those fixed when it was made (its instance
@@ -506,7 +511,7 @@ final class JobStore: Sendable {
             """
         let arguments: StatementArguments = [
             r.state.rawValue, r.beginTime?.timeIntervalSince1970, r.endTime?.timeIntervalSince1970, r.exitCode, r.reason,
-            r.received, r.recorded, r.stopRequested, r.dependsOn.isEmpty ? nil : r.dependsOn.map(String.init).joined(separator: ","),
+            r.received, r.recorded, r.stopRequested, storedDependsOn(r),
             r.attempt, r.retries, r.usage?.cpuMicroseconds, r.usage?.maxRssBytes, r.suspendRequested, r.dependenciesMet,
             r.feed.rawValue, r.sessionId, r.detached?.stored, r.id,
         ]
