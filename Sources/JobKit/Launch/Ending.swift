@@ -63,7 +63,8 @@ extension JobManager {
     static let flushDelay = Duration.milliseconds(100)
 
     func endProcessLeaf(_ id: Int) -> [JobRecord] {
-        if supervisor.ending(id) == nil { abandonOnChannel(id) }
+        // A session's command only: no second read of the slot on every other job's end.
+        if table[id]?.sessionId != nil, supervisor.ending(id) == nil { abandonOnChannel(id) }
         let ended = Self.endProcessLeaf(
             id, table: &table, supervisor: supervisor, justNow: true, recorded: monitor.takeRecordCount(id))
         // A detached child's follower that did not bring the command's end: it is reached again.
